@@ -1,0 +1,1434 @@
+/* moe.h v0.1 - one Mixture-of-Experts FFN layer on the CPU, faithful to every open MoE family.
+                 public domain or MIT, see end of file.
+
+   Do this:
+      #define MOE_IMPLEMENTATION
+   before you include this file in *one* C or C++ file to create the implementation.
+   Every other file includes it without the define.
+
+   QUICK START (the same program as examples/basic.c, which the tests compile)
+
+      #define MOE_IMPLEMENTATION
+      #include "moe.h"
+      #include <stdio.h>
+      #include <stdlib.h>
+
+      int main(void) {
+          enum { D = 8, FF = 16, E = 4, K = 2, T = 3 };
+          static float router[E * D], gate[E * FF * D], up[E * FF * D], down[E * D * FF];
+          float x[T * D], y[T * D];
+          for (int i = 0; i < E * FF * D; i++) gate[i] = up[i] = down[i] = 0.01f * (float)(i % 7 - 3);
+          for (int i = 0; i < E * D; i++) router[i] = 0.1f * (float)(i % 5 - 2);
+          for (int i = 0; i < T * D; i++) x[i] = 0.5f - 0.1f * (float)i;
+
+          moe_config cfg = {0};                 // zero = default: softmax routing, SwiGLU experts
+          cfg.d_model = D; cfg.d_ff = FF; cfg.n_experts = E; cfg.top_k = K;
+          cfg.norm = MOE_NORM_SUM;              // Mixtral: renormalise the top-k weights
+          moe_weights w = {0};                  // views of [E][out][in] tensors, as nn.Linear stores them
+          w.router.data = router; w.gate.data = gate; w.up.data = up; w.down.data = down;
+
+          moe_layer *layer; size_t bytes;
+          moe_result r = moe_layer_create(&layer, &cfg, &w);
+          if (r != MOE_OK) { fprintf(stderr, "moe: %s\n", moe_result_string(r)); return 1; }
+          moe_workspace_size(layer, T, &bytes);
+          moe_workspace ws = { malloc(bytes), bytes, 0 };
+          r = moe_forward(layer, x, T, y, &ws, NULL);
+          printf("%s, y[0] = %f\n", moe_result_string(r), y[0]);
+          free(ws.data);
+          moe_layer_free(layer);
+          return r != MOE_OK;
+      }
+
+   CONFIGURATION MACROS (define before the implementation include)
+
+      macro                  default        effect
+      MOE_STATIC             off            every API function is `static` (private to one file)
+      MOE_NO_SIMD            off            scalar kernels only (the reference path)
+      MOE_NO_OPENMP          off            ignore OpenMP even when compiled with -fopenmp
+      MOE_MALLOC(sz,ctx)     malloc(sz)     allocator for the packed weights and the layer;
+      MOE_FREE(p,ctx)        free(p)          define both or neither; ctx is NULL
+      MOE_ASSERT(x)          assert(x)      internal invariants only, never bad input
+
+   CONTRACTS
+      - Faithful: each family's numbers to fp32 rounding (see README for the family table).
+      - Deterministic: a token's output is bit-identical whatever the batch it is in, its
+        position there, and the thread count: every output element is one sequential fp32
+        accumulation over K in a fixed order, and slots are mixed in slot order.
+      - No allocation in moe_forward / moe_route: the caller passes a workspace.
+      - Errors come back as moe_result codes; the library never prints, exits or aborts.
+
+   RECENT CHANGES
+      0.1  first release: every routing rule, experts, shared experts, trace.
+*/
+#ifndef MOE_H
+#define MOE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MOE_VERSION_MAJOR 0
+#define MOE_VERSION_MINOR 1
+#define MOE_VERSION_PATCH 0
+
+#ifndef MOEDEF
+#if defined(MOE_STATIC) && (defined(__GNUC__) || defined(__clang__))
+#define MOEDEF static __attribute__((unused)) /* a user may call only some of them */
+#elif defined(MOE_STATIC)
+#define MOEDEF static
+#else
+#define MOEDEF extern
+#endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- results ------------------------------------------------------------------------------ */
+
+typedef enum moe_result {
+    MOE_OK = 0,
+    MOE_E_NULL = -1,            /* a required pointer argument is NULL */
+    MOE_E_DIM = -2,             /* d_model, d_ff, n_experts or top_k is zero or negative */
+    MOE_E_TOPK = -3,            /* top_k is larger than n_experts */
+    MOE_E_GROUP_DIVIDE = -4,    /* n_group does not divide n_experts */
+    MOE_E_TOPK_GROUP = -5,      /* topk_group is not in 1..n_group */
+    MOE_E_GROUP_TOPK = -6,      /* top_k is larger than the experts in the kept groups */
+    MOE_E_GROUP_SIZE = -7,      /* group score "sum of top 2" needs at least 2 experts a group */
+    MOE_E_OVERFLOW = -8,        /* a size product overflows size_t */
+    MOE_E_OPTION = -9,          /* an enum field holds an unknown value */
+    MOE_E_VALUE = -10,          /* a float option is negative, NaN or infinite */
+    MOE_E_SHARED = -11,         /* n_shared or d_shared is negative */
+    MOE_E_CAPACITY = -12,       /* capacity is negative */
+    MOE_E_ACT_PLAIN = -13,      /* MOE_ACT_SWIGLU_OAI needs a gated FFN */
+    MOE_E_BIAS_SCORE = -14,     /* select_bias only works with MOE_SCORE_SOFTMAX or _SIGMOID */
+    MOE_E_NO_ROUTER = -15,      /* weights.router is missing */
+    MOE_E_NO_EXPERTS = -16,     /* the expert matrices the FFN kind needs are missing */
+    MOE_E_NO_ROUTER_BIAS = -17, /* cfg.router_bias is set but weights.router_bias is missing */
+    MOE_E_NO_SELECT_BIAS = -18, /* cfg.select_bias is set but weights.select_bias is missing */
+    MOE_E_NO_EXPERT_BIAS = -19, /* cfg.expert_bias is set but an expert bias is missing */
+    MOE_E_NO_SHARED = -20,      /* n_shared > 0 but the shared expert matrices are missing */
+    MOE_E_NO_SHARED_GATE = -21, /* shared_gate is SIGMOID but weights.shared_gate is missing */
+    MOE_E_DTYPE = -22,          /* a tensor has an unknown dtype or layout */
+    MOE_E_NOMEM = -23,          /* MOE_MALLOC returned NULL */
+    MOE_E_WORKSPACE = -24,      /* the workspace is smaller than moe_workspace_size() said */
+    MOE_E_SPARSEMIXER = -25     /* MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only */
+} moe_result;
+
+/* A static, never-NULL English sentence for any value (unknown values get a generic one). */
+MOEDEF const char *moe_result_string(moe_result r);
+
+/* ---- configuration ------------------------------------------------------------------------ */
+
+/* How router logits h become scores p and which experts are selected.
+   (reference sheet: shared/reference/moe-variants.md, sections 1 and 3) */
+typedef enum moe_score {
+    MOE_SCORE_SOFTMAX = 0,   /* p = softmax(h); select top-k of p (+ select_bias); w = p_e */
+    MOE_SCORE_SIGMOID,       /* p = sigmoid(h); select top-k of p (+ select_bias); w = p_e */
+    MOE_SCORE_SOFTMAX_TOPK,  /* select top-k of h; w = softmax over the k selected h (GPT-OSS, Granite) */
+    MOE_SCORE_SIGMOID_TOPK,  /* select top-k of h; w = sigmoid(h_e) (Llama-4) */
+    MOE_SCORE_SPARSEMIXER    /* Phi-3.5-MoE sparsemixer, inference form, top_k = 2 */
+} moe_score;
+
+typedef enum moe_group_score {
+    MOE_GROUP_MAX = 0,       /* group score = best key in the group (DeepSeek-V2) */
+    MOE_GROUP_TOP2_SUM       /* group score = sum of the two best keys (DeepSeek-V3, GLM-4.5) */
+} moe_group_score;
+
+typedef enum moe_norm {
+    MOE_NORM_NONE = 0,       /* weights as scored */
+    MOE_NORM_SUM,            /* w /= (sum w + norm_eps)          Mixtral, Qwen3, DeepSeek-V3 (eps 1e-20) */
+    MOE_NORM_SUM_CLAMP,      /* w /= max(sum w, norm_eps)        ERNIE-4.5 (eps 1e-12) */
+    MOE_NORM_LP              /* w /= (sum |w|^norm_p)^(1/norm_p) DBRX (p = moe_normalize_expert_weights) */
+} moe_norm;
+
+typedef enum moe_drop {
+    MOE_DROP_ZERO = 0,       /* a slot over capacity adds nothing */
+    MOE_DROP_IDENTITY        /* it adds weight * x, as HF SwitchTransformersSparseMLP does
+                                (dropped tokens keep their input, then are scaled by p) */
+} moe_drop;
+
+typedef enum moe_ffn {
+    MOE_FFN_GATED = 0,       /* down( act(gate x + bg) * (up x + bu) ) + bd */
+    MOE_FFN_PLAIN            /* down( act(up x + bu) ) + bd        (Switch, NLLB) */
+} moe_ffn;
+
+typedef enum moe_act {
+    MOE_ACT_SILU = 0,        /* z * sigmoid(z) */
+    MOE_ACT_GELU_ERF,        /* 0.5 z (1 + erf(z / sqrt 2)) */
+    MOE_ACT_GELU_TANH,       /* 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) */
+    MOE_ACT_RELU,            /* max(z, 0) */
+    MOE_ACT_SWIGLU_OAI       /* GPT-OSS: g = min(g, limit), u = clamp(u, -limit, limit),
+                                (u + 1) * g * sigmoid(alpha g); gated FFN only */
+} moe_act;
+
+typedef enum moe_shared_gate {
+    MOE_SHARED_GATE_NONE = 0, /* shared experts are added as they are */
+    MOE_SHARED_GATE_SIGMOID   /* scaled by sigmoid(g . x) per token (Qwen2-MoE shared_expert_gate) */
+} moe_shared_gate;
+
+/* Everything that defines the layer's arithmetic. Zero in any optional field means the default
+   written beside it, so `moe_config cfg = {0}` plus the four dimensions is Mixtral without
+   renormalisation. Checked by moe_config_check() and moe_layer_create(). */
+typedef struct moe_config {
+    /* dimensions (required, > 0) */
+    int d_model;             /* hidden size d */
+    int d_ff;                /* width of one routed expert */
+    int n_experts;           /* E */
+    int top_k;               /* k, 1..E */
+
+    /* shared experts: one dense FFN of width n_shared * d_shared, run on every token */
+    int n_shared;            /* 0 = none */
+    int d_shared;            /* width of one shared expert; 0 = d_ff */
+    moe_shared_gate shared_gate;
+
+    /* routing */
+    moe_score score;
+    int router_bias;         /* 1 = logits get weights.router_bias (GPT-OSS, Switch option) */
+    int select_bias;         /* 1 = selection key = p + weights.select_bias (e_score_correction_bias) */
+    int n_group;             /* 0 or 1 = no group limit; else E is split into n_group groups */
+    int topk_group;          /* groups kept when n_group > 1 */
+    moe_group_score group_score;
+    moe_norm norm;
+    float norm_eps;          /* 0 = 0 (see moe_norm) */
+    float norm_p;            /* MOE_NORM_LP exponent; 0 = 1 */
+    float scale;             /* routed_scaling_factor, applied after norm; 0 = 1 */
+    float jitter_eps;        /* sparsemixer threshold epsilon; 0 = 0.01 (router_jitter_noise) */
+    int capacity;            /* per-expert token capacity per forward call; 0 = unlimited */
+    moe_drop drop;           /* what a slot over capacity contributes */
+    int weight_on_input;     /* 1 = expert e computes FFN_e(w_e x), output added unweighted (Llama-4) */
+
+    /* experts */
+    moe_ffn ffn;
+    moe_act act;
+    float act_alpha;         /* MOE_ACT_SWIGLU_OAI alpha; 0 = 1.702 */
+    float act_limit;         /* MOE_ACT_SWIGLU_OAI limit; 0 = 7.0 */
+    int expert_bias;         /* 1 = experts have biases (weights.*_bias) */
+} moe_config;
+
+/* Checks a config on its own (weights are checked by moe_layer_create). */
+MOEDEF moe_result moe_config_check(const moe_config *cfg);
+
+/* ---- weights ------------------------------------------------------------------------------ */
+
+typedef enum moe_dtype { MOE_F32 = 0, MOE_BF16, MOE_F16 } moe_dtype;
+
+/* How one expert's matrix is stored. For a map from `in` to `out` features: */
+typedef enum moe_layout {
+    MOE_OUT_IN = 0,          /* [out][in], as torch nn.Linear.weight (Mixtral w1, Qwen gate_proj) */
+    MOE_IN_OUT               /* [in][out], as GPT-OSS gate_up_proj / down_proj, Llama-4, DBRX w2 */
+} moe_layout;
+
+/* How a fused gate+up tensor (2 * d_ff outputs) splits into its two halves. */
+typedef enum moe_gate_up_split {
+    MOE_SPLIT_HALVES = 0,    /* outputs [0, d_ff) are gate, [d_ff, 2 d_ff) are up (Llama-4, Granite) */
+    MOE_SPLIT_INTERLEAVED    /* even outputs are gate, odd are up (GPT-OSS) */
+} moe_gate_up_split;
+
+/* A read-only view of one weight tensor for all experts. Give either `data`, all experts back to
+   back ([E][rows][cols], the fused layout), or `per_expert`, E pointers to one matrix each (the
+   nn.ModuleList layout). Never written, never freed; only read during moe_layer_create. Vectors
+   (biases) have one row. A view with both pointers NULL is "absent". */
+typedef struct moe_tensor {
+    const void *data;
+    const void *const *per_expert;
+    moe_dtype dtype;
+    moe_layout layout;
+} moe_tensor;
+
+/* The weights of a layer, as checkpoints store them. Shapes are logical (out x in):
+     router       E x d            the gate linear (always fp32 math)
+     router_bias  E                cfg.router_bias
+     select_bias  E                cfg.select_bias (selection only, never in the weight)
+     gate, up     per expert ff x d   (gated FFN; or give gate_up instead)
+     gate_up      per expert 2ff x d, split by gate_up_split
+     up           per expert ff x d   (plain FFN)
+     down         per expert d x ff
+     gate_bias, up_bias  per expert ff;  gate_up_bias per expert 2ff;  down_bias per expert d
+     shared_gate_proj, shared_up, shared_down: one FFN of width S = n_shared * d_shared,
+                  shapes S x d, S x d, d x S (given as one matrix: `data`)
+     shared_gate  d                the Qwen2-MoE shared_expert_gate weight (1 x d)
+   `on_packed`, if set, is called after each source buffer has been packed, so a loader can
+   release its pages (e.g. madvise) before the next one is read: (user, pointer, bytes). */
+typedef struct moe_weights {
+    moe_tensor router, router_bias, select_bias;
+    moe_tensor gate, up, gate_up, down;
+    moe_gate_up_split gate_up_split;
+    moe_tensor gate_bias, up_bias, gate_up_bias, down_bias;
+    moe_tensor shared_gate_proj, shared_up, shared_gate_up, shared_down;
+    moe_gate_up_split shared_gate_up_split;
+    moe_tensor shared_gate;
+    void (*on_packed)(void *user, const void *data, size_t bytes);
+    void *user;
+} moe_weights;
+
+/* ---- layer -------------------------------------------------------------------------------- */
+
+typedef struct moe_layer moe_layer; /* opaque: the config and the packed weights */
+
+/* Validates cfg and w, packs every weight once into the layer's own fp32 layout (the sources
+   are not referenced afterwards) and returns it in *out (NULL on error). The layer is read-only
+   afterwards: any number of threads may run moe_forward on it at once, each with its own
+   workspace. */
+MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const moe_weights *w);
+MOEDEF void moe_layer_free(moe_layer *layer); /* NULL is fine */
+MOEDEF const moe_config *moe_layer_config(const moe_layer *layer); /* with defaults filled in */
+MOEDEF size_t moe_layer_packed_bytes(const moe_layer *layer);
+
+/* ---- workspace and trace ------------------------------------------------------------------ */
+
+/* Caller memory for one call. A workspace sized for n tokens serves any call with <= n tokens.
+   Alignment: any; the library aligns inside. Not shared between concurrent calls. */
+typedef struct moe_workspace {
+    void *data;
+    size_t size;
+    int n_threads;           /* OpenMP threads for this call; 0 = all (omp_get_max_threads) */
+} moe_workspace;
+
+/* Bytes of workspace moe_forward and moe_route need for n_tokens (MOE_E_OVERFLOW if too big). */
+MOEDEF moe_result moe_workspace_size(const moe_layer *layer, size_t n_tokens, size_t *bytes);
+
+/* Optional routing record, filled by moe_forward and moe_route. Every pointer may be NULL
+   (that part is skipped); the scalars are always written. Statistics are over this call's
+   tokens. */
+typedef struct moe_trace {
+    int32_t *expert;         /* [T][k] selected experts, key descending, lower index first on ties */
+    float *weight;           /* [T][k] the factor the expert's output (input, if weight_on_input)
+                                is multiplied by; 0 for a dropped slot */
+    float *logits;           /* [T][E] router logits (after router bias) */
+    int64_t *expert_tokens;  /* [E] (token, slot) pairs each expert processed (dropped excluded) */
+    float *mean_prob;        /* [E] mean over tokens of softmax(logits) */
+    size_t n_dropped;        /* out: slots over capacity */
+    double aux_loss;         /* out: load-balancing loss as HF load_balancing_loss_func (Mixtral,
+                                Qwen, DBRX; the Switch loss for k = 1): E * sum_e f_e * P_e with
+                                f_e = (top-k picks of e in softmax(logits)) / T, P_e = mean_prob,
+                                before router_aux_loss_coef */
+    double z_loss;           /* out: mean over tokens of logsumexp(logits)^2 (ST-MoE router z-loss) */
+} moe_trace;
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+/* y[t] = MoE(x[t]) for t < n_tokens. x and y are [n_tokens][d_model], row-major, and must not
+   overlap. n_tokens = 0 is valid and does nothing (the trace scalars become 0). */
+MOEDEF moe_result moe_forward(const moe_layer *layer, const float *x, size_t n_tokens, float *y,
+                              const moe_workspace *ws, moe_trace *trace);
+
+/* Routing only (router, gating, capacity, trace); no expert is run. */
+MOEDEF moe_result moe_route(const moe_layer *layer, const float *x, size_t n_tokens,
+                            const moe_workspace *ws, moe_trace *trace);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MOE_H */
+
+/* ============================================================================================ */
+/*                                      IMPLEMENTATION                                          */
+/* ============================================================================================ */
+#ifdef MOE_IMPLEMENTATION
+#undef MOE_IMPLEMENTATION
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+// ---- config checks ----------------------------------------------------------------------------
+
+#if defined(MOE_MALLOC) && defined(MOE_FREE)
+#elif !defined(MOE_MALLOC) && !defined(MOE_FREE)
+#include <stdlib.h>
+#define MOE_MALLOC(sz, ctx) ((void)(ctx), malloc(sz))
+#define MOE_FREE(p, ctx) ((void)(ctx), free(p))
+#else
+#error "moe.h: define both MOE_MALLOC and MOE_FREE, or neither"
+#endif
+
+#ifndef MOE_ASSERT
+#include <assert.h>
+#define MOE_ASSERT(x) assert(x)
+#endif
+
+#if defined(_OPENMP) && !defined(MOE_NO_OPENMP)
+#include <omp.h>
+#define MOE__OMP 1
+#define MOE__PRAGMA(x) _Pragma(#x)
+#else
+#define MOE__OMP 0
+#define MOE__PRAGMA(x)
+#endif
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#ifdef __cplusplus
+#define MOE__CAST(T, p) static_cast<T>(p)
+#else
+#define MOE__CAST(T, p) ((T)(p))
+#endif
+
+// ---- ISA detection ----------------------------------------------------------------------------
+// Decided here, once. Nothing below tests a compiler ISA macro; it tests MOE__AVX512, MOE__AVX2,
+// MOE__NEON (at most one is 1) and MOE__NR, the panel width of the packed weights.
+
+#if !defined(MOE_NO_SIMD) && defined(__AVX512F__)
+#define MOE__AVX512 1
+#elif !defined(MOE_NO_SIMD) && defined(__AVX2__) && defined(__FMA__)
+#define MOE__AVX2 1
+#elif !defined(MOE_NO_SIMD) && defined(__ARM_NEON) && defined(__aarch64__)
+#define MOE__NEON 1
+#endif
+#ifndef MOE__AVX512
+#define MOE__AVX512 0
+#endif
+#ifndef MOE__AVX2
+#define MOE__AVX2 0
+#endif
+#ifndef MOE__NEON
+#define MOE__NEON 0
+#endif
+#define MOE__SIMD (MOE__AVX512 || MOE__AVX2 || MOE__NEON)
+
+#define MOE__NR 16 /* outputs per packed panel: a multiple of every vector width used */
+#define MOE__ALIGN 64
+
+// ---- small helpers ----------------------------------------------------------------------------
+
+static int moe__mul(size_t a, size_t b, size_t *out) {
+    if (b != 0 && a > SIZE_MAX / b) return 0;
+    *out = a * b;
+    return 1;
+}
+static int moe__add(size_t a, size_t b, size_t *out) {
+    if (a > SIZE_MAX - b) return 0;
+    *out = a + b;
+    return 1;
+}
+static size_t moe__round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+static float moe__sigmoid(float z) { return 1.0f / (1.0f + expf(-z)); }
+
+static float moe__bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static float moe__f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
+    if (exp == 0x1f) {
+        u = sign | 0x7f800000u | (man << 13); /* inf, nan */
+    } else if (exp != 0) {
+        u = sign | ((exp + 112u) << 23) | (man << 13);
+    } else if (man == 0) {
+        u = sign;
+    } else { /* subnormal: value = man * 2^-24, exact in fp32 */
+        float f = (float)man * (1.0f / 16777216.0f);
+        memcpy(&u, &f, 4);
+        u |= sign;
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Element i of a source buffer, as fp32. */
+static float moe__load(const void *src, moe_dtype dt, size_t i) {
+    switch (dt) {
+    case MOE_BF16: return moe__bf16_to_f32(MOE__CAST(const uint16_t *, src)[i]);
+    case MOE_F16: return moe__f16_to_f32(MOE__CAST(const uint16_t *, src)[i]);
+    default: return MOE__CAST(const float *, src)[i];
+    }
+}
+static size_t moe__dtype_size(moe_dtype dt) { return dt == MOE_F32 ? 4 : 2; }
+static int moe__present(const moe_tensor *t) { return t->data != NULL || t->per_expert != NULL; }
+
+/* Expert e's buffer of a tensor whose experts hold `n` elements each. */
+static const void *moe__expert_src(const moe_tensor *t, size_t e, size_t n) {
+    if (t->per_expert) return t->per_expert[e];
+    return MOE__CAST(const char *, t->data) + e * n * moe__dtype_size(t->dtype);
+}
+
+// ---- activations ------------------------------------------------------------------------------
+
+typedef struct moe__actp {
+    moe_act act;
+    float alpha, limit;
+} moe__actp;
+
+static float moe__act1(const moe__actp *a, float z) {
+    switch (a->act) {
+    case MOE_ACT_GELU_ERF: return 0.5f * z * (1.0f + erff(z * 0.70710678118654752f));
+    case MOE_ACT_GELU_TANH:
+        return 0.5f * z * (1.0f + tanhf(0.79788456080286536f * (z + 0.044715f * z * z * z)));
+    case MOE_ACT_RELU: return z > 0.0f ? z : 0.0f;
+    default: return z * moe__sigmoid(z);
+    }
+}
+
+/* Gated: act(g) * u, or GPT-OSS's clamped form (HF gpt_oss GptOssExperts.forward). */
+static float moe__act2(const moe__actp *a, float g, float u) {
+    if (a->act == MOE_ACT_SWIGLU_OAI) {
+        g = g < a->limit ? g : a->limit;
+        u = u < -a->limit ? -a->limit : (u > a->limit ? a->limit : u);
+        return (u + 1.0f) * (g * moe__sigmoid(a->alpha * g));
+    }
+    return moe__act1(a, g) * u;
+}
+
+// ---- kernels: scalar reference ----------------------------------------------------------------
+// Packed panels: a matrix of n_out outputs over K inputs is stored as ceil(n_out / NR) panels,
+// each [K][W] with W = NR (or 2 NR when gate and up are interleaved: [K][gate NR | up NR]),
+// zero-padded past n_out. Every output is one fmaf chain over k = 0..K-1, starting from 0, with
+// the bias added after the chain. The SIMD kernels keep exactly this order, so they agree with
+// these bit for bit (activations aside, which use a vector exp).
+
+/* H[i][p*NR + l] = act(gate) [* up], panels p0..p1, rows i < m of X (row xi[i], or i). */
+static void moe__ffn1_ref(const moe__actp *a, int gated, const float *W, const float *B, size_t K,
+                          const float *X, size_t ldx, const int32_t *xi, size_t m, float *H,
+                          size_t ldh, size_t p0, size_t p1) {
+    size_t w = gated ? 2 * MOE__NR : MOE__NR;
+    for (size_t p = p0; p < p1; p++) {
+        const float *Wp = W + p * K * w;
+        for (size_t i = 0; i < m; i++) {
+            const float *x = X + (xi ? (size_t)xi[i] : i) * ldx;
+            float *h = H + i * ldh + p * MOE__NR;
+            for (size_t l = 0; l < MOE__NR; l++) {
+                float g = 0.0f, u = 0.0f;
+                if (gated) {
+                    for (size_t k = 0; k < K; k++) {
+                        g = fmaf(x[k], Wp[k * w + l], g);
+                        u = fmaf(x[k], Wp[k * w + MOE__NR + l], u);
+                    }
+                    if (B) g += B[p * w + l], u += B[p * w + MOE__NR + l];
+                    h[l] = moe__act2(a, g, u);
+                } else {
+                    for (size_t k = 0; k < K; k++) u = fmaf(x[k], Wp[k * w + l], u);
+                    if (B) u += B[p * w + l];
+                    h[l] = moe__act1(a, u);
+                }
+            }
+        }
+    }
+}
+
+/* Y[yi[i]][p*NR + l] = X[xi[i]] . W[p*NR + l] + B[...], outputs < n_out only. */
+static void moe__gemm_ref(const float *W, const float *B, size_t K, const float *X, size_t ldx,
+                          const int32_t *xi, size_t m, float *Y, size_t ldy, const int32_t *yi,
+                          size_t n_out, size_t p0, size_t p1) {
+    for (size_t p = p0; p < p1; p++) {
+        const float *Wp = W + p * K * MOE__NR;
+        size_t nl = n_out - p * MOE__NR < MOE__NR ? n_out - p * MOE__NR : MOE__NR;
+        for (size_t i = 0; i < m; i++) {
+            const float *x = X + (xi ? (size_t)xi[i] : i) * ldx;
+            float *y = Y + (yi ? (size_t)yi[i] : i) * ldy + p * MOE__NR;
+            for (size_t l = 0; l < nl; l++) {
+                float acc = 0.0f;
+                for (size_t k = 0; k < K; k++) acc = fmaf(x[k], Wp[k * MOE__NR + l], acc);
+                y[l] = B ? acc + B[p * MOE__NR + l] : acc;
+            }
+        }
+    }
+}
+
+/* y = sum_j w[j] * Z[row j], j in slot order (a row pointer NULL is skipped), one fmaf chain. */
+static void moe__combine_ref(float *y, size_t n, const float *const *z, const float *w, int k) {
+    for (size_t c = 0; c < n; c++) {
+        float acc = 0.0f;
+        for (int j = 0; j < k; j++)
+            if (z[j]) acc = fmaf(w[j], z[j][c], acc);
+        y[c] = acc;
+    }
+}
+
+// ---- kernels: SIMD ----------------------------------------------------------------------------
+// (vector layer and fast kernels: see the fast-path section; until then the reference is used)
+
+#define moe__ffn1 moe__ffn1_ref
+#define moe__gemm moe__gemm_ref
+#define moe__combine moe__combine_ref
+
+// ---- packing ----------------------------------------------------------------------------------
+
+/* One packed FFN weight set: n_exp experts (E routed, or 1 for the shared experts). */
+typedef struct moe__ffnw {
+    size_t ff, ff_pad;   /* width and width rounded to NR */
+    float *w1;           /* per expert [ff_pad / NR][d][W1], W1 = NR (plain) or 2 NR (gated) */
+    float *b1;           /* per expert [ff_pad / NR][W1], or NULL */
+    float *w2;           /* per expert [d_pad / NR][ff][NR] */
+    float *b2;           /* per expert [d_pad], or NULL */
+    size_t w1_stride, w2_stride; /* floats per expert */
+} moe__ffnw;
+
+struct moe_layer {
+    moe_config cfg;      /* defaults filled in */
+    moe__actp act;
+    int gated;
+    size_t d, E, k, d_pad, e_pad;
+    float *router;       /* [e_pad / NR][d][NR] */
+    float *router_bias;  /* [e_pad] or NULL */
+    float *select_bias;  /* [E] or NULL */
+    float *shared_gate;  /* [d] or NULL */
+    moe__ffnw ex, sh;    /* routed experts; shared experts (sh.ff = 0 when none) */
+    size_t packed_bytes;
+    void *mem;           /* what MOE_MALLOC returned (the layer lives inside it) */
+    int use_ref;         /* tests and bench: 1 = run the scalar reference kernels */
+};
+
+/* Where output o of one part of a source tensor lives: source output `off + o * step`. */
+typedef struct moe__part {
+    size_t off, step, src_out; /* src_out: outputs per expert in the source (2 ff when fused) */
+} moe__part;
+
+static moe__part moe__part_of(moe_gate_up_split split, int fused, int up, size_t ff) {
+    moe__part pt = {0, 1, ff};
+    if (!fused) return pt;
+    pt.src_out = 2 * ff;
+    if (split == MOE_SPLIT_INTERLEAVED) pt.off = up ? 1 : 0, pt.step = 2;
+    else pt.off = up ? ff : 0;
+    return pt;
+}
+
+/* Packs one expert's matrix (n_out outputs of a part, over K inputs) into panels of width w,
+   at lane offset `lane0` (0 = gate or single, NR = up). */
+static void moe__pack(float *dst, size_t n_out, size_t K, size_t w, size_t lane0,
+                      const void *src, moe_dtype dt, moe_layout lay, moe__part pt) {
+    if (lay == MOE_OUT_IN) {
+        for (size_t o = 0; o < n_out; o++) {
+            float *d = dst + (o / MOE__NR) * K * w + lane0 + o % MOE__NR;
+            size_t s = (pt.off + o * pt.step) * K;
+            for (size_t k = 0; k < K; k++) d[k * w] = moe__load(src, dt, s + k);
+        }
+    } else {
+        for (size_t k = 0; k < K; k++)
+            for (size_t o = 0; o < n_out; o++)
+                dst[(o / MOE__NR) * K * w + k * w + lane0 + o % MOE__NR] =
+                    moe__load(src, dt, k * pt.src_out + pt.off + o * pt.step);
+    }
+}
+
+/* Packs one bias vector part into [panels][w] at lane offset lane0. */
+static void moe__pack_bias(float *dst, size_t n_out, size_t w, size_t lane0, const void *src,
+                           moe_dtype dt, moe__part pt) {
+    for (size_t o = 0; o < n_out; o++)
+        dst[(o / MOE__NR) * w + lane0 + o % MOE__NR] = moe__load(src, dt, pt.off + o * pt.step);
+}
+
+/* Tells the loader a source buffer is no longer needed: expert e's own buffer right after it is
+   packed (e >= 0, per-expert tensors), or a fused tensor once all experts are done (e < 0). */
+static void moe__released(const moe_weights *w, const moe_tensor *t, long e, size_t n_exp,
+                          size_t n) {
+    if (!w->on_packed || !moe__present(t)) return;
+    size_t bytes = n * moe__dtype_size(t->dtype);
+    if (t->per_expert && e >= 0) w->on_packed(w->user, t->per_expert[e], bytes);
+    else if (!t->per_expert && e < 0) w->on_packed(w->user, t->data, bytes * n_exp);
+}
+
+/* Packs an FFN weight set: gate/up (separate or fused), down, biases. */
+static void moe__pack_ffn(moe__ffnw *f, const moe_layer *L, size_t n_exp, const moe_tensor *gate,
+                          const moe_tensor *up, const moe_tensor *gate_up, moe_gate_up_split split,
+                          const moe_tensor *down, const moe_tensor *bg, const moe_tensor *bu,
+                          const moe_tensor *bgu, const moe_tensor *bd, const moe_weights *w) {
+    size_t d = L->d, ff = f->ff, W1 = L->gated ? 2 * MOE__NR : MOE__NR;
+    int fused = L->gated && moe__present(gate_up);
+    /* the source tensors read, and the elements per expert of each */
+    const moe_tensor *used[3] = {fused ? gate_up : up, L->gated && !fused ? gate : NULL, down};
+    size_t used_n[3] = {(fused ? 2 : 1) * ff * d, ff * d, d * ff};
+    for (size_t e = 0; e < n_exp; e++) {
+        float *w1 = f->w1 + e * f->w1_stride, *w2 = f->w2 + e * f->w2_stride;
+        for (int part = L->gated ? 0 : 1; part < 2; part++) {
+            const moe_tensor *t = fused ? gate_up : (part ? up : gate);
+            moe__part pt = moe__part_of(split, fused, part, ff);
+            size_t lane0 = (L->gated && part) ? MOE__NR : 0;
+            moe__pack(w1, ff, d, W1, lane0, moe__expert_src(t, e, pt.src_out * d), t->dtype,
+                      t->layout, pt);
+            if (f->b1) {
+                const moe_tensor *b = (fused && moe__present(bgu)) ? bgu : (part ? bu : bg);
+                moe__part pb = moe__part_of(split, b == bgu, part, ff);
+                moe__pack_bias(f->b1 + e * (f->ff_pad / MOE__NR) * W1, ff, W1, lane0,
+                               moe__expert_src(b, e, pb.src_out), b->dtype, pb);
+            }
+        }
+        moe__part p1 = {0, 1, d};
+        moe__pack(w2, d, ff, MOE__NR, 0, moe__expert_src(down, e, d * ff), down->dtype,
+                  down->layout, p1);
+        if (f->b2)
+            for (size_t o = 0; o < d; o++)
+                f->b2[e * L->d_pad + o] = moe__load(moe__expert_src(bd, e, d), bd->dtype, o);
+        for (int i = 0; i < 3; i++)
+            if (used[i]) moe__released(w, used[i], (long)e, n_exp, used_n[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        if (used[i]) moe__released(w, used[i], -1, n_exp, used_n[i]);
+}
+
+// ---- gating and top-k -------------------------------------------------------------------------
+
+/* Is (ka, ia) ahead of (kb, ib)? Key descending, then index ascending. NaN keys are last. */
+static int moe__ahead(float ka, int ia, float kb, int ib) {
+    if (ka != ka) return 0;
+    if (kb != kb) return 1;
+    return ka > kb || (ka == kb && ia < ib);
+}
+
+/* idx[0..k) = the k best of key[0..n) in (key desc, index asc) order; insertion, O(n k). */
+static void moe__topk(const float *key, int n, int k, int32_t *idx) {
+    int have = 0;
+    for (int i = 0; i < n; i++) {
+        if (have == k && !moe__ahead(key[i], i, key[idx[k - 1]], idx[k - 1])) continue;
+        int j = have < k ? have++ : k - 1;
+        while (j > 0 && moe__ahead(key[i], i, key[idx[j - 1]], idx[j - 1])) {
+            idx[j] = idx[j - 1];
+            j--;
+        }
+        idx[j] = i;
+    }
+}
+
+static void moe__softmax(const float *h, float *p, int n) {
+    float m = -INFINITY, s = 0.0f;
+    for (int i = 0; i < n; i++) m = h[i] > m ? h[i] : m;
+    for (int i = 0; i < n; i++) s += (p[i] = expf(h[i] - m));
+    for (int i = 0; i < n; i++) p[i] /= s;
+}
+
+/* Phi-3.5-MoE sparsemixer, inference path (HF phimoe `sparsemixer`, training=False): pick the
+   best logit, softmax over the logits within relative distance 2 eps of it; then the same for
+   the runner-up with the winner removed (its mask still measured on the original logits). */
+static void moe__sparsemixer(const float *h, float *tmp, int n, float eps, int32_t *ex, float *w) {
+    for (int i = 0; i < n; i++) tmp[i] = h[i];
+    for (int r = 0; r < 2; r++) {
+        int e = 0;
+        for (int i = 1; i < n; i++)
+            if (moe__ahead(tmp[i], i, tmp[e], e)) e = i;
+        float m = tmp[e], s = 0.0f;
+        for (int i = 0; i < n; i++) {
+            float factor = fabsf(h[i]) > m ? fabsf(h[i]) : m;
+            int masked = (m - h[i]) / factor > 2.0f * eps;
+            if (!masked && tmp[i] != -INFINITY) s += expf(tmp[i] - m);
+        }
+        ex[r] = e;
+        w[r] = 1.0f / s; /* exp(m - m) / s */
+        tmp[e] = -INFINITY;
+    }
+}
+
+/* Routes one token: logits h[E] -> experts ex[k], weights w[k]. scratch: 3 E floats, then
+   E int32. */
+static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_t *ex, float *w) {
+    const moe_config *c = &L->cfg;
+    int E = c->n_experts, k = c->top_k;
+    float *p = scratch, *key = scratch + E;
+    if (c->score == MOE_SCORE_SPARSEMIXER) {
+        moe__sparsemixer(h, key, E, c->jitter_eps, ex, w);
+        return;
+    }
+    if (c->score == MOE_SCORE_SOFTMAX) moe__softmax(h, p, E);
+    for (int e = 0; e < E; e++) {
+        if (c->score == MOE_SCORE_SIGMOID) p[e] = moe__sigmoid(h[e]);
+        else if (c->score != MOE_SCORE_SOFTMAX) p[e] = h[e]; /* *_TOPK: select on the logits */
+        key[e] = L->select_bias ? p[e] + L->select_bias[e] : p[e];
+    }
+    if (c->n_group > 1) {
+        /* group-limited top-k (HF deepseek_v2 group_limited_greedy, deepseek_v3 noaux_tc):
+           keep the topk_group best groups, exclude every other expert */
+        int G = c->n_group, per = E / G;
+        float *gs = scratch + 2 * E;
+        int32_t *keep = (int32_t *)(void *)(scratch + 3 * E);
+        for (int g = 0; g < G; g++) {
+            const float *kg = key + g * per;
+            float a = -INFINITY, b = -INFINITY;
+            for (int i = 0; i < per; i++) {
+                if (kg[i] > a) b = a, a = kg[i];
+                else if (kg[i] > b) b = kg[i];
+            }
+            gs[g] = c->group_score == MOE_GROUP_MAX ? a : a + b;
+        }
+        moe__topk(gs, G, c->topk_group, keep);
+        for (int g = 0; g < G; g++) {
+            int kept = 0;
+            for (int j = 0; j < c->topk_group; j++) kept |= keep[j] == g;
+            if (!kept)
+                for (int i = 0; i < per; i++) key[g * per + i] = -INFINITY;
+        }
+    }
+    moe__topk(key, E, k, ex);
+    if (c->score == MOE_SCORE_SOFTMAX_TOPK) {
+        float m = h[ex[0]], s = 0.0f;
+        for (int j = 0; j < k; j++) s += (w[j] = expf(h[ex[j]] - m));
+        for (int j = 0; j < k; j++) w[j] /= s;
+    } else {
+        for (int j = 0; j < k; j++)
+            w[j] = c->score == MOE_SCORE_SIGMOID_TOPK ? moe__sigmoid(h[ex[j]]) : p[ex[j]];
+    }
+    if (c->norm != MOE_NORM_NONE) {
+        float s = 0.0f;
+        if (c->norm == MOE_NORM_LP && c->norm_p != 1.0f) {
+            for (int j = 0; j < k; j++) s += powf(fabsf(w[j]), c->norm_p);
+            s = powf(s, 1.0f / c->norm_p);
+        } else {
+            for (int j = 0; j < k; j++) s += c->norm == MOE_NORM_LP ? fabsf(w[j]) : w[j];
+        }
+        if (c->norm == MOE_NORM_SUM) s += c->norm_eps;
+        if (c->norm == MOE_NORM_SUM_CLAMP && s < c->norm_eps) s = c->norm_eps;
+        for (int j = 0; j < k; j++) w[j] /= s;
+    }
+    if (c->scale != 1.0f)
+        for (int j = 0; j < k; j++) w[j] *= c->scale;
+}
+
+// ---- workspace --------------------------------------------------------------------------------
+
+typedef struct moe__ws {
+    float *logits;       /* [T][E] */
+    float *scratch;      /* [T][4E] gating scratch */
+    int32_t *ex;         /* [T][k] route: experts */
+    float *wt;           /* [T][k] route: weights */
+    unsigned char *drop; /* [T][k] 1 = over capacity */
+    int32_t *off;        /* [E + 2] plan: first row of each expert (E + 1 = shared) */
+    int32_t *rows;       /* [T k] plan: pair id t*k + j, grouped by expert, token order */
+    int32_t *toks;       /* [T k] plan: token of each row */
+    size_t *task;        /* [2][E + 2] first task of each expert, phase 1 and phase 2 */
+    const float **zp;    /* [T][k + 1] combine: rows to mix */
+    float *zw;           /* [T][k + 1] combine: their weights */
+    float *xs;           /* [T k][d] weight_on_input: scaled inputs, plan order */
+    float *h;            /* [T k][ff_pad] phase 1 out, plan order */
+    float *z;            /* [T k][d] phase 2 out, pair order */
+    float *hs;           /* [T][S_pad] shared phase 1 */
+    float *zs;           /* [T][d] shared phase 2 */
+} moe__ws;
+
+/* Lays the workspace out from `base` (NULL: only measure). 0 on size overflow. */
+static int moe__carve(const moe_layer *L, size_t T, char *base, moe__ws *w, size_t *total) {
+    size_t at = 0, n, TK, E = L->E, k = L->k;
+    int ok = moe__mul(T, k, &TK);
+#define MOE__TAKE(ptr, type, count)                                                              \
+    do {                                                                                         \
+        ok = ok && moe__mul((count), sizeof(type), &n) && moe__add(at, n, &n) &&                 \
+             moe__add(n, MOE__ALIGN, &n);                                                        \
+        if (!ok) return 0;                                                                       \
+        w->ptr = base ? (type *)(void *)(base + at) : NULL;                                      \
+        at = n / MOE__ALIGN * MOE__ALIGN;                                                        \
+    } while (0)
+    size_t TE, TE4, TK1, TKd, TKf, TSs, Td;
+    ok = ok && moe__mul(T, E, &TE) && moe__mul(TE, 4, &TE4) && moe__mul(T, k + 1, &TK1) &&
+         moe__mul(TK, L->d, &TKd) && moe__mul(TK, L->ex.ff_pad, &TKf) &&
+         moe__mul(T, L->sh.ff_pad, &TSs) && moe__mul(T, L->d, &Td);
+    if (!ok) return 0;
+    MOE__TAKE(logits, float, TE);
+    MOE__TAKE(scratch, float, TE4 + 4 * E);
+    MOE__TAKE(ex, int32_t, TK);
+    MOE__TAKE(wt, float, TK);
+    MOE__TAKE(drop, unsigned char, TK);
+    MOE__TAKE(off, int32_t, E + 2);
+    MOE__TAKE(rows, int32_t, TK);
+    MOE__TAKE(toks, int32_t, TK);
+    MOE__TAKE(task, size_t, 2 * (E + 2));
+    MOE__TAKE(zp, const float *, TK1);
+    MOE__TAKE(zw, float, TK1);
+    MOE__TAKE(xs, float, L->cfg.weight_on_input ? TKd : 0);
+    MOE__TAKE(h, float, TKf);
+    MOE__TAKE(z, float, TKd);
+    MOE__TAKE(hs, float, TSs);
+    MOE__TAKE(zs, float, L->sh.ff ? Td : 0);
+#undef MOE__TAKE
+    *total = at + MOE__ALIGN; /* room to align the caller's pointer */
+    return 1;
+}
+
+static int moe__threads(int n) {
+#if MOE__OMP
+    return n > 0 ? n : omp_get_max_threads();
+#else
+    (void)n;
+    return 1;
+#endif
+}
+
+// ---- route: router, gating, capacity ----------------------------------------------------------
+
+static void moe__route(const moe_layer *L, const float *x, size_t T, moe__ws *w, int nth) {
+    const moe_config *c = &L->cfg;
+    size_t E = L->E, k = L->k, panels = L->e_pad / MOE__NR, rb = 16;
+    size_t nrb = (T + rb - 1) / rb, ntask = nrb * panels;
+    (void)nth;
+    /* router logits: one task per (block of rb tokens, panel of experts) */
+    MOE__PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nth) if(ntask > 1))
+    for (long t = 0; t < (long)ntask; t++) {
+        size_t r0 = (size_t)t / panels * rb, p = (size_t)t % panels;
+        size_t m = T - r0 < rb ? T - r0 : rb;
+        if (L->use_ref)
+            moe__gemm_ref(L->router, L->router_bias, L->d, x + r0 * L->d, L->d, NULL, m,
+                          w->logits + r0 * E, E, NULL, E, p, p + 1);
+        else
+            moe__gemm(L->router, L->router_bias, L->d, x + r0 * L->d, L->d, NULL, m,
+                      w->logits + r0 * E, E, NULL, E, p, p + 1);
+    }
+    MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(T > 64))
+    for (long t = 0; t < (long)T; t++)
+        moe__gate(L, w->logits + (size_t)t * E, w->scratch + (size_t)t * 4 * E,
+                  w->ex + (size_t)t * k, w->wt + (size_t)t * k);
+    /* capacity (Switch): per expert, the first `capacity` (token, slot) pairs in token order */
+    memset(w->drop, 0, T * k);
+    if (c->capacity > 0) {
+        int32_t *used = w->off; /* E + 2 counters, reused by the plan afterwards */
+        memset(used, 0, (E + 2) * sizeof *used);
+        for (size_t i = 0; i < T * k; i++)
+            if (used[w->ex[i]]++ >= c->capacity) w->drop[i] = 1;
+    }
+}
+
+/* Counting sort of the kept (token, slot) pairs by expert; stable, so rows keep token order. */
+static void moe__plan(const moe_layer *L, size_t T, moe__ws *w) {
+    size_t E = L->E, k = L->k;
+    int32_t *off = w->off;
+    memset(off, 0, (E + 2) * sizeof *off);
+    for (size_t i = 0; i < T * k; i++)
+        if (!w->drop[i]) off[w->ex[i] + 1]++;
+    for (size_t e = 0; e < E; e++) off[e + 1] += off[e];
+    off[E + 1] = off[E] + (int32_t)(L->sh.ff ? T : 0); /* the shared experts see every token */
+    for (size_t i = 0; i < T * k; i++) {
+        if (w->drop[i]) continue;
+        int32_t at = off[w->ex[i]]++;
+        w->rows[at] = (int32_t)i;
+        w->toks[at] = (int32_t)(i / k);
+    }
+    for (size_t e = E; e > 0; e--) off[e] = off[e - 1]; /* undo the ++ shift */
+    off[0] = 0;
+}
+
+// ---- expert phases ----------------------------------------------------------------------------
+// Experts 0..E-1 are the routed ones, E is the shared FFN (all tokens). Each phase is one flat
+// list of tasks (expert, block of output panels), so a skewed routing still spreads over every
+// thread. Blocks never split K, and an output belongs to exactly one task: the partition can
+// change with the thread count without changing a bit of the result.
+
+static size_t moe__rows_of(const moe__ws *w, size_t e) {
+    return (size_t)(w->off[e + 1] - w->off[e]);
+}
+
+/* Fills task[0..E+1] (first task of each expert) for panels of width n_panels(e); returns the
+   block size in panels through *pb and the task count. */
+static size_t moe__tasks(const moe_layer *L, const moe__ws *w, size_t *task, size_t panels_ex,
+                         size_t panels_sh, int nth, size_t *pb) {
+    size_t units = 0, n = 0;
+    for (size_t e = 0; e <= L->E; e++)
+        if (moe__rows_of(w, e)) units += e < L->E ? panels_ex : panels_sh;
+    *pb = units / (8 * (size_t)nth);
+    if (*pb < 1) *pb = 1;
+    for (size_t e = 0; e <= L->E; e++) {
+        task[e] = n;
+        size_t np = e < L->E ? panels_ex : panels_sh;
+        if (moe__rows_of(w, e)) n += (np + *pb - 1) / *pb;
+    }
+    task[L->E + 1] = n;
+    return n;
+}
+
+static size_t moe__task_expert(const size_t *task, size_t E, size_t t) {
+    size_t lo = 0, hi = E; /* last e with task[e] <= t */
+    while (lo < hi) {
+        size_t mid = (lo + hi + 1) / 2;
+        if (task[mid] <= t) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+static void moe__phase1(const moe_layer *L, const float *x, moe__ws *w, int nth) {
+    size_t pb, *task = w->task, E = L->E, d = L->d;
+    size_t n = moe__tasks(L, w, task, L->ex.ff_pad / MOE__NR, L->sh.ff_pad / MOE__NR, nth, &pb);
+    (void)nth;
+    MOE__PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nth) if(n > 1))
+    for (long t = 0; t < (long)n; t++) {
+        size_t e = moe__task_expert(task, E, (size_t)t), p0 = ((size_t)t - task[e]) * pb;
+        const moe__ffnw *f = e < E ? &L->ex : &L->sh;
+        size_t fe = e < E ? e : 0, np = f->ff_pad / MOE__NR, p1 = p0 + pb < np ? p0 + pb : np;
+        size_t m = moe__rows_of(w, e), W1 = L->gated ? 2 * MOE__NR : MOE__NR;
+        const float *X = x;
+        const int32_t *xi = NULL;
+        float *H = w->hs;
+        if (e < E) {
+            xi = w->toks + w->off[e];
+            H = w->h + (size_t)w->off[e] * f->ff_pad;
+            if (L->cfg.weight_on_input) X = w->xs + (size_t)w->off[e] * d, xi = NULL;
+        }
+        const float *W = f->w1 + fe * f->w1_stride;
+        const float *B = f->b1 ? f->b1 + fe * np * W1 : NULL;
+        if (L->use_ref)
+            moe__ffn1_ref(&L->act, L->gated, W, B, d, X, d, xi, m, H, f->ff_pad, p0, p1);
+        else
+            moe__ffn1(&L->act, L->gated, W, B, d, X, d, xi, m, H, f->ff_pad, p0, p1);
+    }
+}
+
+static void moe__phase2(const moe_layer *L, moe__ws *w, int nth) {
+    size_t pb, *task = w->task + L->E + 2, E = L->E, d = L->d, np = L->d_pad / MOE__NR;
+    size_t n = moe__tasks(L, w, task, np, np, nth, &pb);
+    (void)nth;
+    MOE__PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nth) if(n > 1))
+    for (long t = 0; t < (long)n; t++) {
+        size_t e = moe__task_expert(task, E, (size_t)t), p0 = ((size_t)t - task[e]) * pb;
+        size_t p1 = p0 + pb < np ? p0 + pb : np, m = moe__rows_of(w, e);
+        const moe__ffnw *f = e < E ? &L->ex : &L->sh;
+        size_t fe = e < E ? e : 0;
+        const float *H = e < E ? w->h + (size_t)w->off[e] * f->ff_pad : w->hs;
+        const int32_t *yi = e < E ? w->rows + w->off[e] : NULL;
+        float *Z = e < E ? w->z : w->zs;
+        const float *W = f->w2 + fe * f->w2_stride;
+        const float *B = f->b2 ? f->b2 + fe * L->d_pad : NULL;
+        if (L->use_ref)
+            moe__gemm_ref(W, B, f->ff, H, f->ff_pad, NULL, m, Z, d, yi, d, p0, p1);
+        else
+            moe__gemm(W, B, f->ff, H, f->ff_pad, NULL, m, Z, d, yi, d, p0, p1);
+    }
+}
+
+// ---- combine ----------------------------------------------------------------------------------
+
+/* y[t] = sum_j w[t][j] Z[t k + j] in slot order, then + g(t) * shared[t], as one fp32 chain. */
+static void moe__combine_all(const moe_layer *L, const float *x, size_t T, float *y, moe__ws *w,
+                             int nth) {
+    size_t k = L->k, d = L->d;
+    (void)nth;
+    MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(T > 1))
+    for (long tl = 0; tl < (long)T; tl++) {
+        size_t t = (size_t)tl, n = 0;
+        const float **zp = w->zp + t * (k + 1);
+        float *zw = w->zw + t * (k + 1);
+        for (size_t j = 0; j < k; j++) {
+            size_t i = t * k + j;
+            if (w->drop[i] && L->cfg.drop == MOE_DROP_ZERO) continue;
+            zp[n] = w->drop[i] ? x + t * d : w->z + i * d;
+            zw[n++] = L->cfg.weight_on_input && !w->drop[i] ? 1.0f : w->wt[i];
+        }
+        if (L->sh.ff) {
+            float g = 1.0f;
+            if (L->shared_gate) {
+                float s = 0.0f;
+                for (size_t c = 0; c < d; c++) s = fmaf(x[t * d + c], L->shared_gate[c], s);
+                g = moe__sigmoid(s);
+            }
+            zp[n] = w->zs + t * d;
+            zw[n++] = g;
+        }
+        if (L->use_ref) moe__combine_ref(y + t * d, d, zp, zw, (int)n);
+        else moe__combine(y + t * d, d, zp, zw, (int)n);
+    }
+}
+
+// ---- trace ------------------------------------------------------------------------------------
+
+static void moe__trace(const moe_layer *L, size_t T, moe__ws *w, moe_trace *tr) {
+    size_t E = L->E, k = L->k;
+    /* gating is done, so the scratch is free: p[E], top[E] (int32), then 2E doubles (the
+       scratch holds (T + 1) * 4E floats) */
+    float *p = w->scratch;
+    int32_t *top = (int32_t *)(void *)(w->scratch + 2 * E);
+    double aux = 0.0, z = 0.0;
+    tr->n_dropped = 0;
+    for (size_t i = 0; i < T * k; i++) tr->n_dropped += w->drop[i];
+    if (tr->expert) memcpy(tr->expert, w->ex, T * k * sizeof(int32_t));
+    if (tr->weight)
+        for (size_t i = 0; i < T * k; i++) tr->weight[i] = w->drop[i] ? 0.0f : w->wt[i];
+    if (tr->logits) memcpy(tr->logits, w->logits, T * E * sizeof(float));
+    if (tr->expert_tokens) {
+        for (size_t e = 0; e < E; e++) tr->expert_tokens[e] = 0;
+        for (size_t i = 0; i < T * k; i++) tr->expert_tokens[w->ex[i]] += !w->drop[i];
+    }
+    /* HF load_balancing_loss_func: P = softmax(logits), picks = top-k of P (its own, whatever
+       the layer's rule), loss = E * sum_e (picks_e / T) * mean_t P[t][e]. z-loss from
+       ST-MoE (HF switch_transformers router_z_loss_func). Summed in token order, in double. */
+    {
+        double *sp = (double *)(void *)(w->scratch + 4 * E), *pk = sp + E; /* sum P, picks */
+        for (size_t e = 0; e < E; e++) sp[e] = pk[e] = 0.0;
+        for (size_t t = 0; t < T; t++) {
+            const float *h = w->logits + t * E;
+            double m = -INFINITY, s = 0.0;
+            for (size_t e = 0; e < E; e++) m = h[e] > m ? h[e] : m;
+            for (size_t e = 0; e < E; e++) s += exp((double)h[e] - m);
+            double lse = m + log(s);
+            z += lse * lse;
+            for (size_t e = 0; e < E; e++) {
+                p[e] = (float)exp((double)h[e] - lse);
+                sp[e] += exp((double)h[e] - lse);
+            }
+            moe__topk(p, (int)E, (int)k, top);
+            for (size_t j = 0; j < k; j++) pk[top[j]] += 1.0;
+        }
+        for (size_t e = 0; e < E; e++) {
+            double mp = T ? sp[e] / (double)T : 0.0;
+            if (tr->mean_prob) tr->mean_prob[e] = (float)mp;
+            aux += T ? pk[e] / (double)T * mp : 0.0;
+        }
+    }
+    tr->aux_loss = aux * (double)E;
+    tr->z_loss = T ? z / (double)T : 0.0;
+}
+
+// ---- public functions -------------------------------------------------------------------------
+
+MOEDEF const char *moe_result_string(moe_result r) {
+    switch (r) {
+    case MOE_OK: return "ok";
+    case MOE_E_NULL: return "a required pointer argument is NULL";
+    case MOE_E_DIM: return "d_model, d_ff, n_experts and top_k must all be greater than zero";
+    case MOE_E_TOPK: return "top_k is larger than n_experts";
+    case MOE_E_GROUP_DIVIDE: return "n_group does not divide n_experts";
+    case MOE_E_TOPK_GROUP: return "topk_group must be between 1 and n_group";
+    case MOE_E_GROUP_TOPK:
+        return "top_k is larger than the number of experts in the kept groups "
+               "(topk_group * n_experts / n_group)";
+    case MOE_E_GROUP_SIZE:
+        return "group_score MOE_GROUP_TOP2_SUM needs at least 2 experts per group";
+    case MOE_E_OVERFLOW: return "a size computed from the dimensions overflows size_t";
+    case MOE_E_OPTION: return "an enum field of the config or of a tensor holds an unknown value";
+    case MOE_E_VALUE:
+        return "a float option (norm_eps, norm_p, scale, jitter_eps, act_alpha, act_limit) is "
+               "negative, NaN or infinite";
+    case MOE_E_SHARED:
+        return "n_shared or d_shared is negative, or shared_gate is set without shared experts";
+    case MOE_E_CAPACITY: return "capacity is negative";
+    case MOE_E_ACT_PLAIN: return "MOE_ACT_SWIGLU_OAI needs a gated FFN (ffn = MOE_FFN_GATED)";
+    case MOE_E_BIAS_SCORE:
+        return "select_bias needs score MOE_SCORE_SOFTMAX or MOE_SCORE_SIGMOID";
+    case MOE_E_NO_ROUTER: return "weights.router is missing";
+    case MOE_E_NO_EXPERTS:
+        return "expert weights are missing: a gated FFN needs gate and up (or gate_up) and "
+               "down, a plain FFN needs up and down (per_expert pointers must all be set)";
+    case MOE_E_NO_ROUTER_BIAS: return "cfg.router_bias is set but weights.router_bias is missing";
+    case MOE_E_NO_SELECT_BIAS: return "cfg.select_bias is set but weights.select_bias is missing";
+    case MOE_E_NO_EXPERT_BIAS:
+        return "cfg.expert_bias is set but an expert bias is missing (gate_bias and up_bias, or "
+               "gate_up_bias, and down_bias)";
+    case MOE_E_NO_SHARED:
+        return "n_shared > 0 but the shared expert weights are missing (shared_gate_proj and "
+               "shared_up, or shared_gate_up, and shared_down)";
+    case MOE_E_NO_SHARED_GATE:
+        return "shared_gate is MOE_SHARED_GATE_SIGMOID but weights.shared_gate is missing";
+    case MOE_E_DTYPE: return "a weight tensor has an unknown dtype or layout";
+    case MOE_E_NOMEM: return "out of memory";
+    case MOE_E_WORKSPACE: return "the workspace is smaller than moe_workspace_size() reports";
+    case MOE_E_SPARSEMIXER: return "MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only";
+    }
+    return "unknown moe_result code";
+}
+
+static int moe__bad_float(float v) { return !(v >= 0.0f) || v > FLT_MAX; }
+
+/* Checks cfg and fills the defaults into *out. */
+static moe_result moe__config(const moe_config *cfg, moe_config *out) {
+    moe_config c;
+    if (!cfg) return MOE_E_NULL;
+    c = *cfg;
+    if (c.d_model <= 0 || c.d_ff <= 0 || c.n_experts <= 0 || c.top_k <= 0) return MOE_E_DIM;
+    if (c.top_k > c.n_experts) return MOE_E_TOPK;
+    if ((unsigned)c.score > MOE_SCORE_SPARSEMIXER || (unsigned)c.group_score > MOE_GROUP_TOP2_SUM ||
+        (unsigned)c.norm > MOE_NORM_LP || (unsigned)c.drop > MOE_DROP_IDENTITY ||
+        (unsigned)c.ffn > MOE_FFN_PLAIN || (unsigned)c.act > MOE_ACT_SWIGLU_OAI ||
+        (unsigned)c.shared_gate > MOE_SHARED_GATE_SIGMOID)
+        return MOE_E_OPTION;
+    if (moe__bad_float(c.norm_eps) || moe__bad_float(c.norm_p) || moe__bad_float(c.scale) ||
+        moe__bad_float(c.jitter_eps) || moe__bad_float(c.act_alpha) ||
+        moe__bad_float(c.act_limit))
+        return MOE_E_VALUE;
+    if (c.n_shared < 0 || c.d_shared < 0 || (c.n_shared == 0 && c.shared_gate))
+        return MOE_E_SHARED;
+    if (c.capacity < 0) return MOE_E_CAPACITY;
+    if (c.act == MOE_ACT_SWIGLU_OAI && c.ffn != MOE_FFN_GATED) return MOE_E_ACT_PLAIN;
+    if (c.select_bias && c.score != MOE_SCORE_SOFTMAX && c.score != MOE_SCORE_SIGMOID)
+        return MOE_E_BIAS_SCORE;
+    if (c.score == MOE_SCORE_SPARSEMIXER && c.top_k != 2) return MOE_E_SPARSEMIXER;
+    if (c.n_group < 0) return MOE_E_GROUP_DIVIDE;
+    if (c.n_group <= 1) {
+        c.n_group = 1;
+        if (c.topk_group < 0 || c.topk_group > 1) return MOE_E_TOPK_GROUP;
+        c.topk_group = 1;
+    } else {
+        if (c.n_experts % c.n_group) return MOE_E_GROUP_DIVIDE;
+        if (c.topk_group == 0) c.topk_group = c.n_group;
+        if (c.topk_group < 0 || c.topk_group > c.n_group) return MOE_E_TOPK_GROUP;
+        if (c.group_score == MOE_GROUP_TOP2_SUM && c.n_experts / c.n_group < 2)
+            return MOE_E_GROUP_SIZE;
+        if ((long)c.top_k > (long)c.topk_group * (c.n_experts / c.n_group)) return MOE_E_GROUP_TOPK;
+    }
+    if (c.d_shared == 0) c.d_shared = c.d_ff;
+    if (c.norm_p == 0.0f) c.norm_p = 1.0f;
+    if (c.scale == 0.0f) c.scale = 1.0f;
+    if (c.jitter_eps == 0.0f) c.jitter_eps = 0.01f;
+    if (c.act_alpha == 0.0f) c.act_alpha = 1.702f;
+    if (c.act_limit == 0.0f) c.act_limit = 7.0f;
+    if (c.n_shared == 0) c.d_shared = 0;
+    *out = c;
+    return MOE_OK;
+}
+
+MOEDEF moe_result moe_config_check(const moe_config *cfg) {
+    moe_config c;
+    return moe__config(cfg, &c);
+}
+
+/* A tensor is usable if absent (returns 0) or fully present with valid enums (returns 1); bad
+   enums or a NULL per-expert entry give an error through *r. */
+static int moe__tensor_ok(const moe_tensor *t, size_t n_exp, moe_result missing, moe_result *r) {
+    if (!moe__present(t)) return 0;
+    if ((unsigned)t->dtype > MOE_F16 || (unsigned)t->layout > MOE_IN_OUT) {
+        if (*r == MOE_OK) *r = MOE_E_DTYPE;
+        return 1;
+    }
+    if (!t->data)
+        for (size_t e = 0; e < n_exp; e++)
+            if (!t->per_expert[e] && *r == MOE_OK) *r = missing;
+    return 1;
+}
+
+static moe_result moe__weights_check(const moe_config *c, const moe_weights *w) {
+    moe_result r = MOE_OK;
+    size_t E = (size_t)c->n_experts;
+    int gated = c->ffn == MOE_FFN_GATED;
+#define MOE__HAS(t, n, code) moe__tensor_ok(&w->t, (n), (code), &r)
+    if (!MOE__HAS(router, 1, MOE_E_NO_ROUTER)) return MOE_E_NO_ROUTER;
+    if (c->router_bias && !MOE__HAS(router_bias, 1, MOE_E_NO_ROUTER_BIAS))
+        return MOE_E_NO_ROUTER_BIAS;
+    if (c->select_bias && !MOE__HAS(select_bias, 1, MOE_E_NO_SELECT_BIAS))
+        return MOE_E_NO_SELECT_BIAS;
+    int fused = gated && MOE__HAS(gate_up, E, MOE_E_NO_EXPERTS);
+    int has_gu = fused || (gated ? MOE__HAS(gate, E, MOE_E_NO_EXPERTS) : 1);
+    has_gu = has_gu && (fused || MOE__HAS(up, E, MOE_E_NO_EXPERTS));
+    if (!has_gu || !MOE__HAS(down, E, MOE_E_NO_EXPERTS)) return MOE_E_NO_EXPERTS;
+    if (c->expert_bias) {
+        int b1 = fused && MOE__HAS(gate_up_bias, E, MOE_E_NO_EXPERT_BIAS);
+        if (!b1) b1 = (gated ? MOE__HAS(gate_bias, E, MOE_E_NO_EXPERT_BIAS) : 1) &&
+                      MOE__HAS(up_bias, E, MOE_E_NO_EXPERT_BIAS);
+        if (!b1 || !MOE__HAS(down_bias, E, MOE_E_NO_EXPERT_BIAS)) return MOE_E_NO_EXPERT_BIAS;
+    }
+    if (c->n_shared > 0) {
+        int sf = gated && MOE__HAS(shared_gate_up, 1, MOE_E_NO_SHARED);
+        int ok = sf || ((gated ? MOE__HAS(shared_gate_proj, 1, MOE_E_NO_SHARED) : 1) &&
+                        MOE__HAS(shared_up, 1, MOE_E_NO_SHARED));
+        if (!ok || !MOE__HAS(shared_down, 1, MOE_E_NO_SHARED)) return MOE_E_NO_SHARED;
+        if (c->shared_gate && !MOE__HAS(shared_gate, 1, MOE_E_NO_SHARED_GATE))
+            return MOE_E_NO_SHARED_GATE;
+    }
+    if ((unsigned)w->gate_up_split > MOE_SPLIT_INTERLEAVED ||
+        (unsigned)w->shared_gate_up_split > MOE_SPLIT_INTERLEAVED)
+        return MOE_E_OPTION;
+#undef MOE__HAS
+    return r;
+}
+
+/* Sizes of one packed FFN set (n_exp experts of width ff): floats of w1, b1, w2, b2. */
+static int moe__ffn_sizes(const moe_layer *L, moe__ffnw *f, size_t n_exp, size_t ff, int bias,
+                          size_t n[4]) {
+    size_t W1 = L->gated ? 2 : 1, t;
+    f->ff = ff;
+    f->ff_pad = moe__round_up(ff, MOE__NR);
+    int ok = moe__mul(f->ff_pad, L->d, &t) && moe__mul(t, W1, &f->w1_stride) &&
+             moe__mul(L->d_pad, ff, &f->w2_stride) && moe__mul(f->w1_stride, n_exp, &n[0]) &&
+             moe__mul(f->w2_stride, n_exp, &n[2]) && moe__mul(f->ff_pad * W1, n_exp, &n[1]) &&
+             moe__mul(L->d_pad, n_exp, &n[3]);
+    if (!bias) n[1] = n[3] = 0;
+    return ok;
+}
+
+MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const moe_weights *w) {
+    moe_config c;
+    moe_result r;
+    moe_layer L;
+    if (!out) return MOE_E_NULL;
+    *out = NULL;
+    if (!w) return MOE_E_NULL;
+    if ((r = moe__config(cfg, &c)) != MOE_OK) return r;
+    if ((r = moe__weights_check(&c, w)) != MOE_OK) return r;
+
+    memset(&L, 0, sizeof L);
+    L.cfg = c;
+    L.act.act = c.act, L.act.alpha = c.act_alpha, L.act.limit = c.act_limit;
+    L.gated = c.ffn == MOE_FFN_GATED;
+    L.d = (size_t)c.d_model, L.E = (size_t)c.n_experts, L.k = (size_t)c.top_k;
+    L.d_pad = moe__round_up(L.d, MOE__NR);
+    L.e_pad = moe__round_up(L.E, MOE__NR);
+
+    /* one allocation: the layer, then every packed array, each 64-byte aligned */
+    size_t ne[4], ns[4] = {0, 0, 0, 0}, S, router_n, total;
+    if (!moe__mul((size_t)c.n_shared, (size_t)c.d_shared, &S) ||
+        !moe__ffn_sizes(&L, &L.ex, L.E, (size_t)c.d_ff, c.expert_bias, ne) ||
+        (S && !moe__ffn_sizes(&L, &L.sh, 1, S, 0, ns)) || !moe__mul(L.e_pad, L.d, &router_n))
+        return MOE_E_OVERFLOW;
+    size_t count[12] = {router_n, c.router_bias ? L.e_pad : 0, c.select_bias ? L.E : 0,
+                        c.shared_gate ? L.d : 0, ne[0], ne[1], ne[2], ne[3],
+                        ns[0], ns[1], ns[2], ns[3]};
+    size_t offs[12];
+    total = moe__round_up(sizeof(moe_layer), MOE__ALIGN);
+    for (int i = 0; i < 12; i++) {
+        size_t b;
+        offs[i] = total;
+        if (!moe__mul(count[i], sizeof(float), &b) || !moe__add(b, MOE__ALIGN - 1, &b) ||
+            !moe__add(total, b / MOE__ALIGN * MOE__ALIGN, &total))
+            return MOE_E_OVERFLOW;
+    }
+    if (!moe__add(total, MOE__ALIGN, &total)) return MOE_E_OVERFLOW;
+    char *mem = MOE__CAST(char *, MOE_MALLOC(total, NULL));
+    if (!mem) return MOE_E_NOMEM;
+    char *base = mem + (MOE__ALIGN - (size_t)((uintptr_t)mem % MOE__ALIGN)) % MOE__ALIGN;
+    memset(base, 0, total - (size_t)(base - mem)); /* the zero padding of ragged panels */
+    float *arr[12];
+    for (int i = 0; i < 12; i++) arr[i] = count[i] ? (float *)(void *)(base + offs[i]) : NULL;
+    L.router = arr[0], L.router_bias = arr[1], L.select_bias = arr[2], L.shared_gate = arr[3];
+    L.ex.w1 = arr[4], L.ex.b1 = arr[5], L.ex.w2 = arr[6], L.ex.b2 = arr[7];
+    L.sh.w1 = arr[8], L.sh.b1 = arr[9], L.sh.w2 = arr[10], L.sh.b2 = arr[11];
+    L.mem = mem;
+    L.packed_bytes = total;
+
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (total >= (8u << 20)) { /* fewer TLB misses and page faults on big layers */
+        uintptr_t a = ((uintptr_t)mem + 4095) & ~(uintptr_t)4095;
+        (void)madvise((void *)a, (size_t)((uintptr_t)mem + total - a) & ~(size_t)4095,
+                      MADV_HUGEPAGE);
+    }
+#endif
+
+    /* router: E x d, packed like any output panel set; biases as plain vectors */
+    moe__part p1 = {0, 1, L.E};
+    moe__pack(L.router, L.E, L.d, MOE__NR, 0, w->router.data ? w->router.data
+                                                             : w->router.per_expert[0],
+              w->router.dtype, w->router.layout, p1);
+    moe__released(w, &w->router, -1, 1, L.E * L.d);
+    for (size_t e = 0; e < L.E; e++) {
+        if (L.router_bias) L.router_bias[e] = moe__load(moe__expert_src(&w->router_bias, 0, 0),
+                                                        w->router_bias.dtype, e);
+        if (L.select_bias) L.select_bias[e] = moe__load(moe__expert_src(&w->select_bias, 0, 0),
+                                                        w->select_bias.dtype, e);
+    }
+    for (size_t i = 0; L.shared_gate && i < L.d; i++)
+        L.shared_gate[i] = moe__load(moe__expert_src(&w->shared_gate, 0, 0), w->shared_gate.dtype, i);
+    moe__pack_ffn(&L.ex, &L, L.E, &w->gate, &w->up, &w->gate_up, w->gate_up_split, &w->down,
+                  &w->gate_bias, &w->up_bias, &w->gate_up_bias, &w->down_bias, w);
+    if (S) {
+        moe_tensor none;
+        memset(&none, 0, sizeof none);
+        moe__pack_ffn(&L.sh, &L, 1, &w->shared_gate_proj, &w->shared_up, &w->shared_gate_up,
+                      w->shared_gate_up_split, &w->shared_down, &none, &none, &none, &none, w);
+    }
+    memcpy(base, &L, sizeof L);
+    *out = (moe_layer *)(void *)base;
+    return MOE_OK;
+}
+
+MOEDEF void moe_layer_free(moe_layer *layer) {
+    if (layer) MOE_FREE(layer->mem, NULL);
+}
+
+MOEDEF const moe_config *moe_layer_config(const moe_layer *layer) {
+    return layer ? &layer->cfg : NULL;
+}
+
+MOEDEF size_t moe_layer_packed_bytes(const moe_layer *layer) {
+    return layer ? layer->packed_bytes : 0;
+}
+
+MOEDEF moe_result moe_workspace_size(const moe_layer *layer, size_t n_tokens, size_t *bytes) {
+    moe__ws w;
+    if (!layer || !bytes) return MOE_E_NULL;
+    *bytes = 0;
+    if (n_tokens > (size_t)INT32_MAX / layer->k) return MOE_E_OVERFLOW;
+    return moe__carve(layer, n_tokens, NULL, &w, bytes) ? MOE_OK : MOE_E_OVERFLOW;
+}
+
+/* Checks the arguments and lays out the workspace. */
+static moe_result moe__begin(const moe_layer *L, const float *x, size_t T, const moe_workspace *ws,
+                             moe__ws *w) {
+    size_t need;
+    if (!L || !ws || (T && !x)) return MOE_E_NULL;
+    if (T > (size_t)INT32_MAX / L->k) return MOE_E_OVERFLOW;
+    if (!moe__carve(L, T, NULL, w, &need)) return MOE_E_OVERFLOW;
+    if (!ws->data || ws->size < need) return MOE_E_WORKSPACE;
+    char *base = MOE__CAST(char *, ws->data);
+    base += (MOE__ALIGN - (size_t)((uintptr_t)base % MOE__ALIGN)) % MOE__ALIGN;
+    moe__carve(L, T, base, w, &need);
+    return MOE_OK;
+}
+
+MOEDEF moe_result moe_route(const moe_layer *layer, const float *x, size_t n_tokens,
+                            const moe_workspace *ws, moe_trace *trace) {
+    moe__ws w;
+    moe_result r = moe__begin(layer, x, n_tokens, ws, &w);
+    if (r != MOE_OK) return r;
+    moe__route(layer, x, n_tokens, &w, moe__threads(ws->n_threads));
+    if (trace) moe__trace(layer, n_tokens, &w, trace);
+    return MOE_OK;
+}
+
+MOEDEF moe_result moe_forward(const moe_layer *layer, const float *x, size_t n_tokens, float *y,
+                              const moe_workspace *ws, moe_trace *trace) {
+    moe__ws w;
+    moe_result r = moe__begin(layer, x, n_tokens, ws, &w);
+    if (r != MOE_OK) return r;
+    if (n_tokens && !y) return MOE_E_NULL;
+    int nth = moe__threads(ws->n_threads);
+    const moe_layer *L = layer;
+    moe__route(L, x, n_tokens, &w, nth);
+    moe__plan(L, n_tokens, &w);
+    if (L->cfg.weight_on_input) { /* Llama-4: FFN_e(w_e x) */
+        size_t n = (size_t)w.off[L->E], d = L->d;
+        MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(n > 64))
+        for (long i = 0; i < (long)n; i++) {
+            const float *xr = x + (size_t)w.toks[i] * d;
+            float s = w.wt[w.rows[i]], *o = w.xs + (size_t)i * d;
+            for (size_t c = 0; c < d; c++) o[c] = s * xr[c];
+        }
+    }
+    moe__phase1(L, x, &w, nth);
+    moe__phase2(L, &w, nth);
+    moe__combine_all(L, x, n_tokens, y, &w, nth);
+    if (trace) moe__trace(L, n_tokens, &w, trace);
+    return MOE_OK;
+}
+
+#endif /* MOE_IMPLEMENTATION */
+
+/*
+   VERSION HISTORY
+      0.1  (2026-11-23) first release: every routing rule of the open MoE families, gated and
+           plain experts, shared experts, capacity, trace; scalar kernels on packed panels.
+*/
+
+/*
+------------------------------------------------------------------------------
+This software is available under 2 licenses -- choose whichever you prefer.
+------------------------------------------------------------------------------
+ALTERNATIVE A - MIT License
+Copyright (c) 2026 the moe.h authors
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+ALTERNATIVE B - Public Domain (www.unlicense.org)
+This is free and unencumbered software released into the public domain.
+Anyone is free to copy, modify, publish, use, compile, sell, or distribute this
+software, either in source code form or as a compiled binary, for any purpose,
+commercial or non-commercial, and by any means.
+In jurisdictions that recognize copyright laws, the author or authors of this
+software dedicate any and all copyright interest in the software to the public
+domain. We make this dedication in the spirit of the public domain.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN
+ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION
+WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+------------------------------------------------------------------------------
+*/
