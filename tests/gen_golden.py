@@ -1,0 +1,966 @@
+#!/usr/bin/python3
+"""Golden end-to-end cases for moe.h, from float64 renderings of each family's published code.
+
+Run with Debian's torch (1.13) from the repository root:
+
+    /usr/bin/python3 tests/gen_golden.py          # writes tests/golden/<case>.bin
+
+The output is deterministic: fixed seeds, float64 CPU arithmetic, and a byte format with no
+timestamps, so running it again rewrites identical files.
+
+THE REFERENCE FUNCTIONS
+    One per family, each a rendering of the MoE block of Hugging Face
+    `transformers/models/<m>/modeling_<m>.py` (Grok-1: xai-org/grok-1 model.py) in torch float64:
+    router, gating, top-k, renormalisation, scaling, experts and shared experts, with the same
+    operations in the same order as the original. They are pure functions:
+
+        y, experts, weights = FAMILY(w, cfg, x, aux=None)
+
+    w        dict of float64 tensors under the HF state-dict names of the MoE block, i.e. the
+             checkpoint key with the `model.layers.N.mlp.` (or `block_sparse_moe.`,
+             `feed_forward.`, `ffn.`) prefix removed, in the HF shapes ([out][in] for
+             nn.Linear; experts as checkpoints store them: `experts.{e}.gate_proj.weight` for
+             the nn.ModuleList families, fused 3-D tensors for GPT-OSS, Llama-4, DBRX, Granite)
+    cfg      dict of HF config.json fields (hidden_size, num_experts_per_tok, ...)
+    x        [T][d] float64
+    returns  y [T][d], experts [T][k] (int64, slot order), weights [T][k] float64
+    aux      optional dict; when given it receives 'logits' [T][E] (router logits, after the
+             router bias), 'dropped' [T][k] (bool; Switch capacity) and 'margins', a list of
+             (what, smallest margin) used by the generator to reject near-ties.
+
+    Slot order is "selection key descending" (torch.topk(sorted=True)). HF calls topk with
+    sorted=False in DeepSeek-V2/V3 and GLM; the set and every weight are the same, only the
+    order of the k slots is then unspecified, and moe.h reports slots key-descending.
+
+FILE FORMAT (all little-endian)
+    magic   "MOEG" then u32 version = 1
+    records until end of file, each:
+        u32 name_len, name bytes (ASCII, no NUL)
+        u32 dtype      0 f32, 1 bf16, 2 f16, 3 i32, 4 f64, 5 u8 (text)
+        u32 ndim, u32 dims[ndim]
+        raw data, prod(dims) elements of the dtype, row-major
+    Records in every file:
+        "family"        text, the reference function's name (e.g. "deepseek_v3")
+        "case"          text, the file's case name
+        "cfg.<key>"     the HF config fields the family reads: i32 (ints and bools) [1],
+                        f64 (floats) [1], or text (e.g. cfg.hidden_act)
+        "w.<hf name>"   every weight tensor, HF name and shape, stored as f32/bf16/f16
+        "x"             f32 [T][d]
+        "y_ref"         f64 [T][d]
+        "experts_ref"   i32 [T][k], slot order
+        "weights_ref"   f64 [T][k], the factor HF multiplies expert e's output (Llama-4: its
+                        input) by; for a Switch token dropped by capacity it is still the router
+                        probability (HF's output for it is router_prob * x)
+        "dropped_ref"   i32 [T][k], 1 where the slot was dropped by capacity
+        "logits_ref"    f64 [T][E], router logits (GPT-OSS: after the router bias)
+
+    bf16 / f16 weights: the float64 draws are rounded to that dtype first (round to nearest
+    even) and the reference is computed from the rounded values, so the file is exact.
+    x is rounded to f32 first for the same reason.
+
+ROBUST ROUTING
+    moe.h computes in fp32, so every selection decision of a golden case must have a margin
+    far above fp32 rounding: adjacent keys among the top k+1 (slot order is checked too),
+    group ranks, the sparsemixer masks (distance of each ratio from 2*eps) all differ by more
+    than 1e-4 relative (and 1e-5 absolute). A draw that fails is thrown away and the next seed
+    is used. DeepSeek-V3-style draws must also have every p + bias > 0, because HF fills
+    dropped groups with 0.0 where moe.h (like vLLM and llama.cpp) uses -inf; these are the
+    same only when no kept key is negative (documented divergence, moe-variants.md section 7).
+    A draw must also exercise what its case is about, or it is thrown away too: the group limit
+    and the selection bias each change some token's experts (DeepSeek-V2 group, V3, ERNIE),
+    both GPT-OSS clamps bite, the sparsemixer masks keep 2 and 3 experts (crafted near-ties on
+    both sides of 2 eps), and Switch drops at least 2 tokens.
+"""
+
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+F32, BF16, F16, I32, F64, TEXT = 0, 1, 2, 3, 4, 5
+REL_MARGIN = 1e-4
+ABS_MARGIN = 1e-5
+
+
+# ---- activations (HF ACT2FN names) ------------------------------------------------------------
+
+def _gelu_tanh(z):
+    # HF NewGELUActivation / gelu_pytorch_tanh, jax.nn.gelu(approximate=True)
+    return 0.5 * z * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (z + 0.044715 * torch.pow(z, 3.0))))
+
+
+ACT2FN = {
+    "silu": F.silu,
+    "gelu": F.gelu,  # erf form
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "relu": F.relu,
+}
+
+
+# ---- margin bookkeeping -----------------------------------------------------------------------
+
+def _gap(a, b):
+    """How far apart two keys are, in units of the required margin (>= 1 is safe)."""
+    d = abs(a - b)
+    return min(d / (REL_MARGIN * max(abs(a), abs(b), 1e-300)), d / ABS_MARGIN)
+
+
+def _note_topk(aux, what, keys, k):
+    """Selection of the top k of keys[t] with slots in descending order: every adjacent pair
+    among the k+1 best must be separated."""
+    if aux is None:
+        return
+    worst = float("inf")
+    n = keys.shape[1]
+    srt = torch.sort(keys, dim=-1, descending=True).values
+    for t in range(keys.shape[0]):
+        for j in range(min(k + 1, n) - 1):
+            a, b = float(srt[t, j]), float(srt[t, j + 1])
+            if math.isinf(a) and math.isinf(b):
+                continue
+            worst = min(worst, _gap(a, b))
+    aux.setdefault("margins", []).append((what, worst))
+
+
+def _note_group(aux, what, group_scores, topk_group):
+    """Group selection: only the set matters, so only the topk_group-th vs the next."""
+    if aux is None or topk_group >= group_scores.shape[1]:
+        return
+    srt = torch.sort(group_scores, dim=-1, descending=True).values
+    worst = min(_gap(float(srt[t, topk_group - 1]), float(srt[t, topk_group]))
+                for t in range(srt.shape[0]))
+    aux.setdefault("margins", []).append((what, worst))
+
+
+def _note_threshold(aux, what, ratio, threshold):
+    """A mask `ratio > threshold`: no ratio may sit near the threshold."""
+    if aux is None:
+        return
+    finite = ratio[torch.isfinite(ratio)]
+    worst = float((finite - threshold).abs().min()) / (REL_MARGIN * threshold) if finite.numel() else float("inf")
+    aux.setdefault("margins", []).append((what, worst))
+
+
+def _set(aux, key, value):
+    if aux is not None:
+        aux[key] = value
+
+
+# ---- the HF expert loop -----------------------------------------------------------------------
+
+def _sparse_moe_loop(x, selected_experts, routing_weights, n_experts, expert_fn):
+    """The loop of MixtralSparseMoeBlock.forward (shared by Qwen2/3-MoE, OLMoE, Jamba, PhiMoE,
+    DeepSeek, ERNIE, DBRX): one-hot mask, per expert the tokens that chose it, output times the
+    routing weight, index_add_ into the result."""
+    final_hidden_states = torch.zeros_like(x)
+    expert_mask = F.one_hot(selected_experts, num_classes=n_experts).permute(2, 1, 0)
+    for expert_idx in range(n_experts):
+        idx, top_x = torch.where(expert_mask[expert_idx])
+        if top_x.shape[0] == 0:
+            continue
+        current_state = x[None, top_x].reshape(-1, x.shape[-1])
+        current_hidden_states = expert_fn(expert_idx, current_state) * routing_weights[top_x, idx, None]
+        final_hidden_states.index_add_(0, top_x, current_hidden_states)
+    return final_hidden_states
+
+
+def _mlp(w, prefix, act, x):
+    """LlamaMLP-style SwiGLU: down_proj(act(gate_proj(x)) * up_proj(x))."""
+    return F.linear(act(F.linear(x, w[prefix + "gate_proj.weight"])) * F.linear(x, w[prefix + "up_proj.weight"]),
+                    w[prefix + "down_proj.weight"])
+
+
+# ---- reference functions, one per family -------------------------------------------------------
+
+def mixtral(w, cfg, x, aux=None):
+    """HF mixtral MixtralSparseMoeBlock: softmax (fp32), top-k, renormalise (no eps),
+    experts w2(act(w1 x) * w3 x)."""
+    E, k = cfg["num_local_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["gate.weight"])
+    routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float64)
+    _note_topk(aux, "top-k of p", routing_weights, k)
+    routing_weights, selected_experts = torch.topk(routing_weights, k, dim=-1)
+    routing_weights /= routing_weights.sum(dim=-1, keepdim=True)
+
+    def expert(e, h):
+        p = "experts.%d." % e
+        return F.linear(act(F.linear(h, w[p + "w1.weight"])) * F.linear(h, w[p + "w3.weight"]), w[p + "w2.weight"])
+
+    y = _sparse_moe_loop(x, selected_experts, routing_weights, E, expert)
+    _set(aux, "logits", router_logits)
+    return y, selected_experts, routing_weights
+
+
+def qwen2_moe(w, cfg, x, aux=None):
+    """HF qwen2_moe Qwen2MoeSparseMoeBlock: softmax, top-k, optional renorm (norm_topk_prob),
+    plus shared_expert(x) * sigmoid(shared_expert_gate(x))."""
+    E, k = cfg["num_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["gate.weight"])
+    routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float64)
+    _note_topk(aux, "top-k of p", routing_weights, k)
+    routing_weights, selected_experts = torch.topk(routing_weights, k, dim=-1)
+    if cfg["norm_topk_prob"]:
+        routing_weights /= routing_weights.sum(dim=-1, keepdim=True)
+    y = _sparse_moe_loop(x, selected_experts, routing_weights, E,
+                         lambda e, h: _mlp(w, "experts.%d." % e, act, h))
+    shared_expert_output = _mlp(w, "shared_expert.", act, x)
+    shared_expert_output = torch.sigmoid(F.linear(x, w["shared_expert_gate.weight"])) * shared_expert_output
+    y = y + shared_expert_output
+    _set(aux, "logits", router_logits)
+    return y, selected_experts, routing_weights
+
+
+def qwen3_moe(w, cfg, x, aux=None):
+    """HF qwen3_moe Qwen3MoeSparseMoeBlock: as Qwen2-MoE without the shared expert."""
+    E, k = cfg["num_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["gate.weight"])
+    routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float64)
+    _note_topk(aux, "top-k of p", routing_weights, k)
+    routing_weights, selected_experts = torch.topk(routing_weights, k, dim=-1)
+    if cfg["norm_topk_prob"]:
+        routing_weights /= routing_weights.sum(dim=-1, keepdim=True)
+    y = _sparse_moe_loop(x, selected_experts, routing_weights, E,
+                         lambda e, h: _mlp(w, "experts.%d." % e, act, h))
+    _set(aux, "logits", router_logits)
+    return y, selected_experts, routing_weights
+
+
+def olmoe(w, cfg, x, aux=None):
+    """HF olmoe OlmoeSparseMoeBlock: softmax, top-k, norm_topk_prob (false in OLMoE-1B-7B)."""
+    E, k = cfg["num_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["gate.weight"])
+    routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float64)
+    _note_topk(aux, "top-k of p", routing_weights, k)
+    routing_weights, selected_experts = torch.topk(routing_weights, k, dim=-1)
+    if cfg["norm_topk_prob"]:
+        routing_weights /= routing_weights.sum(dim=-1, keepdim=True)
+    y = _sparse_moe_loop(x, selected_experts, routing_weights, E,
+                         lambda e, h: _mlp(w, "experts.%d." % e, act, h))
+    _set(aux, "logits", router_logits)
+    return y, selected_experts, routing_weights
+
+
+def jamba(w, cfg, x, aux=None):
+    """HF jamba JambaSparseMoeBlock: router linear, softmax, top-k, no renormalisation."""
+    E, k = cfg["num_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["router.weight"])
+    routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float64)
+    _note_topk(aux, "top-k of p", routing_weights, k)
+    routing_weights, selected_experts = torch.topk(routing_weights, k, dim=-1)
+    y = _sparse_moe_loop(x, selected_experts, routing_weights, E,
+                         lambda e, h: _mlp(w, "experts.%d." % e, act, h))
+    _set(aux, "logits", router_logits)
+    return y, selected_experts, routing_weights
+
+
+def deepseek_v2(w, cfg, x, aux=None):
+    """HF deepseek_v2 DeepseekV2Moe: fp32 router linear, softmax, greedy or
+    group_limited_greedy (group score = max, other groups masked_fill 0.0), weights *
+    routed_scaling_factor (the current HF code never renormalises), plus ungated shared experts
+    of width moe_intermediate_size * n_shared_experts."""
+    E, k = cfg["n_routed_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    T = x.shape[0]
+    router_logits = F.linear(x, w["gate.weight"])
+    scores = router_logits.softmax(dim=-1, dtype=torch.float64)
+    if cfg["topk_method"] == "greedy":
+        _note_topk(aux, "top-k of p", scores, k)
+        topk_weight, topk_idx = torch.topk(scores, k=k, dim=-1, sorted=True)
+    elif cfg["topk_method"] == "group_limited_greedy":
+        G, kg = cfg["n_group"], cfg["topk_group"]
+        group_scores = scores.view(T, G, -1).max(dim=-1).values
+        _note_group(aux, "group max rank", group_scores, kg)
+        group_idx = torch.topk(group_scores, k=kg, dim=-1, sorted=False)[1]
+        group_mask = torch.zeros_like(group_scores)
+        group_mask.scatter_(1, group_idx, 1)
+        score_mask = group_mask.unsqueeze(-1).expand(T, G, E // G).reshape(T, -1)
+        tmp_scores = scores.masked_fill(~score_mask.bool(), 0.0)
+        _note_topk(aux, "top-k of masked p", tmp_scores, k)
+        topk_weight, topk_idx = torch.topk(tmp_scores, k=k, dim=-1, sorted=True)
+        if aux is not None:  # the group limit must matter for at least one token
+            plain = torch.topk(scores, k=k, dim=-1)[1]
+            aux["exercised"] = bool((torch.sort(plain, -1).values != torch.sort(topk_idx, -1).values).any())
+    else:
+        raise ValueError(cfg["topk_method"])
+    topk_weight = topk_weight * cfg["routed_scaling_factor"]
+    y = _sparse_moe_loop(x, topk_idx, topk_weight, E, lambda e, h: _mlp(w, "experts.%d." % e, act, h))
+    y = y + _mlp(w, "shared_experts.", act, x)
+    _set(aux, "logits", router_logits)
+    return y, topk_idx, topk_weight
+
+
+def deepseek_v3(w, cfg, x, aux=None):
+    """HF deepseek_v3 DeepseekV3TopkRouter + DeepseekV3MoE (also glm4_moe and Kimi-K2, which use
+    this code path): fp32 router linear, sigmoid, selection on p + e_score_correction_bias,
+    group score = sum of the top-2 biased scores, keep topk_group groups (others masked_fill
+    0.0), top-k, weights gathered from the unbiased p, renormalised (+1e-20) when
+    norm_topk_prob, times routed_scaling_factor; plus ungated shared experts."""
+    E, k = cfg["n_routed_experts"], cfg["num_experts_per_tok"]
+    G, kg = cfg["n_group"], cfg["topk_group"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["gate.weight"])
+    scores = router_logits.sigmoid()
+    # get_topk_indices
+    scores_for_choice = scores.view(-1, E) + w["gate.e_score_correction_bias"].unsqueeze(0)
+    group_scores = scores_for_choice.view(-1, G, E // G).topk(2, dim=-1)[0].sum(dim=-1)
+    _note_group(aux, "group top-2-sum rank", group_scores, kg)
+    group_idx = torch.topk(group_scores, k=kg, dim=-1, sorted=False)[1]
+    group_mask = torch.zeros_like(group_scores)
+    group_mask.scatter_(1, group_idx, 1)
+    score_mask = group_mask.unsqueeze(-1).expand(-1, G, E // G).reshape(-1, E)
+    unmasked = scores_for_choice
+    scores_for_choice = scores_for_choice.masked_fill(~score_mask.bool(), 0.0)
+    _note_topk(aux, "top-k of masked p+b", scores_for_choice, k)
+    topk_indices = torch.topk(scores_for_choice, k=k, dim=-1, sorted=True)[1]
+    # forward
+    topk_weights = scores.gather(1, topk_indices)
+    if cfg["norm_topk_prob"]:
+        denominator = topk_weights.sum(dim=-1, keepdim=True) + 1e-20
+        topk_weights /= denominator
+    topk_weights = topk_weights * cfg["routed_scaling_factor"]
+    y = _sparse_moe_loop(x, topk_indices, topk_weights, E, lambda e, h: _mlp(w, "experts.%d." % e, act, h))
+    y = y + _mlp(w, "shared_experts.", act, x)
+    if aux is not None:
+        aux["logits"] = router_logits
+        aux["min_key"] = float(unmasked.min())  # must be > 0 (HF 0.0 fill == moe.h -inf fill)
+        by_p = torch.topk(scores, k=k, dim=-1)[1]
+        biased_plain = torch.topk(unmasked, k=k, dim=-1)[1]
+        srt = lambda a: torch.sort(a, -1).values
+        bias_matters = bool((srt(by_p) != srt(biased_plain)).any())
+        group_matters = G <= 1 or bool((srt(biased_plain) != srt(topk_indices)).any())
+        aux["exercised"] = bias_matters and group_matters
+    return y, topk_indices, topk_weights
+
+
+def gpt_oss(w, cfg, x, aux=None):
+    """HF gpt_oss GptOssTopKRouter + GptOssExperts (the CPU loop): router linear with bias,
+    top-k of the logits, softmax over the k, experts x @ gate_up_proj[e] + bias with gate =
+    even columns and up = odd columns, gate clamped above at limit, up clamped to +-limit,
+    (up + 1) * gate * sigmoid(alpha gate), @ down_proj[e] + bias."""
+    E, k = cfg["num_local_experts"], cfg["num_experts_per_tok"]
+    alpha, limit = 1.702, cfg["swiglu_limit"]
+    router_logits = F.linear(x, w["router.weight"], w["router.bias"])
+    _note_topk(aux, "top-k of logits", router_logits, k)
+    router_top_value, router_indices = torch.topk(router_logits, k, dim=-1)
+    router_top_value = F.softmax(router_top_value, dim=1, dtype=router_top_value.dtype)
+    router_scores = torch.zeros_like(router_logits).scatter_(1, router_indices, router_top_value)
+    # GptOssExperts.forward, CPU path
+    next_states = torch.zeros_like(x)
+    expert_mask = F.one_hot(router_indices, num_classes=E).permute(2, 1, 0)
+    clamped = [0, 0]
+    for expert_idx in range(E):
+        _, token_idx = torch.where(expert_mask[expert_idx])
+        if token_idx.numel() == 0:
+            continue
+        current_state = x[token_idx]
+        gate_up = current_state @ w["experts.gate_up_proj"][expert_idx] + w["experts.gate_up_proj_bias"][expert_idx]
+        gate, up = gate_up[..., ::2], gate_up[..., 1::2]
+        clamped[0] += int((gate > limit).sum())
+        clamped[1] += int((up.abs() > limit).sum())
+        gate = gate.clamp(min=None, max=limit)
+        up = up.clamp(min=-limit, max=limit)
+        glu = gate * torch.sigmoid(gate * alpha)
+        gated_output = (up + 1) * glu
+        out = gated_output @ w["experts.down_proj"][expert_idx] + w["experts.down_proj_bias"][expert_idx]
+        weighted_output = out * router_scores[token_idx, expert_idx, None]
+        next_states.index_add_(0, token_idx, weighted_output)
+    if aux is not None:
+        aux["logits"] = router_logits
+        aux["exercised"] = clamped[0] > 0 and clamped[1] > 0  # both clamps must bite
+    return next_states, router_indices, router_top_value
+
+
+def llama4(w, cfg, x, aux=None):
+    """HF llama4 Llama4Router + Llama4TextMoe + Llama4TextExperts: top-k of the logits, the
+    rest set to -inf, sigmoid; every expert runs on x * score (0 for the unselected), gate_up
+    [E][d][2ff] chunked into halves (gate, up), up * act(gate) @ down_proj; plus the shared
+    expert (Llama4TextMLP)."""
+    E, k = cfg["num_local_experts"], cfg["num_experts_per_tok"]
+    d = x.shape[1]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["router.weight"])
+    _note_topk(aux, "top-k of logits", router_logits, k)
+    router_top_value, router_indices = torch.topk(router_logits, k, dim=1)
+    router_scores = torch.full_like(router_logits, float("-inf")).scatter_(1, router_indices, router_top_value)
+    router_scores = torch.sigmoid(router_scores)
+    # Llama4TextMoe.forward
+    routed_in = x.repeat(router_scores.shape[1], 1)
+    routed_in = routed_in * router_scores.transpose(0, 1).reshape(-1, 1)
+    # Llama4TextExperts.forward
+    hs = routed_in.view(E, -1, d)
+    gate_up = torch.bmm(hs, w["experts.gate_up_proj"])
+    gate, up = gate_up.chunk(2, dim=-1)
+    routed_out = torch.bmm(up * act(gate), w["experts.down_proj"]).view(-1, d)
+    out = _mlp(w, "shared_expert.", act, x)
+    out = out + routed_out.reshape(router_scores.shape[1], -1, d).sum(dim=0)
+    _set(aux, "logits", router_logits)
+    return out, router_indices, router_scores.gather(1, router_indices)
+
+
+def switch_transformers(w, cfg, x, aux=None):
+    """HF switch_transformers SwitchTransformersTop1Router + SwitchTransformersSparseMLP for one
+    batch row of T tokens: softmax, argmax, capacity by cumsum in token order (a token is kept
+    if its position among the expert's tokens is <= expert_capacity), router_probs = max p;
+    next_states = hidden_states.clone(), kept tokens replaced by their expert's output
+    wo(act(wi x)); output router_probs * next_states. So a dropped token outputs p * x."""
+    E = cfg["num_experts"]
+    act = ACT2FN[cfg["dense_act_fn"]]
+    router_logits = F.linear(x, w["router.classifier.weight"])
+    router_probs = F.softmax(router_logits, dim=-1, dtype=torch.float64)
+    _note_topk(aux, "argmax of p", router_probs, 1)
+    expert_index = torch.argmax(router_probs, dim=-1)
+    expert_index = F.one_hot(expert_index, num_classes=E)
+    token_priority = torch.cumsum(expert_index, dim=-2)
+    expert_capacity_mask = token_priority <= cfg["expert_capacity"]
+    expert_index = expert_index * expert_capacity_mask
+    router_probs = torch.max(router_probs, dim=-1).values.unsqueeze(-1)
+    router_mask = expert_index.bool()
+    next_states = x.clone()
+    for idx in range(E):
+        sel = router_mask[:, idx]
+        if sel.any():
+            p = "experts.expert_%d." % idx
+            next_states[sel] = F.linear(act(F.linear(x[sel], w[p + "wi.weight"])), w[p + "wo.weight"])
+    y = router_probs * next_states
+    chosen = torch.argmax(router_logits, dim=-1).unsqueeze(-1)
+    dropped = ~router_mask.any(dim=-1, keepdim=True)
+    if aux is not None:
+        aux["logits"] = router_logits
+        aux["dropped"] = dropped
+    return y, chosen, router_probs
+
+
+def _sparsemixer(scores, jitter_eps, aux):
+    """HF phimoe sparsemixer, inference path (training=False), top_k = 2."""
+    # first expert
+    mask_logits_threshold, max_ind = scores.max(dim=-1, keepdim=True)
+    factor = scores.abs().clamp(min=mask_logits_threshold)
+    ratio1 = (mask_logits_threshold - scores) / factor
+    mask_logits_threshold = ratio1 > (2 * jitter_eps)
+    masked_gates = scores.masked_fill(mask_logits_threshold, float("-inf"))
+    selected_experts = max_ind
+    masked_gates = torch.softmax(masked_gates, dim=-1)
+    multiplier = masked_gates.gather(dim=-1, index=selected_experts)
+    # second expert
+    masked_scores = torch.scatter(scores, -1, selected_experts, float("-inf"))
+    mask_logits_threshold, max_ind = masked_scores.max(dim=-1, keepdim=True)
+    factor = scores.abs().clamp(min=mask_logits_threshold)
+    ratio2 = (mask_logits_threshold - scores) / factor
+    mask_logits_threshold = ratio2 > (2 * jitter_eps)
+    masked_gates_top2 = masked_scores.masked_fill(mask_logits_threshold, float("-inf"))
+    selected_experts_top2 = max_ind
+    masked_gates_top2 = torch.softmax(masked_gates_top2, dim=-1)
+    multiplier_top2 = masked_gates_top2.gather(dim=-1, index=selected_experts_top2)
+    multiplier = torch.concat((multiplier, multiplier_top2), dim=-1)
+    selected_experts = torch.concat((selected_experts, selected_experts_top2), dim=-1)
+    if aux is not None:
+        _note_topk(aux, "iterative top-2 of logits", scores, 2)
+        _note_threshold(aux, "mask 1 threshold", ratio1, 2 * jitter_eps)
+        r2 = ratio2.masked_fill(torch.zeros_like(scores, dtype=torch.bool).scatter_(1, selected_experts[:, :1], True),
+                                float("nan"))
+        _note_threshold(aux, "mask 2 threshold", r2, 2 * jitter_eps)
+        kept1 = (~(ratio1 > 2 * jitter_eps)).sum(-1)
+        kept2 = (~mask_logits_threshold).sum(-1) - 1  # minus e1, already -inf
+        aux["exercised"] = bool((kept1 >= 2).any() and (kept1 >= 3).any() and (kept2 >= 2).any())
+    return multiplier, selected_experts
+
+
+def phimoe(w, cfg, x, aux=None):
+    """HF phimoe PhimoeSparseMoeBlock: sparsemixer routing (router_jitter_noise as the threshold
+    epsilon), experts w2(act(w1 x) * w3 x)."""
+    E = cfg["num_local_experts"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["gate.weight"])
+    routing_weights, selected_experts = _sparsemixer(router_logits, cfg["router_jitter_noise"], aux)
+
+    def expert(e, h):
+        p = "experts.%d." % e
+        return F.linear(act(F.linear(h, w[p + "w1.weight"])) * F.linear(h, w[p + "w3.weight"]), w[p + "w2.weight"])
+
+    y = _sparse_moe_loop(x, selected_experts, routing_weights, E, expert)
+    _set(aux, "logits", router_logits)
+    return y, selected_experts, routing_weights
+
+
+def dbrx(w, cfg, x, aux=None):
+    """HF dbrx DbrxRouter + DbrxExperts/DbrxExpertGLU: softmax (fp32), top-k, divided by the
+    moe_normalize_expert_weights-norm of the k weights; w1, v1, w2 stored [E*ff][d], w1/v1 used
+    transposed, w2 untransposed: (act(x w1^T) * (x v1^T)) w2."""
+    E, k = cfg["moe_num_experts"], cfg["moe_top_k"]
+    ff, d = cfg["ffn_hidden_size"], x.shape[1]
+    act = ACT2FN[cfg.get("ffn_act_fn", "silu")]
+    router_logits = F.linear(x, w["router.layer.weight"])
+    weights = router_logits.softmax(dim=-1, dtype=torch.float64)
+    _note_topk(aux, "top-k of p", weights, k)
+    top_weights, top_experts = torch.topk(weights, k, dim=-1)
+    top_weights_scale = torch.norm(top_weights, p=cfg["moe_normalize_expert_weights"], dim=-1, keepdim=True)
+    top_weights = top_weights / top_weights_scale
+    w1 = w["experts.mlp.w1"].view(E, ff, d)
+    v1 = w["experts.mlp.v1"].view(E, ff, d)
+    w2 = w["experts.mlp.w2"].view(E, ff, d)
+
+    def expert(e, h):
+        gate_proj = h.matmul(w1[e].t())
+        up_proj = h.matmul(v1[e].t())
+        return (act(gate_proj) * up_proj).matmul(w2[e])
+
+    y = _sparse_moe_loop(x, top_experts, top_weights, E, expert)
+    _set(aux, "logits", router_logits)
+    return y, top_experts, top_weights
+
+
+def granitemoe(w, cfg, x, aux=None):
+    """HF granitemoe GraniteMoeTopKGating + GraniteMoeMoE: logits.float(), top-k of the logits,
+    softmax over the k; input_linear [E][2ff][d] chunked into halves, act(first) * second,
+    output_linear [E][d][ff]; gates multiply the expert outputs, index_add."""
+    E, k = cfg["num_local_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    logits = F.linear(x, w["router.layer.weight"])
+    _note_topk(aux, "top-k of logits", logits, k)
+    top_k_logits, top_k_indices = logits.topk(k, dim=1)
+    top_k_gates = torch.softmax(top_k_logits, dim=1)
+    zeros = torch.zeros([top_k_gates.size(0), E], dtype=top_k_gates.dtype)
+    gates = zeros.scatter(1, top_k_indices, 1)
+    expert_size = gates.long().sum(0).tolist()
+    top_k_experts = top_k_indices.flatten()
+    _, index_sorted_experts = top_k_experts.sort(dim=0, stable=True)  # HF: .sort(0)
+    batch_index = index_sorted_experts.div(k, rounding_mode="trunc")
+    batch_gates = top_k_gates.flatten()[index_sorted_experts]
+    # GraniteMoeMoE.forward with GraniteMoeParallelExperts (split by expert_size, F.linear each)
+    expert_inputs = x[batch_index]
+    inputs = expert_inputs.split(expert_size, dim=0)
+    hidden_states = torch.cat([F.linear(inputs[i], w["input_linear.weight"][i]) for i in range(E)], dim=0)
+    chunked_hidden_states = hidden_states.chunk(2, dim=-1)
+    hidden_states = act(chunked_hidden_states[0]) * chunked_hidden_states[1]
+    hs = hidden_states.split(expert_size, dim=0)
+    expert_outputs = torch.cat([F.linear(hs[i], w["output_linear.weight"][i]) for i in range(E)], dim=0)
+    expert_outputs = expert_outputs * batch_gates[:, None]
+    y = torch.zeros_like(x).index_add(0, batch_index, expert_outputs)
+    _set(aux, "logits", logits)
+    return y, top_k_indices, top_k_gates
+
+
+def ernie4_5_moe(w, cfg, x, aux=None):
+    """HF ernie4_5_moe Ernie4_5_MoeSparseMoeBlock: fp32 router, softmax, top-k of
+    moe_statics(p) = p + e_score_correction_bias, weights gathered from p and divided by
+    clamp(sum, min=moe_norm_min); plus ungated shared experts."""
+    E, k = cfg["moe_num_experts"], cfg["moe_k"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    shared_output = _mlp(w, "shared_experts.", act, x)
+    router_logits = F.linear(x, w["gate.weight"])
+    routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float64)
+    keys = routing_weights + w["moe_statics.e_score_correction_bias"].squeeze()
+    _note_topk(aux, "top-k of p+b", keys, k)
+    _, selected_experts = torch.topk(keys, k, dim=-1)
+    routing_weights = torch.gather(routing_weights, dim=-1, index=selected_experts)
+    routing_weights = routing_weights / torch.clamp(routing_weights.sum(dim=-1, keepdim=True), min=cfg["moe_norm_min"])
+    y = _sparse_moe_loop(x, selected_experts, routing_weights, E, lambda e, h: _mlp(w, "experts.%d." % e, act, h))
+    y = y + shared_output
+    if aux is not None:
+        aux["logits"] = router_logits
+        plain = torch.topk(F.softmax(router_logits, dim=1), k, dim=-1)[1]
+        srt = lambda a: torch.sort(a, -1).values
+        aux["exercised"] = bool((srt(plain) != srt(selected_experts)).any())
+    return y, selected_experts, routing_weights
+
+
+def grok1(w, cfg, x, aux=None):
+    """xai-org/grok-1 model.py MoELayer/Router in float64: router on the fp32 input (weights
+    stored JAX-style [in][out]), softmax, top-k with no renormalisation, experts
+    linear_1(gelu(x linear) * (x linear_v)) with jax.nn.gelu's default tanh approximation,
+    all expert matrices stored [E][in][out]."""
+    E, k = cfg["num_experts"], cfg["num_selected_experts"]
+    routing_logits = x @ w["router.w"]
+    routing_probs = torch.softmax(routing_logits, dim=-1)
+    _note_topk(aux, "top-k of p", routing_probs, k)
+    expert_gate, expert_index = torch.topk(routing_probs, k, dim=-1)
+
+    def expert(e, h):
+        return (_gelu_tanh(h @ w["moe.linear.w"][e]) * (h @ w["moe.linear_v.w"][e])) @ w["moe.linear_1.w"][e]
+
+    y = _sparse_moe_loop(x, expert_index, expert_gate, E, expert)
+    _set(aux, "logits", routing_logits)
+    return y, expert_index, expert_gate
+
+
+def glm4_moe(w, cfg, x, aux=None):
+    """HF glm4_moe Glm4MoeTopkRouter + Glm4MoeMoE: the DeepSeek-V3 code, copied (GLM-4.5 ships
+    n_group = topk_group = 1, so the group step keeps every expert)."""
+    return deepseek_v3(w, cfg, x, aux)
+
+
+def kimi_k2(w, cfg, x, aux=None):
+    """Kimi-K2 checkpoints run HF deepseek_v3 (model_type deepseek_v3, n_group = topk_group = 1,
+    routed_scaling_factor 2.827)."""
+    return deepseek_v3(w, cfg, x, aux)
+
+
+# ---- random weights ---------------------------------------------------------------------------
+
+def _round(a, dtype):
+    """Round a float64 numpy array to the storage dtype (nearest even); returns (float64 values,
+    raw little-endian bytes)."""
+    if dtype == F32:
+        r = a.astype(np.float32)
+        return r.astype(np.float64), r.astype("<f4").tobytes()
+    if dtype == F16:
+        r = a.astype(np.float16)
+        return r.astype(np.float64), r.astype("<f2").tobytes()
+    if dtype == BF16:
+        f = a.astype(np.float32)  # exact enough: then round the f32 bits to bf16, nearest even
+        u = f.view(np.uint32).astype(np.uint64)
+        u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+        back = (u.astype(np.uint32) << 16).view(np.float32)
+        return back.astype(np.float64), u.astype("<u2").tobytes()
+    raise ValueError(dtype)
+
+
+class Draw:
+    """Scaled Gaussian weights so every activation is O(1): a matrix with fan-in n gets
+    std gain / sqrt(n)."""
+
+    def __init__(self, seed):
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+
+    def mat(self, shape, fan_in, gain=1.0):
+        return self.rng.standard_normal(shape) * (gain / math.sqrt(fan_in))
+
+    def vec(self, shape, scale):
+        return self.rng.standard_normal(shape) * scale
+
+    def uniform(self, shape, lo, hi):
+        return self.rng.uniform(lo, hi, shape)
+
+
+def _experts_modulelist(dr, w, E, d, ff, names=("gate_proj", "up_proj", "down_proj"), prefix="experts.%d.",
+                        gain=1.0):
+    g, u, dn = names
+    for e in range(E):
+        p = prefix % e
+        w[p + g + ".weight"] = dr.mat((ff, d), d, gain)
+        w[p + u + ".weight"] = dr.mat((ff, d), d, gain)
+        w[p + dn + ".weight"] = dr.mat((d, ff), ff)
+
+
+def _shared(dr, w, prefix, d, width):
+    w[prefix + "gate_proj.weight"] = dr.mat((width, d), d)
+    w[prefix + "up_proj.weight"] = dr.mat((width, d), d)
+    w[prefix + "down_proj.weight"] = dr.mat((d, width), width)
+
+
+# ---- the cases --------------------------------------------------------------------------------
+# Each case: name, family function, HF config, weight dtype (or a per-name function), T, and a
+# weight builder taking (Draw, cfg) and returning (w dict of float64 numpy arrays, x [T][d]).
+
+def _x(dr, T, d, scale=1.0):
+    return dr.vec((T, d), scale)
+
+
+def build_softmax_family(router_name="gate.weight", expert_names=("gate_proj", "up_proj", "down_proj"),
+                         router_gain=2.0, shared=None):
+    def build(dr, c, T):
+        d, ff, E = c["hidden_size"], c["_ff"], c["_E"]
+        w = {router_name: dr.mat((E, d), d, router_gain)}
+        _experts_modulelist(dr, w, E, d, ff, expert_names)
+        if shared == "qwen2":
+            _shared(dr, w, "shared_expert.", d, c["shared_expert_intermediate_size"])
+            w["shared_expert_gate.weight"] = dr.mat((1, d), d, 1.5)
+        elif shared == "deepseek":
+            _shared(dr, w, "shared_experts.", d, c["_ff"] * c["n_shared_experts"])
+        return w, _x(dr, T, d)
+    return build
+
+
+def build_deepseek_v3(dr, c, T):
+    d, ff, E = c["hidden_size"], c["moe_intermediate_size"], c["n_routed_experts"]
+    w = {"gate.weight": dr.mat((E, d), d, 1.0),
+         # large enough to change the selection of some tokens, small enough to keep p + b > 0
+         "gate.e_score_correction_bias": dr.uniform((E,), -0.05, 0.05)}
+    _experts_modulelist(dr, w, E, d, ff)
+    _shared(dr, w, "shared_experts.", d, ff * c["n_shared_experts"])
+    return w, _x(dr, T, d)
+
+
+def build_ernie(dr, c, T):
+    d, ff, E = c["hidden_size"], c["moe_intermediate_size"], c["moe_num_experts"]
+    w = {"gate.weight": dr.mat((E, d), d, 1.5),
+         "moe_statics.e_score_correction_bias": dr.uniform((1, E), -0.05, 0.05)}
+    _experts_modulelist(dr, w, E, d, ff)
+    _shared(dr, w, "shared_experts.", d, ff * c["moe_num_shared_experts"])
+    return w, _x(dr, T, d)
+
+
+def build_gpt_oss(dr, c, T):
+    d, ff, E = c["hidden_size"], c["intermediate_size"], c["num_local_experts"]
+    w = {"router.weight": dr.mat((E, d), d, 1.5),
+         "router.bias": dr.vec((E,), 0.3),
+         # gain 4 so that some gate values exceed the limit 7 and some up values leave [-7, 7]
+         "experts.gate_up_proj": dr.mat((E, d, 2 * ff), d, 4.0),
+         "experts.gate_up_proj_bias": dr.vec((E, 2 * ff), 0.5),
+         "experts.down_proj": dr.mat((E, ff, d), ff, 0.1),
+         "experts.down_proj_bias": dr.vec((E, d), 0.2)}
+    return w, _x(dr, T, d)
+
+
+def build_llama4(dr, c, T):
+    d, ff, E = c["hidden_size"], c["intermediate_size"], c["num_local_experts"]
+    w = {"router.weight": dr.mat((E, d), d, 2.0),
+         "experts.gate_up_proj": dr.mat((E, d, 2 * ff), d),
+         "experts.down_proj": dr.mat((E, ff, d), ff)}
+    _shared(dr, w, "shared_expert.", d, ff)
+    return w, _x(dr, T, d)
+
+
+def build_switch(dr, c, T):
+    d, ff, E = c["d_model"], c["d_ff"], c["num_experts"]
+    w = {"router.classifier.weight": dr.mat((E, d), d, 1.5)}
+    for e in range(E):
+        w["experts.expert_%d.wi.weight" % e] = dr.mat((ff, d), d, 1.5)
+        w["experts.expert_%d.wo.weight" % e] = dr.mat((d, ff), ff)
+    return w, _x(dr, T, d)
+
+
+def build_phimoe(dr, c, T):
+    d, ff, E = c["hidden_size"], c["intermediate_size"], c["num_local_experts"]
+    W = dr.mat((E, d), d, 2.0)
+    w = {"gate.weight": W}
+    _experts_modulelist(dr, w, E, d, ff, ("w1", "w3", "w2"))
+    x = _x(dr, T, d)
+    # Near-ties the sparsemixer mask must keep: for three tokens, choose the logits and solve
+    # W x = target (d > E, so exactly). The gaps (relative to the top logit) sit on both sides
+    # of 2 eps = 0.02 and at least 0.004 from it, so a wrong eps (0.005 or 0.013 already)
+    # changes a mask and the weights.
+    Wp = np.linalg.pinv(W)
+    perm = dr.rng.permutation(E)
+    for t, (top, gaps) in enumerate([(2.0, [0.012, 0.026, 0.3]),        # mask 1 keeps 2, mask 2 keeps 2
+                                     (1.6, [0.004, 0.016, 0.4]),         # mask 1 keeps 3, mask 2 keeps 2
+                                     (-0.3, [0.002, 0.9, 1.0])]):        # all logits negative
+        target = top - 1.5 - dr.uniform((E,), 0.0, 1.0)
+        for j, g in enumerate([0.0] + gaps):
+            target[perm[(t * 4 + j) % E]] = top - g * abs(top)
+        x[t] = Wp @ target
+    return w, x
+
+
+def build_dbrx(dr, c, T):
+    d, ff, E = c["d_model"], c["ffn_hidden_size"], c["moe_num_experts"]
+    w = {"router.layer.weight": dr.mat((E, d), d, 2.0),
+         "experts.mlp.w1": dr.mat((E * ff, d), d),
+         "experts.mlp.v1": dr.mat((E * ff, d), d),
+         "experts.mlp.w2": dr.mat((E * ff, d), ff)}
+    return w, _x(dr, T, d)
+
+
+def build_granite(dr, c, T):
+    d, ff, E = c["hidden_size"], c["intermediate_size"], c["num_local_experts"]
+    w = {"router.layer.weight": dr.mat((E, d), d, 2.0),
+         "input_linear.weight": dr.mat((E, 2 * ff, d), d),
+         "output_linear.weight": dr.mat((E, d, ff), ff)}
+    return w, _x(dr, T, d)
+
+
+def build_grok(dr, c, T):
+    d, ff, E = c["emb_size"], c["ffn_size"], c["num_experts"]
+    w = {"router.w": dr.mat((d, E), d, 2.0),
+         "moe.linear.w": dr.mat((E, d, ff), d, 1.5),
+         "moe.linear_v.w": dr.mat((E, d, ff), d),
+         "moe.linear_1.w": dr.mat((E, ff, d), ff)}
+    return w, _x(dr, T, d)
+
+
+CASES = [
+    # name, family, cfg (keys starting with _ are generator-only), dtype, T, builder
+    ("mixtral_bf16", mixtral,
+     dict(hidden_size=24, intermediate_size=20, num_local_experts=8, num_experts_per_tok=2, hidden_act="silu",
+          _ff=20, _E=8),
+     BF16, 7, build_softmax_family(expert_names=("w1", "w3", "w2"))),
+    ("mixtral_gelu", mixtral,
+     dict(hidden_size=40, intermediate_size=20, num_local_experts=6, num_experts_per_tok=2, hidden_act="gelu",
+          _ff=20, _E=6),
+     F32, 5, build_softmax_family(expert_names=("w1", "w3", "w2"))),
+    ("qwen2_moe", qwen2_moe,
+     dict(hidden_size=24, moe_intermediate_size=20, shared_expert_intermediate_size=36, num_experts=12,
+          num_experts_per_tok=4, norm_topk_prob=False, hidden_act="silu", _ff=20, _E=12),
+     F32, 9, build_softmax_family(shared="qwen2")),
+    ("qwen3_moe_f16", qwen3_moe,
+     dict(hidden_size=40, moe_intermediate_size=20, num_experts=16, num_experts_per_tok=4, norm_topk_prob=True,
+          hidden_act="silu", _ff=20, _E=16),
+     F16, 8, build_softmax_family()),
+    ("olmoe", olmoe,
+     dict(hidden_size=24, intermediate_size=36, num_experts=8, num_experts_per_tok=3, norm_topk_prob=False,
+          hidden_act="silu", _ff=36, _E=8),
+     F32, 6, build_softmax_family()),
+    ("jamba", jamba,
+     dict(hidden_size=24, intermediate_size=36, num_experts=8, num_experts_per_tok=2, hidden_act="silu",
+          _ff=36, _E=8),
+     F32, 7, build_softmax_family(router_name="router.weight")),
+    ("deepseek_v2_lite", deepseek_v2,
+     dict(hidden_size=24, moe_intermediate_size=20, n_routed_experts=6, num_experts_per_tok=2,
+          n_shared_experts=2, topk_method="greedy", n_group=1, topk_group=1, routed_scaling_factor=1.0,
+          norm_topk_prob=False, hidden_act="silu", _ff=20, _E=6),
+     F32, 7, build_softmax_family(shared="deepseek")),
+    ("deepseek_v2_group", deepseek_v2,
+     dict(hidden_size=24, moe_intermediate_size=20, n_routed_experts=12, num_experts_per_tok=3,
+          n_shared_experts=2, topk_method="group_limited_greedy", n_group=4, topk_group=2,
+          routed_scaling_factor=16.0, norm_topk_prob=False, hidden_act="silu", _ff=20, _E=12),
+     F32, 10, build_softmax_family(shared="deepseek")),
+    ("deepseek_v3", deepseek_v3,
+     dict(hidden_size=24, moe_intermediate_size=20, n_routed_experts=16, num_experts_per_tok=4,
+          n_shared_experts=1, n_group=4, topk_group=2, norm_topk_prob=True, routed_scaling_factor=2.5,
+          scoring_func="sigmoid", topk_method="noaux_tc", hidden_act="silu"),
+     {"gate.weight": F32, "gate.e_score_correction_bias": F32, "*": BF16}, 11, build_deepseek_v3),
+    ("glm4_moe", glm4_moe,
+     dict(hidden_size=40, moe_intermediate_size=20, n_routed_experts=8, num_experts_per_tok=3,
+          n_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.5,
+          hidden_act="silu"),
+     F32, 6, build_deepseek_v3),
+    ("kimi_k2", kimi_k2,
+     dict(hidden_size=24, moe_intermediate_size=20, n_routed_experts=12, num_experts_per_tok=4,
+          n_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.827,
+          scoring_func="sigmoid", topk_method="noaux_tc", hidden_act="silu"),
+     F32, 5, build_deepseek_v3),
+    ("gpt_oss", gpt_oss,
+     dict(hidden_size=24, intermediate_size=20, num_local_experts=8, num_experts_per_tok=4, swiglu_limit=7.0),
+     F32, 9, build_gpt_oss),
+    ("gpt_oss_bf16", gpt_oss,
+     dict(hidden_size=40, intermediate_size=20, num_local_experts=6, num_experts_per_tok=2, swiglu_limit=7.0),
+     BF16, 6, build_gpt_oss),
+    ("llama4_bf16", llama4,
+     dict(hidden_size=24, intermediate_size=20, num_local_experts=8, num_experts_per_tok=1, hidden_act="silu"),
+     BF16, 8, build_llama4),
+    ("switch_drop", switch_transformers,
+     dict(d_model=24, d_ff=36, num_experts=6, expert_capacity=2, dense_act_fn="relu", router_bias=False),
+     F32, 11, build_switch),
+    ("switch_gelu_bf16", switch_transformers,
+     dict(d_model=40, d_ff=20, num_experts=8, expert_capacity=64, dense_act_fn="gelu", router_bias=False),
+     BF16, 6, build_switch),
+    ("phimoe", phimoe,
+     dict(hidden_size=24, intermediate_size=18, num_local_experts=16, num_experts_per_tok=2,
+          router_jitter_noise=0.01, hidden_act="silu"),
+     F32, 9, build_phimoe),
+    ("dbrx_f16", dbrx,
+     dict(d_model=40, ffn_hidden_size=20, moe_num_experts=12, moe_top_k=4, moe_normalize_expert_weights=1.0,
+          ffn_act_fn="silu"),
+     F16, 8, build_dbrx),
+    ("granitemoe", granitemoe,
+     dict(hidden_size=24, intermediate_size=20, num_local_experts=10, num_experts_per_tok=3, hidden_act="silu"),
+     F32, 8, build_granite),
+    ("ernie4_5_moe", ernie4_5_moe,
+     dict(hidden_size=24, moe_intermediate_size=20, moe_num_experts=12, moe_k=3, moe_num_shared_experts=2,
+          moe_norm_min=1e-12, hidden_act="silu"),
+     F32, 8, build_ernie),
+    ("grok1_bf16", grok1,
+     dict(emb_size=24, ffn_size=36, num_experts=8, num_selected_experts=2),
+     BF16, 6, build_grok),
+]
+
+
+# ---- file writing -----------------------------------------------------------------------------
+
+def _record(out, name, dtype, dims, data):
+    nb = name.encode("ascii")
+    out += struct.pack("<I", len(nb)) + nb
+    out += struct.pack("<II", dtype, len(dims)) + struct.pack("<%dI" % len(dims), *dims)
+    out += data
+
+
+def _cfg_records(out, cfg):
+    for key in sorted(cfg):
+        if key.startswith("_"):
+            continue
+        v = cfg[key]
+        name = "cfg." + key
+        if isinstance(v, bool) or isinstance(v, int):
+            _record(out, name, I32, [1], struct.pack("<i", int(v)))
+        elif isinstance(v, float):
+            _record(out, name, F64, [1], struct.pack("<d", v))
+        elif isinstance(v, str):
+            _record(out, name, TEXT, [len(v)], v.encode("ascii"))
+        else:
+            raise TypeError(key)
+
+
+def _dtype_of(spec, name):
+    if isinstance(spec, dict):
+        return spec.get(name, spec["*"])
+    return spec
+
+
+def make_case(name, family, cfg, dtype_spec, T, builder, base_seed):
+    """Draw weights and input until every routing decision has its margin; return the bytes."""
+    for attempt in range(400):
+        seed = base_seed * 1000 + attempt
+        dr = Draw(seed)
+        w_np, x_np = builder(dr, cfg, T)
+        w, raw = {}, {}
+        for k in w_np:
+            dt = _dtype_of(dtype_spec, k)
+            vals, raw[k] = _round(w_np[k], dt)
+            w[k] = (torch.from_numpy(vals), dt)
+        xv, xraw = _round(x_np, F32)
+        x = torch.from_numpy(xv)
+        aux = {}
+        with torch.no_grad():
+            y, experts, weights = family({k: v[0] for k, v in w.items()}, cfg, x, aux)
+        if any(m < 1.0 for _, m in aux.get("margins", [])):
+            continue
+        if not aux.get("exercised", True):
+            continue
+        if "min_key" in aux and not aux["min_key"] > 1e-3:
+            continue
+        dropped = aux.get("dropped", torch.zeros_like(experts, dtype=torch.bool))
+        if family is switch_transformers and cfg["expert_capacity"] < T and int(dropped.sum()) < 2:
+            continue
+        break
+    else:
+        raise RuntimeError("%s: no draw with clear routing margins" % name)
+
+    out = bytearray(b"MOEG" + struct.pack("<I", 1))
+    fam = family.__name__
+    _record(out, "family", TEXT, [len(fam)], fam.encode())
+    _record(out, "case", TEXT, [len(name)], name.encode())
+    _cfg_records(out, cfg)
+    for k in sorted(w):
+        _record(out, "w." + k, w[k][1], list(w[k][0].shape), raw[k])
+    _record(out, "x", F32, list(x.shape), xraw)
+    _record(out, "y_ref", F64, list(y.shape), y.numpy().astype("<f8").tobytes())
+    _record(out, "experts_ref", I32, list(experts.shape), experts.numpy().astype("<i4").tobytes())
+    _record(out, "weights_ref", F64, list(weights.shape), weights.numpy().astype("<f8").tobytes())
+    _record(out, "dropped_ref", I32, list(dropped.shape), dropped.numpy().astype("<i4").tobytes())
+    logits = aux["logits"]
+    _record(out, "logits_ref", F64, list(logits.shape), logits.numpy().astype("<f8").tobytes())
+    margins = min(m for _, m in aux["margins"])
+    return bytes(out), seed, margins, float(y.abs().max()), int(dropped.sum())
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    outdir = os.path.join(here, "golden")
+    os.makedirs(outdir, exist_ok=True)
+    only = set(sys.argv[1:])
+    total = 0
+    for i, (name, family, cfg, dtype_spec, T, builder) in enumerate(CASES):
+        if only and name not in only:
+            continue
+        data, seed, margin, ymax, ndrop = make_case(name, family, cfg, dtype_spec, T, builder, 1 + i)
+        with open(os.path.join(outdir, name + ".bin"), "wb") as f:
+            f.write(data)
+        total += len(data)
+        print("%-20s %-20s seed %6d  bytes %6d  margin x%.3g  max|y| %.3g%s" % (
+            name, family.__name__, seed, len(data), margin, ymax, "  dropped %d" % ndrop if ndrop else ""))
+    print("total %d bytes" % total)
+
+
+if __name__ == "__main__":
+    main()
