@@ -1,0 +1,648 @@
+/* hf_config.h - Hugging Face config.json -> moe_config, and the tensor names of one MoE layer,
+   for every model family the example CLI (moe_cli.c) runs. Part of the CLI, not of moe.h.
+
+   Include after moe.h and moe_io.h, in one file (every function here is static).
+
+      hf_plan plan;
+      char err[512];
+      if (hf_plan_layer(&plan, mio_json_root(&cfg_doc), "3", err, sizeof err)) die(err);
+      // plan.cfg: the moe_config; plan.t[0 .. plan.n): the tensors, each with its role in
+      // moe_weights, its name (per-expert ones hold "{e}"), its expected shape and layout;
+      // plan.prefix[0 .. plan.n_prefix): candidate name prefixes of the layer (the first one
+      // under which the checkpoint has the router wins).
+
+   Every routing option is read from config.json, with the family's Hugging Face default
+   (configuration_<family>.py) when the key is absent or null. The rules, with their sources,
+   are in shared/reference/moe-variants.md; the table is repeated in hf_family_help below.
+
+   Layer numbering: the decoder layer index as in `model.layers.N` (DBRX `transformer.blocks.N`).
+   Switch Transformers has two stacks: `--layer encoder.N` or `decoder.N`; a plain integer N is
+   the flat index encoder 0..num_layers-1, then decoder (N - num_layers). */
+#ifndef HF_CONFIG_H
+#define HF_CONFIG_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Which moe_weights field a checkpoint tensor feeds. */
+enum hf_role {
+    HF_ROUTER, HF_ROUTER_BIAS, HF_SELECT_BIAS,
+    HF_GATE, HF_UP, HF_GATE_UP, HF_DOWN, HF_GATE_UP_BIAS, HF_DOWN_BIAS,
+    HF_SH_GATE, HF_SH_UP, HF_SH_DOWN, HF_SH_GATE_W,
+    HF_N_ROLES
+};
+
+#define HF_MAX_TENSORS 16
+#define HF_MAX_PREFIX 4
+
+typedef struct hf_tensor {
+    int role;               /* enum hf_role */
+    char name[160];         /* after the layer prefix; "{e}" stands for the expert index */
+    int per_expert;         /* 1: one tensor per expert (name holds "{e}") */
+    int rank;               /* expected shape of each tensor */
+    int64_t shape[3];
+    int alt_rank;           /* 0, or a second accepted shape (e.g. bias [E] or [1][E]) */
+    int64_t alt_shape[3];
+    moe_layout layout;
+} hf_tensor;
+
+typedef struct hf_plan {
+    char family[40];            /* model_type */
+    char layer_name[48];        /* "layer 3", "encoder layer 1" */
+    int n_layers;               /* layers of the stack the layer is in */
+    moe_config cfg;
+    moe_gate_up_split split;    /* for HF_GATE_UP */
+    hf_tensor t[HF_MAX_TENSORS];
+    int n;
+    char prefix[HF_MAX_PREFIX][96];
+    int n_prefix;
+    char note[160];             /* a warning to print (e.g. an ignored key), or "" */
+} hf_plan;
+
+static const char *const hf_families[] = {
+    "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "glm4_moe",
+    "gpt_oss", "llama4", "llama4_text", "jamba", "dbrx", "granitemoe", "phimoe", "ernie4_5_moe",
+    "switch_transformers"};
+
+/* ---- reading config.json ---- */
+
+typedef struct hf_ctx {
+    char *err;
+    size_t n;
+    int bad;                /* first error already in err */
+} hf_ctx;
+
+static void hf_fail(hf_ctx *c, const char *msg) {
+    if (c->bad) return;
+    c->bad = 1;
+    snprintf(c->err, c->n, "config.json: %s", msg);
+}
+
+static int64_t hf_i(hf_ctx *c, const mio_json *o, const char *key, int64_t def) {
+    char e[MIO_ERR_SIZE];
+    int64_t v = def;
+    int r = mio_json_get_i64(o, key, &v, e, sizeof e);
+    if (r && r != MIO_ERR_NOT_FOUND) hf_fail(c, e);
+    return r ? def : v;
+}
+
+static double hf_f(hf_ctx *c, const mio_json *o, const char *key, double def) {
+    char e[MIO_ERR_SIZE];
+    double v = def;
+    int r = mio_json_get_f64(o, key, &v, e, sizeof e);
+    if (r && r != MIO_ERR_NOT_FOUND) hf_fail(c, e);
+    return r ? def : v;
+}
+
+static int hf_b(hf_ctx *c, const mio_json *o, const char *key, int def) {
+    char e[MIO_ERR_SIZE];
+    int v = def;
+    int r = mio_json_get_bool(o, key, &v, e, sizeof e);
+    if (r && r != MIO_ERR_NOT_FOUND) hf_fail(c, e);
+    return r ? def : v;
+}
+
+static const char *hf_s(hf_ctx *c, const mio_json *o, const char *key, const char *def) {
+    char e[MIO_ERR_SIZE];
+    const char *v = def;
+    int r = mio_json_get_str(o, key, &v, e, sizeof e);
+    if (r && r != MIO_ERR_NOT_FOUND) hf_fail(c, e);
+    return r ? def : v;
+}
+
+/* 1 if the integer list o[key] (absent or null = empty) holds v. */
+static int hf_in_list(hf_ctx *c, const mio_json *o, const char *key, int64_t v) {
+    const mio_json *a = mio_json_get(o, key);
+    if (!a || mio_json_is_null(a)) return 0;
+    if (mio_json_type(a) != MIO_JSON_ARRAY) {
+        char m[128];
+        snprintf(m, sizeof m, "'%s' is %s, expected a list of layer indices", key,
+                 mio_json_type_name(mio_json_type(a)));
+        hf_fail(c, m);
+        return 0;
+    }
+    for (const mio_json *x = mio_json_child(a); x; x = mio_json_next(x)) {
+        int64_t i;
+        if (mio_json_as_i64(x, &i) == MIO_OK && i == v) return 1;
+    }
+    return 0;
+}
+
+/* HF ACT2FN name -> moe_act; -1 if moe.h has no such activation. */
+static int hf_act(const char *s) {
+    if (!strcmp(s, "silu") || !strcmp(s, "swish")) return MOE_ACT_SILU;
+    if (!strcmp(s, "gelu")) return MOE_ACT_GELU_ERF;
+    if (!strcmp(s, "gelu_new") || !strcmp(s, "gelu_pytorch_tanh") || !strcmp(s, "gelu_fast"))
+        return MOE_ACT_GELU_TANH;
+    if (!strcmp(s, "relu")) return MOE_ACT_RELU;
+    return -1;
+}
+
+static void hf_set_act(hf_ctx *c, hf_plan *p, const char *name) {
+    int a = hf_act(name);
+    if (a < 0) {
+        char m[160];
+        snprintf(m, sizeof m, "activation '%s' is not supported (silu, gelu, gelu_new, "
+                 "gelu_pytorch_tanh, relu)", name);
+        hf_fail(c, m);
+        return;
+    }
+    p->cfg.act = (moe_act)a;
+}
+
+/* ---- building the tensor list ---- */
+
+static void hf_add(hf_plan *p, int role, const char *name, int per_expert, moe_layout layout,
+                   int rank, int64_t a, int64_t b, int64_t c3) {
+    hf_tensor *t = &p->t[p->n++];
+    memset(t, 0, sizeof *t);
+    t->role = role;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->per_expert = per_expert;
+    t->layout = layout;
+    t->rank = rank;
+    t->shape[0] = a;
+    t->shape[1] = b;
+    t->shape[2] = c3;
+}
+
+static void hf_alt(hf_plan *p, int rank, int64_t a, int64_t b) {
+    hf_tensor *t = &p->t[p->n - 1];
+    t->alt_rank = rank;
+    t->alt_shape[0] = a;
+    t->alt_shape[1] = b;
+}
+
+static void hf_prefix(hf_plan *p, const char *fmt_layer, int64_t layer) {
+    /* fmt_layer holds one "%d"-free "{L}" for the layer index */
+    char *dst = p->prefix[p->n_prefix++];
+    const char *at = strstr(fmt_layer, "{L}");
+    if (!at) { snprintf(dst, 96, "%s", fmt_layer); return; }
+    snprintf(dst, 96, "%.*s%lld%s", (int)(at - fmt_layer), fmt_layer, (long long)layer, at + 3);
+}
+
+/* Router + per-expert SwiGLU (nn.ModuleList) under `base` ("mlp.", "block_sparse_moe.", ...). */
+static void hf_modulelist(hf_plan *p, const char *base, const char *router, const char *g,
+                          const char *u, const char *dn) {
+    int64_t d = p->cfg.d_model, ff = p->cfg.d_ff, E = p->cfg.n_experts;
+    char n[160];
+    snprintf(n, sizeof n, "%s%s", base, router);
+    hf_add(p, HF_ROUTER, n, 0, MOE_OUT_IN, 2, E, d, 0);
+    snprintf(n, sizeof n, "%sexperts.{e}.%s.weight", base, g);
+    hf_add(p, HF_GATE, n, 1, MOE_OUT_IN, 2, ff, d, 0);
+    snprintf(n, sizeof n, "%sexperts.{e}.%s.weight", base, u);
+    hf_add(p, HF_UP, n, 1, MOE_OUT_IN, 2, ff, d, 0);
+    snprintf(n, sizeof n, "%sexperts.{e}.%s.weight", base, dn);
+    hf_add(p, HF_DOWN, n, 1, MOE_OUT_IN, 2, d, ff, 0);
+}
+
+/* A shared SwiGLU of width S = n_shared * d_shared under `base` ("mlp.shared_experts."). */
+static void hf_shared(hf_plan *p, const char *base) {
+    int64_t d = p->cfg.d_model, S = (int64_t)p->cfg.n_shared * p->cfg.d_shared;
+    char n[160];
+    snprintf(n, sizeof n, "%sgate_proj.weight", base);
+    hf_add(p, HF_SH_GATE, n, 0, MOE_OUT_IN, 2, S, d, 0);
+    snprintf(n, sizeof n, "%sup_proj.weight", base);
+    hf_add(p, HF_SH_UP, n, 0, MOE_OUT_IN, 2, S, d, 0);
+    snprintf(n, sizeof n, "%sdown_proj.weight", base);
+    hf_add(p, HF_SH_DOWN, n, 0, MOE_OUT_IN, 2, d, S, 0);
+}
+
+static int hf_layer_range(hf_ctx *c, hf_plan *p, int64_t layer, int64_t n_layers,
+                          const char *key) {
+    p->n_layers = (int)n_layers;
+    if (layer < 0 || layer >= n_layers) {
+        char m[200];
+        snprintf(m, sizeof m, "layer %lld is out of range: the model has %lld layers (%s), "
+                 "0..%lld", (long long)layer, (long long)n_layers, key, (long long)n_layers - 1);
+        hf_fail(c, m);
+        return 0;
+    }
+    return 1;
+}
+
+static void hf_dense(hf_ctx *c, int64_t layer, const char *why) {
+    char m[240];
+    snprintf(m, sizeof m, "layer %lld is a dense layer (%s): it has no experts", (long long)layer,
+             why);
+    hf_fail(c, m);
+}
+
+/* Parses "N", "encoder.N" or "decoder.N". stack: 0 none given, 1 encoder, 2 decoder. */
+static int hf_parse_layer(const char *s, int *stack, int64_t *layer) {
+    char *end;
+    *stack = 0;
+    if (!strncmp(s, "encoder.", 8)) { *stack = 1; s += 8; }
+    else if (!strncmp(s, "decoder.", 8)) { *stack = 2; s += 8; }
+    if (!*s || *s == '-' || *s == '+') return 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end) return 0;
+    *layer = v;
+    return 1;
+}
+
+/* ---- the families ---- */
+
+/* Fills *p for layer `layer_arg` of the model whose config.json root is `root`.
+   0 on success; otherwise -1 and a message in err. */
+static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg, char *err,
+                         size_t err_size) {
+    hf_ctx cx = {err, err_size, 0}, *c = &cx;
+    const mio_json *o = root;
+    const char *mt;
+    int stack;
+    int64_t layer;
+    moe_config *m = &p->cfg;
+    char msg[400];
+
+    memset(p, 0, sizeof *p);
+    if (err_size) err[0] = 0;
+    mt = hf_s(c, root, "model_type", NULL);
+    if (c->bad) return -1;
+    if (!mt) {
+        hf_fail(c, "no 'model_type' key");
+        return -1;
+    }
+    snprintf(p->family, sizeof p->family, "%s", mt);
+    if (!hf_parse_layer(layer_arg, &stack, &layer)) {
+        snprintf(err, err_size, "bad --layer '%s': expected a layer index%s", layer_arg,
+                 strcmp(mt, "switch_transformers") ? "" : ", encoder.N or decoder.N");
+        return -1;
+    }
+    if (stack && strcmp(mt, "switch_transformers")) {
+        snprintf(err, err_size, "bad --layer '%s': encoder./decoder. is for switch_transformers "
+                 "only", layer_arg);
+        return -1;
+    }
+    snprintf(p->layer_name, sizeof p->layer_name, "layer %lld", (long long)layer);
+
+    if (!strcmp(mt, "mixtral") || !strcmp(mt, "phimoe")) {
+        /* HF MixtralConfig / PhimoeConfig */
+        int phi = !strcmp(mt, "phimoe");
+        m->d_model = (int)hf_i(c, o, "hidden_size", 4096);
+        m->d_ff = (int)hf_i(c, o, "intermediate_size", phi ? 6400 : 14336);
+        m->n_experts = (int)hf_i(c, o, "num_local_experts", phi ? 16 : 8);
+        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 2);
+        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+        if (phi) {
+            m->score = MOE_SCORE_SPARSEMIXER;
+            m->jitter_eps = (float)hf_f(c, o, "router_jitter_noise", 0.01);
+            if (!c->bad && m->jitter_eps == 0.0f)
+                hf_fail(c, "router_jitter_noise = 0 is not supported (moe.h reads 0 as 0.01)");
+        } else {
+            m->norm = MOE_NORM_SUM;
+        }
+        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
+            return -1;
+        hf_prefix(p, "model.layers.{L}.", layer);
+        hf_modulelist(p, "block_sparse_moe.", "gate.weight", "w1", "w3", "w2");
+    } else if (!strcmp(mt, "qwen2_moe") || !strcmp(mt, "qwen3_moe")) {
+        /* HF Qwen2MoeConfig / Qwen3MoeConfig; sparse layer: not in mlp_only_layers, num_experts
+           > 0 and (layer + 1) % decoder_sparse_step == 0 */
+        int q2 = !strcmp(mt, "qwen2_moe");
+        m->d_model = (int)hf_i(c, o, "hidden_size", q2 ? 2048 : 2048);
+        m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", q2 ? 1408 : 768);
+        m->n_experts = (int)hf_i(c, o, "num_experts", q2 ? 60 : 128);
+        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", q2 ? 4 : 8);
+        m->norm = hf_b(c, o, "norm_topk_prob", 0) ? MOE_NORM_SUM : MOE_NORM_NONE;
+        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+        int64_t step = hf_i(c, o, "decoder_sparse_step", 1);
+        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", q2 ? 24 : 48),
+                            "num_hidden_layers"))
+            return -1;
+        if (hf_in_list(c, o, "mlp_only_layers", layer)) {
+            hf_dense(c, layer, "listed in mlp_only_layers");
+            return -1;
+        }
+        if (m->n_experts <= 0 || step <= 0 || (layer + 1) % step) {
+            snprintf(msg, sizeof msg, "decoder_sparse_step = %lld: sparse layers are those with "
+                     "(layer + 1) %% step == 0", (long long)step);
+            hf_dense(c, layer, msg);
+            return -1;
+        }
+        hf_prefix(p, "model.layers.{L}.", layer);
+        hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
+        if (q2) {
+            int64_t S = hf_i(c, o, "shared_expert_intermediate_size", 5632);
+            if (S > 0) {
+                m->n_shared = 1;
+                m->d_shared = (int)S;
+                m->shared_gate = MOE_SHARED_GATE_SIGMOID;
+                hf_shared(p, "mlp.shared_expert.");
+                hf_add(p, HF_SH_GATE_W, "mlp.shared_expert_gate.weight", 0, MOE_OUT_IN, 2, 1,
+                       m->d_model, 0);
+                hf_alt(p, 1, m->d_model, 0);
+            }
+        }
+    } else if (!strcmp(mt, "olmoe")) {
+        m->d_model = (int)hf_i(c, o, "hidden_size", 2048);
+        m->d_ff = (int)hf_i(c, o, "intermediate_size", 2048);
+        m->n_experts = (int)hf_i(c, o, "num_experts", 64);
+        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 8);
+        m->norm = hf_b(c, o, "norm_topk_prob", 0) ? MOE_NORM_SUM : MOE_NORM_NONE;
+        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 16), "num_hidden_layers"))
+            return -1;
+        hf_prefix(p, "model.layers.{L}.", layer);
+        hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
+    } else if (!strcmp(mt, "jamba")) {
+        /* HF JambaConfig: MoE layer if num_experts > 1 and layer % period == offset */
+        m->d_model = (int)hf_i(c, o, "hidden_size", 4096);
+        m->d_ff = (int)hf_i(c, o, "intermediate_size", 14336);
+        m->n_experts = (int)hf_i(c, o, "num_experts", 16);
+        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 2);
+        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+        int64_t period = hf_i(c, o, "expert_layer_period", 2), off = hf_i(c, o, "expert_layer_offset", 1);
+        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
+            return -1;
+        if (m->n_experts <= 1 || period <= 0 || layer % period != off) {
+            snprintf(msg, sizeof msg, "expert_layer_period = %lld, expert_layer_offset = %lld",
+                     (long long)period, (long long)off);
+            hf_dense(c, layer, msg);
+            return -1;
+        }
+        hf_prefix(p, "model.layers.{L}.", layer);
+        hf_modulelist(p, "feed_forward.", "router.weight", "gate_proj", "up_proj", "down_proj");
+    } else if (!strcmp(mt, "deepseek_v2") || !strcmp(mt, "deepseek_v3") || !strcmp(mt, "glm4_moe")) {
+        /* HF DeepseekV2Config / DeepseekV3Config / Glm4MoeConfig. MoE layer: layer >=
+           first_k_dense_replace and layer % moe_layer_freq == 0 (V3/GLM HF code ignores the
+           freq; released configs have 1). */
+        int v2 = !strcmp(mt, "deepseek_v2"), glm = !strcmp(mt, "glm4_moe");
+        m->d_model = (int)hf_i(c, o, "hidden_size", v2 ? 5120 : glm ? 4096 : 7168);
+        m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", v2 ? 1536 : glm ? 1408 : 2048);
+        m->n_experts = (int)hf_i(c, o, "n_routed_experts", v2 ? 160 : glm ? 128 : 256);
+        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", v2 ? 6 : 8);
+        int64_t ns = hf_i(c, o, "n_shared_experts", v2 ? 2 : 1);
+        double rsf = hf_f(c, o, "routed_scaling_factor", v2 ? 1.0 : glm ? 1.0 : 2.5);
+        int64_t ng = hf_i(c, o, "n_group", v2 ? 1 : glm ? 1 : 8);
+        int64_t kg = hf_i(c, o, "topk_group", v2 ? 1 : glm ? 1 : 4);
+        int norm = hf_b(c, o, "norm_topk_prob", v2 ? 0 : 1);
+        int64_t fk = hf_i(c, o, "first_k_dense_replace", v2 ? 0 : glm ? 1 : 3);
+        int64_t freq = hf_i(c, o, "moe_layer_freq", 1);
+        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+        m->scale = (float)rsf;
+        if (v2) {
+            const char *tm = hf_s(c, o, "topk_method", "greedy");
+            const char *sf = hf_s(c, o, "scoring_func", "softmax");
+            if (sf && strcmp(sf, "softmax")) {
+                snprintf(msg, sizeof msg, "deepseek_v2 scoring_func '%s' is not supported "
+                         "(softmax)", sf);
+                hf_fail(c, msg);
+            }
+            m->score = MOE_SCORE_SOFTMAX;
+            if (tm && !strcmp(tm, "group_limited_greedy")) {
+                m->n_group = (int)ng;
+                m->topk_group = (int)kg;
+                m->group_score = MOE_GROUP_MAX;
+            } else if (tm && strcmp(tm, "greedy")) {
+                snprintf(msg, sizeof msg, "deepseek_v2 topk_method '%s' is not supported "
+                         "(greedy, group_limited_greedy)", tm);
+                hf_fail(c, msg);
+            }
+            /* HF DeepseekV2Moe never renormalises, whatever norm_topk_prob says */
+            if (norm)
+                snprintf(p->note, sizeof p->note, "norm_topk_prob = true is ignored, as in HF "
+                         "deepseek_v2 (weights are not renormalised)");
+        } else {
+            m->score = MOE_SCORE_SIGMOID;
+            m->select_bias = 1;
+            m->n_group = (int)ng;
+            m->topk_group = (int)kg;
+            m->group_score = MOE_GROUP_TOP2_SUM;
+            if (norm) {
+                m->norm = MOE_NORM_SUM;
+                m->norm_eps = 1e-20f;
+            }
+        }
+        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", v2 ? 60 : glm ? 46 : 61),
+                            "num_hidden_layers"))
+            return -1;
+        if (layer < fk) {
+            snprintf(msg, sizeof msg, "first_k_dense_replace = %lld", (long long)fk);
+            hf_dense(c, layer, msg);
+            return -1;
+        }
+        if (freq > 1 && layer % freq) {
+            snprintf(msg, sizeof msg, "moe_layer_freq = %lld", (long long)freq);
+            hf_dense(c, layer, msg);
+            return -1;
+        }
+        hf_prefix(p, "model.layers.{L}.", layer);
+        hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
+        if (!v2) {
+            hf_add(p, HF_SELECT_BIAS, "mlp.gate.e_score_correction_bias", 0, MOE_OUT_IN, 1,
+                   m->n_experts, 0, 0);
+        }
+        if (ns > 0) {
+            m->n_shared = (int)ns;
+            m->d_shared = m->d_ff;
+            hf_shared(p, "mlp.shared_experts.");
+        }
+    } else if (!strcmp(mt, "gpt_oss")) {
+        /* HF GptOssConfig; the dequantized layout (not the MXFP4 _blocks/_scales one) */
+        m->d_model = (int)hf_i(c, o, "hidden_size", 2880);
+        m->d_ff = (int)hf_i(c, o, "intermediate_size", 2880);
+        m->n_experts = (int)hf_i(c, o, "num_local_experts", 128);
+        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 4);
+        m->score = MOE_SCORE_SOFTMAX_TOPK;
+        m->router_bias = 1;
+        m->expert_bias = 1;
+        m->act = MOE_ACT_SWIGLU_OAI;
+        m->act_alpha = 1.702f; /* hard-coded in GptOssExperts */
+        m->act_limit = (float)hf_f(c, o, "swiglu_limit", 7.0);
+        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 36), "num_hidden_layers"))
+            return -1;
+        int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+        p->split = MOE_SPLIT_INTERLEAVED;
+        hf_prefix(p, "model.layers.{L}.", layer);
+        hf_add(p, HF_ROUTER, "mlp.router.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+        hf_add(p, HF_ROUTER_BIAS, "mlp.router.bias", 0, MOE_OUT_IN, 1, E, 0, 0);
+        hf_add(p, HF_GATE_UP, "mlp.experts.gate_up_proj", 0, MOE_IN_OUT, 3, E, d, 2 * ff);
+        hf_add(p, HF_GATE_UP_BIAS, "mlp.experts.gate_up_proj_bias", 0, MOE_OUT_IN, 2, E, 2 * ff, 0);
+        hf_add(p, HF_DOWN, "mlp.experts.down_proj", 0, MOE_IN_OUT, 3, E, ff, d);
+        hf_add(p, HF_DOWN_BIAS, "mlp.experts.down_proj_bias", 0, MOE_OUT_IN, 2, E, d, 0);
+    } else if (!strcmp(mt, "llama4") || !strcmp(mt, "llama4_text")) {
+        /* HF Llama4TextConfig, nested under text_config in Llama4Config. MoE layers: moe_layers
+           if given, else every interleave_moe_layer_step-th (step - 1, 2 step - 1, ...). */
+        const mio_json *tc = mio_json_get(root, "text_config");
+        if (tc && mio_json_type(tc) == MIO_JSON_OBJECT) o = tc;
+        m->d_model = (int)hf_i(c, o, "hidden_size", 5120);
+        m->d_ff = (int)hf_i(c, o, "intermediate_size", 8192);
+        m->n_experts = (int)hf_i(c, o, "num_local_experts", 16);
+        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 1);
+        m->score = MOE_SCORE_SIGMOID_TOPK;
+        m->weight_on_input = 1;
+        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+        int64_t step = hf_i(c, o, "interleave_moe_layer_step", 1);
+        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 48), "num_hidden_layers"))
+            return -1;
+        const mio_json *ml = mio_json_get(o, "moe_layers");
+        if (ml && !mio_json_is_null(ml)) {
+            if (!hf_in_list(c, o, "moe_layers", layer)) {
+                hf_dense(c, layer, "not listed in moe_layers");
+                return -1;
+            }
+        } else if (step <= 0 || (layer + 1) % step) {
+            snprintf(msg, sizeof msg, "interleave_moe_layer_step = %lld: MoE layers are "
+                     "step-1, 2*step-1, ...", (long long)step);
+            hf_dense(c, layer, msg);
+            return -1;
+        }
+        int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+        m->n_shared = 1;
+        m->d_shared = m->d_ff;
+        p->split = MOE_SPLIT_HALVES;
+        hf_prefix(p, "language_model.model.layers.{L}.", layer);
+        hf_prefix(p, "model.language_model.layers.{L}.", layer);
+        hf_prefix(p, "model.layers.{L}.", layer);
+        hf_add(p, HF_ROUTER, "feed_forward.router.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+        hf_add(p, HF_GATE_UP, "feed_forward.experts.gate_up_proj", 0, MOE_IN_OUT, 3, E, d, 2 * ff);
+        hf_add(p, HF_DOWN, "feed_forward.experts.down_proj", 0, MOE_IN_OUT, 3, E, ff, d);
+        hf_shared(p, "feed_forward.shared_expert.");
+    } else if (!strcmp(mt, "dbrx")) {
+        /* HF DbrxConfig + DbrxFFNConfig (nested as ffn_config) */
+        const mio_json *fc = mio_json_get(root, "ffn_config");
+        const char *act = "silu";
+        m->d_model = (int)hf_i(c, o, "d_model", 2048);
+        m->d_ff = (int)hf_i(c, fc, "ffn_hidden_size", 3584);
+        m->n_experts = (int)hf_i(c, fc, "moe_num_experts", 4);
+        m->top_k = (int)hf_i(c, fc, "moe_top_k", 1);
+        const mio_json *af = mio_json_get(fc, "ffn_act_fn");
+        if (af && mio_json_type(af) == MIO_JSON_OBJECT) act = hf_s(c, af, "name", "silu");
+        hf_set_act(c, p, act);
+        const mio_json *nw = mio_json_get(fc, "moe_normalize_expert_weights");
+        if (!nw || !mio_json_is_null(nw)) {
+            m->norm = MOE_NORM_LP;
+            m->norm_p = (float)hf_f(c, fc, "moe_normalize_expert_weights", 1.0);
+            if (!c->bad && !(m->norm_p > 0.0f))
+                hf_fail(c, "moe_normalize_expert_weights must be > 0");
+        }
+        if (!hf_layer_range(c, p, layer, hf_i(c, o, "n_layers", 24), "n_layers")) return -1;
+        int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+        hf_prefix(p, "transformer.blocks.{L}.", layer);
+        hf_add(p, HF_ROUTER, "ffn.router.layer.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+        hf_add(p, HF_GATE, "ffn.experts.mlp.w1", 0, MOE_OUT_IN, 2, E * ff, d, 0);
+        hf_add(p, HF_UP, "ffn.experts.mlp.v1", 0, MOE_OUT_IN, 2, E * ff, d, 0);
+        hf_add(p, HF_DOWN, "ffn.experts.mlp.w2", 0, MOE_IN_OUT, 2, E * ff, d, 0);
+    } else if (!strcmp(mt, "granitemoe") || !strcmp(mt, "granitemoeshared")) {
+        /* HF GraniteMoeConfig (GraniteMoeShared adds shared_intermediate_size) */
+        m->d_model = (int)hf_i(c, o, "hidden_size", 4096);
+        m->d_ff = (int)hf_i(c, o, "intermediate_size", 11008);
+        m->n_experts = (int)hf_i(c, o, "num_local_experts", 8);
+        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 2);
+        m->score = MOE_SCORE_SOFTMAX_TOPK;
+        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
+            return -1;
+        int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+        p->split = MOE_SPLIT_HALVES;
+        hf_prefix(p, "model.layers.{L}.", layer);
+        hf_add(p, HF_ROUTER, "block_sparse_moe.router.layer.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+        hf_add(p, HF_GATE_UP, "block_sparse_moe.input_linear.weight", 0, MOE_OUT_IN, 3, E, 2 * ff, d);
+        hf_add(p, HF_DOWN, "block_sparse_moe.output_linear.weight", 0, MOE_OUT_IN, 3, E, d, ff);
+        if (!strcmp(mt, "granitemoeshared")) {
+            int64_t S = hf_i(c, o, "shared_intermediate_size", 0);
+            if (S > 0) {
+                hf_fail(c, "granitemoeshared shared_mlp is not supported yet");
+                return -1;
+            }
+        }
+    } else if (!strcmp(mt, "ernie4_5_moe")) {
+        /* HF Ernie4_5_MoeConfig. MoE layer: (layer + 1) % interval == 0 and start <= layer <=
+           end (end -1 = the last layer) */
+        m->d_model = (int)hf_i(c, o, "hidden_size", 2560);
+        m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", 1536);
+        m->n_experts = (int)hf_i(c, o, "moe_num_experts", 64);
+        m->top_k = (int)hf_i(c, o, "moe_k", 6);
+        int64_t ns = hf_i(c, o, "moe_num_shared_experts", 2);
+        int64_t nl = hf_i(c, o, "num_hidden_layers", 28);
+        int64_t start = hf_i(c, o, "moe_layer_start_index", 1);
+        int64_t end = hf_i(c, o, "moe_layer_end_index", -1);
+        int64_t iv = hf_i(c, o, "moe_layer_interval", 1);
+        m->score = MOE_SCORE_SOFTMAX;
+        m->select_bias = 1;
+        m->norm = MOE_NORM_SUM_CLAMP;
+        m->norm_eps = (float)hf_f(c, o, "moe_norm_min", 1e-12);
+        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+        if (hf_b(c, o, "use_bias", 0)) hf_fail(c, "use_bias = true is not supported");
+        if (end == -1) end = nl - 1;
+        if (!hf_layer_range(c, p, layer, nl, "num_hidden_layers")) return -1;
+        if (iv <= 0 || (layer + 1) % iv || layer < start || layer > end) {
+            snprintf(msg, sizeof msg, "moe_layer_start_index = %lld, moe_layer_end_index = %lld, "
+                     "moe_layer_interval = %lld", (long long)start, (long long)end, (long long)iv);
+            hf_dense(c, layer, msg);
+            return -1;
+        }
+        hf_prefix(p, "model.layers.{L}.", layer);
+        hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
+        hf_add(p, HF_SELECT_BIAS, "mlp.moe_statics.e_score_correction_bias", 0, MOE_OUT_IN, 2, 1,
+               m->n_experts, 0);
+        hf_alt(p, 1, m->n_experts, 0);
+        if (ns > 0) {
+            m->n_shared = (int)ns;
+            m->d_shared = m->d_ff;
+            hf_shared(p, "mlp.shared_experts.");
+        }
+    } else if (!strcmp(mt, "switch_transformers")) {
+        /* HF SwitchTransformersConfig: sparse step = num_layers // num_sparse_*_layers; block i
+           is sparse if i % step == 1 or step == 1. */
+        int64_t nl = hf_i(c, o, "num_layers", 12);
+        int64_t ndl = hf_i(c, o, "num_decoder_layers", nl);
+        int64_t nse = hf_i(c, o, "num_sparse_encoder_layers", 3);
+        int64_t nsd = hf_i(c, o, "num_sparse_decoder_layers", 3);
+        m->d_model = (int)hf_i(c, o, "d_model", 768);
+        m->d_ff = (int)hf_i(c, o, "d_ff", 2048);
+        m->n_experts = (int)hf_i(c, o, "num_experts", 8);
+        m->top_k = 1;
+        m->ffn = MOE_FFN_PLAIN;
+        m->capacity = (int)hf_i(c, o, "expert_capacity", 64);
+        m->drop = MOE_DROP_IDENTITY;
+        m->router_bias = hf_b(c, o, "router_bias", 0);
+        hf_set_act(c, p, hf_s(c, o, "dense_act_fn", "relu"));
+        if (c->bad) return -1;
+        if (!stack) {
+            if (layer >= 0 && layer < nl) stack = 1;
+            else if (layer >= nl) { stack = 2; layer -= nl; }
+        }
+        int dec = stack == 2;
+        int64_t n = dec ? ndl : nl, ns = dec ? nsd : nse;
+        int64_t step = ns > 0 ? n / ns : n;
+        snprintf(p->layer_name, sizeof p->layer_name, "%s layer %lld", dec ? "decoder" : "encoder",
+                 (long long)layer);
+        if (!hf_layer_range(c, p, layer, n, dec ? "num_decoder_layers" : "num_layers")) return -1;
+        if (!(step > 0 && (layer % step == 1 || step == 1))) {
+            snprintf(msg, sizeof msg, "%s block %lld is dense: num_sparse_%s_layers = %lld makes "
+                     "blocks i with i %% %lld == 1 sparse", dec ? "decoder" : "encoder",
+                     (long long)layer, dec ? "decoder" : "encoder", (long long)ns, (long long)step);
+            hf_dense(c, layer, msg);
+            return -1;
+        }
+        int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+        hf_prefix(p, dec ? "decoder.block.{L}.layer.2.mlp." : "encoder.block.{L}.layer.1.mlp.",
+                  layer);
+        hf_add(p, HF_ROUTER, "router.classifier.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+        if (m->router_bias)
+            hf_add(p, HF_ROUTER_BIAS, "router.classifier.bias", 0, MOE_OUT_IN, 1, E, 0, 0);
+        hf_add(p, HF_UP, "experts.expert_{e}.wi.weight", 1, MOE_OUT_IN, 2, ff, d, 0);
+        hf_add(p, HF_DOWN, "experts.expert_{e}.wo.weight", 1, MOE_OUT_IN, 2, d, ff, 0);
+    } else {
+        size_t at = 0;
+        at += (size_t)snprintf(msg, sizeof msg, "unknown model_type '%s'; supported:", mt);
+        for (size_t i = 0; i < sizeof hf_families / sizeof *hf_families && at < sizeof msg; i++)
+            at += (size_t)snprintf(msg + at, sizeof msg - at, " %s", hf_families[i]);
+        hf_fail(c, msg);
+        return -1;
+    }
+    if (c->bad) return -1;
+    if (m->d_model <= 0 || m->d_ff <= 0 || m->n_experts <= 0 || m->top_k <= 0 ||
+        m->top_k > m->n_experts) {
+        snprintf(msg, sizeof msg, "bad sizes: hidden %d, expert width %d, experts %d, top-k %d",
+                 m->d_model, m->d_ff, m->n_experts, m->top_k);
+        hf_fail(c, msg);
+        return -1;
+    }
+    return 0;
+}
+
+#endif /* HF_CONFIG_H */

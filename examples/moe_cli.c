@@ -1,0 +1,683 @@
+/* moe - run one Mixture-of-Experts layer with moe.h: a toy layer from a seed, or one MoE layer
+   of a Hugging Face checkpoint (config.json + safetensors) on activations from a .npy file.
+
+      build/moe                                   toy layer, default options
+      build/moe run --experts 16 --k 4 --stats    toy layer, other options
+      build/moe run --model DIR --layer L --input X.npy --output Y.npy
+                    [--experts-out E.npy] [--weights-out W.npy] [--threads N] [--stats]
+      build/moe --help
+
+   The checkpoint side: hf_config.h maps config.json to a moe_config and names the layer's
+   tensors; moe_io.h maps the safetensors files (only the pages of the layer's tensors are ever
+   read) and reads/writes .npy. After moe_layer_create has packed a source tensor, its pages are
+   dropped (moe_weights.on_packed -> madvise), so the peak memory is about one packed layer. */
+#define _DEFAULT_SOURCE 1
+#define MOE_IMPLEMENTATION
+#include "moe.h"
+#define MOE_IO_IMPLEMENTATION
+#include "moe_io.h"
+#include "hf_config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *usage_text =
+    "usage: moe [run] [options]              run a toy MoE layer built from a seed\n"
+    "       moe run --model DIR --layer L --input X.npy --output Y.npy [options]\n"
+    "                                        run one MoE layer of a Hugging Face checkpoint\n"
+    "       moe --help\n"
+    "\n"
+    "Toy layer (no --model): random weights from --seed, random input tokens; prints the\n"
+    "config, each token's experts and weights, the load per expert, the aux and z losses,\n"
+    "a checksum of y (sum, sum of squares) and the create/forward times.\n"
+    "  --d D             hidden size (64)\n"
+    "  --ff F            expert width (128)\n"
+    "  --experts E       routed experts (8)\n"
+    "  --k K             experts per token (2)\n"
+    "  --shared N        shared experts, each of width F (1)\n"
+    "  --score S         softmax | sigmoid | softmax_topk | sigmoid_topk | sparsemixer (softmax)\n"
+    "  --act A           silu | gelu | gelu_tanh | relu | swiglu_oai (silu)\n"
+    "  --plain           ungated experts: down(act(up x)) instead of SwiGLU\n"
+    "  --norm, --no-norm renormalise the top-k weights to sum 1 (on)\n"
+    "  --groups G        split the experts into G groups (0 = none); group score is the max\n"
+    "                    (softmax scores) or the sum of the top 2 (sigmoid scores)\n"
+    "  --topk-group G2   groups kept per token (G)\n"
+    "  --tokens T        tokens (4)\n"
+    "  --seed S          seed of weights and input (1)\n"
+    "\n"
+    "Checkpoint layer:\n"
+    "  --model DIR       directory with config.json and model.safetensors, or\n"
+    "                    model.safetensors.index.json and its shards (F32, BF16, F16 tensors)\n"
+    "  --layer L         layer index as in model.layers.L (DBRX: transformer.blocks.L).\n"
+    "                    switch_transformers: encoder.N or decoder.N, or a flat index\n"
+    "                    (0..num_layers-1 = encoder, then decoder)\n"
+    "  --input X.npy     float32 [T][hidden_size], C order: the MoE block's input\n"
+    "  --output Y.npy    float32 [T][hidden_size]: the MoE block's output, routed + shared\n"
+    "                    experts (no residual, no norm)\n"
+    "  --experts-out E.npy  int32 [T][k]: selected experts, slot order (key descending)\n"
+    "  --weights-out W.npy  float32 [T][k]: each slot's weight (0 for a slot dropped by\n"
+    "                    capacity; Llama-4 applies it to the expert's input)\n"
+    "  Outputs are written only when the whole run succeeds, each atomically.\n"
+    "  Families (model_type): mixtral qwen2_moe qwen3_moe olmoe deepseek_v2 deepseek_v3\n"
+    "  (also Kimi-K2) glm4_moe gpt_oss llama4 jamba dbrx granitemoe phimoe ernie4_5_moe\n"
+    "  switch_transformers. Switch layers see X as one sequence (one capacity group).\n"
+    "\n"
+    "Both:\n"
+    "  --threads N       OpenMP threads (0 = all)\n"
+    "  --stats           per-expert load, aux loss, z-loss, dropped slots, packed bytes,\n"
+    "                    load time and peak RSS\n"
+    "  --help            this text\n";
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru)) return 0.0;
+    return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
+}
+
+/* ---- options ---- */
+
+typedef struct opts {
+    /* toy */
+    int d, ff, experts, k, shared, tokens, groups, topk_group, plain, norm;
+    unsigned long long seed;
+    moe_score score;
+    moe_act act;
+    /* checkpoint */
+    const char *model, *layer, *input, *output, *experts_out, *weights_out;
+    /* both */
+    int threads, stats;
+} opts;
+
+static int fail(const char *fmt, const char *a, const char *b) {
+    fprintf(stderr, "moe: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
+static int parse_int(const char *flag, const char *s, int lo, int hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno || v < lo || v > hi) {
+        char range[64];
+        snprintf(range, sizeof range, "an integer in %d..%d", lo, hi);
+        fprintf(stderr, "moe: bad value '%s' for %s: expected %s\n", s ? s : "(missing)", flag,
+                range);
+        return 0;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+static int pick(const char *flag, const char *s, const char *const *names, int n, int *out) {
+    for (int i = 0; s && i < n; i++)
+        if (!strcmp(s, names[i])) { *out = i; return 1; }
+    fprintf(stderr, "moe: bad value '%s' for %s: expected one of", s ? s : "(missing)", flag);
+    for (int i = 0; i < n; i++) fprintf(stderr, " %s", names[i]);
+    fprintf(stderr, "\n");
+    return 0;
+}
+
+static const char *const score_names[] = {"softmax", "sigmoid", "softmax_topk", "sigmoid_topk",
+                                          "sparsemixer"};
+static const char *const act_names[] = {"silu", "gelu", "gelu_tanh", "relu", "swiglu_oai"};
+
+/* 0 ok, 1 help printed, 2 error printed */
+static int parse_args(int argc, char **argv, opts *o) {
+    memset(o, 0, sizeof *o);
+    o->d = 64; o->ff = 128; o->experts = 8; o->k = 2; o->shared = 1; o->tokens = 4;
+    o->norm = 1; o->seed = 1; o->topk_group = -1;
+    int i = 1;
+    if (i < argc && !strcmp(argv[i], "run")) i++;
+    for (; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int x;
+#define VAL(name) (!strcmp(a, name) && (i++, 1))
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage_text, stdout); return 1; }
+        else if (!strcmp(a, "--plain")) o->plain = 1;
+        else if (!strcmp(a, "--norm")) o->norm = 1;
+        else if (!strcmp(a, "--no-norm")) o->norm = 0;
+        else if (!strcmp(a, "--stats")) o->stats = 1;
+        else if (VAL("--d")) { if (!parse_int(a, v, 1, 1 << 16, &o->d)) return 2; }
+        else if (VAL("--ff")) { if (!parse_int(a, v, 1, 1 << 18, &o->ff)) return 2; }
+        else if (VAL("--experts")) { if (!parse_int(a, v, 1, 4096, &o->experts)) return 2; }
+        else if (VAL("--k")) { if (!parse_int(a, v, 1, 4096, &o->k)) return 2; }
+        else if (VAL("--shared")) { if (!parse_int(a, v, 0, 64, &o->shared)) return 2; }
+        else if (VAL("--tokens")) { if (!parse_int(a, v, 0, 1 << 20, &o->tokens)) return 2; }
+        else if (VAL("--groups")) { if (!parse_int(a, v, 0, 4096, &o->groups)) return 2; }
+        else if (VAL("--topk-group")) { if (!parse_int(a, v, 1, 4096, &o->topk_group)) return 2; }
+        else if (VAL("--threads")) { if (!parse_int(a, v, 0, 4096, &o->threads)) return 2; }
+        else if (VAL("--seed")) {
+            char *end;
+            if (!v || !*v || *v == '-') return fail("bad value '%s' for %s: expected an unsigned integer", v ? v : "(missing)", a);
+            o->seed = strtoull(v, &end, 10);
+            if (*end) return fail("bad value '%s' for %s: expected an unsigned integer", v, a);
+        }
+        else if (VAL("--score")) { if (!pick(a, v, score_names, 5, &x)) return 2; o->score = (moe_score)x; }
+        else if (VAL("--act")) { if (!pick(a, v, act_names, 5, &x)) return 2; o->act = (moe_act)x; }
+        else if (VAL("--model")) { if (!v) return fail("%s needs a value%s", a, ""); o->model = v; }
+        else if (VAL("--layer")) { if (!v) return fail("%s needs a value%s", a, ""); o->layer = v; }
+        else if (VAL("--input")) { if (!v) return fail("%s needs a value%s", a, ""); o->input = v; }
+        else if (VAL("--output")) { if (!v) return fail("%s needs a value%s", a, ""); o->output = v; }
+        else if (VAL("--experts-out")) { if (!v) return fail("%s needs a value%s", a, ""); o->experts_out = v; }
+        else if (VAL("--weights-out")) { if (!v) return fail("%s needs a value%s", a, ""); o->weights_out = v; }
+        else return fail("unknown option '%s' (see moe --help)%s", a, "");
+#undef VAL
+    }
+    return 0;
+}
+
+/* ---- summary printing, shared by both modes ---- */
+
+static const char *norm_name(moe_norm n) {
+    static const char *const s[] = {"none", "sum", "sum_clamp", "lp"};
+    return (unsigned)n < 4 ? s[n] : "?";
+}
+
+static void print_config(const moe_config *c) {
+    printf("config: d=%d d_ff=%d experts=%d top_k=%d shared=%d", c->d_model, c->d_ff,
+           c->n_experts, c->top_k, c->n_shared);
+    if (c->n_shared) printf(" (width %d%s)", c->n_shared * c->d_shared,
+                            c->shared_gate ? ", sigmoid-gated" : "");
+    printf(" ffn=%s act=%s score=%s norm=%s", c->ffn == MOE_FFN_PLAIN ? "plain" : "gated",
+           (unsigned)c->act < 5 ? act_names[c->act] : "?",
+           (unsigned)c->score < 5 ? score_names[c->score] : "?", norm_name(c->norm));
+    if (c->scale != 1.0f) printf(" scale=%g", (double)c->scale);
+    if (c->n_group > 1) printf(" groups=%d keep=%d (%s)", c->n_group, c->topk_group,
+                               c->group_score == MOE_GROUP_MAX ? "max" : "top2-sum");
+    if (c->select_bias) printf(" select_bias");
+    if (c->router_bias) printf(" router_bias");
+    if (c->expert_bias) printf(" expert_bias");
+    if (c->capacity) printf(" capacity=%d drop=%s", c->capacity,
+                            c->drop == MOE_DROP_IDENTITY ? "identity" : "zero");
+    if (c->weight_on_input) printf(" weight_on_input");
+    printf("\n");
+}
+
+static void print_stats(const moe_config *c, const moe_trace *tr) {
+    printf("load (tokens per expert):");
+    for (int e = 0; e < c->n_experts; e++) {
+        if (e % 16 == 0) printf("\n ");
+        printf(" %3d:%-4lld", e, (long long)tr->expert_tokens[e]);
+    }
+    printf("\naux_loss %.6f  z_loss %.6f  dropped %zu\n", tr->aux_loss, tr->z_loss,
+           tr->n_dropped);
+}
+
+static void checksum(const float *y, size_t n, double *s, double *s2) {
+    *s = *s2 = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        *s += y[i];
+        *s2 += (double)y[i] * y[i];
+    }
+}
+
+/* ---- toy layer ---- */
+
+static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* uniform in [-a, a) */
+static void fill(float *p, size_t n, float a, uint64_t *s) {
+    for (size_t i = 0; i < n; i++)
+        p[i] = a * (2.0f * (float)(rng_next(s) >> 40) / 16777216.0f - 1.0f);
+}
+
+static int run_toy(const opts *o) {
+    moe_config c;
+    memset(&c, 0, sizeof c);
+    c.d_model = o->d; c.d_ff = o->ff; c.n_experts = o->experts; c.top_k = o->k;
+    c.n_shared = o->shared; c.score = o->score; c.act = o->act;
+    c.ffn = o->plain ? MOE_FFN_PLAIN : MOE_FFN_GATED;
+    c.norm = o->norm ? MOE_NORM_SUM : MOE_NORM_NONE;
+    c.n_group = o->groups;
+    c.topk_group = o->topk_group > 0 ? o->topk_group : o->groups;
+    c.group_score = (o->score == MOE_SCORE_SIGMOID) ? MOE_GROUP_TOP2_SUM : MOE_GROUP_MAX;
+    moe_result r = moe_config_check(&c);
+    if (r != MOE_OK) {
+        fprintf(stderr, "moe: bad toy config: %s\n", moe_result_string(r));
+        return 2;
+    }
+    size_t d = (size_t)o->d, ff = (size_t)o->ff, E = (size_t)o->experts, T = (size_t)o->tokens;
+    size_t S = (size_t)o->shared * ff, K = (size_t)o->k;
+    uint64_t s = o->seed;
+    float *router = malloc(E * d * sizeof *router), *gate = malloc(E * ff * d * sizeof(float));
+    float *up = malloc(E * ff * d * sizeof(float)), *down = malloc(E * d * ff * sizeof(float));
+    float *sg = malloc((S ? S : 1) * d * sizeof(float)), *su = malloc((S ? S : 1) * d * sizeof(float));
+    float *sd = malloc((S ? S : 1) * d * sizeof(float));
+    float *x = malloc((T ? T : 1) * d * sizeof(float)), *y = malloc((T ? T : 1) * d * sizeof(float));
+    int32_t *ex = malloc((T ? T : 1) * K * sizeof(int32_t));
+    float *wt = malloc((T ? T : 1) * K * sizeof(float));
+    int64_t *load = malloc(E * sizeof(int64_t));
+    if (!router || !gate || !up || !down || !sg || !su || !sd || !x || !y || !ex || !wt || !load) {
+        fprintf(stderr, "moe: out of memory\n");
+        return 1;
+    }
+    fill(router, E * d, 2.0f / sqrtf((float)d), &s);
+    fill(gate, E * ff * d, 1.7f / sqrtf((float)d), &s);
+    fill(up, E * ff * d, 1.7f / sqrtf((float)d), &s);
+    fill(down, E * d * ff, 1.7f / sqrtf((float)ff), &s);
+    fill(sg, S * d, 1.7f / sqrtf((float)d), &s);
+    fill(su, S * d, 1.7f / sqrtf((float)d), &s);
+    fill(sd, S * d, S ? 1.7f / sqrtf((float)S) : 0.0f, &s);
+    fill(x, T * d, 1.7f, &s);
+
+    moe_weights w;
+    memset(&w, 0, sizeof w);
+    w.router.data = router; w.gate.data = gate; w.up.data = up; w.down.data = down;
+    if (S) { w.shared_gate_proj.data = sg; w.shared_up.data = su; w.shared_down.data = sd; }
+    moe_layer *layer = NULL;
+    double t0 = now_s();
+    r = moe_layer_create(&layer, &c, &w);
+    double t_create = now_s() - t0;
+    if (r != MOE_OK) {
+        fprintf(stderr, "moe: moe_layer_create: %s\n", moe_result_string(r));
+        return 2;
+    }
+    size_t bytes;
+    moe_workspace_size(layer, T, &bytes);
+    moe_workspace ws = {malloc(bytes ? bytes : 1), bytes, o->threads};
+    moe_trace tr;
+    memset(&tr, 0, sizeof tr);
+    tr.expert = ex; tr.weight = wt; tr.expert_tokens = load;
+    t0 = now_s();
+    r = moe_forward(layer, x, T, y, &ws, &tr);
+    double t_fwd = now_s() - t0;
+    if (r != MOE_OK) {
+        fprintf(stderr, "moe: moe_forward: %s\n", moe_result_string(r));
+        return 1;
+    }
+    const moe_config *fc = moe_layer_config(layer);
+    printf("moe.h %d.%d.%d toy layer, seed %llu, %zu tokens\n", MOE_VERSION_MAJOR,
+           MOE_VERSION_MINOR, MOE_VERSION_PATCH, o->seed, T);
+    print_config(fc);
+    for (size_t t = 0; t < T; t++) {
+        printf("token %zu:", t);
+        for (size_t j = 0; j < K; j++) printf("  e%d %.4f", ex[t * K + j], (double)wt[t * K + j]);
+        printf("\n");
+    }
+    print_stats(fc, &tr);
+    double cs, cs2;
+    checksum(y, T * d, &cs, &cs2);
+    printf("y checksum: sum %.6f  sum of squares %.6f\n", cs, cs2);
+    printf("time: create %.3f ms (packed %.1f KiB), forward %.3f ms\n", 1e3 * t_create,
+           (double)moe_layer_packed_bytes(layer) / 1024.0, 1e3 * t_fwd);
+    if (o->stats) printf("peak RSS %.1f MiB\n", peak_rss_mib());
+    moe_layer_free(layer);
+    free(ws.data); free(router); free(gate); free(up); free(down); free(sg); free(su); free(sd);
+    free(x); free(y); free(ex); free(wt); free(load);
+    return 0;
+}
+
+/* ---- checkpoint layer ---- */
+
+/* Source views the layer is packed from: the mio tensors (pages released once packed), and
+   aligned copies of those whose data the mapping leaves misaligned for their element type. */
+typedef struct loader {
+    const mio_tensor *used[4096];
+    size_t n_used;
+    void *copies[4096];
+    size_t n_copies;
+    size_t released;            /* bytes handed back through on_packed */
+} loader;
+
+static void on_packed(void *user, const void *data, size_t bytes) {
+    loader *L = (loader *)user;
+    const char *p = (const char *)data;
+    for (size_t i = 0; i < L->n_used; i++) {
+        const mio_tensor *t = L->used[i];
+        const char *b = (const char *)t->data;
+        if (t->mapped && p >= b && p < b + t->nbytes) {
+            size_t off = (size_t)(p - b), len = bytes <= t->nbytes - off ? bytes : t->nbytes - off;
+            if (mio_tensor_release(t, off, len, NULL, 0) == MIO_OK) L->released += len;
+            return;
+        }
+    }
+}
+
+static int dtype_of(int mio_dt, moe_dtype *out) {
+    switch (mio_dt) {
+    case MIO_DTYPE_F32: *out = MOE_F32; return 1;
+    case MIO_DTYPE_BF16: *out = MOE_BF16; return 1;
+    case MIO_DTYPE_F16: *out = MOE_F16; return 1;
+    default: return 0;
+    }
+}
+
+static void shape_str(char *b, size_t n, int rank, const int64_t *s) {
+    size_t at = (size_t)snprintf(b, n, "[");
+    for (int i = 0; i < rank && at < n; i++)
+        at += (size_t)snprintf(b + at, n - at, "%s%lld", i ? ", " : "", (long long)s[i]);
+    if (at < n) snprintf(b + at, n - at, "]");
+}
+
+static int shape_is(const mio_tensor *t, int rank, const int64_t *s) {
+    if (t->rank != rank) return 0;
+    for (int i = 0; i < rank; i++)
+        if (t->shape[i] != s[i]) return 0;
+    return 1;
+}
+
+/* name = prefix + pattern with "{e}" replaced by e */
+static void tensor_name(char *out, size_t n, const char *prefix, const char *pat, int e) {
+    const char *at = strstr(pat, "{e}");
+    if (at) snprintf(out, n, "%s%.*s%d%s", prefix, (int)(at - pat), pat, e, at + 3);
+    else snprintf(out, n, "%s%s", prefix, pat);
+}
+
+/* Looks up, checks and returns one tensor's data as moe.h can read it. */
+static int get_tensor(mio_model *m, loader *ld, const char *name, const hf_tensor *spec,
+                      const void **data, moe_dtype *dt, char *err, size_t en) {
+    const mio_tensor *t;
+    char e[MIO_ERR_SIZE], a[96], b[96];
+    int r = mio_model_tensor(m, name, &t, e, sizeof e);
+    if (r == MIO_ERR_NOT_FOUND) {
+        snprintf(err, en, "missing tensor '%s' (%s)", name, e);
+        return -1;
+    }
+    if (r) {
+        snprintf(err, en, "cannot read tensor '%s': %s", name, e);
+        return -1;
+    }
+    if (!dtype_of(t->dtype, dt)) {
+        snprintf(err, en, "tensor '%s' has unsupported dtype %s (moe.h takes F32, BF16, F16)",
+                 name, mio_dtype_name(t->dtype));
+        return -1;
+    }
+    if (!shape_is(t, spec->rank, spec->shape) &&
+        !(spec->alt_rank && shape_is(t, spec->alt_rank, spec->alt_shape))) {
+        shape_str(a, sizeof a, spec->rank, spec->shape);
+        shape_str(b, sizeof b, t->rank, t->shape);
+        snprintf(err, en, "tensor '%s' has wrong shape %s, expected %s (from config.json)", name,
+                 b, a);
+        return -1;
+    }
+    if (ld->n_used >= sizeof ld->used / sizeof *ld->used) {
+        snprintf(err, en, "too many tensors in one layer");
+        return -1;
+    }
+    ld->used[ld->n_used++] = t;
+    size_t al = *dt == MOE_F32 ? 4 : 2;
+    if ((uintptr_t)t->data % al) { /* moe.h reads elements through typed pointers */
+        void *copy = malloc(t->nbytes ? t->nbytes : 1);
+        if (!copy || ld->n_copies >= sizeof ld->copies / sizeof *ld->copies) {
+            free(copy);
+            snprintf(err, en, "out of memory copying '%s'", name);
+            return -1;
+        }
+        memcpy(copy, t->data, t->nbytes);
+        ld->copies[ld->n_copies++] = copy;
+        *data = copy;
+    } else {
+        *data = t->data;
+    }
+    return 0;
+}
+
+static moe_tensor *role_slot(moe_weights *w, int role) {
+    switch (role) {
+    case HF_ROUTER: return &w->router;
+    case HF_ROUTER_BIAS: return &w->router_bias;
+    case HF_SELECT_BIAS: return &w->select_bias;
+    case HF_GATE: return &w->gate;
+    case HF_UP: return &w->up;
+    case HF_GATE_UP: return &w->gate_up;
+    case HF_DOWN: return &w->down;
+    case HF_GATE_UP_BIAS: return &w->gate_up_bias;
+    case HF_DOWN_BIAS: return &w->down_bias;
+    case HF_SH_GATE: return &w->shared_gate_proj;
+    case HF_SH_UP: return &w->shared_up;
+    case HF_SH_DOWN: return &w->shared_down;
+    case HF_SH_GATE_W: return &w->shared_gate;
+    default: return NULL;
+    }
+}
+
+/* 1 if path's directory is writable (the outputs are created there). */
+static int dir_writable(const char *path, char *dir, size_t n) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, n, ".");
+    else if (slash == path) snprintf(dir, n, "/");
+    else snprintf(dir, n, "%.*s", (int)(slash - path), path);
+    struct stat st;
+    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && access(dir, W_OK) == 0;
+}
+
+static int run_model(const opts *o) {
+    char err[1024], e2[MIO_ERR_SIZE], path[4096], dir[4096];
+    struct stat st;
+    int rc = 1;
+    mio_json_doc doc;
+    mio_model model;
+    hf_plan plan;
+    loader *ld = NULL;
+    float *x = NULL, *y = NULL, *wt = NULL;
+    int32_t *ex = NULL;
+    int64_t *load = NULL;
+    const void **pe[HF_MAX_TENSORS] = {0};
+    moe_layer *layer = NULL;
+    moe_workspace ws = {NULL, 0, o->threads};
+    int model_open = 0;
+    const char *outs[3] = {o->output, o->experts_out, o->weights_out};
+    char tmp[3][4200];
+    int n_tmp = 0;
+
+    memset(&doc, 0, sizeof doc);
+    if (!o->layer || !o->input || !o->output) {
+        fprintf(stderr, "moe: run --model needs --layer, --input and --output (see moe --help)\n");
+        return 2;
+    }
+    for (int i = 0; i < 3; i++)
+        if (outs[i] && !dir_writable(outs[i], dir, sizeof dir)) {
+            fprintf(stderr, "moe: cannot write output '%s': directory '%s' is missing or not "
+                    "writable\n", outs[i], dir);
+            return 1;
+        }
+    double t_start = now_s();
+    if (stat(o->model, &st) || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "moe: model directory '%s' not found (or not a directory)\n", o->model);
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/config.json", o->model);
+    if (stat(path, &st)) {
+        fprintf(stderr, "moe: %s: config.json not found\n", path);
+        return 1;
+    }
+    if (mio_json_parse_file(&doc, path, e2, sizeof e2)) {
+        fprintf(stderr, "moe: %s\n", e2);
+        return 1;
+    }
+    if (hf_plan_layer(&plan, mio_json_root(&doc), o->layer, err, sizeof err)) {
+        /* config errors name the file; --layer errors do not */
+        if (!strncmp(err, "config.json", 11)) fprintf(stderr, "moe: %s/%s\n", o->model, err);
+        else fprintf(stderr, "moe: %s\n", err);
+        goto done;
+    }
+    if (plan.note[0]) fprintf(stderr, "moe: note: %s\n", plan.note);
+
+    /* the input first: cheap to check, and no point mapping weights for a bad one */
+    size_t T, D;
+    if (mio_npy_read(o->input, &x, &T, &D, e2, sizeof e2)) {
+        fprintf(stderr, "moe: input %s\n", e2);
+        goto done;
+    }
+    if (D != (size_t)plan.cfg.d_model) {
+        fprintf(stderr, "moe: input %s has width %zu, expected hidden_size %d (config.json): "
+                "X.npy must be float32 [T][%d]\n", o->input, D, plan.cfg.d_model, plan.cfg.d_model);
+        goto done;
+    }
+
+    if (mio_model_open(&model, o->model, e2, sizeof e2)) {
+        fprintf(stderr, "moe: %s\n", e2);
+        goto done;
+    }
+    model_open = 1;
+    const char *prefix = NULL;
+    for (int i = 0; i < plan.n_prefix && !prefix; i++) {
+        tensor_name(path, sizeof path, plan.prefix[i], plan.t[0].name, 0);
+        if (mio_model_has(&model, path)) prefix = plan.prefix[i];
+    }
+    if (!prefix) {
+        tensor_name(path, sizeof path, plan.prefix[0], plan.t[0].name, 0);
+        fprintf(stderr, "moe: missing tensor '%s' (the router of %s %s) in %s\n", path,
+                plan.family, plan.layer_name, o->model);
+        goto done;
+    }
+
+    ld = calloc(1, sizeof *ld);
+    if (!ld) { fprintf(stderr, "moe: out of memory\n"); goto done; }
+    moe_weights w;
+    memset(&w, 0, sizeof w);
+    w.gate_up_split = plan.split;
+    w.on_packed = on_packed;
+    w.user = ld;
+    int E = plan.cfg.n_experts;
+    for (int i = 0; i < plan.n; i++) {
+        const hf_tensor *sp = &plan.t[i];
+        moe_tensor *slot = role_slot(&w, sp->role);
+        slot->layout = sp->layout;
+        if (!sp->per_expert) {
+            tensor_name(path, sizeof path, prefix, sp->name, 0);
+            if (get_tensor(&model, ld, path, sp, &slot->data, &slot->dtype, err, sizeof err)) {
+                fprintf(stderr, "moe: %s\n", err);
+                goto done;
+            }
+            continue;
+        }
+        pe[i] = calloc((size_t)E, sizeof *pe[i]);
+        if (!pe[i]) { fprintf(stderr, "moe: out of memory\n"); goto done; }
+        for (int e = 0; e < E; e++) {
+            moe_dtype dt;
+            tensor_name(path, sizeof path, prefix, sp->name, e);
+            if (get_tensor(&model, ld, path, sp, &pe[i][e], &dt, err, sizeof err)) {
+                fprintf(stderr, "moe: %s\n", err);
+                goto done;
+            }
+            if (e == 0) slot->dtype = dt;
+            else if (dt != slot->dtype) {
+                char first[512];
+                tensor_name(first, sizeof first, prefix, sp->name, 0);
+                fprintf(stderr, "moe: tensor '%s' has dtype %s but '%s' has %s: one dtype per "
+                        "expert set is supported\n", path, dt == MOE_F32 ? "F32" : dt == MOE_BF16 ? "BF16" : "F16",
+                        first, slot->dtype == MOE_F32 ? "F32" : slot->dtype == MOE_BF16 ? "BF16" : "F16");
+                goto done;
+            }
+        }
+        slot->per_expert = pe[i];
+    }
+
+    double t0 = now_s();
+    moe_result r = moe_layer_create(&layer, &plan.cfg, &w);
+    double t_create = now_s() - t0;
+    for (size_t i = 0; i < ld->n_copies; i++) free(ld->copies[i]);
+    ld->n_copies = 0;
+    if (r != MOE_OK) {
+        fprintf(stderr, "moe: %s %s: moe_layer_create: %s\n", plan.family, plan.layer_name,
+                moe_result_string(r));
+        goto done;
+    }
+    double t_load = now_s() - t_start;
+
+    size_t K = (size_t)plan.cfg.top_k, d = (size_t)plan.cfg.d_model, bytes;
+    y = malloc((T ? T : 1) * d * sizeof *y);
+    ex = malloc((T ? T : 1) * K * sizeof *ex);
+    wt = malloc((T ? T : 1) * K * sizeof *wt);
+    load = malloc((size_t)E * sizeof *load);
+    if (moe_workspace_size(layer, T, &bytes) != MOE_OK || !y || !ex || !wt || !load ||
+        !(ws.data = malloc(bytes ? bytes : 1))) {
+        fprintf(stderr, "moe: out of memory for %zu tokens\n", T);
+        goto done;
+    }
+    ws.size = bytes;
+    moe_trace tr;
+    memset(&tr, 0, sizeof tr);
+    tr.expert = ex; tr.weight = wt; tr.expert_tokens = load;
+    t0 = now_s();
+    r = moe_forward(layer, x, T, y, &ws, &tr);
+    double t_fwd = now_s() - t0;
+    if (r != MOE_OK) {
+        fprintf(stderr, "moe: moe_forward: %s\n", moe_result_string(r));
+        goto done;
+    }
+
+    /* outputs: each to OUT.partial (itself written atomically), then all renamed together */
+    for (int i = 0; i < 3; i++) {
+        if (!outs[i]) continue;
+        snprintf(tmp[i], sizeof tmp[i], "%s.partial", outs[i]);
+        int wr = i == 0 ? mio_npy_write_f32(tmp[i], y, T, d, e2, sizeof e2)
+               : i == 1 ? mio_npy_write_i32(tmp[i], ex, T, K, e2, sizeof e2)
+                        : mio_npy_write_f32(tmp[i], wt, T, K, e2, sizeof e2);
+        if (wr) {
+            fprintf(stderr, "moe: cannot write output '%s': %s\n", outs[i], e2);
+            goto done;
+        }
+        n_tmp = i + 1;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!outs[i]) continue;
+        if (rename(tmp[i], outs[i])) {
+            fprintf(stderr, "moe: cannot write output '%s': %s\n", outs[i], strerror(errno));
+            goto done;
+        }
+        tmp[i][0] = 0;
+    }
+    n_tmp = 0;
+
+    printf("%s %s (%s): %zu tokens, d=%zu, experts %d, top-%zu -> %s\n", plan.family,
+           plan.layer_name, prefix, T, d, E, K, o->output);
+    if (o->stats) {
+        print_config(moe_layer_config(layer));
+        print_stats(moe_layer_config(layer), &tr);
+        double cs, cs2;
+        checksum(y, T * d, &cs, &cs2);
+        printf("y checksum: sum %.6f  sum of squares %.6f\n", cs, cs2);
+        printf("load %.3f ms (create/pack %.3f ms), forward %.3f ms\n", 1e3 * t_load,
+               1e3 * t_create, 1e3 * t_fwd);
+        printf("packed %.1f KiB, source pages released %.1f KiB, peak RSS %.1f MiB\n",
+               (double)moe_layer_packed_bytes(layer) / 1024.0, (double)ld->released / 1024.0,
+               peak_rss_mib());
+    }
+    rc = 0;
+done:
+    for (int i = 0; i < n_tmp; i++)
+        if (outs[i] && tmp[i][0]) unlink(tmp[i]);
+    if (ld) {
+        for (size_t i = 0; i < ld->n_copies; i++) free(ld->copies[i]);
+        free(ld);
+    }
+    for (int i = 0; i < HF_MAX_TENSORS; i++) free((void *)pe[i]);
+    moe_layer_free(layer);
+    if (model_open) mio_model_close(&model);
+    mio_json_free(&doc);
+    free(ws.data); free(x); free(y); free(ex); free(wt); free(load);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    opts o;
+    int r = parse_args(argc, argv, &o);
+    if (r == 1) return 0;
+    if (r) return r;
+    if (argc > 1 && strcmp(argv[1], "run") && strncmp(argv[1], "-", 1))
+        return fail("unknown command '%s' (moe run, moe --help)%s", argv[1], "");
+    return o.model ? run_model(&o) : run_toy(&o);
+}

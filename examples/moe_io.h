@@ -1,0 +1,2110 @@
+/* moe_io.h v0.1.0 - JSON, safetensors and .npy readers for the moe.h example CLI.
+   public domain or MIT, see end of file.
+
+   This is not part of moe.h: it is the file-format side of the example CLI, which runs one MoE
+   layer of a Hugging Face checkpoint. It reads config.json, model.safetensors (single file or
+   sharded through model.safetensors.index.json) and .npy activations, and writes .npy results.
+
+   Do this:
+      #define _DEFAULT_SOURCE          // before the first #include of that file (see below)
+      #define MOE_IO_IMPLEMENTATION
+      #include "moe_io.h"
+   in *one* C or C++ file. Other files include "moe_io.h" without the define.
+
+   Feature macros: the implementation needs POSIX 2008 plus madvise(MADV_DONTNEED), which glibc
+   and musl declare only under _DEFAULT_SOURCE (or _GNU_SOURCE). Feature macros count only
+   before the first system header, so define one at the top of the implementation file. If
+   moe_io.h is that file's first include it defines _DEFAULT_SOURCE itself; if a system header
+   came first without it, compilation stops with an #error that says so.
+
+   Quick start (error handling shortened; every call returns MIO_OK == 0 or a negative code, and
+   fills err with a message that names the file, the key or tensor, and what was wrong):
+
+      char err[MIO_ERR_SIZE];
+      mio_json_doc cfg;
+      int64_t n_experts = 8;                              // default if the key is absent
+      if (mio_json_parse_file(&cfg, "ckpt/config.json", err, sizeof err)) die(err);
+      int r = mio_json_get_i64(mio_json_root(&cfg), "num_local_experts", &n_experts,
+                               err, sizeof err);
+      if (r && r != MIO_ERR_NOT_FOUND) die(err);          // present but not an integer
+
+      mio_model m;
+      const mio_tensor *t;
+      if (mio_model_open(&m, "ckpt", err, sizeof err)) die(err);
+      if (mio_model_tensor(&m, "model.layers.0.mlp.gate.weight", &t, err, sizeof err)) die(err);
+      // t->dtype (MIO_DTYPE_BF16, ...), t->rank, t->shape[], t->data (NOT aligned), t->nbytes
+      pack_somewhere(t);
+      mio_tensor_release(t, 0, t->nbytes, err, sizeof err); // drop its pages from memory
+      mio_model_close(&m);
+      mio_json_free(&cfg);
+
+      float *x; size_t T, D;
+      if (mio_npy_read("x.npy", &x, &T, &D, err, sizeof err)) die(err);
+      if (mio_npy_write_f32("y.npy", y, T, D, err, sizeof err)) die(err); // all or nothing
+      free(x);
+
+   Configuration macros (define before including):
+      MIO_STATIC            unset    make every function static (private to one file)
+      MIO_JSON_MAX_DEPTH    64       deepest nesting of arrays/objects the JSON parser accepts
+      MIO_ST_MAX_HEADER     100000000  largest safetensors JSON header accepted, in bytes (the
+                                     limit of the reference Rust implementation)
+      MIO_MAX_RANK          8        most dimensions a safetensors tensor may have
+      MIO_NPY_MAX_RANK      32       most dimensions parsed from a .npy header (numpy's limit)
+
+   Conventions:
+   - Every function that can fail takes (char *err, size_t err_size): err may be NULL; on
+     failure it receives a NUL-terminated message (truncated to err_size), on success "".
+     MIO_ERR_SIZE (256) is enough for every message the library writes.
+   - Nothing is printed, nothing exits, there is no global state. Objects are not thread-safe;
+     distinct objects may be used from distinct threads.
+   - Byte offsets in messages count from 0. Sizes are size_t with overflow-checked products.
+*/
+#if defined(MOE_IO_IMPLEMENTATION) && !defined(_DEFAULT_SOURCE) && !defined(_GNU_SOURCE)
+#define _DEFAULT_SOURCE 1 /* only effective when this is the first include; see above */
+#endif
+
+#ifndef MOE_IO_H
+#define MOE_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MIO_VERSION_MAJOR 0
+#define MIO_VERSION_MINOR 1
+#define MIO_VERSION_PATCH 0
+
+#if defined(MIO_STATIC) && (defined(__GNUC__) || defined(__clang__))
+#define MIODEF static __attribute__((unused)) /* a program need not call every function */
+#elif defined(MIO_STATIC)
+#define MIODEF static
+#else
+#define MIODEF extern
+#endif
+
+#ifndef MIO_JSON_MAX_DEPTH
+#define MIO_JSON_MAX_DEPTH 64
+#endif
+#ifndef MIO_ST_MAX_HEADER
+#define MIO_ST_MAX_HEADER 100000000
+#endif
+#ifndef MIO_MAX_RANK
+#define MIO_MAX_RANK 8
+#endif
+#ifndef MIO_NPY_MAX_RANK
+#define MIO_NPY_MAX_RANK 32
+#endif
+
+#define MIO_ERR_SIZE 256
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- results ---- */
+enum {
+    MIO_OK = 0,
+    MIO_ERR_ARG = -1,         /* NULL pointer or out-of-range argument */
+    MIO_ERR_IO = -2,          /* a file or directory is missing, or open/read/write/mmap failed */
+    MIO_ERR_NOMEM = -3,       /* malloc failed */
+    MIO_ERR_FORMAT = -4,      /* malformed JSON, safetensors or npy content */
+    MIO_ERR_NOT_FOUND = -5,   /* JSON key absent (or null), tensor not in the file/index */
+    MIO_ERR_TYPE = -6,        /* JSON value of another type, or not representable as asked */
+    MIO_ERR_UNSUPPORTED = -7  /* well-formed but not handled: npy dtype, order, rank, version */
+};
+MIODEF const char *mio_result_str(int result); /* "MIO_ERR_FORMAT: malformed file content" */
+
+/* ---- JSON ----
+   A strict RFC 8259 parser into a flat DOM: one array of nodes in document order (a container
+   is followed by its children) and one arena of decoded strings. Strings are UTF-8 validated,
+   escapes (\uXXXX with surrogate pairs) decoded, and NUL-terminated (an escaped \u0000 stays in
+   the string; use str_len). Numbers keep their double value, and their exact int64 value when
+   they are written as an integer that fits. Nesting is limited to MIO_JSON_MAX_DEPTH and the
+   parser uses no recursion. NaN, Infinity, comments, trailing commas, leading zeros and
+   trailing content are rejected; a leading UTF-8 byte-order mark is skipped. Duplicate keys are
+   kept and lookups return the first (the safetensors layer rejects duplicate tensor names).
+   Node pointers stay valid until mio_json_free. Object lookup is a linear scan: fine for a
+   config, and the safetensors/index code builds its own sorted tables. */
+enum {
+    MIO_JSON_NONE = 0, /* what mio_json_type(NULL) returns: the value is absent */
+    MIO_JSON_NULL,
+    MIO_JSON_BOOL,
+    MIO_JSON_NUMBER,
+    MIO_JSON_STRING,
+    MIO_JSON_ARRAY,
+    MIO_JSON_OBJECT
+};
+
+typedef struct mio_json {
+    int type;            /* MIO_JSON_* */
+    int is_int;          /* NUMBER written without fraction/exponent and fitting int64 */
+    size_t count;        /* ARRAY/OBJECT: number of elements or members */
+    size_t next;         /* distance to the next sibling in the node array, 0 for the last */
+    const char *key;     /* name of this member when the parent is an object, else NULL */
+    size_t key_len;
+    const char *str;     /* STRING: decoded UTF-8, NUL-terminated */
+    size_t str_len;
+    double num;          /* NUMBER */
+    int64_t i64;         /* NUMBER when is_int; BOOL: 0 or 1 */
+    size_t offset;       /* byte offset of the value in the parsed text */
+} mio_json;
+
+typedef struct mio_json_doc {
+    mio_json *nodes;     /* nodes[0] is the root */
+    size_t n_nodes, cap;
+    char *strings;       /* arena of decoded strings */
+} mio_json_doc;
+
+/* Parse len bytes (need not be NUL-terminated). name prefixes error messages ("config.json:
+   byte 17 (line 2, column 5): expected ':' after member name, found '='"); NULL means "JSON".
+   On failure doc is left empty (mio_json_free is still safe). */
+MIODEF int mio_json_parse(mio_json_doc *doc, const void *text, size_t len, const char *name,
+                          char *err, size_t err_size);
+/* Read a whole file and parse it; messages are prefixed with path. */
+MIODEF int mio_json_parse_file(mio_json_doc *doc, const char *path, char *err, size_t err_size);
+MIODEF void mio_json_free(mio_json_doc *doc);                 /* frees nodes and strings */
+MIODEF const mio_json *mio_json_root(const mio_json_doc *doc); /* NULL if empty */
+
+MIODEF int mio_json_type(const mio_json *v);        /* MIO_JSON_NONE if v is NULL */
+MIODEF const char *mio_json_type_name(int type);    /* "a string", "an object", "absent", ... */
+MIODEF int mio_json_is_null(const mio_json *v);     /* 1 if v is JSON null (not if absent) */
+MIODEF const mio_json *mio_json_get(const mio_json *obj, const char *key); /* NULL: absent */
+MIODEF size_t mio_json_len(const mio_json *v);      /* elements/members; 0 for scalars */
+MIODEF const mio_json *mio_json_at(const mio_json *v, size_t i); /* O(i); NULL past the end */
+MIODEF const mio_json *mio_json_child(const mio_json *v); /* first element/member, or NULL */
+MIODEF const mio_json *mio_json_next(const mio_json *v);  /* next sibling, or NULL */
+MIODEF const char *mio_json_key(const mio_json *member);  /* member name, or NULL */
+
+/* Typed views of one value: MIO_OK, or MIO_ERR_TYPE (wrong type, not integral, or outside
+   int64), MIO_ERR_ARG for NULL. as_i64 accepts integral numbers written as 4096.0 or 1e3. */
+MIODEF int mio_json_as_f64(const mio_json *v, double *out);
+MIODEF int mio_json_as_i64(const mio_json *v, int64_t *out);
+MIODEF int mio_json_as_bool(const mio_json *v, int *out);
+MIODEF const char *mio_json_as_str(const mio_json *v, size_t *len); /* NULL if not a string */
+
+/* Member lookups for loaders: MIO_OK and *out set; MIO_ERR_NOT_FOUND when the key is absent or
+   null (*out untouched, so preset the default); MIO_ERR_TYPE when present with another type,
+   with a message such as "'num_experts' is a string, expected an integer". A NULL obj counts
+   as absent, so mio_json_get(root, "text_config") can be passed whether it exists or not.
+   Messages name the key only: prefix the file name yourself. */
+MIODEF int mio_json_get_f64(const mio_json *obj, const char *key, double *out,
+                            char *err, size_t err_size);
+MIODEF int mio_json_get_i64(const mio_json *obj, const char *key, int64_t *out,
+                            char *err, size_t err_size);
+MIODEF int mio_json_get_bool(const mio_json *obj, const char *key, int *out,
+                             char *err, size_t err_size);
+MIODEF int mio_json_get_str(const mio_json *obj, const char *key, const char **out,
+                            char *err, size_t err_size);
+
+/* ---- safetensors ----
+   Format: u64 little-endian header length N, N bytes of JSON {"name": {"dtype": "BF16",
+   "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {str: str}}, then the data
+   section, to which the offsets are relative. Opening validates everything up front: the
+   length against the file size, every entry's dtype, shape and offsets, end-begin ==
+   prod(shape) * dtype size (checked products), ranges inside the data section and not
+   overlapping, no duplicate names. Recognised dtypes are listed below; which ones a loader
+   can use is its decision (moe.h takes F32, BF16 and F16). */
+enum {
+    MIO_DTYPE_UNKNOWN = 0,
+    MIO_DTYPE_F32, MIO_DTYPE_BF16, MIO_DTYPE_F16, MIO_DTYPE_F64, MIO_DTYPE_C64,
+    MIO_DTYPE_I64, MIO_DTYPE_I32, MIO_DTYPE_I16, MIO_DTYPE_I8,
+    MIO_DTYPE_U64, MIO_DTYPE_U32, MIO_DTYPE_U16, MIO_DTYPE_U8, MIO_DTYPE_BOOL,
+    MIO_DTYPE_F8_E4M3, MIO_DTYPE_F8_E5M2, MIO_DTYPE_F8_E8M0,
+    MIO_DTYPE_F8_E4M3FNUZ, MIO_DTYPE_F8_E5M2FNUZ,
+    MIO_DTYPE_F6_E2M3, MIO_DTYPE_F6_E3M2, MIO_DTYPE_F4,
+    MIO_DTYPE_COUNT
+};
+MIODEF const char *mio_dtype_name(int dtype);  /* "BF16"; "?" for unknown */
+MIODEF int mio_dtype_bits(int dtype);          /* storage bits per element; 0 for unknown */
+MIODEF int mio_dtype_from_name(const char *s); /* MIO_DTYPE_UNKNOWN if not recognised */
+
+typedef struct mio_tensor {
+    const char *name;              /* owned by the file object */
+    int dtype;                     /* MIO_DTYPE_* */
+    int rank;                      /* 0 (a scalar) .. MIO_MAX_RANK */
+    int64_t shape[MIO_MAX_RANK];   /* shape[0..rank-1], row-major; unused entries are 0 */
+    size_t nelem;                  /* product of the shape (1 for a scalar) */
+    const void *data;              /* into the file mapping; NOT aligned in general */
+    size_t nbytes;
+    uint64_t offset;               /* file offset of the first data byte */
+    const char *file;              /* path of the file that holds it, for messages */
+    int mapped;                    /* data lies in an mmap of a file (see mio_tensor_release) */
+} mio_tensor;
+
+typedef struct mio_safetensors {
+    char *path;                    /* file path, or the name given to open_mem */
+    const unsigned char *base;     /* whole file */
+    size_t size;
+    int mapped;                    /* 1: base is our mmap; 0: borrowed memory */
+    size_t data_start;             /* 8 + header length */
+    mio_tensor *tensors;           /* sorted by name, strcmp order */
+    size_t n_tensors;
+    mio_json_doc header;
+} mio_safetensors;
+
+/* mmap the file read-only and validate it. Close with mio_safetensors_close. */
+MIODEF int mio_safetensors_open(mio_safetensors *st, const char *path,
+                                char *err, size_t err_size);
+/* The same on a buffer the caller keeps alive and unchanged until close; name is used in
+   messages (NULL: "<memory>"). Tensors from it have mapped == 0. */
+MIODEF int mio_safetensors_open_mem(mio_safetensors *st, const void *buf, size_t len,
+                                    const char *name, char *err, size_t err_size);
+MIODEF void mio_safetensors_close(mio_safetensors *st);
+MIODEF const mio_tensor *mio_safetensors_find(const mio_safetensors *st, const char *name);
+/* Like find, but MIO_ERR_NOT_FOUND with "FILE: tensor 'NAME' not found" when absent. */
+MIODEF int mio_safetensors_get(const mio_safetensors *st, const char *name,
+                               const mio_tensor **out, char *err, size_t err_size);
+
+/* Tell the kernel it may drop the pages of bytes [offset, offset+len) of t's data (rounded
+   inward to whole pages; madvise(MADV_DONTNEED)). The mapping stays valid: a later read faults
+   the bytes in from the file again. For a loader that has packed the tensor and wants its
+   resident memory back. No-op for memory-opened files. MIO_ERR_ARG if the range is outside
+   the tensor, MIO_ERR_IO if madvise fails. */
+MIODEF int mio_tensor_release(const mio_tensor *t, size_t offset, size_t len,
+                              char *err, size_t err_size);
+
+/* ---- model directory ----
+   DIR/model.safetensors if present, else DIR/model.safetensors.index.json, whose "weight_map"
+   maps each tensor name to a shard file in DIR. Shards are opened lazily at the first lookup
+   of one of their tensors, once each, and stay open until close. A path to a .safetensors file
+   instead of a directory opens that file alone. The struct must not be moved while open. */
+typedef struct mio_model_shard {
+    const char *file;              /* as written in the index */
+    int open;
+    mio_safetensors st;
+} mio_model_shard;
+
+typedef struct mio_model_entry {
+    const char *name;              /* tensor name from the index */
+    size_t shard;                  /* index into shards */
+} mio_model_entry;
+
+typedef struct mio_model {
+    char *dir;
+    char *index_path;              /* NULL when not sharded */
+    int sharded;
+    mio_safetensors single;        /* when !sharded */
+    mio_model_shard *shards;       /* when sharded: distinct shard files, sorted */
+    size_t n_shards;
+    mio_model_entry *entries;      /* when sharded: sorted by name */
+    size_t n_entries;
+    mio_json_doc index;
+} mio_model;
+
+MIODEF int mio_model_open(mio_model *m, const char *dir, char *err, size_t err_size);
+MIODEF void mio_model_close(mio_model *m);
+/* Find a tensor, opening its shard if needed. MIO_ERR_NOT_FOUND names the tensor; a missing or
+   broken shard is reported with the shard's path and the tensor that needed it. */
+MIODEF int mio_model_tensor(mio_model *m, const char *name, const mio_tensor **out,
+                            char *err, size_t err_size);
+MIODEF int mio_model_has(const mio_model *m, const char *name); /* 1 if listed; opens nothing */
+MIODEF size_t mio_model_count(const mio_model *m);              /* number of tensor names */
+MIODEF const char *mio_model_name_at(const mio_model *m, size_t i); /* sorted; NULL past end */
+
+/* ---- npy ----
+   Reader: format version 1.0 or 2.0, dtype '<f4', fortran_order False, rank 2. Any other file
+   is refused with a message that says what it has ("x.npy: dtype is '<f8', expected '<f4'
+   (float32)", "x.npy: shape (3, 5, 7) has rank 3, expected [T][hidden_size]"). The data is
+   copied into a malloc'd buffer the caller frees; a (0, D) array gives a valid 1-byte buffer.
+   Writers: version 1.0 header padded to 64 bytes as numpy writes it. They write a temporary
+   file next to path and rename() it into place only when everything was written and synced,
+   so on any failure path is untouched and no temporary file remains. */
+MIODEF int mio_npy_read(const char *path, float **data, size_t *rows, size_t *cols,
+                        char *err, size_t err_size);
+MIODEF int mio_npy_read_mem(const void *buf, size_t len, const char *name, float **data,
+                            size_t *rows, size_t *cols, char *err, size_t err_size);
+MIODEF int mio_npy_write_f32(const char *path, const float *data, size_t rows, size_t cols,
+                             char *err, size_t err_size);
+MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows, size_t cols,
+                             char *err, size_t err_size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MOE_IO_H */
+
+/* ========================================================================================== */
+#ifdef MOE_IO_IMPLEMENTATION
+#ifndef MOE_IO_IMPLEMENTATION_DONE
+#define MOE_IO_IMPLEMENTATION_DONE
+
+#if !defined(__unix__) && !defined(__unix) && !(defined(__APPLE__) && defined(__MACH__))
+#error "moe_io.h needs a POSIX system (open, fstat, mmap, rename); Windows is not supported"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <locale.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#if defined(__GLIBC__) && !defined(__USE_MISC)
+#error "moe_io.h: define _DEFAULT_SOURCE before the first #include in the file that defines MOE_IO_IMPLEMENTATION (madvise/MADV_DONTNEED are hidden otherwise)"
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define MIO__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define MIO__PRINTF(f, a)
+#endif
+
+#define MIO__NONE ((size_t)-1)
+
+/* ---- errors and small helpers ---- */
+
+MIODEF const char *mio_result_str(int result)
+{
+    switch (result) {
+    case MIO_OK: return "MIO_OK: success";
+    case MIO_ERR_ARG: return "MIO_ERR_ARG: invalid argument";
+    case MIO_ERR_IO: return "MIO_ERR_IO: file system error";
+    case MIO_ERR_NOMEM: return "MIO_ERR_NOMEM: out of memory";
+    case MIO_ERR_FORMAT: return "MIO_ERR_FORMAT: malformed file content";
+    case MIO_ERR_NOT_FOUND: return "MIO_ERR_NOT_FOUND: not found";
+    case MIO_ERR_TYPE: return "MIO_ERR_TYPE: value of the wrong type";
+    case MIO_ERR_UNSUPPORTED: return "MIO_ERR_UNSUPPORTED: valid but not supported";
+    default: return "unknown moe_io result code";
+    }
+}
+
+static void mio__clear(char *err, size_t es)
+{
+    if (err && es) err[0] = '\0';
+}
+
+static int mio__fail(char *err, size_t es, int code, const char *fmt, ...) MIO__PRINTF(4, 5);
+static int mio__fail(char *err, size_t es, int code, const char *fmt, ...)
+{
+    if (err && es) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, es, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static char *mio__strndup(const char *s, size_t n)
+{
+    char *d = (char *)malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* a + "/" + b, without doubling a trailing slash of a */
+static char *mio__join(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    int slash = na > 0 && a[na - 1] != '/';
+    char *d = (char *)malloc(na + (size_t)slash + nb + 1);
+    if (!d) return NULL;
+    memcpy(d, a, na);
+    if (slash) d[na] = '/';
+    memcpy(d + na + (size_t)slash, b, nb + 1);
+    return d;
+}
+
+static int mio__mul_size(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > (size_t)-1 / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
+static uint64_t mio__le64(const unsigned char *b)
+{
+    uint64_t v = 0;
+    int i;
+    for (i = 7; i >= 0; i--) v = (v << 8) | b[i];
+    return v;
+}
+
+static int mio__host_le(void)
+{
+    const uint16_t one = 1;
+    unsigned char c;
+    memcpy(&c, &one, 1);
+    return c == 1;
+}
+
+/* Whole file into malloc'd memory (NUL-terminated for convenience). */
+static int mio__read_file(const char *path, unsigned char **out, size_t *len,
+                          char *err, size_t es)
+{
+    struct stat sb;
+    unsigned char *buf;
+    size_t size, got = 0;
+    int fd = open(path, O_RDONLY);
+    *out = NULL;
+    *len = 0;
+    if (fd < 0) return mio__fail(err, es, MIO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return mio__fail(err, es, MIO_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return mio__fail(err, es, MIO_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)sb.st_size >= (uint64_t)((size_t)-1)) {
+        close(fd);
+        return mio__fail(err, es, MIO_ERR_NOMEM, "%s: file too large for this address space", path);
+    }
+    size = (size_t)sb.st_size;
+    buf = (unsigned char *)malloc(size + 1);
+    if (!buf) {
+        close(fd);
+        return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, size);
+    }
+    while (got < size) {
+        ssize_t r = read(fd, buf + got, size - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return mio__fail(err, es, MIO_ERR_IO, "%s: read failed after %zu of %zu bytes: %s",
+                             path, got, size, r == 0 ? "unexpected end of file" : strerror(e));
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[size] = 0;
+    *out = buf;
+    *len = size;
+    return MIO_OK;
+}
+
+/* Read-only private mapping of a whole file. An empty file gives base NULL, size 0. */
+static int mio__map_file(const char *path, const unsigned char **base, size_t *size,
+                         char *err, size_t es)
+{
+    struct stat sb;
+    void *p;
+    int fd;
+#ifdef O_CLOEXEC
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+#else
+    fd = open(path, O_RDONLY);
+#endif
+    *base = NULL;
+    *size = 0;
+    if (fd < 0) return mio__fail(err, es, MIO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return mio__fail(err, es, MIO_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return mio__fail(err, es, MIO_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)sb.st_size > (uint64_t)((size_t)-1)) {
+        close(fd);
+        return mio__fail(err, es, MIO_ERR_NOMEM, "%s: file too large for this address space", path);
+    }
+    if (sb.st_size == 0) {
+        close(fd);
+        return MIO_OK;
+    }
+    p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd); /* the mapping keeps the file */
+    if (p == MAP_FAILED)
+        return mio__fail(err, es, MIO_ERR_IO, "%s: mmap of %zu bytes failed: %s", path,
+                         (size_t)sb.st_size, strerror(errno));
+    *base = (const unsigned char *)p;
+    *size = (size_t)sb.st_size;
+    return MIO_OK;
+}
+
+/* ---- JSON parser ---- */
+
+typedef struct mio__jp {
+    const unsigned char *s;
+    size_t n, pos;
+    mio_json_doc *doc;
+    char *sp;           /* string arena cursor */
+    const char *name;
+    char *err;
+    size_t es;
+} mio__jp;
+
+static int mio__jp_fail(mio__jp *p, size_t at, const char *fmt, ...) MIO__PRINTF(3, 4);
+static int mio__jp_fail(mio__jp *p, size_t at, const char *fmt, ...)
+{
+    char msg[192];
+    size_t i, line = 1, col = 1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (i = 0; i < at && i < p->n; i++) {
+        if (p->s[i] == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+    }
+    return mio__fail(p->err, p->es, MIO_ERR_FORMAT, "%s: byte %zu (line %zu, column %zu): %s",
+                     p->name, at, line, col, msg);
+}
+
+/* Describe the input at `at` for a message: 'x', byte 0x01, or end of input. */
+static const char *mio__jp_what(const mio__jp *p, size_t at, char *buf, size_t bs)
+{
+    unsigned c;
+    if (at >= p->n) return "end of input";
+    c = p->s[at];
+    if (c >= 0x20 && c < 0x7f) snprintf(buf, bs, "'%c'", (char)c);
+    else snprintf(buf, bs, "byte 0x%02x", c);
+    return buf;
+}
+
+static void mio__jp_ws(mio__jp *p)
+{
+    while (p->pos < p->n) {
+        unsigned char c = p->s[p->pos];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+        p->pos++;
+    }
+}
+
+static int mio__jp_node(mio__jp *p, size_t *idx)
+{
+    mio_json_doc *d = p->doc;
+    if (d->n_nodes == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 64, bytes;
+        mio_json *nn;
+        if (!mio__mul_size(cap, sizeof(mio_json), &bytes))
+            return mio__fail(p->err, p->es, MIO_ERR_NOMEM, "%s: too many JSON values", p->name);
+        nn = (mio_json *)realloc(d->nodes, bytes);
+        if (!nn)
+            return mio__fail(p->err, p->es, MIO_ERR_NOMEM, "%s: out of memory for %zu JSON values",
+                             p->name, cap);
+        d->nodes = nn;
+        d->cap = cap;
+    }
+    memset(&d->nodes[d->n_nodes], 0, sizeof(mio_json));
+    *idx = d->n_nodes++;
+    return MIO_OK;
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes available), or 0 if invalid: no overlong
+   forms, no UTF-16 surrogates, nothing above U+10FFFF. */
+static size_t mio__utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    if (c < 0xC2) return 0;
+    if (c < 0xE0) return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
+    if (c < 0xF0) {
+        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && s[1] < 0xA0) return 0;
+        if (c == 0xED && s[1] >= 0xA0) return 0;
+        return 3;
+    }
+    if (c < 0xF5) {
+        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xF0 && s[1] < 0x90) return 0;
+        if (c == 0xF4 && s[1] >= 0x90) return 0;
+        return 4;
+    }
+    return 0;
+}
+
+static char *mio__utf8_put(char *d, uint32_t cp)
+{
+    if (cp < 0x80) {
+        *d++ = (char)cp;
+    } else if (cp < 0x800) {
+        *d++ = (char)(0xC0 | (cp >> 6));
+        *d++ = (char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *d++ = (char)(0xE0 | (cp >> 12));
+        *d++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *d++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *d++ = (char)(0xF0 | (cp >> 18));
+        *d++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+        *d++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *d++ = (char)(0x80 | (cp & 0x3F));
+    }
+    return d;
+}
+
+/* 4 hex digits at p->s[at..]; -1 if not all there or not hex */
+static long mio__jp_hex4(const mio__jp *p, size_t at)
+{
+    long v = 0;
+    size_t i;
+    if (at > p->n || p->n - at < 4) return -1;
+    for (i = 0; i < 4; i++) {
+        unsigned c = p->s[at + i];
+        int d;
+        if (c >= '0' && c <= '9') d = (int)(c - '0');
+        else if (c >= 'a' && c <= 'f') d = (int)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') d = (int)(c - 'A' + 10);
+        else return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* String at p->pos (which is '"') decoded into the arena. Every string of k source bytes
+   (quotes included) decodes to at most k-1 bytes with its NUL, so an arena of n+1 bytes always
+   suffices. */
+static int mio__jp_string(mio__jp *p, const char **out, size_t *out_len)
+{
+    size_t start = p->pos;
+    char *d = p->sp, *d0 = p->sp;
+    p->pos++;
+    for (;;) {
+        unsigned c;
+        if (p->pos >= p->n)
+            return mio__jp_fail(p, start, "unterminated string (no closing '\"' before end of input)");
+        c = p->s[p->pos];
+        if (c == '"') {
+            p->pos++;
+            break;
+        }
+        if (c == '\\') {
+            size_t esc = p->pos;
+            unsigned e;
+            if (p->pos + 1 >= p->n)
+                return mio__jp_fail(p, start, "unterminated string (input ends inside an escape)");
+            e = p->s[p->pos + 1];
+            p->pos += 2;
+            switch (e) {
+            case '"': *d++ = '"'; break;
+            case '\\': *d++ = '\\'; break;
+            case '/': *d++ = '/'; break;
+            case 'b': *d++ = '\b'; break;
+            case 'f': *d++ = '\f'; break;
+            case 'n': *d++ = '\n'; break;
+            case 'r': *d++ = '\r'; break;
+            case 't': *d++ = '\t'; break;
+            case 'u': {
+                long hi = mio__jp_hex4(p, p->pos), lo;
+                uint32_t cp;
+                if (hi < 0) return mio__jp_fail(p, esc, "bad \\u escape: expected 4 hex digits");
+                p->pos += 4;
+                if (hi >= 0xDC00 && hi <= 0xDFFF)
+                    return mio__jp_fail(p, esc, "bad \\u escape: unpaired low surrogate \\u%04lX", hi);
+                if (hi >= 0xD800 && hi <= 0xDBFF) {
+                    if (p->pos + 1 >= p->n || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u')
+                        return mio__jp_fail(p, esc, "bad \\u escape: high surrogate \\u%04lX not followed by a \\u low surrogate", hi);
+                    lo = mio__jp_hex4(p, p->pos + 2);
+                    if (lo < 0xDC00 || lo > 0xDFFF)
+                        return mio__jp_fail(p, esc, "bad \\u escape: high surrogate \\u%04lX not followed by a low surrogate", hi);
+                    p->pos += 6;
+                    cp = 0x10000u + (((uint32_t)hi - 0xD800u) << 10) + ((uint32_t)lo - 0xDC00u);
+                } else {
+                    cp = (uint32_t)hi;
+                }
+                d = mio__utf8_put(d, cp);
+                break;
+            }
+            default:
+                if (e >= 0x20 && e < 0x7f)
+                    return mio__jp_fail(p, esc, "bad escape '\\%c' in string (valid: \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)",
+                                        (char)e);
+                return mio__jp_fail(p, esc, "bad escape in string: backslash followed by byte 0x%02x", e);
+            }
+            continue;
+        }
+        if (c < 0x20)
+            return mio__jp_fail(p, p->pos, "control character 0x%02x in string (must be escaped)", c);
+        if (c < 0x80) {
+            *d++ = (char)c;
+            p->pos++;
+        } else {
+            size_t k = mio__utf8_len(p->s + p->pos, p->n - p->pos), i;
+            if (k == 0) return mio__jp_fail(p, p->pos, "invalid UTF-8 in string (byte 0x%02x)", c);
+            for (i = 0; i < k; i++) *d++ = (char)p->s[p->pos + i];
+            p->pos += k;
+        }
+    }
+    *d++ = '\0';
+    p->sp = d;
+    *out = d0;
+    *out_len = (size_t)(d - d0) - 1;
+    return MIO_OK;
+}
+
+/* strtod in the "C" locale whatever the program set: validate first, then convert a copy, and
+   if the locale's decimal point is not '.', rewrite it. */
+static int mio__strtod(const char *s, size_t n, double *out)
+{
+    char small[64], *buf = small, *end;
+    int ok;
+    if (n + 1 > sizeof small) {
+        buf = (char *)malloc(n + 1);
+        if (!buf) return 0;
+    }
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    *out = strtod(buf, &end);
+    ok = end == buf + n;
+    if (!ok) {
+        const struct lconv *lc = localeconv();
+        char *dot = (char *)memchr(buf, '.', n);
+        if (dot && lc && lc->decimal_point && lc->decimal_point[0] && !lc->decimal_point[1]) {
+            *dot = lc->decimal_point[0];
+            *out = strtod(buf, &end);
+            ok = end == buf + n;
+        }
+    }
+    if (buf != small) free(buf);
+    return ok;
+}
+
+static int mio__jp_number(mio__jp *p, mio_json *v)
+{
+    size_t start = p->pos;
+    int neg = 0, integral = 1, fits = 1;
+    uint64_t mag = 0;
+    char what[16];
+    double x;
+    if (p->s[p->pos] == '-') {
+        neg = 1;
+        p->pos++;
+    }
+    if (p->pos >= p->n || p->s[p->pos] < '0' || p->s[p->pos] > '9')
+        return mio__jp_fail(p, p->pos, "expected a digit after '-', found %s",
+                            mio__jp_what(p, p->pos, what, sizeof what));
+    if (p->s[p->pos] == '0') {
+        p->pos++;
+        if (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9')
+            return mio__jp_fail(p, start, "number with a leading zero");
+    } else {
+        while (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') {
+            unsigned dgt = (unsigned)(p->s[p->pos] - '0');
+            if (mag > (UINT64_MAX - dgt) / 10) fits = 0;
+            else mag = mag * 10 + dgt;
+            p->pos++;
+        }
+    }
+    if (p->pos < p->n && p->s[p->pos] == '.') {
+        integral = 0;
+        p->pos++;
+        if (p->pos >= p->n || p->s[p->pos] < '0' || p->s[p->pos] > '9')
+            return mio__jp_fail(p, p->pos, "expected a digit after '.', found %s",
+                                mio__jp_what(p, p->pos, what, sizeof what));
+        while (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') p->pos++;
+    }
+    if (p->pos < p->n && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
+        integral = 0;
+        p->pos++;
+        if (p->pos < p->n && (p->s[p->pos] == '+' || p->s[p->pos] == '-')) p->pos++;
+        if (p->pos >= p->n || p->s[p->pos] < '0' || p->s[p->pos] > '9')
+            return mio__jp_fail(p, p->pos, "expected a digit in the exponent, found %s",
+                                mio__jp_what(p, p->pos, what, sizeof what));
+        while (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') p->pos++;
+    }
+    if (!mio__strtod((const char *)p->s + start, p->pos - start, &x))
+        return mio__fail(p->err, p->es, MIO_ERR_NOMEM, "%s: out of memory converting a number", p->name);
+    if (x > 1.7976931348623157e308 || x < -1.7976931348623157e308)
+        return mio__jp_fail(p, start, "number %.*s is out of the range of a double",
+                            (int)(p->pos - start < 40 ? p->pos - start : 40), (const char *)p->s + start);
+    v->type = MIO_JSON_NUMBER;
+    v->num = x;
+    if (integral && fits) {
+        if (!neg && mag <= (uint64_t)INT64_MAX) {
+            v->is_int = 1;
+            v->i64 = (int64_t)mag;
+        } else if (neg && mag <= (uint64_t)INT64_MAX + 1u) {
+            v->is_int = 1;
+            v->i64 = mag == (uint64_t)INT64_MAX + 1u ? INT64_MIN : -(int64_t)mag;
+        }
+    }
+    return MIO_OK;
+}
+
+static int mio__jp_literal(mio__jp *p, mio_json *v)
+{
+    static const char *const words[3] = {"true", "false", "null"};
+    size_t start = p->pos, i, len;
+    char what[16];
+    for (i = 0; i < 3; i++) {
+        len = strlen(words[i]);
+        if (p->n - p->pos >= len && memcmp(p->s + p->pos, words[i], len) == 0) {
+            p->pos += len;
+            v->type = i < 2 ? MIO_JSON_BOOL : MIO_JSON_NULL;
+            v->i64 = i == 0;
+            v->num = (double)v->i64;
+            return MIO_OK;
+        }
+    }
+    if (p->n - start >= 3 && (memcmp(p->s + start, "NaN", 3) == 0 || memcmp(p->s + start, "Inf", 3) == 0))
+        return mio__jp_fail(p, start, "NaN and Infinity are not valid JSON numbers");
+    if (p->s[start] == '-' || (p->s[start] >= '0' && p->s[start] <= '9'))
+        return mio__jp_number(p, v);
+    return mio__jp_fail(p, start, "unexpected %s, expected a value (object, array, string, number, true, false or null)",
+                        mio__jp_what(p, start, what, sizeof what));
+}
+
+static int mio__jp_key(mio__jp *p, const char **key, size_t *key_len)
+{
+    char what[16];
+    int rc;
+    mio__jp_ws(p);
+    if (p->pos >= p->n || p->s[p->pos] != '"')
+        return mio__jp_fail(p, p->pos, "expected a member name (a string), found %s",
+                            mio__jp_what(p, p->pos, what, sizeof what));
+    rc = mio__jp_string(p, key, key_len);
+    if (rc) return rc;
+    mio__jp_ws(p);
+    if (p->pos >= p->n || p->s[p->pos] != ':')
+        return mio__jp_fail(p, p->pos, "expected ':' after member name, found %s",
+                            mio__jp_what(p, p->pos, what, sizeof what));
+    p->pos++;
+    return MIO_OK;
+}
+
+MIODEF void mio_json_free(mio_json_doc *doc)
+{
+    if (!doc) return;
+    free(doc->nodes);
+    free(doc->strings);
+    memset(doc, 0, sizeof *doc);
+}
+
+/* Iterative: an explicit stack of open containers bounded by MIO_JSON_MAX_DEPTH, so hostile
+   input cannot exhaust the C stack. `want` says whether a value comes next or a separator. */
+MIODEF int mio_json_parse(mio_json_doc *doc, const void *text, size_t len, const char *name,
+                          char *err, size_t err_size)
+{
+    struct { size_t node, last; } stack[MIO_JSON_MAX_DEPTH];
+    int depth = 0, want = 1, rc = MIO_OK;
+    const char *key = NULL;
+    size_t key_len = 0, idx = 0;
+    char what[16];
+    mio__jp p;
+    mio__clear(err, err_size);
+    if (!doc) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_parse: doc is NULL");
+    memset(doc, 0, sizeof *doc);
+    if (!text && len) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_parse: text is NULL");
+    p.s = (const unsigned char *)text;
+    p.n = len;
+    p.pos = 0;
+    p.doc = doc;
+    p.name = name ? name : "JSON";
+    p.err = err;
+    p.es = err_size;
+    doc->strings = (char *)malloc(len + 1);
+    if (!doc->strings)
+        return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory (%zu bytes)", p.name, len);
+    p.sp = doc->strings;
+    if (len >= 3 && p.s[0] == 0xEF && p.s[1] == 0xBB && p.s[2] == 0xBF) p.pos = 3;
+    mio__jp_ws(&p);
+    if (p.pos >= p.n) {
+        rc = mio__jp_fail(&p, p.pos, "empty input, expected a JSON value");
+        goto done;
+    }
+    for (;;) {
+        if (want) {
+            mio_json *v;
+            unsigned char c;
+            mio__jp_ws(&p);
+            if (p.pos >= p.n) {
+                rc = mio__jp_fail(&p, p.pos, "unexpected end of input, expected a value");
+                goto done;
+            }
+            rc = mio__jp_node(&p, &idx);
+            if (rc) goto done;
+            v = &doc->nodes[idx];
+            v->offset = p.pos;
+            v->key = key;
+            v->key_len = key_len;
+            key = NULL;
+            if (depth > 0) {
+                size_t last = stack[depth - 1].last;
+                if (last != MIO__NONE) doc->nodes[last].next = idx - last;
+                stack[depth - 1].last = idx;
+                doc->nodes[stack[depth - 1].node].count++;
+            }
+            c = p.s[p.pos];
+            if (c == '{' || c == '[') {
+                if (depth == MIO_JSON_MAX_DEPTH) {
+                    rc = mio__jp_fail(&p, p.pos, "nesting deeper than %d levels", MIO_JSON_MAX_DEPTH);
+                    goto done;
+                }
+                v->type = c == '{' ? MIO_JSON_OBJECT : MIO_JSON_ARRAY;
+                p.pos++;
+                stack[depth].node = idx;
+                stack[depth].last = MIO__NONE;
+                depth++;
+                mio__jp_ws(&p);
+                if (p.pos < p.n && p.s[p.pos] == (c == '{' ? '}' : ']')) {
+                    p.pos++;
+                    depth--;
+                    want = 0;
+                } else if (c == '{') {
+                    rc = mio__jp_key(&p, &key, &key_len);
+                    if (rc) goto done;
+                }
+                continue;
+            }
+            if (c == '"') {
+                v->type = MIO_JSON_STRING;
+                rc = mio__jp_string(&p, &v->str, &v->str_len);
+            } else {
+                rc = mio__jp_literal(&p, v);
+            }
+            if (rc) goto done;
+            want = 0;
+        } else {
+            int isobj;
+            unsigned char c;
+            mio__jp_ws(&p);
+            if (depth == 0) {
+                if (p.pos != p.n) {
+                    rc = mio__jp_fail(&p, p.pos, "unexpected %s after the top-level value",
+                                      mio__jp_what(&p, p.pos, what, sizeof what));
+                    goto done;
+                }
+                break;
+            }
+            isobj = doc->nodes[stack[depth - 1].node].type == MIO_JSON_OBJECT;
+            if (p.pos >= p.n) {
+                rc = mio__jp_fail(&p, p.pos, "unexpected end of input inside the %s that starts at byte %zu",
+                                  isobj ? "object" : "array", doc->nodes[stack[depth - 1].node].offset);
+                goto done;
+            }
+            c = p.s[p.pos];
+            if (c == ',') {
+                p.pos++;
+                if (isobj) {
+                    rc = mio__jp_key(&p, &key, &key_len);
+                    if (rc) goto done;
+                }
+                want = 1;
+            } else if (c == (isobj ? '}' : ']')) {
+                p.pos++;
+                depth--;
+            } else {
+                rc = mio__jp_fail(&p, p.pos, isobj ? "expected ',' or '}' after an object member, found %s"
+                                                   : "expected ',' or ']' after an array element, found %s",
+                                  mio__jp_what(&p, p.pos, what, sizeof what));
+                goto done;
+            }
+        }
+    }
+done:
+    if (rc) mio_json_free(doc);
+    return rc;
+}
+
+MIODEF int mio_json_parse_file(mio_json_doc *doc, const char *path, char *err, size_t err_size)
+{
+    unsigned char *buf;
+    size_t len;
+    int rc;
+    mio__clear(err, err_size);
+    if (!doc || !path) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_parse_file: NULL argument");
+    memset(doc, 0, sizeof *doc);
+    rc = mio__read_file(path, &buf, &len, err, err_size);
+    if (rc) return rc;
+    rc = mio_json_parse(doc, buf, len, path, err, err_size);
+    free(buf);
+    return rc;
+}
+
+MIODEF const mio_json *mio_json_root(const mio_json_doc *doc)
+{
+    return doc && doc->n_nodes ? &doc->nodes[0] : NULL;
+}
+
+MIODEF int mio_json_type(const mio_json *v) { return v ? v->type : MIO_JSON_NONE; }
+
+MIODEF const char *mio_json_type_name(int type)
+{
+    switch (type) {
+    case MIO_JSON_NULL: return "null";
+    case MIO_JSON_BOOL: return "a boolean";
+    case MIO_JSON_NUMBER: return "a number";
+    case MIO_JSON_STRING: return "a string";
+    case MIO_JSON_ARRAY: return "an array";
+    case MIO_JSON_OBJECT: return "an object";
+    default: return "absent";
+    }
+}
+
+MIODEF int mio_json_is_null(const mio_json *v) { return v && v->type == MIO_JSON_NULL; }
+
+MIODEF size_t mio_json_len(const mio_json *v)
+{
+    return v && (v->type == MIO_JSON_ARRAY || v->type == MIO_JSON_OBJECT) ? v->count : 0;
+}
+
+MIODEF const mio_json *mio_json_child(const mio_json *v)
+{
+    return mio_json_len(v) ? v + 1 : NULL;
+}
+
+MIODEF const mio_json *mio_json_next(const mio_json *v)
+{
+    return v && v->next ? v + v->next : NULL;
+}
+
+MIODEF const mio_json *mio_json_at(const mio_json *v, size_t i)
+{
+    const mio_json *c;
+    if (i >= mio_json_len(v)) return NULL;
+    for (c = mio_json_child(v); c && i; i--) c = mio_json_next(c);
+    return c;
+}
+
+MIODEF const char *mio_json_key(const mio_json *member) { return member ? member->key : NULL; }
+
+MIODEF const mio_json *mio_json_get(const mio_json *obj, const char *key)
+{
+    const mio_json *c;
+    size_t n;
+    if (!obj || obj->type != MIO_JSON_OBJECT || !key) return NULL;
+    n = strlen(key);
+    for (c = mio_json_child(obj); c; c = mio_json_next(c))
+        if (c->key_len == n && memcmp(c->key, key, n) == 0) return c;
+    return NULL;
+}
+
+MIODEF int mio_json_as_f64(const mio_json *v, double *out)
+{
+    if (!v || !out) return MIO_ERR_ARG;
+    if (v->type != MIO_JSON_NUMBER) return MIO_ERR_TYPE;
+    *out = v->num;
+    return MIO_OK;
+}
+
+MIODEF int mio_json_as_i64(const mio_json *v, int64_t *out)
+{
+    if (!v || !out) return MIO_ERR_ARG;
+    if (v->type != MIO_JSON_NUMBER) return MIO_ERR_TYPE;
+    if (v->is_int) {
+        *out = v->i64;
+        return MIO_OK;
+    }
+    /* integral doubles such as 4096.0 or 1e3; -2^63 <= x < 2^63 */
+    if (v->num != v->num || v->num < -9223372036854775808.0 || v->num >= 9223372036854775808.0 ||
+        (double)(int64_t)v->num != v->num)
+        return MIO_ERR_TYPE;
+    *out = (int64_t)v->num;
+    return MIO_OK;
+}
+
+MIODEF int mio_json_as_bool(const mio_json *v, int *out)
+{
+    if (!v || !out) return MIO_ERR_ARG;
+    if (v->type != MIO_JSON_BOOL) return MIO_ERR_TYPE;
+    *out = (int)v->i64;
+    return MIO_OK;
+}
+
+MIODEF const char *mio_json_as_str(const mio_json *v, size_t *len)
+{
+    if (!v || v->type != MIO_JSON_STRING) return NULL;
+    if (len) *len = v->str_len;
+    return v->str;
+}
+
+/* Shared front half of the keyed getters: present, not null, of type `type`. */
+static int mio__json_member(const mio_json *obj, const char *key, int type, const char *want,
+                            const mio_json **v, char *err, size_t es)
+{
+    mio__clear(err, es);
+    if (!key) return mio__fail(err, es, MIO_ERR_ARG, "JSON lookup: key is NULL");
+    if (!obj) return mio__fail(err, es, MIO_ERR_NOT_FOUND, "'%s' not found (no enclosing object)", key);
+    if (obj->type != MIO_JSON_OBJECT)
+        return mio__fail(err, es, MIO_ERR_TYPE, "cannot look up '%s' in %s, expected an object",
+                         key, mio_json_type_name(obj->type));
+    *v = mio_json_get(obj, key);
+    if (!*v) return mio__fail(err, es, MIO_ERR_NOT_FOUND, "'%s' not found", key);
+    if ((*v)->type == MIO_JSON_NULL) return mio__fail(err, es, MIO_ERR_NOT_FOUND, "'%s' is null", key);
+    if ((*v)->type != type)
+        return mio__fail(err, es, MIO_ERR_TYPE, "'%s' is %s, expected %s", key,
+                         mio_json_type_name((*v)->type), want);
+    return MIO_OK;
+}
+
+MIODEF int mio_json_get_f64(const mio_json *obj, const char *key, double *out,
+                            char *err, size_t err_size)
+{
+    const mio_json *v = NULL;
+    int rc = mio__json_member(obj, key, MIO_JSON_NUMBER, "a number", &v, err, err_size);
+    if (rc) return rc;
+    if (!out) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_get_f64: out is NULL");
+    *out = v->num;
+    return MIO_OK;
+}
+
+MIODEF int mio_json_get_i64(const mio_json *obj, const char *key, int64_t *out,
+                            char *err, size_t err_size)
+{
+    const mio_json *v = NULL;
+    int rc = mio__json_member(obj, key, MIO_JSON_NUMBER, "an integer", &v, err, err_size);
+    if (rc) return rc;
+    if (!out) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_get_i64: out is NULL");
+    if (mio_json_as_i64(v, out) != MIO_OK)
+        return mio__fail(err, err_size, MIO_ERR_TYPE, "'%s' is %.17g, expected an integer within int64",
+                         key, v->num);
+    return MIO_OK;
+}
+
+MIODEF int mio_json_get_bool(const mio_json *obj, const char *key, int *out,
+                             char *err, size_t err_size)
+{
+    const mio_json *v = NULL;
+    int rc = mio__json_member(obj, key, MIO_JSON_BOOL, "true or false", &v, err, err_size);
+    if (rc) return rc;
+    if (!out) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_get_bool: out is NULL");
+    *out = (int)v->i64;
+    return MIO_OK;
+}
+
+MIODEF int mio_json_get_str(const mio_json *obj, const char *key, const char **out,
+                            char *err, size_t err_size)
+{
+    const mio_json *v = NULL;
+    int rc = mio__json_member(obj, key, MIO_JSON_STRING, "a string", &v, err, err_size);
+    if (rc) return rc;
+    if (!out) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_get_str: out is NULL");
+    *out = v->str;
+    return MIO_OK;
+}
+
+/* ---- safetensors ---- */
+
+static const struct { const char *name; int bits; } mio__dtypes[MIO_DTYPE_COUNT] = {
+    {"?", 0},        {"F32", 32},     {"BF16", 16},    {"F16", 16},          {"F64", 64},
+    {"C64", 64},     {"I64", 64},     {"I32", 32},     {"I16", 16},          {"I8", 8},
+    {"U64", 64},     {"U32", 32},     {"U16", 16},     {"U8", 8},            {"BOOL", 8},
+    {"F8_E4M3", 8},  {"F8_E5M2", 8},  {"F8_E8M0", 8},  {"F8_E4M3FNUZ", 8},   {"F8_E5M2FNUZ", 8},
+    {"F6_E2M3", 6},  {"F6_E3M2", 6},  {"F4", 4}};
+
+MIODEF const char *mio_dtype_name(int dtype)
+{
+    return dtype > 0 && dtype < MIO_DTYPE_COUNT ? mio__dtypes[dtype].name : "?";
+}
+
+MIODEF int mio_dtype_bits(int dtype)
+{
+    return dtype > 0 && dtype < MIO_DTYPE_COUNT ? mio__dtypes[dtype].bits : 0;
+}
+
+MIODEF int mio_dtype_from_name(const char *s)
+{
+    int i;
+    if (!s) return MIO_DTYPE_UNKNOWN;
+    for (i = 1; i < MIO_DTYPE_COUNT; i++)
+        if (strcmp(s, mio__dtypes[i].name) == 0) return i;
+    return MIO_DTYPE_UNKNOWN;
+}
+
+/* Append to buf (size bs, *used bytes used), silently truncating. */
+static void mio__cat(char *buf, size_t bs, size_t *used, const char *fmt, ...) MIO__PRINTF(4, 5);
+static void mio__cat(char *buf, size_t bs, size_t *used, const char *fmt, ...)
+{
+    va_list ap;
+    int r;
+    if (*used + 1 >= bs) return;
+    va_start(ap, fmt);
+    r = vsnprintf(buf + *used, bs - *used, fmt, ap);
+    va_end(ap);
+    if (r > 0) *used = *used + (size_t)r < bs ? *used + (size_t)r : bs - 1;
+}
+
+/* "[2, 3]" (JSON style) or "(2, 3)" / "(5,)" (Python tuple style); long shapes end in "..." */
+static const char *mio__fmt_shape(char *buf, size_t bs, const uint64_t *dims, int rank, int python)
+{
+    size_t used = 0;
+    int i;
+    buf[0] = '\0';
+    mio__cat(buf, bs, &used, "%c", python ? '(' : '[');
+    for (i = 0; i < rank; i++) {
+        if (used + 32 > bs) {
+            mio__cat(buf, bs, &used, ", ...");
+            break;
+        }
+        mio__cat(buf, bs, &used, "%s%llu", i ? ", " : "", (unsigned long long)dims[i]);
+    }
+    if (python && rank == 1) mio__cat(buf, bs, &used, ",");
+    mio__cat(buf, bs, &used, "%c", python ? ')' : ']');
+    return buf;
+}
+
+static int mio__tensor_cmp(const void *a, const void *b)
+{
+    return strcmp(((const mio_tensor *)a)->name, ((const mio_tensor *)b)->name);
+}
+
+typedef struct mio__range { uint64_t begin, end; size_t i; } mio__range;
+
+static int mio__range_cmp(const void *a, const void *b)
+{
+    const mio__range *x = (const mio__range *)a, *y = (const mio__range *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return 0;
+}
+
+/* A JSON array of non-negative integers: count and values (at most max of them). */
+static int mio__st_uints(const mio_json *arr, uint64_t *vals, size_t max, size_t *count)
+{
+    const mio_json *c;
+    size_t i = 0;
+    if (!arr || arr->type != MIO_JSON_ARRAY) return -1;
+    *count = arr->count;
+    for (c = mio_json_child(arr); c; c = mio_json_next(c), i++) {
+        if (c->type != MIO_JSON_NUMBER || !c->is_int || c->i64 < 0) return (int)(i + 1);
+        if (i < max) vals[i] = (uint64_t)c->i64;
+    }
+    return 0;
+}
+
+/* Validate one header entry and fill t. */
+static int mio__st_entry(mio_safetensors *st, const mio_json *e, mio_tensor *t, size_t data_size,
+                         char *err, size_t es)
+{
+    const char *f = st->path, *nm = e->key, *ds;
+    const mio_json *v = NULL;
+    uint64_t dims[MIO_MAX_RANK], offs[2], nelem = 1, nbits;
+    size_t rank, noffs, i;
+    char sh[96];
+    int bad, bits;
+    if (strlen(nm) != e->key_len)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: a tensor name contains a NUL character", f);
+    if (e->type != MIO_JSON_OBJECT)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': entry is %s, expected an object with dtype, shape, data_offsets",
+                         f, nm, mio_json_type_name(e->type));
+    v = mio_json_get(e, "dtype");
+    ds = mio_json_as_str(v, NULL);
+    if (!ds)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': \"dtype\" is %s, expected a string",
+                         f, nm, mio_json_type_name(mio_json_type(v)));
+    t->dtype = mio_dtype_from_name(ds);
+    if (t->dtype == MIO_DTYPE_UNKNOWN)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%.40s'", f, nm, ds);
+    bits = mio__dtypes[t->dtype].bits;
+
+    v = mio_json_get(e, "shape");
+    bad = mio__st_uints(v, dims, MIO_MAX_RANK, &rank);
+    if (bad < 0)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': \"shape\" is %s, expected an array of integers",
+                         f, nm, mio_json_type_name(mio_json_type(v)));
+    if (bad > 0)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape[%d] is not a non-negative integer",
+                         f, nm, bad - 1);
+    if (rank > MIO_MAX_RANK)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': rank %zu exceeds MIO_MAX_RANK (%d)",
+                         f, nm, rank, MIO_MAX_RANK);
+
+    v = mio_json_get(e, "data_offsets");
+    bad = mio__st_uints(v, offs, 2, &noffs);
+    if (bad < 0 || (bad == 0 && noffs != 2))
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': \"data_offsets\" is %s, expected [begin, end]",
+                         f, nm, bad < 0 ? mio_json_type_name(mio_json_type(v)) : "not a pair");
+    if (bad > 0)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': data_offsets[%d] is not a non-negative integer",
+                         f, nm, bad - 1);
+
+    mio__fmt_shape(sh, sizeof sh, dims, (int)rank, 0);
+    for (i = 0; i < rank; i++)
+        if (dims[i] == 0) nelem = 0; /* an empty tensor: no bytes, whatever the other sizes */
+    for (i = 0; i < rank && nelem; i++) {
+        if (nelem > UINT64_MAX / dims[i])
+            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape %s: element count overflows",
+                             f, nm, sh);
+        nelem *= dims[i];
+    }
+    if (nelem > UINT64_MAX / (uint64_t)bits || nelem > (uint64_t)((size_t)-1))
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape %s of %s: byte size overflows",
+                         f, nm, sh, ds);
+    nbits = nelem * (uint64_t)bits;
+    if (nbits % 8)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape %s of %s is not a whole number of bytes",
+                         f, nm, sh, ds);
+    if (offs[0] > offs[1])
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] have begin > end",
+                         f, nm, (unsigned long long)offs[0], (unsigned long long)offs[1]);
+    if (offs[1] > (uint64_t)data_size)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] end past the data section (%zu bytes from file offset %zu; file is %zu bytes)",
+                         f, nm, (unsigned long long)offs[0], (unsigned long long)offs[1], data_size,
+                         st->data_start, st->size);
+    if (offs[1] - offs[0] != nbits / 8)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape %s of %s needs %llu bytes, but data_offsets [%llu, %llu] span %llu",
+                         f, nm, sh, ds, (unsigned long long)(nbits / 8), (unsigned long long)offs[0],
+                         (unsigned long long)offs[1], (unsigned long long)(offs[1] - offs[0]));
+    t->name = nm;
+    t->rank = (int)rank;
+    for (i = 0; i < MIO_MAX_RANK; i++) t->shape[i] = i < rank ? (int64_t)dims[i] : 0;
+    t->nelem = (size_t)nelem;
+    t->nbytes = (size_t)(nbits / 8);
+    t->data = st->base ? st->base + st->data_start + offs[0] : NULL;
+    t->offset = (uint64_t)st->data_start + offs[0];
+    t->file = st->path;
+    t->mapped = st->mapped;
+    return MIO_OK;
+}
+
+static int mio__st_parse(mio_safetensors *st, char *err, size_t es)
+{
+    const char *f = st->path;
+    const mio_json *root, *e;
+    uint64_t hlen;
+    size_t data_size, n = 0, i;
+    mio__range *rg;
+    char *jname;
+    int rc;
+    if (st->size < 8)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: file is %zu bytes, too short for the 8-byte header length (truncated?)",
+                         f, st->size);
+    hlen = mio__le64(st->base);
+    if (hlen > (uint64_t)(st->size - 8))
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header length %llu is larger than the file allows (%zu bytes after the 8-byte length; file is %zu bytes): truncated or not a safetensors file",
+                         f, (unsigned long long)hlen, st->size - 8, st->size);
+    if (hlen > (uint64_t)MIO_ST_MAX_HEADER)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header length %llu exceeds the limit of %llu bytes",
+                         f, (unsigned long long)hlen, (unsigned long long)MIO_ST_MAX_HEADER);
+    st->data_start = 8 + (size_t)hlen;
+    data_size = st->size - st->data_start;
+
+    jname = (char *)malloc(strlen(f) + 40);
+    if (!jname) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f);
+    snprintf(jname, strlen(f) + 40, "%s: JSON header at file offset 8", f);
+    rc = mio_json_parse(&st->header, st->base + 8, (size_t)hlen, jname, err, es);
+    free(jname);
+    if (rc) return rc;
+    root = mio_json_root(&st->header);
+    if (!root || root->type != MIO_JSON_OBJECT)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header is %s, expected a JSON object", f,
+                         mio_json_type_name(mio_json_type(root)));
+
+    st->tensors = (mio_tensor *)calloc(root->count ? root->count : 1, sizeof(mio_tensor));
+    if (!st->tensors) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory for %zu tensors", f, root->count);
+    for (e = mio_json_child(root); e; e = mio_json_next(e)) {
+        if (e->key_len == 12 && memcmp(e->key, "__metadata__", 12) == 0) {
+            const mio_json *m;
+            if (e->type != MIO_JSON_OBJECT)
+                return mio__fail(err, es, MIO_ERR_FORMAT, "%s: __metadata__ is %s, expected an object of strings",
+                                 f, mio_json_type_name(e->type));
+            for (m = mio_json_child(e); m; m = mio_json_next(m))
+                if (m->type != MIO_JSON_STRING)
+                    return mio__fail(err, es, MIO_ERR_FORMAT, "%s: __metadata__ '%s' is %s, expected a string",
+                                     f, m->key, mio_json_type_name(m->type));
+            continue;
+        }
+        rc = mio__st_entry(st, e, &st->tensors[n], data_size, err, es);
+        if (rc) return rc;
+        n++;
+    }
+    st->n_tensors = n;
+
+    qsort(st->tensors, n, sizeof(mio_tensor), mio__tensor_cmp);
+    for (i = 1; i < n; i++)
+        if (strcmp(st->tensors[i - 1].name, st->tensors[i].name) == 0)
+            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s' appears twice in the header",
+                             f, st->tensors[i].name);
+
+    /* Overlapping data would mean two tensors share bytes; the format forbids it. */
+    rg = (mio__range *)malloc((n ? n : 1) * sizeof(mio__range));
+    if (!rg) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f);
+    for (i = 0; i < n; i++) {
+        rg[i].begin = st->tensors[i].offset - st->data_start;
+        rg[i].end = rg[i].begin + st->tensors[i].nbytes;
+        rg[i].i = i;
+    }
+    qsort(rg, n, sizeof(mio__range), mio__range_cmp);
+    {
+        size_t prev = MIO__NONE; /* the non-empty range with the largest end so far */
+        rc = MIO_OK;
+        for (i = 0; i < n && !rc; i++) {
+            if (rg[i].begin == rg[i].end) continue;
+            if (prev != MIO__NONE && rg[i].begin < rg[prev].end)
+                rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap",
+                               f, st->tensors[rg[prev].i].name, (unsigned long long)rg[prev].begin,
+                               (unsigned long long)rg[prev].end, st->tensors[rg[i].i].name,
+                               (unsigned long long)rg[i].begin, (unsigned long long)rg[i].end);
+            if (prev == MIO__NONE || rg[i].end > rg[prev].end) prev = i;
+        }
+    }
+    free(rg);
+    return rc;
+}
+
+MIODEF void mio_safetensors_close(mio_safetensors *st)
+{
+    if (!st) return;
+    if (st->mapped && st->base) munmap((void *)(uintptr_t)st->base, st->size);
+    free(st->tensors);
+    free(st->path);
+    mio_json_free(&st->header);
+    memset(st, 0, sizeof *st);
+}
+
+MIODEF int mio_safetensors_open(mio_safetensors *st, const char *path, char *err, size_t err_size)
+{
+    int rc;
+    mio__clear(err, err_size);
+    if (!st || !path) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_safetensors_open: NULL argument");
+    memset(st, 0, sizeof *st);
+    st->path = mio__strndup(path, strlen(path));
+    if (!st->path) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory", path);
+    rc = mio__map_file(path, &st->base, &st->size, err, err_size);
+    if (!rc) {
+        st->mapped = st->base != NULL;
+        rc = mio__st_parse(st, err, err_size);
+    }
+    if (rc) mio_safetensors_close(st);
+    return rc;
+}
+
+MIODEF int mio_safetensors_open_mem(mio_safetensors *st, const void *buf, size_t len,
+                                    const char *name, char *err, size_t err_size)
+{
+    int rc;
+    mio__clear(err, err_size);
+    if (!st || (!buf && len))
+        return mio__fail(err, err_size, MIO_ERR_ARG, "mio_safetensors_open_mem: NULL argument");
+    memset(st, 0, sizeof *st);
+    if (!name) name = "<memory>";
+    st->path = mio__strndup(name, strlen(name));
+    if (!st->path) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory", name);
+    st->base = (const unsigned char *)buf;
+    st->size = len;
+    rc = mio__st_parse(st, err, err_size);
+    if (rc) mio_safetensors_close(st);
+    return rc;
+}
+
+MIODEF const mio_tensor *mio_safetensors_find(const mio_safetensors *st, const char *name)
+{
+    size_t lo = 0, hi;
+    if (!st || !name) return NULL;
+    hi = st->n_tensors;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, st->tensors[mid].name);
+        if (c == 0) return &st->tensors[mid];
+        if (c < 0) hi = mid;
+        else lo = mid + 1;
+    }
+    return NULL;
+}
+
+MIODEF int mio_safetensors_get(const mio_safetensors *st, const char *name,
+                               const mio_tensor **out, char *err, size_t err_size)
+{
+    mio__clear(err, err_size);
+    if (!st || !name || !out) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_safetensors_get: NULL argument");
+    *out = mio_safetensors_find(st, name);
+    if (!*out) return mio__fail(err, err_size, MIO_ERR_NOT_FOUND, "%s: tensor '%s' not found", st->path, name);
+    return MIO_OK;
+}
+
+MIODEF int mio_tensor_release(const mio_tensor *t, size_t offset, size_t len,
+                              char *err, size_t err_size)
+{
+    uintptr_t lo, hi, ps;
+    long sys;
+    mio__clear(err, err_size);
+    if (!t) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_tensor_release: tensor is NULL");
+    if (offset > t->nbytes || len > t->nbytes - offset)
+        return mio__fail(err, err_size, MIO_ERR_ARG, "mio_tensor_release: range [%zu, %zu + %zu) is outside tensor '%s' (%zu bytes)",
+                         offset, offset, len, t->name, t->nbytes);
+    if (!t->mapped || len == 0) return MIO_OK;
+    sys = sysconf(_SC_PAGESIZE);
+    ps = sys > 0 ? (uintptr_t)sys : 4096u;
+    lo = (uintptr_t)t->data + offset;
+    hi = lo + len;
+    lo = (lo + ps - 1) / ps * ps;
+    hi = hi / ps * ps;
+    if (hi <= lo) return MIO_OK;
+#if defined(MADV_DONTNEED)
+    if (madvise((void *)lo, (size_t)(hi - lo), MADV_DONTNEED) != 0)
+        return mio__fail(err, err_size, MIO_ERR_IO, "%s: madvise(MADV_DONTNEED) on tensor '%s' failed: %s",
+                         t->file, t->name, strerror(errno));
+#elif defined(POSIX_MADV_DONTNEED)
+    {
+        int e = posix_madvise((void *)lo, (size_t)(hi - lo), POSIX_MADV_DONTNEED);
+        if (e != 0)
+            return mio__fail(err, err_size, MIO_ERR_IO, "%s: posix_madvise on tensor '%s' failed: %s",
+                             t->file, t->name, strerror(e));
+    }
+#endif
+    return MIO_OK;
+}
+
+/* ---- model directory ---- */
+
+static int mio__entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const mio_model_entry *)a)->name, ((const mio_model_entry *)b)->name);
+}
+
+static int mio__shard_cmp(const void *a, const void *b)
+{
+    return strcmp(((const mio_model_shard *)a)->file, ((const mio_model_shard *)b)->file);
+}
+
+/* A shard name must stay inside the model directory: relative, no ".." component. */
+static int mio__safe_relpath(const char *s, size_t len)
+{
+    size_t i = 0;
+    if (len == 0 || strlen(s) != len || s[0] == '/') return 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && s[j] != '/') j++;
+        if (j - i == 2 && s[i] == '.' && s[i + 1] == '.') return 0;
+        i = j + 1;
+    }
+    return 1;
+}
+
+static size_t mio__model_find(const mio_model *m, const char *name)
+{
+    size_t lo = 0, hi = m->n_entries;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, m->entries[mid].name);
+        if (c == 0) return mid;
+        if (c < 0) hi = mid;
+        else lo = mid + 1;
+    }
+    return MIO__NONE;
+}
+
+static int mio__model_index(mio_model *m, char *err, size_t es)
+{
+    const char *ip = m->index_path;
+    const mio_json *wm, *e;
+    size_t n = 0, i, k;
+    int rc = mio_json_parse_file(&m->index, ip, err, es);
+    if (rc) return rc;
+    wm = mio_json_get(mio_json_root(&m->index), "weight_map");
+    if (mio_json_type(wm) != MIO_JSON_OBJECT)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: \"weight_map\" is %s, expected an object mapping tensor names to shard files",
+                         ip, mio_json_type_name(mio_json_type(wm)));
+    if (wm->count == 0) return mio__fail(err, es, MIO_ERR_FORMAT, "%s: \"weight_map\" is empty", ip);
+    m->entries = (mio_model_entry *)calloc(wm->count, sizeof(mio_model_entry));
+    m->shards = (mio_model_shard *)calloc(wm->count, sizeof(mio_model_shard));
+    if (!m->entries || !m->shards) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", ip);
+    for (e = mio_json_child(wm); e; e = mio_json_next(e), n++) {
+        if (strlen(e->key) != e->key_len)
+            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: a tensor name in weight_map contains a NUL character", ip);
+        if (e->type != MIO_JSON_STRING)
+            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: weight_map['%s'] is %s, expected a shard file name",
+                             ip, e->key, mio_json_type_name(e->type));
+        if (!mio__safe_relpath(e->str, e->str_len))
+            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: weight_map['%s'] = '%s' is not a file name inside the model directory",
+                             ip, e->key, e->str);
+        m->entries[n].name = e->key;
+        m->shards[n].file = e->str;
+    }
+    m->n_entries = n;
+    qsort(m->entries, n, sizeof(mio_model_entry), mio__entry_cmp);
+    for (i = 1; i < n; i++)
+        if (strcmp(m->entries[i - 1].name, m->entries[i].name) == 0)
+            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s' appears twice in weight_map",
+                             ip, m->entries[i].name);
+    /* distinct shard files, then each entry's shard by binary search */
+    qsort(m->shards, n, sizeof(mio_model_shard), mio__shard_cmp);
+    for (i = 0, k = 0; i < n; i++)
+        if (k == 0 || strcmp(m->shards[k - 1].file, m->shards[i].file) != 0) m->shards[k++] = m->shards[i];
+    m->n_shards = k;
+    for (e = mio_json_child(wm), i = 0; e; e = mio_json_next(e), i++) {
+        size_t lo = 0, hi = m->n_shards, at = mio__model_find(m, e->key);
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            int c = strcmp(e->str, m->shards[mid].file);
+            if (c == 0) {
+                lo = mid;
+                break;
+            }
+            if (c < 0) hi = mid;
+            else lo = mid + 1;
+        }
+        m->entries[at].shard = lo;
+    }
+    return MIO_OK;
+}
+
+MIODEF void mio_model_close(mio_model *m)
+{
+    size_t i;
+    if (!m) return;
+    mio_safetensors_close(&m->single);
+    for (i = 0; i < m->n_shards; i++)
+        if (m->shards[i].open) mio_safetensors_close(&m->shards[i].st);
+    free(m->shards);
+    free(m->entries);
+    mio_json_free(&m->index);
+    free(m->dir);
+    free(m->index_path);
+    memset(m, 0, sizeof *m);
+}
+
+MIODEF int mio_model_open(mio_model *m, const char *dir, char *err, size_t err_size)
+{
+    struct stat sb;
+    char *single;
+    int rc;
+    mio__clear(err, err_size);
+    if (!m || !dir) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_model_open: NULL argument");
+    memset(m, 0, sizeof *m);
+    if (stat(dir, &sb) != 0)
+        return mio__fail(err, err_size, MIO_ERR_IO, "model directory '%s' cannot be opened: %s", dir,
+                         strerror(errno));
+    m->dir = mio__strndup(dir, strlen(dir));
+    if (!m->dir) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory", dir);
+    if (S_ISREG(sb.st_mode)) {
+        rc = mio_safetensors_open(&m->single, dir, err, err_size);
+        if (rc) mio_model_close(m);
+        return rc;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        mio_model_close(m);
+        return mio__fail(err, err_size, MIO_ERR_IO, "model path '%s' is neither a directory nor a file", dir);
+    }
+    single = mio__join(dir, "model.safetensors");
+    m->index_path = mio__join(dir, "model.safetensors.index.json");
+    if (!single || !m->index_path) {
+        free(single);
+        mio_model_close(m);
+        return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory", dir);
+    }
+    if (stat(single, &sb) == 0) {
+        free(m->index_path);
+        m->index_path = NULL;
+        rc = mio_safetensors_open(&m->single, single, err, err_size);
+    } else if (stat(m->index_path, &sb) == 0) {
+        m->sharded = 1;
+        rc = mio__model_index(m, err, err_size);
+    } else {
+        rc = mio__fail(err, err_size, MIO_ERR_IO, "model directory '%s' has neither model.safetensors nor model.safetensors.index.json",
+                       dir);
+    }
+    free(single);
+    if (rc) mio_model_close(m);
+    return rc;
+}
+
+MIODEF int mio_model_tensor(mio_model *m, const char *name, const mio_tensor **out,
+                            char *err, size_t err_size)
+{
+    mio_model_shard *sh;
+    size_t at;
+    mio__clear(err, err_size);
+    if (!m || !name || !out) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_model_tensor: NULL argument");
+    *out = NULL;
+    if (!m->sharded) return mio_safetensors_get(&m->single, name, out, err, err_size);
+    at = mio__model_find(m, name);
+    if (at == MIO__NONE)
+        return mio__fail(err, err_size, MIO_ERR_NOT_FOUND, "tensor '%s' not found in %s", name, m->index_path);
+    sh = &m->shards[m->entries[at].shard];
+    if (!sh->open) {
+        char why[MIO_ERR_SIZE];
+        struct stat sb;
+        char *path = mio__join(m->dir, sh->file);
+        int rc;
+        if (!path) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory", m->dir);
+        if (stat(path, &sb) != 0 && errno == ENOENT) {
+            rc = mio__fail(err, err_size, MIO_ERR_IO, "shard file '%s' is missing (model.safetensors.index.json lists it for tensor '%s')",
+                           path, name);
+            free(path);
+            return rc;
+        }
+        rc = mio_safetensors_open(&sh->st, path, why, sizeof why);
+        free(path);
+        if (rc)
+            return mio__fail(err, err_size, rc, "%s (shard of tensor '%s' in model.safetensors.index.json)",
+                             why, name);
+        sh->open = 1;
+    }
+    *out = mio_safetensors_find(&sh->st, name);
+    if (!*out)
+        return mio__fail(err, err_size, MIO_ERR_FORMAT, "tensor '%s': model.safetensors.index.json maps it to '%s', but that shard has no such tensor",
+                         name, sh->file);
+    return MIO_OK;
+}
+
+MIODEF int mio_model_has(const mio_model *m, const char *name)
+{
+    if (!m || !name) return 0;
+    if (!m->sharded) return mio_safetensors_find(&m->single, name) != NULL;
+    return mio__model_find(m, name) != MIO__NONE;
+}
+
+MIODEF size_t mio_model_count(const mio_model *m)
+{
+    if (!m) return 0;
+    return m->sharded ? m->n_entries : m->single.n_tensors;
+}
+
+MIODEF const char *mio_model_name_at(const mio_model *m, size_t i)
+{
+    if (i >= mio_model_count(m)) return NULL;
+    return m->sharded ? m->entries[i].name : m->single.tensors[i].name;
+}
+
+/* ---- npy ----
+   Format (numpy/lib/format.py, NEP 1): "\x93NUMPY", major, minor, header length (u16 LE for
+   1.0, u32 LE for 2.0), then a Python dict literal {'descr': '<f4', 'fortran_order': False,
+   'shape': (T, D), } padded with spaces and ended by '\n', then the raw data. */
+
+typedef struct mio__npyh {
+    char descr[32];
+    int fortran;
+    int rank;
+    uint64_t shape[MIO_NPY_MAX_RANK];
+} mio__npyh;
+
+static void mio__npy_ws(const char *h, size_t n, size_t *pos)
+{
+    while (*pos < n && (h[*pos] == ' ' || h[*pos] == '\t' || h[*pos] == '\n' || h[*pos] == '\r')) (*pos)++;
+}
+
+/* a Python string literal without escapes, into out (at most cap-1 chars) */
+static int mio__npy_str(const char *h, size_t n, size_t *pos, char *out, size_t cap)
+{
+    char q;
+    size_t k = 0;
+    if (*pos >= n || (h[*pos] != '\'' && h[*pos] != '"')) return 0;
+    q = h[(*pos)++];
+    while (*pos < n && h[*pos] != q) {
+        if (h[*pos] == '\\' || k + 1 >= cap) return 0;
+        out[k++] = h[(*pos)++];
+    }
+    if (*pos >= n) return 0;
+    (*pos)++;
+    out[k] = '\0';
+    return 1;
+}
+
+static int mio__npy_header(const char *h, size_t n, const char *f, mio__npyh *o, char *err, size_t es)
+{
+    size_t pos = 0;
+    int seen_descr = 0, seen_fortran = 0, seen_shape = 0;
+    char key[32];
+    mio__npy_ws(h, n, &pos);
+    if (pos >= n || h[pos] != '{')
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header does not start with a '{' dict", f);
+    pos++;
+    for (;;) {
+        mio__npy_ws(h, n, &pos);
+        if (pos < n && h[pos] == '}') {
+            pos++;
+            break;
+        }
+        if (!mio__npy_str(h, n, &pos, key, sizeof key))
+            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header: expected a quoted key at header byte %zu", f, pos);
+        mio__npy_ws(h, n, &pos);
+        if (pos >= n || h[pos] != ':')
+            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header: expected ':' after '%s'", f, key);
+        pos++;
+        mio__npy_ws(h, n, &pos);
+        if (strcmp(key, "descr") == 0 && !seen_descr) {
+            seen_descr = 1;
+            if (pos < n && (h[pos] == '[' || h[pos] == '{'))
+                return mio__fail(err, es, MIO_ERR_UNSUPPORTED, "%s: dtype is a structured (record) dtype, expected '<f4' (float32)", f);
+            if (!mio__npy_str(h, n, &pos, o->descr, sizeof o->descr))
+                return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header: 'descr' is not a short quoted string", f);
+        } else if (strcmp(key, "fortran_order") == 0 && !seen_fortran) {
+            seen_fortran = 1;
+            if (n - pos >= 4 && memcmp(h + pos, "True", 4) == 0) {
+                o->fortran = 1;
+                pos += 4;
+            } else if (n - pos >= 5 && memcmp(h + pos, "False", 5) == 0) {
+                o->fortran = 0;
+                pos += 5;
+            } else {
+                return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header: 'fortran_order' is neither True nor False", f);
+            }
+        } else if (strcmp(key, "shape") == 0 && !seen_shape) {
+            seen_shape = 1;
+            if (pos >= n || h[pos] != '(')
+                return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header: 'shape' is not a tuple", f);
+            pos++;
+            for (;;) {
+                uint64_t d = 0;
+                size_t d0;
+                mio__npy_ws(h, n, &pos);
+                if (pos < n && h[pos] == ')') {
+                    pos++;
+                    break;
+                }
+                d0 = pos;
+                while (pos < n && h[pos] >= '0' && h[pos] <= '9') {
+                    unsigned dg = (unsigned)(h[pos] - '0');
+                    if (d > (UINT64_MAX - dg) / 10)
+                        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header: a shape dimension overflows", f);
+                    d = d * 10 + dg;
+                    pos++;
+                }
+                if (pos == d0)
+                    return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header: 'shape' holds something that is not a non-negative integer", f);
+                if (o->rank == MIO_NPY_MAX_RANK)
+                    return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header: shape has more than %d dimensions", f, MIO_NPY_MAX_RANK);
+                o->shape[o->rank++] = d;
+                mio__npy_ws(h, n, &pos);
+                if (pos < n && h[pos] == ',') pos++;
+                else if (pos >= n || h[pos] != ')')
+                    return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header: expected ',' or ')' in 'shape'", f);
+            }
+        } else {
+            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header: unexpected or repeated key '%s'", f, key);
+        }
+        mio__npy_ws(h, n, &pos);
+        if (pos < n && h[pos] == ',') pos++;
+        else if (pos >= n || h[pos] != '}')
+            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header: expected ',' or '}' after '%s'", f, key);
+    }
+    mio__npy_ws(h, n, &pos);
+    if (pos != n)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header: unexpected bytes after the dict", f);
+    if (!seen_descr || !seen_fortran || !seen_shape)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header lacks '%s'", f,
+                         !seen_descr ? "descr" : !seen_fortran ? "fortran_order" : "shape");
+    return MIO_OK;
+}
+
+MIODEF int mio_npy_read_mem(const void *buf, size_t len, const char *name, float **data,
+                            size_t *rows, size_t *cols, char *err, size_t err_size)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t hstart, hlen, nbytes, avail, i;
+    mio__npyh h;
+    char sh[96];
+    float *out;
+    int rc;
+    mio__clear(err, err_size);
+    if (!data || !rows || !cols || (!buf && len))
+        return mio__fail(err, err_size, MIO_ERR_ARG, "mio_npy_read_mem: NULL argument");
+    *data = NULL;
+    *rows = *cols = 0;
+    if (!name) name = "<memory>";
+    memset(&h, 0, sizeof h);
+    if (len < 10)
+        return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: file is %zu bytes, too short for an npy header (truncated?)",
+                         name, len);
+    if (memcmp(b, "\x93NUMPY", 6) != 0)
+        return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: not an npy file (missing the \\x93NUMPY magic)", name);
+    if (b[6] == 1 && b[7] == 0) {
+        hstart = 10;
+        hlen = (size_t)b[8] | (size_t)b[9] << 8;
+    } else if (b[6] == 2 && b[7] == 0) {
+        if (len < 12)
+            return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: file is %zu bytes, too short for an npy 2.0 header (truncated?)",
+                             name, len);
+        hstart = 12;
+        hlen = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)((uint32_t)b[11] << 24);
+    } else {
+        return mio__fail(err, err_size, MIO_ERR_UNSUPPORTED, "%s: npy format version %u.%u, expected 1.0 or 2.0",
+                         name, b[6], b[7]);
+    }
+    if (hlen > len - hstart)
+        return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: header length %zu runs past the end of the file (%zu bytes; truncated?)",
+                         name, hlen, len);
+    rc = mio__npy_header((const char *)b + hstart, hlen, name, &h, err, err_size);
+    if (rc) return rc;
+    if (strcmp(h.descr, "<f4") != 0)
+        return mio__fail(err, err_size, MIO_ERR_UNSUPPORTED, "%s: dtype is '%s', expected '<f4' (float32)", name, h.descr);
+    if (h.fortran)
+        return mio__fail(err, err_size, MIO_ERR_UNSUPPORTED, "%s: fortran_order is True, expected C order", name);
+    mio__fmt_shape(sh, sizeof sh, h.shape, h.rank, 1);
+    if (h.rank != 2)
+        return mio__fail(err, err_size, MIO_ERR_UNSUPPORTED, "%s: shape %s has rank %d, expected [T][hidden_size]",
+                         name, sh, h.rank);
+    if (h.shape[0] > (uint64_t)((size_t)-1) || h.shape[1] > (uint64_t)((size_t)-1) ||
+        !mio__mul_size((size_t)h.shape[0], (size_t)h.shape[1], &nbytes) || !mio__mul_size(nbytes, 4, &nbytes))
+        return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: shape %s: byte size overflows", name, sh);
+    avail = len - hstart - hlen;
+    if (avail < nbytes)
+        return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: data truncated: shape %s float32 needs %zu bytes, file has %zu after the header",
+                         name, sh, nbytes, avail);
+    if (avail > nbytes)
+        return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: %zu unexpected bytes after the data of shape %s",
+                         name, avail - nbytes, sh);
+    out = (float *)malloc(nbytes ? nbytes : 1);
+    if (!out) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory for %zu bytes", name, nbytes);
+    b += hstart + hlen;
+    if (mio__host_le()) {
+        if (nbytes) memcpy(out, b, nbytes);
+    } else {
+        for (i = 0; i < nbytes / 4; i++) {
+            uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
+                         (uint32_t)b[4 * i + 3] << 24;
+            memcpy(&out[i], &u, 4);
+        }
+    }
+    *data = out;
+    *rows = (size_t)h.shape[0];
+    *cols = (size_t)h.shape[1];
+    return MIO_OK;
+}
+
+MIODEF int mio_npy_read(const char *path, float **data, size_t *rows, size_t *cols,
+                        char *err, size_t err_size)
+{
+    const unsigned char *base;
+    size_t size;
+    int rc;
+    mio__clear(err, err_size);
+    if (!path || !data || !rows || !cols) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_npy_read: NULL argument");
+    *data = NULL;
+    rc = mio__map_file(path, &base, &size, err, err_size);
+    if (rc) return rc;
+    rc = mio_npy_read_mem(base, size, path, data, rows, cols, err, err_size);
+    if (base) munmap((void *)(uintptr_t)base, size);
+    return rc;
+}
+
+static int mio__write_all(int fd, const void *p, size_t n)
+{
+    const char *c = (const char *)p;
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return 0;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 1;
+}
+
+/* Write header + elements (4 bytes each, stored little-endian) to path via a temporary file
+   in the same directory, renamed into place after fsync. */
+static int mio__npy_write(const char *path, const void *data, const char *descr, size_t rows,
+                          size_t cols, char *err, size_t es)
+{
+    char hdr[256], *tmp;
+    size_t nbytes, hl, tl;
+    int fd = -1, i, ok;
+    if (!path || (!data && rows && cols)) return mio__fail(err, es, MIO_ERR_ARG, "npy write: NULL argument");
+    if (!mio__mul_size(rows, cols, &nbytes) || !mio__mul_size(nbytes, 4, &nbytes))
+        return mio__fail(err, es, MIO_ERR_ARG, "%s: shape (%zu, %zu): byte size overflows", path, rows, cols);
+    /* 10-byte preamble + dict, padded with spaces and ended by '\n' to a multiple of 64 */
+    memcpy(hdr, "\x93NUMPY\x01\x00\x00\x00", 10);
+    hl = 10 + (size_t)snprintf(hdr + 10, sizeof hdr - 10, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }",
+                               descr, rows, cols);
+    while ((hl + 1) % 64) hdr[hl++] = ' ';
+    hdr[hl++] = '\n';
+    hdr[8] = (char)((hl - 10) & 0xff);
+    hdr[9] = (char)((hl - 10) >> 8);
+
+    tl = strlen(path) + 32;
+    tmp = (char *)malloc(tl);
+    if (!tmp) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", path);
+    for (i = 0; i < 100 && fd < 0; i++) {
+        snprintf(tmp, tl, "%s.tmp%ld-%d", path, (long)getpid(), i);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        return mio__fail(err, es, MIO_ERR_IO, "%s: cannot create a temporary file next to it: %s", path, strerror(e));
+    }
+    ok = mio__write_all(fd, hdr, hl);
+    if (ok && mio__host_le()) {
+        ok = nbytes == 0 || mio__write_all(fd, data, nbytes);
+    } else if (ok) {
+        const unsigned char *s = (const unsigned char *)data;
+        unsigned char chunk[4096];
+        size_t done = 0;
+        while (ok && done < nbytes) {
+            size_t k = nbytes - done < sizeof chunk ? nbytes - done : sizeof chunk, j;
+            for (j = 0; j < k; j += 4) {
+                chunk[j] = s[done + j + 3];
+                chunk[j + 1] = s[done + j + 2];
+                chunk[j + 2] = s[done + j + 1];
+                chunk[j + 3] = s[done + j];
+            }
+            ok = mio__write_all(fd, chunk, k);
+            done += k;
+        }
+    }
+    if (ok && fsync(fd) != 0 && errno != EINVAL) ok = 0;
+    if (close(fd) != 0) ok = 0;
+    if (ok && rename(tmp, path) != 0) ok = 0;
+    if (!ok) {
+        int e = errno;
+        unlink(tmp);
+        free(tmp);
+        return mio__fail(err, es, MIO_ERR_IO, "%s: write failed, file left untouched: %s", path, strerror(e));
+    }
+    free(tmp);
+    return MIO_OK;
+}
+
+MIODEF int mio_npy_write_f32(const char *path, const float *data, size_t rows, size_t cols,
+                             char *err, size_t err_size)
+{
+    mio__clear(err, err_size);
+    return mio__npy_write(path, data, "<f4", rows, cols, err, err_size);
+}
+
+MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows, size_t cols,
+                             char *err, size_t err_size)
+{
+    mio__clear(err, err_size);
+    return mio__npy_write(path, data, "<i4", rows, cols, err, err_size);
+}
+
+#endif /* MOE_IO_IMPLEMENTATION_DONE */
+#endif /* MOE_IO_IMPLEMENTATION */
+
+/*
+   Version history
+     0.1.0  first version: JSON, safetensors (single file and sharded), npy read/write.
+
+------------------------------------------------------------------------------
+This software is available under 2 licenses -- choose whichever you prefer.
+------------------------------------------------------------------------------
+ALTERNATIVE A - MIT License
+Copyright (c) 2025 the moe.h authors
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+ALTERNATIVE B - Public Domain (www.unlicense.org)
+This is free and unencumbered software released into the public domain.
+Anyone is free to copy, modify, publish, use, compile, sell, or distribute this
+software, either in source code form or as a compiled binary, for any purpose,
+commercial or non-commercial, and by any means.
+In jurisdictions that recognize copyright laws, the author or authors of this
+software dedicate any and all copyright interest in the software to the public
+domain. We make this dedication for the benefit of the public at large and to
+the detriment of our heirs and successors. We intend this dedication to be an
+overt act of relinquishment in perpetuity of all present and future rights to
+this software under copyright law.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN
+ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION
+WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+------------------------------------------------------------------------------
+*/

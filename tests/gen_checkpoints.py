@@ -1,0 +1,388 @@
+#!/usr/bin/python3
+"""Tiny Hugging Face-style checkpoints, one per MoE family, for tests/test_cli.sh.
+
+Run with Debian's torch from the repository root (no transformers, no safetensors package):
+
+    /usr/bin/python3 tests/gen_checkpoints.py        # rewrites tests/checkpoints/
+
+Each fixture directory tests/checkpoints/<case>/ holds what the CLI reads from a real model:
+    config.json         the family's HF keys, including those that make some layers dense
+                        (first_k_dense_replace, decoder_sparse_step, mlp_only_layers,
+                        interleave_moe_layer_step, expert_layer_period, num_sparse_*_layers ...)
+    model.safetensors   or model.safetensors.index.json + two shards, written here by hand
+                        (u64 LE header length, JSON header padded with spaces to 8 bytes, data)
+    tensors             the MoE layer(s) under their HF names, plus tensors the CLI must skip:
+                        embeddings, attention, norms, a dense MLP layer, lm_head
+and, per tested layer (file stem <case>.<layer>):
+    .x.npy   float32 [T][d]       the input
+    .y.npy   float64 [T][d]       reference output
+    .e.npy   int32   [T][k]       reference experts, slot order (key descending)
+    .w.npy   float64 [T][k]       reference weights (0 for a slot dropped by capacity, as the
+                                  moe_trace reports it; Llama-4: the factor on the input)
+tests/checkpoints/cases.txt lists the cases: name, directory, --layer, file stem.
+
+The references are the float64 renderings of each family's HF modeling code in
+tests/gen_golden.py (same operations in the same order), evaluated on the stored weights
+(bf16/f16 values rounded first, x rounded to f32). Draws whose routing has a near-tie (margin
+< 1e-4 relative between adjacent keys, group ranks, sparsemixer thresholds) are rejected and
+redrawn, as gen_golden.py does. Deterministic: fixed seeds, sorted JSON, no timestamps.
+"""
+
+import json
+import os
+import shutil
+import struct
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gen_golden as G  # noqa: E402
+
+F32, BF16, F16 = G.F32, G.BF16, G.F16
+ST_DTYPE = {F32: "F32", BF16: "BF16", F16: "F16"}
+ST_SIZE = {F32: 4, BF16: 2, F16: 2}
+
+
+# ---- safetensors and npy writers --------------------------------------------------------------
+
+def write_safetensors(path, tensors):
+    """tensors: list of (name, dtype, shape, raw bytes). 4-byte types first so every tensor
+    stays aligned to its element size."""
+    items = sorted(tensors, key=lambda t: (-ST_SIZE[t[1]], t[0]))
+    header, off = {}, 0
+    for name, dt, shape, raw in items:
+        header[name] = {"dtype": ST_DTYPE[dt], "shape": list(shape), "data_offsets": [off, off + len(raw)]}
+        off += len(raw)
+    header["__metadata__"] = {"format": "pt"}
+    h = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    h += b" " * ((8 - (8 + len(h)) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for _, _, _, raw in items:
+            f.write(raw)
+    return off
+
+
+def write_npy(path, a):
+    a = np.ascontiguousarray(a)
+    descr = {np.dtype("<f4"): "<f4", np.dtype("<f8"): "<f8", np.dtype("<i4"): "<i4"}[a.dtype.newbyteorder("<")]
+    hdr = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
+        descr, "".join("%d, " % s for s in a.shape) if len(a.shape) != 1 else "%d," % a.shape[0])
+    hdr = hdr.replace(", )", ")")
+    pad = 64 - (10 + len(hdr) + 1) % 64
+    hdr = hdr + " " * (pad % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode("latin1"))
+        f.write(a.astype(descr).tobytes())
+
+
+def write_checkpoint(d, tensors, sharded):
+    if not sharded:
+        write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+        return
+    names = sorted(t[0] for t in tensors)
+    half = set(names[: len(names) // 2])
+    shards = {"model-00001-of-00002.safetensors": [t for t in tensors if t[0] in half],
+              "model-00002-of-00002.safetensors": [t for t in tensors if t[0] not in half]}
+    total, wmap = 0, {}
+    for fn, ts in sorted(shards.items()):
+        total += write_safetensors(os.path.join(d, fn), ts)
+        for t in ts:
+            wmap[t[0]] = fn
+    with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": wmap}, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+# ---- the cases --------------------------------------------------------------------------------
+# A case: one checkpoint directory. `moe` lists the MoE layers that get weights:
+# (layer spec for --layer, tensor prefix, tested?) ; the reference runs on the tested ones.
+
+def softmax_family(router="gate.weight", names=("gate_proj", "up_proj", "down_proj"), shared=None):
+    return G.build_softmax_family(router_name=router, expert_names=names, shared=shared)
+
+
+def dense_mlp(prefix, d, ff):
+    return {prefix + "gate_proj.weight": (ff, d), prefix + "up_proj.weight": (ff, d),
+            prefix + "down_proj.weight": (d, ff)}
+
+
+def decoder_extras(d, n_layers, dense_layers, mlp="mlp.", ff_dense=32, root="model.", vocab=16):
+    """Shapes of the tensors the CLI must not read: embeddings, attention, norms, dense MLPs."""
+    s = {root + "embed_tokens.weight": (vocab, d), root + "norm.weight": (d,), "lm_head.weight": (vocab, d)}
+    for L in range(n_layers):
+        p = "%slayers.%d." % (root, L)
+        s[p + "input_layernorm.weight"] = (d,)
+        s[p + "post_attention_layernorm.weight"] = (d,)
+        for q in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            s[p + "self_attn.%s.weight" % q] = (d, d)
+        if L in dense_layers:
+            s.update(dense_mlp(p + mlp, d, ff_dense))
+    return s
+
+
+CASES = []
+
+
+def case(name, family, config, ref_cfg, builder, dtype, T, moe, extras, sharded, gen=None):
+    CASES.append(dict(name=name, family=family, config=config, ref_cfg=ref_cfg, builder=builder,
+                      dtype=dtype, T=T, moe=moe, extras=extras, sharded=sharded, gen=gen or {}))
+
+
+# Mixtral: 2 layers, both MoE; layer 1 tested; BF16, sharded
+c = dict(model_type="mixtral", architectures=["MixtralForCausalLM"], hidden_size=24, intermediate_size=20,
+         num_local_experts=8, num_experts_per_tok=2, num_hidden_layers=2, hidden_act="silu",
+         num_attention_heads=4, num_key_value_heads=2, vocab_size=16, rms_norm_eps=1e-5,
+         router_aux_loss_coef=0.02, torch_dtype="bfloat16")
+case("mixtral", G.mixtral, c, c, softmax_family(names=("w1", "w3", "w2")), BF16, 7,
+     [("0", "model.layers.0.block_sparse_moe.", False), ("1", "model.layers.1.block_sparse_moe.", True)],
+     decoder_extras(24, 2, []), True, dict(_ff=20, _E=8))
+
+# Qwen2-MoE: decoder_sparse_step 2 -> layers 1, 3 sparse, 0 and 2 dense; mlp_only_layers [3]
+c = dict(model_type="qwen2_moe", architectures=["Qwen2MoeForCausalLM"], hidden_size=24, intermediate_size=32,
+         moe_intermediate_size=20, shared_expert_intermediate_size=36, num_experts=12, num_experts_per_tok=4,
+         norm_topk_prob=False, decoder_sparse_step=2, mlp_only_layers=[3], num_hidden_layers=4,
+         hidden_act="silu", vocab_size=16, torch_dtype="float32")
+case("qwen2_moe", G.qwen2_moe, c, c, softmax_family(shared="qwen2"), F32, 9,
+     [("1", "model.layers.1.mlp.", True)], decoder_extras(24, 4, [0, 2, 3]), False, dict(_ff=20, _E=12))
+
+# Qwen3-MoE: F16, sharded, norm_topk_prob, mlp_only_layers [0]
+c = dict(model_type="qwen3_moe", architectures=["Qwen3MoeForCausalLM"], hidden_size=40, intermediate_size=32,
+         moe_intermediate_size=20, num_experts=16, num_experts_per_tok=4, norm_topk_prob=True,
+         decoder_sparse_step=1, mlp_only_layers=[0], num_hidden_layers=2, hidden_act="silu", vocab_size=16,
+         torch_dtype="float16")
+case("qwen3_moe", G.qwen3_moe, c, c, softmax_family(), F16, 8,
+     [("1", "model.layers.1.mlp.", True)], decoder_extras(40, 2, [0]), True, dict(_ff=20, _E=16))
+
+# OLMoE: F32, all layers MoE, norm_topk_prob false
+c = dict(model_type="olmoe", architectures=["OlmoeForCausalLM"], hidden_size=24, intermediate_size=36,
+         num_experts=8, num_experts_per_tok=3, norm_topk_prob=False, num_hidden_layers=1, hidden_act="silu",
+         vocab_size=16)
+case("olmoe", G.olmoe, c, c, softmax_family(), F32, 6,
+     [("0", "model.layers.0.mlp.", True)], decoder_extras(24, 1, []), False, dict(_ff=36, _E=8))
+
+# Jamba: expert_layer_period 2, offset 1 -> layer 1 MoE, layer 0 dense
+c = dict(model_type="jamba", architectures=["JambaForCausalLM"], hidden_size=24, intermediate_size=36,
+         num_experts=8, num_experts_per_tok=2, expert_layer_period=2, expert_layer_offset=1,
+         num_hidden_layers=2, hidden_act="silu", vocab_size=16)
+case("jamba", G.jamba, c, c, softmax_family(router="router.weight"), F32, 7,
+     [("1", "model.layers.1.feed_forward.", True)], decoder_extras(24, 2, [0], mlp="feed_forward."), False,
+     dict(_ff=36, _E=8))
+
+# DeepSeek-V2: group_limited_greedy (group score max), first_k_dense_replace 1
+c = dict(model_type="deepseek_v2", architectures=["DeepseekV2ForCausalLM"], hidden_size=24, intermediate_size=32,
+         moe_intermediate_size=20, n_routed_experts=12, num_experts_per_tok=3, n_shared_experts=2,
+         topk_method="group_limited_greedy", n_group=4, topk_group=2, routed_scaling_factor=16.0,
+         norm_topk_prob=False, scoring_func="softmax", first_k_dense_replace=1, moe_layer_freq=1,
+         num_hidden_layers=2, hidden_act="silu", vocab_size=16)
+case("deepseek_v2", G.deepseek_v2, c, c, softmax_family(shared="deepseek"), F32, 10,
+     [("1", "model.layers.1.mlp.", True)], decoder_extras(24, 2, [0]), False, dict(_ff=20, _E=12))
+
+# DeepSeek-V2-Lite: greedy, BF16, sharded, rsf 1
+c = dict(model_type="deepseek_v2", hidden_size=24, intermediate_size=32, moe_intermediate_size=20,
+         n_routed_experts=6, num_experts_per_tok=2, n_shared_experts=2, topk_method="greedy", n_group=1,
+         topk_group=1, routed_scaling_factor=1.0, norm_topk_prob=False, first_k_dense_replace=1,
+         num_hidden_layers=3, hidden_act="silu", vocab_size=16)
+case("deepseek_v2_lite", G.deepseek_v2, c, c, softmax_family(shared="deepseek"), BF16, 7,
+     [("2", "model.layers.2.mlp.", True)], decoder_extras(24, 3, [0]), True, dict(_ff=20, _E=6))
+
+# DeepSeek-V3: sigmoid + e_score_correction_bias, 4 groups keep 2; router F32, experts BF16; sharded
+c = dict(model_type="deepseek_v3", architectures=["DeepseekV3ForCausalLM"], hidden_size=24, intermediate_size=32,
+         moe_intermediate_size=20, n_routed_experts=16, num_experts_per_tok=4, n_shared_experts=1, n_group=4,
+         topk_group=2, norm_topk_prob=True, routed_scaling_factor=2.5, scoring_func="sigmoid",
+         topk_method="noaux_tc", first_k_dense_replace=1, moe_layer_freq=1, num_hidden_layers=2,
+         hidden_act="silu", vocab_size=16)
+case("deepseek_v3", G.deepseek_v3, c, c, G.build_deepseek_v3,
+     {"gate.weight": F32, "gate.e_score_correction_bias": F32, "*": BF16}, 11,
+     [("1", "model.layers.1.mlp.", True)], decoder_extras(24, 2, [0]), True)
+
+# Kimi-K2: model_type deepseek_v3, n_group 1, rsf 2.827
+c = dict(model_type="deepseek_v3", architectures=["DeepseekV3ForCausalLM"], hidden_size=24, intermediate_size=32,
+         moe_intermediate_size=20, n_routed_experts=12, num_experts_per_tok=4, n_shared_experts=1, n_group=1,
+         topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.827, scoring_func="sigmoid",
+         topk_method="noaux_tc", first_k_dense_replace=1, num_hidden_layers=2, hidden_act="silu", vocab_size=16)
+case("kimi_k2", G.kimi_k2, c, c, G.build_deepseek_v3, F32, 5,
+     [("1", "model.layers.1.mlp.", True)], decoder_extras(24, 2, [0]), False)
+
+# GLM-4.5: deepseek_v3 routing, n_group 1, first_k_dense_replace 1
+c = dict(model_type="glm4_moe", architectures=["Glm4MoeForCausalLM"], hidden_size=40, intermediate_size=32,
+         moe_intermediate_size=20, n_routed_experts=8, num_experts_per_tok=3, n_shared_experts=1, n_group=1,
+         topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.5, first_k_dense_replace=1,
+         num_hidden_layers=2, hidden_act="silu", vocab_size=16)
+case("glm4_moe", G.glm4_moe, c, c, G.build_deepseek_v3, F32, 6,
+     [("1", "model.layers.1.mlp.", True)], decoder_extras(40, 2, [0]), False)
+
+# GPT-OSS: dequantized layout, F32 unsharded and BF16 sharded
+c = dict(model_type="gpt_oss", architectures=["GptOssForCausalLM"], hidden_size=24, intermediate_size=20,
+         num_local_experts=8, num_experts_per_tok=4, swiglu_limit=7.0, num_hidden_layers=1, vocab_size=16)
+case("gpt_oss", G.gpt_oss, c, c, G.build_gpt_oss, F32, 9,
+     [("0", "model.layers.0.mlp.", True)], decoder_extras(24, 1, []), False)
+c = dict(model_type="gpt_oss", hidden_size=40, intermediate_size=20, num_local_experts=6,
+         num_experts_per_tok=2, num_hidden_layers=2, vocab_size=16)  # swiglu_limit absent: default 7
+case("gpt_oss_bf16", G.gpt_oss, c, dict(c, swiglu_limit=7.0), G.build_gpt_oss, BF16, 6,
+     [("1", "model.layers.1.mlp.", True)], decoder_extras(40, 2, []), True)
+
+# Llama-4: config nested under text_config, interleave_moe_layer_step 2 -> layer 1 MoE; BF16;
+# multimodal names (language_model.model.layers.N)
+tc = dict(model_type="llama4_text", hidden_size=24, intermediate_size=20, intermediate_size_mlp=32,
+          num_local_experts=8, num_experts_per_tok=1, interleave_moe_layer_step=2, num_hidden_layers=2,
+          hidden_act="silu", vocab_size=16)
+c = dict(model_type="llama4", architectures=["Llama4ForConditionalGeneration"], text_config=tc,
+         vision_config=dict(hidden_size=16))
+ex = decoder_extras(24, 2, [0], mlp="feed_forward.", root="language_model.model.")
+ex["language_model.lm_head.weight"] = ex.pop("lm_head.weight")
+case("llama4", G.llama4, c, tc, G.build_llama4, BF16, 8,
+     [("1", "language_model.model.layers.1.feed_forward.", True)], ex, True)
+
+# DBRX: ffn_config nested, transformer.blocks.N.ffn, F16
+c = dict(model_type="dbrx", architectures=["DbrxForCausalLM"], d_model=40, n_layers=1, n_heads=4, vocab_size=16,
+         ffn_config=dict(ffn_hidden_size=20, moe_num_experts=12, moe_top_k=4, moe_normalize_expert_weights=1.0,
+                         ffn_act_fn=dict(name="silu")))
+ref = dict(d_model=40, ffn_hidden_size=20, moe_num_experts=12, moe_top_k=4, moe_normalize_expert_weights=1.0,
+           ffn_act_fn="silu")
+ex = {"transformer.wte.weight": (16, 40), "transformer.norm_f.weight": (40,), "lm_head.weight": (16, 40),
+      "transformer.blocks.0.norm_attn_norm.attn.Wqkv.weight": (120, 40),
+      "transformer.blocks.0.norm_attn_norm.attn.out_proj.weight": (40, 40),
+      "transformer.blocks.0.norm_attn_norm.norm_1.weight": (40,)}
+case("dbrx", G.dbrx, c, ref, G.build_dbrx, F16, 8, [("0", "transformer.blocks.0.ffn.", True)], ex, False)
+
+# Granite-MoE
+c = dict(model_type="granitemoe", architectures=["GraniteMoeForCausalLM"], hidden_size=24, intermediate_size=20,
+         num_local_experts=10, num_experts_per_tok=3, num_hidden_layers=2, hidden_act="silu", vocab_size=16,
+         embedding_multiplier=12.0, residual_multiplier=0.22, logits_scaling=6.0)
+case("granitemoe", G.granitemoe, c, c, G.build_granite, F32, 8,
+     [("0", "model.layers.0.block_sparse_moe.", False), ("1", "model.layers.1.block_sparse_moe.", True)],
+     decoder_extras(24, 2, []), True)
+
+# Phi-3.5-MoE: sparsemixer with near-ties that the masks keep
+c = dict(model_type="phimoe", architectures=["PhiMoEForCausalLM"], hidden_size=24, intermediate_size=18,
+         num_local_experts=16, num_experts_per_tok=2, router_jitter_noise=0.01, input_jitter_noise=0.01,
+         num_hidden_layers=1, hidden_act="silu", vocab_size=16)
+case("phimoe", G.phimoe, c, c, G.build_phimoe, F32, 9,
+     [("0", "model.layers.0.block_sparse_moe.", True)], decoder_extras(24, 1, []), False)
+
+# ERNIE-4.5-MoE: moe_layer_start_index 1 -> layer 0 dense; shared experts; bias [1][E]
+c = dict(model_type="ernie4_5_moe", architectures=["Ernie4_5_MoeForCausalLM"], hidden_size=24,
+         intermediate_size=32, moe_intermediate_size=20, moe_num_experts=12, moe_k=3, moe_num_shared_experts=2,
+         moe_layer_start_index=1, moe_layer_end_index=-1, moe_layer_interval=1, moe_norm_min=1e-12,
+         num_hidden_layers=2, hidden_act="silu", vocab_size=16, use_bias=False)
+case("ernie4_5_moe", G.ernie4_5_moe, c, c, G.build_ernie, F32, 8,
+     [("1", "model.layers.1.mlp.", True)], decoder_extras(24, 2, [0]), True)
+
+# Switch Transformers: 4 encoder + 4 decoder blocks, 2 sparse each (step 2: blocks 1 and 3);
+# encoder.1 drops tokens (capacity 2 < T), decoder.3 tested too
+c = dict(model_type="switch_transformers", architectures=["SwitchTransformersForConditionalGeneration"],
+         d_model=24, d_ff=36, d_kv=8, num_heads=3, num_experts=6, expert_capacity=2, router_bias=False,
+         dense_act_fn="relu", num_layers=4, num_decoder_layers=4, num_sparse_encoder_layers=2,
+         num_sparse_decoder_layers=2, vocab_size=16, is_encoder_decoder=True)
+ex = {"shared.weight": (16, 24), "encoder.final_layer_norm.weight": (24,), "decoder.final_layer_norm.weight": (24,)}
+for stack, ffl in (("encoder", 1), ("decoder", 2)):
+    for b in range(4):
+        p = "%s.block.%d.layer." % (stack, b)
+        ex[p + "0.SelfAttention.q.weight"] = (24, 24)
+        ex[p + "0.layer_norm.weight"] = (24,)
+        if b in (0, 2):
+            ex[p + "%d.DenseReluDense.wi.weight" % ffl] = (36, 24)
+            ex[p + "%d.DenseReluDense.wo.weight" % ffl] = (24, 36)
+case("switch_transformers", G.switch_transformers, c, c, G.build_switch, F32, 11,
+     [("encoder.1", "encoder.block.1.layer.1.mlp.", True), ("encoder.3", "encoder.block.3.layer.1.mlp.", False),
+      ("decoder.1", "decoder.block.1.layer.2.mlp.", False), ("decoder.3", "decoder.block.3.layer.2.mlp.", True)],
+     ex, True)
+
+
+# ---- generation -------------------------------------------------------------------------------
+
+def dtype_of(spec, name):
+    return spec.get(name, spec["*"]) if isinstance(spec, dict) else spec
+
+
+def draw_layer(cs, seed, tested):
+    """Weights (name -> (float64 values, dtype, raw)) and x for one MoE layer; for a tested layer,
+    redraw until every routing decision has its margin. Returns (w, x, y, experts, weights)."""
+    cfg = dict(cs["ref_cfg"], **cs["gen"])
+    for attempt in range(400):
+        dr = G.Draw(seed * 1000 + attempt)
+        w_np, x_np = cs["builder"](dr, cfg, cs["T"])
+        w = {}
+        for k in sorted(w_np):
+            dt = dtype_of(cs["dtype"], k)
+            vals, raw = G._round(w_np[k], dt)
+            w[k] = (vals, dt, raw)
+        xv, _ = G._round(x_np, F32)
+        if not tested:
+            return w, xv, None, None, None
+        aux = {}
+        with torch.no_grad():
+            y, ex, wt = cs["family"]({k: torch.from_numpy(v[0]) for k, v in w.items()}, cfg,
+                                     torch.from_numpy(xv), aux)
+        if any(m < 1.0 for _, m in aux.get("margins", [])):
+            continue
+        if not aux.get("exercised", True):
+            continue
+        if "min_key" in aux and not aux["min_key"] > 1e-3:
+            continue
+        dropped = aux.get("dropped")
+        if cs["family"] is G.switch_transformers and cfg["expert_capacity"] < cs["T"]:
+            if int(dropped.sum()) < 2:
+                continue
+        wt = wt.clone()
+        if dropped is not None:
+            wt[dropped] = 0.0  # the trace reports 0 for a dropped slot
+        return w, xv, y.numpy(), ex.numpy().astype(np.int32), wt.numpy()
+    raise RuntimeError("%s: no draw with clear routing margins" % cs["name"])
+
+
+def extra_tensor(dr, shape, dt):
+    a = dr.vec(shape, 0.1)
+    return G._round(a, dt)[1]
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.join(here, "checkpoints")
+    only = set(sys.argv[1:])
+    if not only and os.path.isdir(root):
+        shutil.rmtree(root)
+    os.makedirs(root, exist_ok=True)
+    lines = []
+    for ci, cs in enumerate(CASES):
+        if only and cs["name"] not in only:
+            continue
+        d = os.path.join(root, cs["name"])
+        if os.path.isdir(d):
+            shutil.rmtree(d)
+        os.makedirs(d)
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cs["config"], f, indent=2, sort_keys=True)
+            f.write("\n")
+        tensors = []
+        store_dt = dtype_of(cs["dtype"], "*")
+        dr = G.Draw(90000 + ci)
+        for name in sorted(cs["extras"]):
+            shape = cs["extras"][name]
+            tensors.append((name, store_dt, shape, extra_tensor(dr, shape, store_dt)))
+        for li, (spec, prefix, tested) in enumerate(cs["moe"]):
+            w, x, y, ex, wt = draw_layer(cs, 100 * (ci + 1) + li, tested)
+            for k, (vals, dt, raw) in w.items():
+                tensors.append((prefix + k, dt, vals.shape, raw))
+            if tested:
+                stem = "%s.%s" % (cs["name"], spec)
+                write_npy(os.path.join(d, stem + ".x.npy"), x.astype(np.float32))
+                write_npy(os.path.join(d, stem + ".y.npy"), y.astype(np.float64))
+                write_npy(os.path.join(d, stem + ".e.npy"), ex.astype(np.int32))
+                write_npy(os.path.join(d, stem + ".w.npy"), wt.astype(np.float64))
+                lines.append("%s %s %s %s" % (stem, cs["name"], spec, stem))
+                print("%-34s T=%d max|y| %.3g" % (stem, x.shape[0], float(np.abs(y).max())))
+        write_checkpoint(d, tensors, cs["sharded"])
+    if not only:
+        with open(os.path.join(root, "cases.txt"), "w") as f:
+            f.write("# case  directory  --layer  file-stem   (written by tests/gen_checkpoints.py)\n")
+            f.write("\n".join(lines) + "\n")
+    total = sum(os.path.getsize(os.path.join(a, f)) for a, _, fs in os.walk(root) for f in fs)
+    print("total %d bytes in %s" % (total, root))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs `build/moe run` on every checkpoint fixture of tests/checkpoints (written by
+# tests/gen_checkpoints.py) and compares with the float64 HF references:
+#   Y  max|y - ref| <= TOL * max(1, max|ref|)
+#   E  exactly (the fixtures have clear routing margins)
+#   W  the same tolerance as Y
+# TOL = 1e-5: moe.h computes in fp32 from the stored (already rounded) weights, so the error
+# is fp32 rounding of the matmuls (K <= 48 terms) and the routing arithmetic; the worst seen is
+# printed per case. Needs build/moe and build/npy_compare (made here if missing); no Python.
+# Usage: bash tests/test_cli.sh     prints one line per case and "N passed, M failed".
+set -u
+cd "$(dirname "$0")/.."
+TOL=${TOL:-1e-5}
+WARN="-Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror"
+mkdir -p build
+if [ ! -x build/moe ] || [ examples/moe_cli.c -nt build/moe ] || [ moe.h -nt build/moe ]; then
+  ${CC:-cc} -std=c99 -O2 -march=native -fopenmp $WARN -I. -Iexamples examples/moe_cli.c -o build/moe -lm || exit 1
+fi
+if [ ! -x build/npy_compare ] || [ tests/npy_compare.c -nt build/npy_compare ]; then
+  ${CC:-cc} -std=c99 -O2 $WARN -I. -Iexamples tests/npy_compare.c -o build/npy_compare -lm || exit 1
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+while read -r name dir layer stem; do
+  case "$name" in ''|'#'*) continue ;; esac
+  d=tests/checkpoints/$dir
+  out="$tmp/$name"
+  if ! log=$(build/moe run --model "$d" --layer "$layer" --input "$d/$stem.x.npy" --output "$out.y.npy" \
+        --experts-out "$out.e.npy" --weights-out "$out.w.npy" 2>&1); then
+    fail=$((fail + 1)); printf 'FAIL  %-32s moe run failed: %s\n' "$name" "$log"; continue
+  fi
+  ry=$(build/npy_compare "$out.y.npy" "$d/$stem.y.npy" "$TOL" 2>&1); cy=$?
+  re=$(build/npy_compare "$out.e.npy" "$d/$stem.e.npy" exact 2>&1); ce=$?
+  rw=$(build/npy_compare "$out.w.npy" "$d/$stem.w.npy" "$TOL" 2>&1); cw=$?
+  if [ $cy -eq 0 ] && [ $ce -eq 0 ] && [ $cw -eq 0 ]; then
+    pass=$((pass + 1)); printf 'ok    %-32s Y %s | W %s | E %s\n' "$name" "$ry" "$rw" "$re"
+  else
+    fail=$((fail + 1)); printf 'FAIL  %-32s Y %s | W %s | E %s\n' "$name" "$ry" "$rw" "$re"
+  fi
+done < tests/checkpoints/cases.txt
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Error paths of `build/moe run --model ...`: each case copies a good fixture from
+# tests/checkpoints into a temp dir, breaks one thing, and checks that the run exits non-zero,
+# that its message holds the key words, and that no output file was created. Also checks the
+# toy run (no arguments), --help, and bad toy flags.
+# Usage: bash tests/test_cli_errors.sh     one line per case and "N passed, M failed".
+set -u
+cd "$(dirname "$0")/.."
+WARN="-Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror"
+mkdir -p build
+if [ ! -x build/moe ] || [ examples/moe_cli.c -nt build/moe ] || [ moe.h -nt build/moe ]; then
+  ${CC:-cc} -std=c99 -O2 -march=native -fopenmp $WARN -I. -Iexamples examples/moe_cli.c -o build/moe -lm || exit 1
+fi
+CK=tests/checkpoints
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); printf 'ok    %-28s %s\n' "$1" "$2"; }
+bad() { fail=$((fail + 1)); printf 'FAIL  %-28s %s\n' "$1" "$2"; }
+
+# fixture NAME: a fresh copy of tests/checkpoints/NAME in $tmp/NAME
+fixture() { rm -rf "${tmp:?}/$1"; cp -r "$CK/$1" "$tmp/$1"; }
+
+# expect_fail CASE "key words regex" ARGS...: moe must fail, say the words, and leave no output
+expect_fail() {
+  local name=$1 words=$2 log rc; shift 2
+  rm -f "$tmp"/out.*
+  log=$(build/moe run "$@" --output "$tmp/out.y.npy" --experts-out "$tmp/out.e.npy" \
+        --weights-out "$tmp/out.w.npy" 2>&1); rc=$?
+  log=$(printf '%s' "$log" | tr '\n' ' ')
+  if [ $rc -eq 0 ]; then bad "$name" "exit 0: $log"
+  elif ! printf '%s' "$log" | grep -Eiq -- "$words"; then bad "$name" "message lacks /$words/: $log"
+  elif ls "$tmp"/out.* >/dev/null 2>&1; then bad "$name" "an output file was created: $(ls "$tmp"/out.*)"
+  else ok "$name" "rc $rc: $log"; fi
+}
+
+# run_ok CASE ARGS...: a plain command that must succeed
+X=$CK/olmoe/olmoe.0.x.npy
+
+# -- directory and config
+expect_fail "missing directory" "not found" --model "$tmp/nope" --layer 0 --input "$X"
+fixture olmoe; rm "$tmp/olmoe/config.json"
+expect_fail "missing config.json" "config\.json.*not found" --model "$tmp/olmoe" --layer 0 --input "$X"
+fixture olmoe; sed -i 's/"model_type": "olmoe"/"model_type": "olmo_fancy"/' "$tmp/olmoe/config.json"
+expect_fail "unknown model_type" "unknown model_type 'olmo_fancy'.*supported:.*mixtral" --model "$tmp/olmoe" --layer 0 --input "$X"
+fixture olmoe; sed -i 's/"num_experts": 8/"num_experts": "eight"/' "$tmp/olmoe/config.json"
+expect_fail "config key of wrong type" "num_experts" --model "$tmp/olmoe" --layer 0 --input "$X"
+fixture olmoe; printf '{"model_type": "olmoe",' > "$tmp/olmoe/config.json"
+expect_fail "malformed config.json" "config\.json" --model "$tmp/olmoe" --layer 0 --input "$X"
+
+# -- layer selection
+expect_fail "layer out of range" "layer 5 is out of range.*1 layers" --model "$CK/olmoe" --layer 5 --input "$X"
+expect_fail "negative layer" "bad --layer" --model "$CK/olmoe" --layer -1 --input "$X"
+X3=$CK/deepseek_v3/deepseek_v3.1.x.npy
+expect_fail "dense: first_k_dense_replace" "layer 0 is a dense layer.*first_k_dense_replace" --model "$CK/deepseek_v3" --layer 0 --input "$X3"
+XQ=$CK/qwen2_moe/qwen2_moe.1.x.npy
+expect_fail "dense: decoder_sparse_step" "dense layer.*decoder_sparse_step" --model "$CK/qwen2_moe" --layer 2 --input "$XQ"
+expect_fail "dense: mlp_only_layers" "dense layer.*mlp_only_layers" --model "$CK/qwen2_moe" --layer 3 --input "$XQ"
+expect_fail "dense: llama4 interleave" "dense layer.*interleave_moe_layer_step" --model "$CK/llama4" --layer 0 --input "$CK/llama4/llama4.1.x.npy"
+expect_fail "dense: jamba period" "dense layer.*expert_layer_period" --model "$CK/jamba" --layer 0 --input "$CK/jamba/jamba.1.x.npy"
+expect_fail "dense: ernie start index" "dense layer.*moe_layer_start_index" --model "$CK/ernie4_5_moe" --layer 0 --input "$CK/ernie4_5_moe/ernie4_5_moe.1.x.npy"
+XS=$CK/switch_transformers/switch_transformers.encoder.1.x.npy
+expect_fail "dense: switch encoder.0" "dense" --model "$CK/switch_transformers" --layer encoder.0 --input "$XS"
+expect_fail "switch decoder out of range" "out of range.*num_decoder_layers" --model "$CK/switch_transformers" --layer decoder.4 --input "$XS"
+
+# -- tensors
+fixture olmoe   # rename one expert tensor (same length, so the file stays valid)
+perl -0777 -pi -e 's/experts\.3\.up_proj\.weight/experts.3.up_prxj.weight/' "$tmp/olmoe/model.safetensors"
+expect_fail "missing tensor" "missing tensor 'model\.layers\.0\.mlp\.experts\.3\.up_proj\.weight'" --model "$tmp/olmoe" --layer 0 --input "$X"
+fixture mixtral  # sharded: drop a tensor from the index
+sed -i '/"model.layers.1.block_sparse_moe.experts.5.w2.weight"/d' "$tmp/mixtral/model.safetensors.index.json"
+expect_fail "missing tensor (index)" "missing tensor 'model\.layers\.1\.block_sparse_moe\.experts\.5\.w2\.weight'" --model "$tmp/mixtral" --layer 1 --input "$CK/mixtral/mixtral.1.x.npy"
+fixture mixtral; rm "$tmp/mixtral/model-00002-of-00002.safetensors"
+expect_fail "missing shard" "model-00002-of-00002" --model "$tmp/mixtral" --layer 1 --input "$CK/mixtral/mixtral.1.x.npy"
+fixture olmoe; sed -i 's/"intermediate_size": 36/"intermediate_size": 40/' "$tmp/olmoe/config.json"
+expect_fail "wrong shape" "wrong shape \[36, 24\], expected \[40, 24\]" --model "$tmp/olmoe" --layer 0 --input "$X"
+fixture olmoe
+perl -0777 -pi -e 's/("model\.layers\.0\.mlp\.gate\.weight":\{"data_offsets":\[\d+,\d+\],"dtype":")F32/${1}I32/' "$tmp/olmoe/model.safetensors"
+expect_fail "unsupported dtype (I32)" "unsupported dtype I32" --model "$tmp/olmoe" --layer 0 --input "$X"
+fixture olmoe; truncate -s 1000 "$tmp/olmoe/model.safetensors"
+expect_fail "truncated header" "truncated" --model "$tmp/olmoe" --layer 0 --input "$X"
+fixture olmoe; sz=$(stat -c %s "$tmp/olmoe/model.safetensors"); truncate -s $((sz - 64)) "$tmp/olmoe/model.safetensors"
+expect_fail "truncated data" "model\.safetensors" --model "$tmp/olmoe" --layer 0 --input "$X"
+fixture olmoe; printf '\x0f\x00\x00\x00\x00\x00\x00\x00{"a":[1,2,}    ' > "$tmp/olmoe/model.safetensors"
+expect_fail "corrupt header JSON" "model\.safetensors" --model "$tmp/olmoe" --layer 0 --input "$X"
+fixture olmoe; rm "$tmp/olmoe/model.safetensors"
+expect_fail "no safetensors" "model\.safetensors" --model "$tmp/olmoe" --layer 0 --input "$X"
+
+# -- input .npy
+expect_fail "npy dtype f64" "dtype is '<f8'" --model "$CK/olmoe" --layer 0 --input "$CK/olmoe/olmoe.0.y.npy"
+expect_fail "npy dtype i32" "dtype is '<i4'" --model "$CK/olmoe" --layer 0 --input "$CK/olmoe/olmoe.0.e.npy"
+dict="{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 24), }"
+{ printf '\x93NUMPY\x01\x00\x76\x00%s%*s\n' "$dict" $((117 - ${#dict})) ''; head -c 576 /dev/zero; } > "$tmp/rank3.npy"
+expect_fail "npy rank 3" "rank 3" --model "$CK/olmoe" --layer 0 --input "$tmp/rank3.npy"
+expect_fail "npy width" "width 40, expected hidden_size 24" --model "$CK/olmoe" --layer 0 --input "$CK/dbrx/dbrx.0.x.npy"
+expect_fail "missing input" "nope\.npy" --model "$CK/olmoe" --layer 0 --input "$tmp/nope.npy"
+
+# -- outputs
+rm -f "$tmp"/out.*
+log=$(build/moe run --model "$CK/olmoe" --layer 0 --input "$X" --output "$tmp/nodir/y.npy" \
+      --experts-out "$tmp/out.e.npy" 2>&1); rc=$?
+if [ $rc -ne 0 ] && printf '%s' "$log" | grep -q "not writable" && ! ls "$tmp"/out.* >/dev/null 2>&1; then
+  ok "unwritable output dir" "rc $rc: $log"; else bad "unwritable output dir" "rc $rc: $log"; fi
+log=$(build/moe run --model "$CK/olmoe" --layer 0 --input "$X" --output "$tmp/out.y.npy" \
+      --experts-out "$tmp/nodir/e.npy" 2>&1); rc=$?
+if [ $rc -ne 0 ] && ! ls "$tmp"/out.* >/dev/null 2>&1; then
+  ok "unwritable second output" "rc $rc: $log"; else bad "unwritable second output" "rc $rc: $log"; fi
+
+# -- toy run and flags
+log=$(build/moe 2>&1); rc=$?
+if [ $rc -eq 0 ] && printf '%s' "$log" | grep -q "checksum" && printf '%s' "$log" | grep -q "token 0:"; then
+  ok "toy run (no args)" "rc 0"; else bad "toy run (no args)" "rc $rc: $log"; fi
+log=$(build/moe run --score sigmoid --experts 16 --k 4 --groups 4 --topk-group 2 --act gelu --stats 2>&1); rc=$?
+if [ $rc -eq 0 ] && printf '%s' "$log" | grep -q "aux_loss"; then ok "toy run (options)" "rc 0"
+else bad "toy run (options)" "rc $rc: $log"; fi
+log=$(build/moe --help 2>&1); rc=$?
+if [ $rc -eq 0 ] && printf '%s' "$log" | grep -q -- "--model DIR"; then ok "--help" "rc 0"
+else bad "--help" "rc $rc"; fi
+for args in "--bogus" "--score nope" "--k 0" "--experts" "--k 9 --experts 8" "--score sparsemixer --k 3" "--plain --act swiglu_oai"; do
+  # shellcheck disable=SC2086
+  log=$(build/moe run $args 2>&1); rc=$?
+  if [ $rc -ne 0 ] && [ -n "$log" ]; then ok "toy: $args" "rc $rc: $log"; else bad "toy: $args" "rc $rc: $log"; fi
+done
+log=$(build/moe run --model "$CK/olmoe" --input "$X" --output "$tmp/out.y.npy" 2>&1); rc=$?
+if [ $rc -ne 0 ] && printf '%s' "$log" | grep -q -- "--layer"; then ok "model run without --layer" "rc $rc"
+else bad "model run without --layer" "rc $rc: $log"; fi
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
