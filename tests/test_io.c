@@ -1,0 +1,949 @@
+/* test_io.c - tests of examples/moe_io.h: JSON, safetensors (single and sharded), npy.
+   Files are written into a fresh directory under /tmp and removed at the end. Every error case
+   checks the result code and that the message names the problem. Last line: "N passed, M failed". */
+#define _DEFAULT_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#define MOE_IO_IMPLEMENTATION
+#include "../examples/moe_io.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int n_pass, n_fail;
+static char tmpdir[64];
+
+static void check(int ok, const char *what, int line)
+{
+    if (ok) {
+        n_pass++;
+    } else {
+        n_fail++;
+        printf("FAIL line %d: %s\n", line, what);
+    }
+}
+#define CHECK(c) check((c) != 0, #c, __LINE__)
+
+/* rc must equal want and err must contain every string given (NULL-terminated list). */
+static void check_err(int rc, int want, const char *err, int line, ...)
+{
+    va_list ap;
+    const char *s;
+    int ok = rc == want;
+    va_start(ap, line);
+    while ((s = va_arg(ap, const char *)) != NULL) {
+        if (!strstr(err, s)) {
+            printf("FAIL line %d: message lacks \"%s\"\n", line, s);
+            ok = 0;
+        }
+    }
+    va_end(ap);
+    if (rc != want) printf("FAIL line %d: result %d, expected %d\n", line, rc, want);
+    if (!ok) printf("     message: %s\n", err);
+    if (ok) n_pass++;
+    else n_fail++;
+}
+#define CHECK_ERR(rc, want, ...) check_err((rc), (want), err, __LINE__, __VA_ARGS__, (const char *)NULL)
+
+static void path_in(char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", tmpdir, name);
+}
+
+static int write_file(const char *path, const void *buf, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    int ok;
+    if (!f) return 0;
+    ok = fwrite(buf, 1, len, f) == len;
+    return fclose(f) == 0 && ok;
+}
+
+static unsigned char *read_whole(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *b;
+    long n;
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    b = (unsigned char *)malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+/* remove tmpdir and what the tests put in it (two levels) */
+static void rm_tree(const char *dir, int depth)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[512];
+    struct stat sb;
+    if (!d) return;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode) && depth > 0) rm_tree(p, depth - 1);
+        else unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* ---- JSON ---- */
+
+static const char config_json[] =
+    "{\n"
+    "  \"architectures\": [\"MixtralForCausalLM\"],\n"
+    "  \"hidden_size\": 4096,\n"
+    "  \"num_local_experts\": 8,\n"
+    "  \"rms_norm_eps\": 1e-05,\n"
+    "  \"eps6\": 1e-06,\n"
+    "  \"router_aux_loss_coef\": 0.02,\n"
+    "  \"rope_theta\": 1000000.0,\n"
+    "  \"tie_word_embeddings\": false,\n"
+    "  \"use_cache\": true,\n"
+    "  \"sliding_window\": null,\n"
+    "  \"initializer_range\": -0.5,\n"
+    "  \"vocab_size\": 151936,\n"
+    "  \"big\": 9007199254740993,\n"
+    "  \"min64\": -9223372036854775808,\n"
+    "  \"huge\": 18446744073709551615,\n"
+    "  \"tiny\": 1E-300,\n"
+    "  \"neg_exp\": -2.5e+3,\n"
+    "  \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0, \"original_max_position_embeddings\": 32768},\n"
+    "  \"quantization_config\": {\"quant_method\": \"fp8\", \"weight_block_size\": [128, 128]},\n"
+    "  \"text_config\": {\"num_local_experts\": 16, \"moe_layers\": [1, 3, 5],\n"
+    "                  \"nested\": {\"deeper\": [[], {}, [{\"a\": [true]}]]}},\n"
+    "  \"escapes\": \"q\\\"b\\\\s\\/n\\nt\\tu\\u00e9\\ud83d\\ude00z\\b\\f\\r\",\n"
+    "  \"nul\": \"a\\u0000b\",\n"
+    "  \"empty\": \"\",\n"
+    "  \"raw_utf8\": \"\xce\xb1\xce\xb2\"\n"
+    "}\n";
+
+static void test_json_config(void)
+{
+    char err[MIO_ERR_SIZE];
+    mio_json_doc doc;
+    const mio_json *root, *v, *tc, *c;
+    double d = 0;
+    int64_t i = 0;
+    int b = -1;
+    size_t len = 0;
+    const char *s = NULL;
+    int rc = mio_json_parse(&doc, config_json, strlen(config_json), "config.json", err, sizeof err);
+    CHECK(rc == MIO_OK);
+    if (rc) {
+        printf("     %s\n", err);
+        return;
+    }
+    CHECK(err[0] == '\0');
+    root = mio_json_root(&doc);
+    CHECK(mio_json_type(root) == MIO_JSON_OBJECT);
+    CHECK(mio_json_len(root) == 24);
+    CHECK(mio_json_get_i64(root, "hidden_size", &i, err, sizeof err) == MIO_OK && i == 4096);
+    CHECK(mio_json_get_f64(root, "rms_norm_eps", &d, err, sizeof err) == MIO_OK && d == 1e-05);
+    CHECK(mio_json_get_f64(root, "eps6", &d, err, sizeof err) == MIO_OK && d == 1e-06);
+    CHECK(mio_json_get_f64(root, "router_aux_loss_coef", &d, err, sizeof err) == MIO_OK && d == 0.02);
+    CHECK(mio_json_get_f64(root, "initializer_range", &d, err, sizeof err) == MIO_OK && d == -0.5);
+    CHECK(mio_json_get_f64(root, "tiny", &d, err, sizeof err) == MIO_OK && d == 1e-300);
+    CHECK(mio_json_get_f64(root, "neg_exp", &d, err, sizeof err) == MIO_OK && d == -2500.0);
+    CHECK(mio_json_get_i64(root, "rope_theta", &i, err, sizeof err) == MIO_OK && i == 1000000);
+    CHECK(mio_json_get_i64(root, "vocab_size", &i, err, sizeof err) == MIO_OK && i == 151936);
+    CHECK(mio_json_get_i64(root, "big", &i, err, sizeof err) == MIO_OK && i == 9007199254740993LL);
+    CHECK(mio_json_get_i64(root, "min64", &i, err, sizeof err) == MIO_OK && i == INT64_MIN);
+    v = mio_json_get(root, "huge");
+    CHECK(v && v->type == MIO_JSON_NUMBER && !v->is_int && v->num == 18446744073709551615.0);
+    CHECK_ERR(mio_json_get_i64(root, "huge", &i, err, sizeof err), MIO_ERR_TYPE, "'huge'", "expected an integer");
+    CHECK_ERR(mio_json_get_i64(root, "rms_norm_eps", &i, err, sizeof err), MIO_ERR_TYPE, "'rms_norm_eps'", "expected an integer");
+    CHECK(mio_json_get_bool(root, "use_cache", &b, err, sizeof err) == MIO_OK && b == 1);
+    CHECK(mio_json_get_bool(root, "tie_word_embeddings", &b, err, sizeof err) == MIO_OK && b == 0);
+    CHECK(mio_json_is_null(mio_json_get(root, "sliding_window")));
+    CHECK(mio_json_get(root, "no_such_key") == NULL);
+    CHECK(!mio_json_is_null(mio_json_get(root, "no_such_key")));
+    i = 7;
+    CHECK_ERR(mio_json_get_i64(root, "sliding_window", &i, err, sizeof err), MIO_ERR_NOT_FOUND, "'sliding_window' is null");
+    CHECK_ERR(mio_json_get_i64(root, "no_such_key", &i, err, sizeof err), MIO_ERR_NOT_FOUND, "'no_such_key' not found");
+    CHECK(i == 7); /* defaults survive */
+    CHECK_ERR(mio_json_get_f64(root, "architectures", &d, err, sizeof err), MIO_ERR_TYPE,
+              "'architectures' is an array, expected a number");
+    CHECK_ERR(mio_json_get_str(root, "text_config", &s, err, sizeof err), MIO_ERR_TYPE, "is an object, expected a string");
+    CHECK_ERR(mio_json_get_bool(root, "hidden_size", &b, err, sizeof err), MIO_ERR_TYPE, "is a number");
+    CHECK_ERR(mio_json_get_i64(mio_json_get(root, "absent_config"), "x", &i, err, sizeof err), MIO_ERR_NOT_FOUND, "'x'");
+    CHECK_ERR(mio_json_get_i64(mio_json_get(root, "hidden_size"), "x", &i, err, sizeof err), MIO_ERR_TYPE, "expected an object");
+
+    /* nested objects and arrays */
+    v = mio_json_get(root, "rope_scaling");
+    CHECK(mio_json_get_str(v, "type", &s, err, sizeof err) == MIO_OK && strcmp(s, "yarn") == 0);
+    CHECK(mio_json_get_f64(v, "factor", &d, err, sizeof err) == MIO_OK && d == 4.0);
+    v = mio_json_get(mio_json_get(root, "quantization_config"), "weight_block_size");
+    CHECK(mio_json_len(v) == 2 && mio_json_at(v, 1) && mio_json_at(v, 1)->i64 == 128 && !mio_json_at(v, 2));
+    tc = mio_json_get(root, "text_config");
+    CHECK(mio_json_get_i64(tc, "num_local_experts", &i, err, sizeof err) == MIO_OK && i == 16);
+    v = mio_json_get(tc, "moe_layers");
+    i = 0;
+    for (c = mio_json_child(v); c; c = mio_json_next(c)) i = i * 10 + c->i64;
+    CHECK(i == 135);
+    v = mio_json_get(mio_json_get(tc, "nested"), "deeper");
+    CHECK(mio_json_len(v) == 3 && mio_json_len(mio_json_at(v, 0)) == 0 &&
+          mio_json_type(mio_json_at(v, 1)) == MIO_JSON_OBJECT);
+    c = mio_json_get(mio_json_at(mio_json_at(v, 2), 0), "a");
+    CHECK(mio_json_as_bool(mio_json_at(c, 0), &b) == MIO_OK && b == 1);
+    /* the member after the nested object is reached by next, skipping its subtree */
+    CHECK(mio_json_get(root, "escapes") != NULL && mio_json_key(mio_json_next(tc)) &&
+          strcmp(mio_json_key(mio_json_next(tc)), "escapes") == 0);
+
+    /* strings */
+    s = mio_json_as_str(mio_json_get(root, "escapes"), &len);
+    CHECK(s && len == 21 && memcmp(s, "q\"b\\s/n\nt\tu\xc3\xa9\xf0\x9f\x98\x80z\b\f\r", 21) == 0);
+    s = mio_json_as_str(mio_json_get(root, "nul"), &len);
+    CHECK(s && len == 3 && s[0] == 'a' && s[1] == '\0' && s[2] == 'b');
+    s = mio_json_as_str(mio_json_get(root, "empty"), &len);
+    CHECK(s && len == 0 && s[0] == '\0');
+    s = mio_json_as_str(mio_json_get(root, "raw_utf8"), &len);
+    CHECK(s && len == 4 && strcmp(s, "\xce\xb1\xce\xb2") == 0);
+    CHECK(mio_json_as_str(mio_json_get(root, "hidden_size"), NULL) == NULL);
+    CHECK(mio_json_as_f64(mio_json_get(root, "empty"), &d) == MIO_ERR_TYPE);
+    CHECK(mio_json_type(NULL) == MIO_JSON_NONE && strcmp(mio_json_type_name(MIO_JSON_NONE), "absent") == 0);
+    mio_json_free(&doc);
+    CHECK(doc.nodes == NULL && mio_json_root(&doc) == NULL);
+
+    /* scalars at the top level, whitespace, byte order mark */
+    CHECK(mio_json_parse(&doc, " \t\r\n42 \n", 8, NULL, err, sizeof err) == MIO_OK &&
+          mio_json_root(&doc)->i64 == 42);
+    mio_json_free(&doc);
+    CHECK(mio_json_parse(&doc, "\xef\xbb\xbf[]", 5, NULL, err, sizeof err) == MIO_OK &&
+          mio_json_len(mio_json_root(&doc)) == 0);
+    mio_json_free(&doc);
+    CHECK(mio_json_parse(&doc, "\"x\"", 3, NULL, err, sizeof err) == MIO_OK);
+    mio_json_free(&doc);
+}
+
+static void test_json_errors(void)
+{
+    static const struct { const char *text; const char *want; } cases[] = {
+        {"", "empty input"},
+        {"   \n", "empty input"},
+        {"{", "expected a member name (a string), found end of input"},
+        {"{\"a\":1", "end of input inside the object that starts at byte 0"},
+        {"[1,2", "end of input inside the array"},
+        {"{\"a\":", "end of input, expected a value"},
+        {"{\"a\":1,}", "expected a member name"},
+        {"[1,]", "unexpected ']', expected a value"},
+        {"{\"a\" 1}", "expected ':' after member name, found '1'"},
+        {"{\"a\":1 \"b\":2}", "expected ',' or '}' after an object member"},
+        {"[1 2]", "expected ',' or ']' after an array element"},
+        {"\"abc", "unterminated string"},
+        {"\"abc\\", "unterminated string"},
+        {"\"a\\xb\"", "bad escape '\\x' in string"},
+        {"\"\\u12G4\"", "expected 4 hex digits"},
+        {"\"\\u12\"", "expected 4 hex digits"},
+        {"\"\\ud800\"", "high surrogate \\uD800 not followed"},
+        {"\"\\ud800\\u0041\"", "not followed by a low surrogate"},
+        {"\"\\udc00\"", "unpaired low surrogate"},
+        {"01", "leading zero"},
+        {"-01", "leading zero"},
+        {"1.", "expected a digit after '.'"},
+        {"1.e5", "expected a digit after '.'"},
+        {"1e", "expected a digit in the exponent"},
+        {"1e+", "expected a digit in the exponent"},
+        {"-", "expected a digit after '-'"},
+        {"-x", "expected a digit after '-', found 'x'"},
+        {"+1", "unexpected '+'"},
+        {".5", "unexpected '.'"},
+        {"NaN", "NaN and Infinity are not valid"},
+        {"[Infinity]", "NaN and Infinity are not valid"},
+        {"-Infinity", "expected a digit after '-'"},
+        {"tru", "unexpected 't'"},
+        {"nul", "unexpected 'n'"},
+        {"True", "unexpected 'T'"},
+        {"[1] x", "unexpected 'x' after the top-level value"},
+        {"{} {}", "after the top-level value"},
+        {"1e999", "out of the range of a double"},
+        {"-1e999", "out of the range of a double"},
+        {"\"a\x01" "b\"", "control character 0x01 in string"},
+        {"\"tab\there\"", "control character 0x09"},
+        {"\"\xff\"", "invalid UTF-8"},
+        {"\"\xc0\xaf\"", "invalid UTF-8"},
+        {"\"\xe0\x80\xaf\"", "invalid UTF-8"},
+        {"\"\xed\xa0\x80\"", "invalid UTF-8"},
+        {"\"\xf4\x90\x80\x80\"", "invalid UTF-8"},
+        {"\"\xe2\x82\"", "invalid UTF-8"},
+        {"{'a': 1}", "expected a member name (a string), found '''"},
+        {"// c\n{}", "unexpected '/'"},
+        {"{\n  \"a\": x\n}", "byte 9 (line 2, column 8)"},
+        {"[\xce\xb1]", "unexpected byte 0xce"},
+    };
+    char err[MIO_ERR_SIZE], deep[200];
+    mio_json_doc doc;
+    size_t k;
+    int rc;
+    for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        rc = mio_json_parse(&doc, cases[k].text, strlen(cases[k].text), "t.json", err, sizeof err);
+        if (rc != MIO_ERR_FORMAT || !strstr(err, cases[k].want) || strncmp(err, "t.json: byte ", 13) != 0 ||
+            doc.nodes != NULL) {
+            n_fail++;
+            printf("FAIL json case %zu \"%s\": rc %d, message \"%s\", want \"%s\"\n", k, cases[k].text, rc,
+                   err, cases[k].want);
+        } else {
+            n_pass++;
+        }
+        mio_json_free(&doc);
+    }
+    /* an embedded NUL byte is an unexpected character, not the end */
+    rc = mio_json_parse(&doc, "[1,\0 2]", 7, "t.json", err, sizeof err);
+    CHECK_ERR(rc, MIO_ERR_FORMAT, "byte 3", "unexpected byte 0x00");
+    /* nesting: 64 levels parse, 65 do not */
+    memset(deep, '[', 64);
+    memset(deep + 64, ']', 64);
+    rc = mio_json_parse(&doc, deep, 128, "t.json", err, sizeof err);
+    CHECK(rc == MIO_OK && doc.n_nodes == 64);
+    mio_json_free(&doc);
+    memset(deep, '[', 65);
+    memset(deep + 65, ']', 65);
+    rc = mio_json_parse(&doc, deep, 130, "t.json", err, sizeof err);
+    CHECK_ERR(rc, MIO_ERR_FORMAT, "nesting deeper than 64 levels", "byte 64");
+    /* truncation at every length of a valid document is an error, never a crash */
+    {
+        size_t n = strlen(config_json), cut, bad = 0;
+        for (cut = 0; cut + 2 < n; cut++) { /* config_json ends in "}\n" */
+            char *copy = (char *)malloc(cut ? cut : 1);
+            memcpy(copy, config_json, cut);
+            rc = mio_json_parse(&doc, copy, cut, "t.json", err, sizeof err);
+            if (rc != MIO_ERR_FORMAT || err[0] == '\0') bad++;
+            mio_json_free(&doc);
+            free(copy);
+        }
+        CHECK(bad == 0);
+    }
+    /* files */
+    {
+        char p[256];
+        path_in(p, sizeof p, "config.json");
+        CHECK(write_file(p, config_json, strlen(config_json)));
+        rc = mio_json_parse_file(&doc, p, err, sizeof err);
+        CHECK(rc == MIO_OK && mio_json_len(mio_json_root(&doc)) == 24);
+        mio_json_free(&doc);
+        CHECK(write_file(p, "{\"a\": [1, 2}", 12));
+        rc = mio_json_parse_file(&doc, p, err, sizeof err);
+        CHECK_ERR(rc, MIO_ERR_FORMAT, "config.json: byte 11", "expected ',' or ']'");
+        path_in(p, sizeof p, "no_such.json");
+        rc = mio_json_parse_file(&doc, p, err, sizeof err);
+        CHECK_ERR(rc, MIO_ERR_IO, "no_such.json", "No such file");
+    }
+}
+
+/* ---- safetensors ---- */
+
+typedef struct tspec {
+    const char *name, *dtype;
+    int rank;
+    int64_t shape[4];
+    const void *data;
+    size_t nbytes;
+} tspec;
+
+/* A safetensors image: header padded with spaces to a multiple of 8, as the reference writer
+   does, then the data of each tensor in order. */
+static unsigned char *st_build(const tspec *t, int n, size_t *len)
+{
+    char hdr[8192];
+    size_t h = 0, off = 0, total;
+    unsigned char *buf;
+    int i, j;
+    h += (size_t)snprintf(hdr + h, sizeof hdr - h, "{\"__metadata__\":{\"format\":\"pt\"}");
+    for (i = 0; i < n; i++) {
+        h += (size_t)snprintf(hdr + h, sizeof hdr - h, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", t[i].name, t[i].dtype);
+        for (j = 0; j < t[i].rank; j++)
+            h += (size_t)snprintf(hdr + h, sizeof hdr - h, "%s%lld", j ? "," : "", (long long)t[i].shape[j]);
+        h += (size_t)snprintf(hdr + h, sizeof hdr - h, "],\"data_offsets\":[%zu,%zu]}", off, off + t[i].nbytes);
+        off += t[i].nbytes;
+    }
+    hdr[h++] = '}';
+    while (h % 8) hdr[h++] = ' ';
+    total = 8 + h + off;
+    buf = (unsigned char *)malloc(total);
+    for (j = 0; j < 8; j++) buf[j] = (unsigned char)((uint64_t)h >> (8 * j));
+    memcpy(buf + 8, hdr, h);
+    off = 8 + h;
+    for (i = 0; i < n; i++) {
+        if (t[i].nbytes) memcpy(buf + off, t[i].data, t[i].nbytes);
+        off += t[i].nbytes;
+    }
+    *len = total;
+    return buf;
+}
+
+/* A safetensors image from header text and data, with an optional header-length override. */
+static unsigned char *st_raw(const char *header, size_t data_len, uint64_t hlen, size_t *len)
+{
+    size_t h = strlen(header), j;
+    unsigned char *buf = (unsigned char *)calloc(8 + h + data_len + 1, 1);
+    if (hlen == 0) hlen = h;
+    for (j = 0; j < 8; j++) buf[j] = (unsigned char)(hlen >> (8 * j));
+    memcpy(buf + 8, header, h);
+    *len = 8 + h + data_len;
+    return buf;
+}
+
+static float f32s[6] = {1, 2, 3, 4, 5, 6};
+static uint16_t bf16s[4] = {0x3f80, 0x4000, 0xbf80, 0x0000};
+static uint16_t f16s[4] = {0x3c00, 0x4000, 0xc000, 0x7bff};
+static float scalar = 42.0f;
+static float big[3 * 1024];
+static unsigned char fp8s[4] = {1, 2, 3, 4};
+static unsigned char f4s[3] = {0x12, 0x34, 0x56};
+
+static const tspec main_tensors[] = {
+    {"model.layers.0.mlp.gate.weight", "F32", 2, {2, 3}, f32s, sizeof f32s},
+    {"b", "BF16", 1, {4}, bf16s, sizeof bf16s},
+    {"h", "F16", 2, {2, 2}, f16s, sizeof f16s},
+    {"scalar", "F32", 0, {0}, &scalar, 4},
+    {"empty", "U8", 2, {0, 5}, NULL, 0},
+    {"big", "F32", 2, {3, 1024}, big, sizeof big},
+    {"fp8", "F8_E4M3", 1, {4}, fp8s, 4},
+    {"f4", "F4", 2, {3, 2}, f4s, 3},
+};
+
+static void check_main_tensors(const mio_safetensors *st, const char *what)
+{
+    char err[MIO_ERR_SIZE];
+    const mio_tensor *t;
+    size_t i, k;
+    int ok = st->n_tensors == 8;
+    for (k = 0; k < 8 && ok; k++) {
+        const tspec *s = &main_tensors[k];
+        t = mio_safetensors_find(st, s->name);
+        ok = t && strcmp(t->name, s->name) == 0 && strcmp(mio_dtype_name(t->dtype), s->dtype) == 0 &&
+             t->rank == s->rank && t->nbytes == s->nbytes && t->file == st->path &&
+             (s->nbytes == 0 || memcmp(t->data, s->data, s->nbytes) == 0) &&
+             (const unsigned char *)t->data == st->base + t->offset;
+        for (i = 0; ok && i < (size_t)s->rank; i++) ok = t->shape[i] == s->shape[i];
+    }
+    if (!ok) printf("     tensor %zu mismatch (%s)\n", k ? k - 1 : 0, what);
+    CHECK(ok);
+    t = mio_safetensors_find(st, "model.layers.0.mlp.gate.weight");
+    CHECK(t && t->dtype == MIO_DTYPE_F32 && t->nelem == 6 && t->shape[2] == 0);
+    t = mio_safetensors_find(st, "scalar");
+    CHECK(t && t->rank == 0 && t->nelem == 1 && t->nbytes == 4);
+    t = mio_safetensors_find(st, "empty");
+    CHECK(t && t->nelem == 0 && t->nbytes == 0);
+    t = mio_safetensors_find(st, "f4");
+    CHECK(t && t->dtype == MIO_DTYPE_F4 && t->nelem == 6 && t->nbytes == 3);
+    /* sorted by name */
+    for (i = 1, ok = 1; i < st->n_tensors; i++) ok &= strcmp(st->tensors[i - 1].name, st->tensors[i].name) < 0;
+    CHECK(ok);
+    CHECK(mio_safetensors_find(st, "__metadata__") == NULL);
+    CHECK_ERR(mio_safetensors_get(st, "missing.weight", &t, err, sizeof err), MIO_ERR_NOT_FOUND,
+              "tensor 'missing.weight' not found", st->path);
+    CHECK(mio_safetensors_get(st, "h", &t, err, sizeof err) == MIO_OK && t->dtype == MIO_DTYPE_F16 && err[0] == 0);
+}
+
+static void test_safetensors_single(void)
+{
+    char err[MIO_ERR_SIZE], p[256];
+    mio_safetensors st;
+    const mio_tensor *t;
+    unsigned char *img;
+    size_t len, i;
+    int rc, ok;
+    for (i = 0; i < 3 * 1024; i++) big[i] = (float)i * 0.5f;
+    img = st_build(main_tensors, 8, &len);
+
+    rc = mio_safetensors_open_mem(&st, img, len, "mem.safetensors", err, sizeof err);
+    CHECK(rc == MIO_OK);
+    if (rc == MIO_OK) {
+        check_main_tensors(&st, "memory");
+        t = mio_safetensors_find(&st, "big");
+        CHECK(t && !t->mapped && mio_tensor_release(t, 0, t->nbytes, err, sizeof err) == MIO_OK);
+    }
+    mio_safetensors_close(&st);
+
+    path_in(p, sizeof p, "single.safetensors");
+    CHECK(write_file(p, img, len));
+    rc = mio_safetensors_open(&st, p, err, sizeof err);
+    CHECK(rc == MIO_OK);
+    if (rc == MIO_OK) {
+        check_main_tensors(&st, "file");
+        t = mio_safetensors_find(&st, "big");
+        CHECK(t && t->mapped);
+        /* drop the pages, then read again: the mapping refills from the file */
+        CHECK(mio_tensor_release(t, 0, t->nbytes, err, sizeof err) == MIO_OK);
+        CHECK(mio_tensor_release(t, 100, 5000, err, sizeof err) == MIO_OK);
+        CHECK(mio_tensor_release(t, t->nbytes, 0, err, sizeof err) == MIO_OK);
+        ok = memcmp(t->data, big, sizeof big) == 0;
+        CHECK(ok);
+        CHECK_ERR(mio_tensor_release(t, 1, t->nbytes, err, sizeof err), MIO_ERR_ARG, "outside tensor 'big'");
+        CHECK_ERR(mio_tensor_release(t, (size_t)-1, 2, err, sizeof err), MIO_ERR_ARG, "outside tensor 'big'");
+        CHECK(mio_tensor_release(NULL, 0, 0, err, sizeof err) == MIO_ERR_ARG);
+    }
+    mio_safetensors_close(&st);
+    CHECK(st.base == NULL && st.tensors == NULL);
+    mio_safetensors_close(&st); /* twice is harmless */
+    free(img);
+
+    /* a file with no tensors, only metadata */
+    img = st_raw("{\"__metadata__\":{}}", 0, 0, &len);
+    CHECK(mio_safetensors_open_mem(&st, img, len, "m", err, sizeof err) == MIO_OK && st.n_tensors == 0);
+    mio_safetensors_close(&st);
+    free(img);
+    img = st_raw("{}", 0, 0, &len);
+    CHECK(mio_safetensors_open_mem(&st, img, len, "m", err, sizeof err) == MIO_OK && st.n_tensors == 0);
+    mio_safetensors_close(&st);
+    free(img);
+
+    /* file-level errors */
+    path_in(p, sizeof p, "five.safetensors");
+    CHECK(write_file(p, "\x10\0\0\0\0", 5));
+    CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_FORMAT, "five.safetensors", "file is 5 bytes, too short");
+    path_in(p, sizeof p, "zero.safetensors");
+    CHECK(write_file(p, "", 0));
+    CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_FORMAT, "zero.safetensors", "file is 0 bytes");
+    path_in(p, sizeof p, "none.safetensors");
+    CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_IO, "none.safetensors", "cannot open", "No such file");
+    CHECK_ERR(mio_safetensors_open(&st, tmpdir, err, sizeof err), MIO_ERR_IO, "not a regular file");
+    path_in(p, sizeof p, "trunc.safetensors");
+    img = st_build(main_tensors, 2, &len);
+    CHECK(write_file(p, img, 40)); /* cut inside the header */
+    CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_FORMAT, "trunc.safetensors", "header length",
+              "larger than the file allows", "file is 40 bytes");
+    CHECK(write_file(p, img, len - 1)); /* cut inside the data */
+    CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_FORMAT, "tensor 'b'",
+              "end past the data section (31 bytes");
+    free(img);
+}
+
+static void test_safetensors_errors(void)
+{
+    static const struct { const char *header; size_t data; uint64_t hlen; const char *want1, *want2; } cases[] = {
+        {"{}", 0, 1000000000000000000ULL, "header length 1000000000000000000 is larger than the file", "10 bytes"},
+        {"{}", 0, 0xFFFFFFFFFFFFFFFFULL, "header length 18446744073709551615 is larger", "truncated"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", 4, 0, "JSON header at file offset 8: byte",
+         "end of input inside the object"},
+        {"[1]", 0, 0, "header is an array, expected a JSON object", NULL},
+        {"\"x\"", 0, 0, "header is a string", NULL},
+        {"{\"w\":{\"dtype\":\"Q4_K\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, 0, "tensor 'w': unknown dtype 'Q4_K'", NULL},
+        {"{\"w\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0, "unknown dtype 'f32'", NULL},
+        {"{\"w\":{\"dtype\":5,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0, "tensor 'w': \"dtype\" is a number, expected a string", NULL},
+        {"{\"w\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0, "\"dtype\" is absent", NULL},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,100]}}", 24, 0,
+         "tensor 'w': data_offsets [0, 100] end past the data section (24 bytes", NULL},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 8, 0, "data_offsets [8, 4] have begin > end", NULL},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}", 24, 0,
+         "shape [2, 3] of F32 needs 24 bytes, but data_offsets [0, 20] span 20", NULL},
+        {"{\"w\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16, 0, "BF16 needs 8 bytes", NULL},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[-1,3],\"data_offsets\":[0,4]}}", 4, 0, "shape[0] is not a non-negative integer", NULL},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,4]}}", 4, 0, "shape[0] is not a non-negative integer", NULL},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[1,\"2\"],\"data_offsets\":[0,4]}}", 4, 0, "shape[1] is not", NULL},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[NaN],\"data_offsets\":[0,4]}}", 4, 0, "NaN and Infinity", NULL},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":\"2\",\"data_offsets\":[0,4]}}", 4, 0, "\"shape\" is a string", NULL},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8, 0, "expected [begin, end]", NULL},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, 0, "\"data_offsets\" is absent", NULL},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}", 4, 0, "data_offsets[0] is not", NULL},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}", 24, 0, "tensors 'a' [0, 16] and 'b' [8, 24] overlap", NULL},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+         "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, 0, "tensor 'a' appears twice", NULL},
+        {"{\"w\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}", 1, 0, "rank 9 exceeds MIO_MAX_RANK", NULL},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,4]}}", 4, 0,
+         "element count overflows", NULL},
+        {"{\"w\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967295],\"data_offsets\":[0,4]}}", 4, 0, "byte size overflows", NULL},
+        {"{\"w\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,2]}}", 2, 0, "not a whole number of bytes", NULL},
+        {"{\"w\":7}", 0, 0, "tensor 'w': entry is a number, expected an object", NULL},
+        {"{\"__metadata__\":[]}", 0, 0, "__metadata__ is an array", NULL},
+        {"{\"__metadata__\":{\"format\":1}}", 0, 0, "__metadata__ 'format' is a number, expected a string", NULL},
+        {"{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0, "NUL character", NULL},
+    };
+    char err[MIO_ERR_SIZE];
+    mio_safetensors st;
+    unsigned char *img;
+    size_t k, len;
+    int rc;
+    for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        img = st_raw(cases[k].header, cases[k].data, cases[k].hlen, &len);
+        rc = mio_safetensors_open_mem(&st, img, len, "bad.safetensors", err, sizeof err);
+        if (rc != MIO_ERR_FORMAT || strncmp(err, "bad.safetensors: ", 17) != 0 || !strstr(err, cases[k].want1) ||
+            (cases[k].want2 && !strstr(err, cases[k].want2)) || st.tensors != NULL) {
+            n_fail++;
+            printf("FAIL safetensors case %zu: rc %d, message \"%s\", want \"%s\"\n", k, rc, err, cases[k].want1);
+        } else {
+            n_pass++;
+        }
+        mio_safetensors_close(&st);
+        free(img);
+    }
+    /* empty tensors may share an offset with anything; a valid entry beside an empty one */
+    img = st_raw("{\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+                 "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                 "\"z\":{\"dtype\":\"I64\",\"shape\":[0,4294967296,4294967296],\"data_offsets\":[8,8]}}", 8, 0, &len);
+    rc = mio_safetensors_open_mem(&st, img, len, "ok", err, sizeof err);
+    CHECK(rc == MIO_OK && st.n_tensors == 3);
+    if (rc) printf("     %s\n", err);
+    mio_safetensors_close(&st);
+    free(img);
+    /* unknown extra keys in an entry are ignored, as the reference implementation does */
+    img = st_raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"extra\":{}}}", 4, 0, &len);
+    CHECK(mio_safetensors_open_mem(&st, img, len, "ok", err, sizeof err) == MIO_OK);
+    mio_safetensors_close(&st);
+    free(img);
+    CHECK(mio_dtype_from_name("BF16") == MIO_DTYPE_BF16 && mio_dtype_bits(MIO_DTYPE_BF16) == 16 &&
+          mio_dtype_bits(MIO_DTYPE_F6_E2M3) == 6 && mio_dtype_from_name("bf16") == MIO_DTYPE_UNKNOWN &&
+          strcmp(mio_dtype_name(MIO_DTYPE_F8_E8M0), "F8_E8M0") == 0 && strcmp(mio_dtype_name(999), "?") == 0);
+}
+
+static void write_st(const char *dir, const char *file, const tspec *t, int n)
+{
+    char p[256];
+    size_t len;
+    unsigned char *img = st_build(t, n, &len);
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    CHECK(write_file(p, img, len));
+    free(img);
+}
+
+static void test_model_dir(void)
+{
+    char err[MIO_ERR_SIZE], d[200], p[256];
+    mio_model m;
+    const mio_tensor *t, *ta;
+    int rc;
+    static float av[2] = {1, 2}, bv[3] = {3, 4, 5}, cv[1] = {6};
+    static const tspec s1[] = {{"a", "F32", 1, {2}, av, 8}, {"b", "F32", 1, {3}, bv, 12}};
+    static const tspec s2[] = {{"c", "F32", 1, {1}, cv, 4}};
+    static const char index_json[] =
+        "{\"metadata\": {\"total_size\": 24},\n"
+        " \"weight_map\": {\"b\": \"model-00001-of-00003.safetensors\",\n"
+        "   \"c\": \"model-00002-of-00003.safetensors\",\n"
+        "   \"a\": \"model-00001-of-00003.safetensors\",\n"
+        "   \"d\": \"model-00003-of-00003.safetensors\",\n"
+        "   \"e\": \"model-00002-of-00003.safetensors\"}}\n";
+
+    /* missing, not a directory, empty */
+    path_in(d, sizeof d, "no_such_dir");
+    CHECK_ERR(mio_model_open(&m, d, err, sizeof err), MIO_ERR_IO, "model directory", "no_such_dir", "No such file");
+    path_in(d, sizeof d, "emptydir");
+    CHECK(mkdir(d, 0755) == 0);
+    CHECK_ERR(mio_model_open(&m, d, err, sizeof err), MIO_ERR_IO, "emptydir",
+              "neither model.safetensors nor model.safetensors.index.json");
+
+    /* single file */
+    path_in(d, sizeof d, "single");
+    CHECK(mkdir(d, 0755) == 0);
+    write_st(d, "model.safetensors", main_tensors, 8);
+    rc = mio_model_open(&m, d, err, sizeof err);
+    CHECK(rc == MIO_OK && !m.sharded && mio_model_count(&m) == 8);
+    CHECK(mio_model_tensor(&m, "h", &t, err, sizeof err) == MIO_OK && t->dtype == MIO_DTYPE_F16);
+    CHECK(mio_model_has(&m, "b") && !mio_model_has(&m, "zz"));
+    CHECK(mio_model_name_at(&m, 0) && strcmp(mio_model_name_at(&m, 0), "b") == 0 && !mio_model_name_at(&m, 8));
+    CHECK_ERR(mio_model_tensor(&m, "zz", &t, err, sizeof err), MIO_ERR_NOT_FOUND, "tensor 'zz' not found", "model.safetensors");
+    mio_model_close(&m);
+    /* a path to the file itself */
+    path_in(p, sizeof p, "single/model.safetensors");
+    CHECK(mio_model_open(&m, p, err, sizeof err) == MIO_OK && mio_model_count(&m) == 8);
+    mio_model_close(&m);
+    /* a trailing slash does not matter */
+    path_in(p, sizeof p, "single/");
+    CHECK(mio_model_open(&m, p, err, sizeof err) == MIO_OK && mio_model_count(&m) == 8);
+    mio_model_close(&m);
+
+    /* sharded */
+    path_in(d, sizeof d, "sharded");
+    CHECK(mkdir(d, 0755) == 0);
+    write_st(d, "model-00001-of-00003.safetensors", s1, 2);
+    write_st(d, "model-00002-of-00003.safetensors", s2, 1);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
+    CHECK(write_file(p, index_json, strlen(index_json)));
+    rc = mio_model_open(&m, d, err, sizeof err);
+    CHECK(rc == MIO_OK && m.sharded && mio_model_count(&m) == 5 && m.n_shards == 3);
+    if (rc) {
+        printf("     %s\n", err);
+        return;
+    }
+    CHECK(mio_model_has(&m, "d") && !mio_model_has(&m, "f") && !m.shards[0].open && !m.shards[1].open);
+    CHECK(strcmp(mio_model_name_at(&m, 0), "a") == 0 && strcmp(mio_model_name_at(&m, 4), "e") == 0);
+    rc = mio_model_tensor(&m, "a", &ta, err, sizeof err);
+    CHECK(rc == MIO_OK && ta->nbytes == 8 && memcmp(ta->data, av, 8) == 0 && ta->mapped);
+    CHECK(strstr(ta->file, "model-00001-of-00003.safetensors") != NULL);
+    CHECK(m.shards[0].open && !m.shards[1].open);
+    rc = mio_model_tensor(&m, "c", &t, err, sizeof err);
+    CHECK(rc == MIO_OK && t->nbytes == 4 && memcmp(t->data, cv, 4) == 0 && m.shards[1].open);
+    rc = mio_model_tensor(&m, "b", &t, err, sizeof err);
+    CHECK(rc == MIO_OK && t->shape[0] == 3 && memcmp(t->data, bv, 12) == 0);
+    CHECK(memcmp(ta->data, av, 8) == 0); /* earlier pointers stay valid */
+    CHECK(mio_tensor_release(t, 0, t->nbytes, err, sizeof err) == MIO_OK);
+    CHECK_ERR(mio_model_tensor(&m, "d", &t, err, sizeof err), MIO_ERR_IO, "shard file", "model-00003-of-00003.safetensors",
+              "is missing", "tensor 'd'");
+    CHECK_ERR(mio_model_tensor(&m, "e", &t, err, sizeof err), MIO_ERR_FORMAT, "tensor 'e'", "maps it to 'model-00002-of-00003.safetensors'",
+              "no such tensor");
+    CHECK_ERR(mio_model_tensor(&m, "zzz", &t, err, sizeof err), MIO_ERR_NOT_FOUND, "tensor 'zzz' not found",
+              "model.safetensors.index.json");
+    mio_model_close(&m);
+    CHECK(m.shards == NULL && m.dir == NULL);
+
+    /* a broken shard: the message names the shard and the tensor */
+    snprintf(p, sizeof p, "%s/model-00003-of-00003.safetensors", d);
+    CHECK(write_file(p, "\xff\xff\0\0\0\0\0\0{}", 10));
+    CHECK(mio_model_open(&m, d, err, sizeof err) == MIO_OK);
+    CHECK_ERR(mio_model_tensor(&m, "d", &t, err, sizeof err), MIO_ERR_FORMAT, "model-00003-of-00003.safetensors",
+              "header length 65535", "shard of tensor 'd'");
+    mio_model_close(&m);
+
+    /* bad indexes */
+    {
+        static const struct { const char *text; int rc; const char *want; } bad[] = {
+            {"{\"metadata\": {}}", MIO_ERR_FORMAT, "\"weight_map\" is absent, expected an object"},
+            {"{\"weight_map\": []}", MIO_ERR_FORMAT, "\"weight_map\" is an array"},
+            {"{\"weight_map\": {}}", MIO_ERR_FORMAT, "\"weight_map\" is empty"},
+            {"{\"weight_map\": {\"a\": 3}}", MIO_ERR_FORMAT, "weight_map['a'] is a number"},
+            {"{\"weight_map\": {\"a\": \"../x.safetensors\"}}", MIO_ERR_FORMAT, "'../x.safetensors' is not a file name inside"},
+            {"{\"weight_map\": {\"a\": \"/etc/passwd\"}}", MIO_ERR_FORMAT, "is not a file name inside"},
+            {"{\"weight_map\": {\"a\": \"\"}}", MIO_ERR_FORMAT, "is not a file name inside"},
+            {"{\"weight_map\": {\"a\": \"s\", \"a\": \"s\"}}", MIO_ERR_FORMAT, "tensor 'a' appears twice in weight_map"},
+            {"{\"weight_map\": {\"a\": \"s\",}}", MIO_ERR_FORMAT, "model.safetensors.index.json: byte 25"},
+        };
+        size_t k;
+        path_in(d, sizeof d, "badindex");
+        CHECK(mkdir(d, 0755) == 0);
+        snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
+        for (k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+            CHECK(write_file(p, bad[k].text, strlen(bad[k].text)));
+            rc = mio_model_open(&m, d, err, sizeof err);
+            if (rc != bad[k].rc || !strstr(err, bad[k].want) || m.dir != NULL) {
+                n_fail++;
+                printf("FAIL index case %zu: rc %d, message \"%s\", want \"%s\"\n", k, rc, err, bad[k].want);
+            } else {
+                n_pass++;
+            }
+            mio_model_close(&m);
+        }
+    }
+}
+
+/* ---- npy ---- */
+
+/* An npy image: preamble for version major.0, the dict padded to 64 with spaces and '\n'. */
+static unsigned char *npy_build(int major, const char *dict, const void *data, size_t dlen, size_t *len)
+{
+    size_t pre = major == 1 ? 10 : 12, h = strlen(dict), hl = h + 1, j;
+    unsigned char *b;
+    while ((pre + hl) % 64) hl++;
+    b = (unsigned char *)malloc(pre + hl + dlen + 1);
+    memcpy(b, "\x93NUMPY", 6);
+    b[6] = (unsigned char)major;
+    b[7] = 0;
+    for (j = 0; j < pre - 8; j++) b[8 + j] = (unsigned char)(hl >> (8 * j));
+    memcpy(b + pre, dict, h);
+    memset(b + pre + h, ' ', hl - h - 1);
+    b[pre + hl - 1] = '\n';
+    if (dlen) memcpy(b + pre + hl, data, dlen);
+    *len = pre + hl + dlen;
+    return b;
+}
+
+static void test_npy(void)
+{
+    char err[MIO_ERR_SIZE], p[256];
+    static const float x[6] = {1.5f, -2.0f, 3.25f, 0.0f, -0.0f, 1e-30f};
+    static const int32_t ids[6] = {0, 7, -1, 2147483647, -2147483647 - 1, 42};
+    static const char np_header[] = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+    float *y = NULL;
+    size_t r = 0, c = 0, len, hl;
+    unsigned char *raw;
+    int rc;
+
+    /* round trip */
+    path_in(p, sizeof p, "x.npy");
+    CHECK(mio_npy_write_f32(p, x, 2, 3, err, sizeof err) == MIO_OK && err[0] == '\0');
+    rc = mio_npy_read(p, &y, &r, &c, err, sizeof err);
+    CHECK(rc == MIO_OK && r == 2 && c == 3 && y && memcmp(x, y, sizeof x) == 0);
+    free(y);
+    /* the bytes are what numpy.save writes: magic, 1.0, header padded so data starts at 128 */
+    raw = read_whole(p, &len);
+    CHECK(raw && len == 128 + 24);
+    if (raw) {
+        hl = (size_t)raw[8] | (size_t)raw[9] << 8;
+        CHECK(memcmp(raw, "\x93NUMPY\x01\x00", 8) == 0 && hl == 118 && (10 + hl) % 64 == 0);
+        CHECK(memcmp(raw + 10, np_header, strlen(np_header)) == 0 && raw[127] == '\n' && raw[126] == ' ');
+        free(raw);
+    }
+    /* int32 writer */
+    path_in(p, sizeof p, "ids.npy");
+    CHECK(mio_npy_write_i32(p, ids, 3, 2, err, sizeof err) == MIO_OK);
+    raw = read_whole(p, &len);
+    CHECK(raw && len == 128 + 24 && memcmp(raw + 10, "{'descr': '<i4', 'fortran_order': False, 'shape': (3, 2), }", 59) == 0 &&
+          memcmp(raw + 128, ids, 24) == 0);
+    free(raw);
+    CHECK_ERR(mio_npy_read(p, &y, &r, &c, err, sizeof err), MIO_ERR_UNSUPPORTED, "ids.npy: dtype is '<i4', expected '<f4' (float32)");
+    CHECK(y == NULL);
+    /* empty arrays */
+    path_in(p, sizeof p, "empty.npy");
+    CHECK(mio_npy_write_f32(p, NULL, 0, 64, err, sizeof err) == MIO_OK);
+    rc = mio_npy_read(p, &y, &r, &c, err, sizeof err);
+    CHECK(rc == MIO_OK && r == 0 && c == 64 && y != NULL);
+    free(y);
+    /* version 2.0, double-quoted keys, keys in another order, no trailing comma */
+    raw = npy_build(2, "{\"shape\": (1, 2), \"fortran_order\": False, \"descr\": \"<f4\"}", x, 8, &len);
+    rc = mio_npy_read_mem(raw, len, "v2.npy", &y, &r, &c, err, sizeof err);
+    CHECK(rc == MIO_OK && r == 1 && c == 2 && y[0] == 1.5f && y[1] == -2.0f);
+    free(y);
+    free(raw);
+
+    /* errors */
+    {
+        static const struct { int major; const char *dict; size_t dlen; int rc; const char *want; } cases[] = {
+            {1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }", 48, MIO_ERR_UNSUPPORTED,
+             "bad.npy: dtype is '<f8', expected '<f4' (float32)"},
+            {1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3), }", 24, MIO_ERR_UNSUPPORTED, "dtype is '>f4'"},
+            {1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }", 6, MIO_ERR_UNSUPPORTED, "dtype is '|u1'"},
+            {1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", 24, MIO_ERR_UNSUPPORTED,
+             "bad.npy: fortran_order is True, expected C order"},
+            {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 5, 7), }", 420, MIO_ERR_UNSUPPORTED,
+             "bad.npy: shape (3, 5, 7) has rank 3, expected [T][hidden_size]"},
+            {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (5,), }", 20, MIO_ERR_UNSUPPORTED, "shape (5,) has rank 1"},
+            {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (), }", 4, MIO_ERR_UNSUPPORTED, "shape () has rank 0"},
+            {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 20, MIO_ERR_FORMAT,
+             "data truncated: shape (2, 3) float32 needs 24 bytes, file has 20"},
+            {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 28, MIO_ERR_FORMAT, "4 unexpected bytes after the data"},
+            {1, "{'descr': '<f4', 'fortran_order': False}", 0, MIO_ERR_FORMAT, "header lacks 'shape'"},
+            {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'foo': 1}", 24, MIO_ERR_FORMAT,
+             "unexpected or repeated key 'foo'"},
+            {1, "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (1, 1)}", 4, MIO_ERR_FORMAT,
+             "repeated key 'descr'"},
+            {1, "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,)}", 8, MIO_ERR_UNSUPPORTED, "structured"},
+            {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (nan, 4), }", 0, MIO_ERR_FORMAT, "not a non-negative integer"},
+            {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 4), }", 0, MIO_ERR_FORMAT, "not a non-negative integer"},
+            {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999, 1), }", 0, MIO_ERR_FORMAT,
+             "dimension overflows"},
+            {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }", 0, MIO_ERR_FORMAT,
+             "byte size overflows"},
+            {1, "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (1, 1)}", 4, MIO_ERR_FORMAT, "neither True nor False"},
+            {1, "{'descr': '<f4', 'fortran_order': False, 'shape': [1, 1]}", 4, MIO_ERR_FORMAT, "'shape' is not a tuple"},
+            {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1 1)}", 4, MIO_ERR_FORMAT, "expected ',' or ')'"},
+            {1, "{'descr': '<f4' 'fortran_order': False, 'shape': (1, 1)}", 4, MIO_ERR_FORMAT, "expected ',' or '}' after 'descr'"},
+            {1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1)} x", 4, MIO_ERR_FORMAT, "unexpected bytes after the dict"},
+            {1, "hello", 0, MIO_ERR_FORMAT, "header does not start with a '{'"},
+            {1, "{'descr': '<f\\4', 'fortran_order': False, 'shape': (1, 1)}", 4, MIO_ERR_FORMAT, "'descr' is not a short quoted string"},
+        };
+        static const unsigned char zeros[512] = {0};
+        size_t k;
+        for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            raw = npy_build(cases[k].major, cases[k].dict, zeros, cases[k].dlen, &len);
+            y = (float *)&r; /* must come back NULL */
+            rc = mio_npy_read_mem(raw, len, "bad.npy", &y, &r, &c, err, sizeof err);
+            if (rc != cases[k].rc || !strstr(err, cases[k].want) || strncmp(err, "bad.npy: ", 9) != 0 || y != NULL) {
+                n_fail++;
+                printf("FAIL npy case %zu: rc %d, message \"%s\", want \"%s\"\n", k, rc, err, cases[k].want);
+            } else {
+                n_pass++;
+            }
+            free(raw);
+        }
+    }
+    raw = npy_build(1, np_header, x, 24, &len);
+    raw[0] = 'N';
+    CHECK_ERR(mio_npy_read_mem(raw, len, "m.npy", &y, &r, &c, err, sizeof err), MIO_ERR_FORMAT, "m.npy: not an npy file");
+    raw[0] = 0x93;
+    raw[6] = 3;
+    CHECK_ERR(mio_npy_read_mem(raw, len, "m.npy", &y, &r, &c, err, sizeof err), MIO_ERR_UNSUPPORTED,
+              "npy format version 3.0, expected 1.0 or 2.0");
+    raw[6] = 1;
+    raw[8] = 0xff;
+    CHECK_ERR(mio_npy_read_mem(raw, len, "m.npy", &y, &r, &c, err, sizeof err), MIO_ERR_FORMAT,
+              "header length 255 runs past the end of the file (152 bytes");
+    CHECK_ERR(mio_npy_read_mem(raw, 7, "m.npy", &y, &r, &c, err, sizeof err), MIO_ERR_FORMAT, "file is 7 bytes, too short");
+    raw[6] = 2;
+    CHECK_ERR(mio_npy_read_mem(raw, 11, "m.npy", &y, &r, &c, err, sizeof err), MIO_ERR_FORMAT, "too short for an npy 2.0 header");
+    free(raw);
+    path_in(p, sizeof p, "none.npy");
+    CHECK_ERR(mio_npy_read(p, &y, &r, &c, err, sizeof err), MIO_ERR_IO, "none.npy: cannot open: No such file");
+    path_in(p, sizeof p, "zero.npy");
+    CHECK(write_file(p, "", 0));
+    CHECK_ERR(mio_npy_read(p, &y, &r, &c, err, sizeof err), MIO_ERR_FORMAT, "zero.npy: file is 0 bytes");
+    raw = npy_build(1, np_header, x, 24, &len);
+    path_in(p, sizeof p, "cut.npy");
+    CHECK(write_file(p, raw, len - 3));
+    CHECK_ERR(mio_npy_read(p, &y, &r, &c, err, sizeof err), MIO_ERR_FORMAT, "cut.npy: data truncated", "file has 21");
+    free(raw);
+}
+
+static int count_tmp_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    if (!d) return -1;
+    while ((e = readdir(d)) != NULL)
+        if (strstr(e->d_name, ".tmp")) n++;
+    closedir(d);
+    return n;
+}
+
+static void test_npy_atomic(void)
+{
+    char err[MIO_ERR_SIZE], p[256], q[256];
+    static const float x[4] = {1, 2, 3, 4};
+    struct stat sb;
+    unsigned char *before, *after;
+    size_t n0, n1;
+
+    /* directory missing: error, nothing created */
+    path_in(p, sizeof p, "missing_dir/out.npy");
+    CHECK_ERR(mio_npy_write_f32(p, x, 2, 2, err, sizeof err), MIO_ERR_IO, "missing_dir/out.npy",
+              "cannot create a temporary file", "No such file");
+    path_in(q, sizeof q, "missing_dir");
+    CHECK(stat(p, &sb) != 0 && stat(q, &sb) != 0);
+
+    /* an existing output survives a failed write byte for byte */
+    path_in(p, sizeof p, "keep.npy");
+    CHECK(mio_npy_write_f32(p, x, 2, 2, err, sizeof err) == MIO_OK);
+    before = read_whole(p, &n0);
+    CHECK_ERR(mio_npy_write_f32(p, x, (size_t)1 << 62, 8, err, sizeof err), MIO_ERR_ARG, "keep.npy", "byte size overflows");
+    after = read_whole(p, &n1);
+    CHECK(before && after && n0 == n1 && memcmp(before, after, n0) == 0);
+    free(after);
+    /* a successful write replaces it */
+    CHECK(mio_npy_write_f32(p, x, 1, 4, err, sizeof err) == MIO_OK);
+    after = read_whole(p, &n1);
+    CHECK(after && n1 == n0 && memcmp(before, after, n0) != 0 && after[10 + 51] == '1' && after[10 + 54] == '4');
+    free(before);
+    free(after);
+
+    /* the output path is a directory: rename fails, the temporary file is removed */
+    path_in(p, sizeof p, "adir");
+    CHECK(mkdir(p, 0755) == 0);
+    CHECK_ERR(mio_npy_write_i32(p, (const int32_t *)x, 2, 2, err, sizeof err), MIO_ERR_IO, "adir", "write failed, file left untouched");
+    CHECK(stat(p, &sb) == 0 && S_ISDIR(sb.st_mode));
+    CHECK(count_tmp_files(tmpdir) == 0);
+    CHECK(mio_npy_write_f32(NULL, x, 1, 1, err, sizeof err) == MIO_ERR_ARG);
+    CHECK(mio_npy_write_f32(p, NULL, 1, 1, err, sizeof err) == MIO_ERR_ARG);
+}
+
+int main(void)
+{
+    strcpy(tmpdir, "/tmp/moe_test_io_XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        printf("cannot create a temporary directory\n0 passed, 1 failed\n");
+        return 1;
+    }
+    test_json_config();
+    test_json_errors();
+    test_safetensors_single();
+    test_safetensors_errors();
+    test_model_dir();
+    test_npy();
+    test_npy_atomic();
+    CHECK(strstr(mio_result_str(MIO_ERR_FORMAT), "MIO_ERR_FORMAT") != NULL);
+    rm_tree(tmpdir, 2);
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail != 0;
+}
