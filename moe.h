@@ -433,13 +433,18 @@ static float moe__f16_to_f32(uint16_t h) {
     return f;
 }
 
-/* Element i of a source buffer, as fp32. */
+/* Element i of a source buffer, as fp32. Through memcpy: checkpoint tensors (safetensors) need
+   not be aligned to their element size. */
 static float moe__load(const void *src, moe_dtype dt, size_t i) {
-    switch (dt) {
-    case MOE_BF16: return moe__bf16_to_f32(MOE__CAST(const uint16_t *, src)[i]);
-    case MOE_F16: return moe__f16_to_f32(MOE__CAST(const uint16_t *, src)[i]);
-    default: return MOE__CAST(const float *, src)[i];
+    const unsigned char *b = MOE__CAST(const unsigned char *, src);
+    uint16_t h;
+    float f;
+    if (dt == MOE_F32) {
+        memcpy(&f, b + 4 * i, 4);
+        return f;
     }
+    memcpy(&h, b + 2 * i, 2);
+    return dt == MOE_BF16 ? moe__bf16_to_f32(h) : moe__f16_to_f32(h);
 }
 static size_t moe__dtype_size(moe_dtype dt) { return dt == MOE_F32 ? 4 : 2; }
 static int moe__present(const moe_tensor *t) { return t->data != NULL || t->per_expert != NULL; }
@@ -633,8 +638,11 @@ static void moe__pack_ffn(moe__ffnw *f, const moe_layer *L, size_t n_exp, const 
     size_t d = L->d, ff = f->ff, W1 = L->gated ? 2 * MOE__NR : MOE__NR;
     int fused = L->gated && moe__present(gate_up);
     /* the source tensors read, and the elements per expert of each */
-    const moe_tensor *used[3] = {fused ? gate_up : up, L->gated && !fused ? gate : NULL, down};
-    size_t used_n[3] = {(fused ? 2 : 1) * ff * d, ff * d, d * ff};
+    int fb = fused && moe__present(bgu);
+    const moe_tensor *used[6] = {fused ? gate_up : up, L->gated && !fused ? gate : NULL, down,
+                                 f->b1 ? (fb ? bgu : bu) : NULL,
+                                 f->b1 && L->gated && !fb ? bg : NULL, f->b2 ? bd : NULL};
+    size_t used_n[6] = {(fused ? 2 : 1) * ff * d, ff * d, d * ff, (fb ? 2 : 1) * ff, ff, d};
     for (size_t e = 0; e < n_exp; e++) {
         float *w1 = f->w1 + e * f->w1_stride, *w2 = f->w2 + e * f->w2_stride;
         for (int part = L->gated ? 0 : 1; part < 2; part++) {
@@ -656,10 +664,10 @@ static void moe__pack_ffn(moe__ffnw *f, const moe_layer *L, size_t n_exp, const 
         if (f->b2)
             for (size_t o = 0; o < d; o++)
                 f->b2[e * L->d_pad + o] = moe__load(moe__expert_src(bd, e, d), bd->dtype, o);
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 6; i++)
             if (used[i]) moe__released(w, used[i], (long)e, n_exp, used_n[i]);
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 6; i++)
         if (used[i]) moe__released(w, used[i], -1, n_exp, used_n[i]);
 }
 
@@ -699,9 +707,9 @@ static void moe__softmax(const float *h, float *p, int n) {
 static void moe__sparsemixer(const float *h, float *tmp, int n, float eps, int32_t *ex, float *w) {
     for (int i = 0; i < n; i++) tmp[i] = h[i];
     for (int r = 0; r < 2; r++) {
-        int e = 0;
-        for (int i = 1; i < n; i++)
-            if (moe__ahead(tmp[i], i, tmp[e], e)) e = i;
+        int e = r && ex[0] == 0 ? 1 : 0; /* the runner-up is never the winner again */
+        for (int i = e + 1; i < n; i++)
+            if ((!r || i != ex[0]) && moe__ahead(tmp[i], i, tmp[e], e)) e = i;
         float m = tmp[e], s = 0.0f;
         for (int i = 0; i < n; i++) {
             float factor = fabsf(h[i]) > m ? fabsf(h[i]) : m;
@@ -817,7 +825,7 @@ static int moe__carve(const moe_layer *L, size_t T, char *base, moe__ws *w, size
          moe__mul(T, L->sh.ff_pad, &TSs) && moe__mul(T, L->d, &Td);
     if (!ok) return 0;
     MOE__TAKE(logits, float, TE);
-    MOE__TAKE(scratch, float, TE4 + 4 * E);
+    MOE__TAKE(scratch, float, TE4 + 8 * E); /* + room for the trace's 2E doubles */
     MOE__TAKE(ex, int32_t, TK);
     MOE__TAKE(wt, float, TK);
     MOE__TAKE(drop, unsigned char, TK);
@@ -1023,7 +1031,7 @@ static void moe__combine_all(const moe_layer *L, const float *x, size_t T, float
 static void moe__trace(const moe_layer *L, size_t T, moe__ws *w, moe_trace *tr) {
     size_t E = L->E, k = L->k;
     /* gating is done, so the scratch is free: p[E], top[E] (int32), then 2E doubles (the
-       scratch holds (T + 1) * 4E floats) */
+       scratch holds T * 4E + 8E floats) */
     float *p = w->scratch;
     int32_t *top = (int32_t *)(void *)(w->scratch + 2 * E);
     double aux = 0.0, z = 0.0;
@@ -1272,7 +1280,6 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
     char *mem = MOE__CAST(char *, MOE_MALLOC(total, NULL));
     if (!mem) return MOE_E_NOMEM;
     char *base = mem + (MOE__ALIGN - (size_t)((uintptr_t)mem % MOE__ALIGN)) % MOE__ALIGN;
-    memset(base, 0, total - (size_t)(base - mem)); /* the zero padding of ragged panels */
     float *arr[12];
     for (int i = 0; i < 12; i++) arr[i] = count[i] ? (float *)(void *)(base + offs[i]) : NULL;
     L.router = arr[0], L.router_bias = arr[1], L.select_bias = arr[2], L.shared_gate = arr[3];
@@ -1288,13 +1295,15 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
                       MADV_HUGEPAGE);
     }
 #endif
+    memset(base, 0, total - (size_t)(base - mem)); /* the zero padding of ragged panels */
 
     /* router: E x d, packed like any output panel set; biases as plain vectors */
     moe__part p1 = {0, 1, L.E};
     moe__pack(L.router, L.E, L.d, MOE__NR, 0, w->router.data ? w->router.data
                                                              : w->router.per_expert[0],
               w->router.dtype, w->router.layout, p1);
-    moe__released(w, &w->router, -1, 1, L.E * L.d);
+    moe__released(w, &w->router, 0, 1, L.E * L.d);  /* given as per_expert[0] */
+    moe__released(w, &w->router, -1, 1, L.E * L.d); /* given as data */
     for (size_t e = 0; e < L.E; e++) {
         if (L.router_bias) L.router_bias[e] = moe__load(moe__expert_src(&w->router_bias, 0, 0),
                                                         w->router_bias.dtype, e);
@@ -1303,6 +1312,11 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
     }
     for (size_t i = 0; L.shared_gate && i < L.d; i++)
         L.shared_gate[i] = moe__load(moe__expert_src(&w->shared_gate, 0, 0), w->shared_gate.dtype, i);
+    for (long e = 0; e >= -1; e--) { /* e = 0: per_expert[0]; e = -1: data */
+        if (L.router_bias) moe__released(w, &w->router_bias, e, 1, L.E);
+        if (L.select_bias) moe__released(w, &w->select_bias, e, 1, L.E);
+        if (L.shared_gate) moe__released(w, &w->shared_gate, e, 1, L.d);
+    }
     moe__pack_ffn(&L.ex, &L, L.E, &w->gate, &w->up, &w->gate_up, w->gate_up_split, &w->down,
                   &w->gate_bias, &w->up_bias, &w->gate_up_bias, &w->down_bias, w);
     if (S) {

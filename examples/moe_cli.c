@@ -330,13 +330,10 @@ static int run_toy(const opts *o) {
 
 /* ---- checkpoint layer ---- */
 
-/* Source views the layer is packed from: the mio tensors (pages released once packed), and
-   aligned copies of those whose data the mapping leaves misaligned for their element type. */
+/* Source views the layer is packed from: the mio tensors (pages released once packed). */
 typedef struct loader {
     const mio_tensor *used[4096];
     size_t n_used;
-    void *copies[4096];
-    size_t n_copies;
     size_t released;            /* bytes handed back through on_packed */
 } loader;
 
@@ -416,20 +413,7 @@ static int get_tensor(mio_model *m, loader *ld, const char *name, const hf_tenso
         return -1;
     }
     ld->used[ld->n_used++] = t;
-    size_t al = *dt == MOE_F32 ? 4 : 2;
-    if ((uintptr_t)t->data % al) { /* moe.h reads elements through typed pointers */
-        void *copy = malloc(t->nbytes ? t->nbytes : 1);
-        if (!copy || ld->n_copies >= sizeof ld->copies / sizeof *ld->copies) {
-            free(copy);
-            snprintf(err, en, "out of memory copying '%s'", name);
-            return -1;
-        }
-        memcpy(copy, t->data, t->nbytes);
-        ld->copies[ld->n_copies++] = copy;
-        *data = copy;
-    } else {
-        *data = t->data;
-    }
+    *data = t->data; /* moe.h reads sources through memcpy: alignment does not matter */
     return 0;
 }
 
@@ -588,8 +572,6 @@ static int run_model(const opts *o) {
     double t0 = now_s();
     moe_result r = moe_layer_create(&layer, &plan.cfg, &w);
     double t_create = now_s() - t0;
-    for (size_t i = 0; i < ld->n_copies; i++) free(ld->copies[i]);
-    ld->n_copies = 0;
     if (r != MOE_OK) {
         fprintf(stderr, "moe: %s %s: moe_layer_create: %s\n", plan.family, plan.layer_name,
                 moe_result_string(r));
@@ -660,10 +642,7 @@ static int run_model(const opts *o) {
 done:
     for (int i = 0; i < n_tmp; i++)
         if (outs[i] && tmp[i][0]) unlink(tmp[i]);
-    if (ld) {
-        for (size_t i = 0; i < ld->n_copies; i++) free(ld->copies[i]);
-        free(ld);
-    }
+    free(ld);
     for (int i = 0; i < HF_MAX_TENSORS; i++) free((void *)pe[i]);
     moe_layer_free(layer);
     if (model_open) mio_model_close(&model);
