@@ -14,7 +14,7 @@ OMP     ?= -fopenmp
 INC      = -I. -Iexamples
 LDLIBS   = -lm
 
-EXAMPLES = build/moe build/basic
+EXAMPLES = build/moe $(patsubst examples/%.c,build/%,$(filter-out examples/moe_cli.c,$(wildcard examples/*.c)))
 TESTS    = $(patsubst tests/%.c,build/%,$(wildcard tests/test_*.c tests/npy_compare.c))
 
 .PHONY: all examples tests test bench run clean
