@@ -308,7 +308,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->norm = hf_b(c, o, "norm_topk_prob", 0) ? MOE_NORM_SUM : MOE_NORM_NONE;
         hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
         int64_t step = hf_i(c, o, "decoder_sparse_step", 1);
-        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", q2 ? 24 : 48),
+        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 24), /* both configs */
                             "num_hidden_layers"))
             return -1;
         if (hf_in_list(c, o, "mlp_only_layers", layer)) {
@@ -366,17 +366,20 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         hf_modulelist(p, "feed_forward.", "router.weight", "gate_proj", "up_proj", "down_proj");
     } else if (!strcmp(mt, "deepseek_v2") || !strcmp(mt, "deepseek_v3") || !strcmp(mt, "glm4_moe")) {
         /* HF DeepseekV2Config / DeepseekV3Config / Glm4MoeConfig. MoE layer: layer >=
-           first_k_dense_replace and layer % moe_layer_freq == 0 (V3/GLM HF code ignores the
-           freq; released configs have 1). */
+           first_k_dense_replace and layer % moe_layer_freq == 0 (HF modeling code ignores the
+           freq for all three; released configs have 1). V2 defaults: configuration_deepseek_v2.py
+           (num_experts_per_tok, n_group, topk_group default to None there: required here). */
         int v2 = !strcmp(mt, "deepseek_v2"), glm = !strcmp(mt, "glm4_moe");
-        m->d_model = (int)hf_i(c, o, "hidden_size", v2 ? 5120 : glm ? 4096 : 7168);
-        m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", v2 ? 1536 : glm ? 1408 : 2048);
-        m->n_experts = (int)hf_i(c, o, "n_routed_experts", v2 ? 160 : glm ? 128 : 256);
-        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", v2 ? 6 : 8);
+        m->d_model = (int)hf_i(c, o, "hidden_size", v2 ? 4096 : glm ? 4096 : 7168);
+        m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", v2 ? 1407 : glm ? 1408 : 2048);
+        m->n_experts = (int)hf_i(c, o, "n_routed_experts", v2 ? 64 : glm ? 128 : 256);
+        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", v2 ? 0 : 8);
+        if (v2 && m->top_k == 0)
+            hf_fail(c, "deepseek_v2 needs 'num_experts_per_tok' (HF default None)");
         int64_t ns = hf_i(c, o, "n_shared_experts", v2 ? 2 : 1);
         double rsf = hf_f(c, o, "routed_scaling_factor", v2 ? 1.0 : glm ? 1.0 : 2.5);
-        int64_t ng = hf_i(c, o, "n_group", v2 ? 1 : glm ? 1 : 8);
-        int64_t kg = hf_i(c, o, "topk_group", v2 ? 1 : glm ? 1 : 4);
+        int64_t ng = hf_i(c, o, "n_group", v2 ? 0 : glm ? 1 : 8);
+        int64_t kg = hf_i(c, o, "topk_group", v2 ? 0 : glm ? 1 : 4);
         int norm = hf_b(c, o, "norm_topk_prob", v2 ? 0 : 1);
         int64_t fk = hf_i(c, o, "first_k_dense_replace", v2 ? 0 : glm ? 1 : 3);
         int64_t freq = hf_i(c, o, "moe_layer_freq", 1);
@@ -392,6 +395,9 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
             }
             m->score = MOE_SCORE_SOFTMAX;
             if (tm && !strcmp(tm, "group_limited_greedy")) {
+                if (ng <= 0 || kg <= 0)
+                    hf_fail(c, "deepseek_v2 group_limited_greedy needs 'n_group' and "
+                            "'topk_group' (HF default None)");
                 m->n_group = (int)ng;
                 m->topk_group = (int)kg;
                 m->group_score = MOE_GROUP_MAX;
@@ -415,7 +421,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
                 m->norm_eps = 1e-20f;
             }
         }
-        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", v2 ? 60 : glm ? 46 : 61),
+        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", v2 ? 32 : glm ? 46 : 61),
                             "num_hidden_layers"))
             return -1;
         if (layer < fk) {
@@ -449,7 +455,9 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->router_bias = 1;
         m->expert_bias = 1;
         m->act = MOE_ACT_SWIGLU_OAI;
-        m->act_alpha = 1.702f; /* hard-coded in GptOssExperts */
+        /* swiglu_alpha: GptOssConfig key in newer configuration_gpt_oss.py (older
+           modeling_gpt_oss.py hard-codes 1.702) */
+        m->act_alpha = (float)hf_f(c, o, "swiglu_alpha", 1.702);
         m->act_limit = (float)hf_f(c, o, "swiglu_limit", 7.0);
         if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 36), "num_hidden_layers"))
             return -1;
@@ -588,7 +596,9 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         /* HF SwitchTransformersConfig: sparse step = num_layers // num_sparse_*_layers; block i
            is sparse if i % step == 1 or step == 1. */
         int64_t nl = hf_i(c, o, "num_layers", 12);
-        int64_t ndl = hf_i(c, o, "num_decoder_layers", nl);
+        /* configuration_switch_transformers.py: absent -> 12, explicit null -> num_layers */
+        const mio_json *ndj = mio_json_get(o, "num_decoder_layers");
+        int64_t ndl = ndj && mio_json_is_null(ndj) ? nl : hf_i(c, o, "num_decoder_layers", 12);
         int64_t nse = hf_i(c, o, "num_sparse_encoder_layers", 3);
         int64_t nsd = hf_i(c, o, "num_sparse_decoder_layers", 3);
         m->d_model = (int)hf_i(c, o, "d_model", 768);
@@ -607,7 +617,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         }
         int dec = stack == 2;
         int64_t n = dec ? ndl : nl, ns = dec ? nsd : nse;
-        int64_t step = ns > 0 ? n / ns : n;
+        int64_t step = ns > 0 ? n / ns : 0; /* 0: no sparse block (modeling_switch_transformers.py) */
         snprintf(p->layer_name, sizeof p->layer_name, "%s layer %lld", dec ? "decoder" : "encoder",
                  (long long)layer);
         if (!hf_layer_range(c, p, layer, n, dec ? "num_decoder_layers" : "num_layers")) return -1;
