@@ -13,7 +13,7 @@
 
    Every routing option is read from config.json, with the family's Hugging Face default
    (configuration_<family>.py) when the key is absent or null. The rules, with their sources,
-   are in shared/reference/moe-variants.md; the table is repeated in hf_family_help below.
+   are in shared/reference/moe-variants.md.
 
    Layer numbering: the decoder layer index as in `model.layers.N` (DBRX `transformer.blocks.N`).
    Switch Transformers has two stacks: `--layer encoder.N` or `decoder.N`; a plain integer N is
@@ -21,6 +21,7 @@
 #ifndef HF_CONFIG_H
 #define HF_CONFIG_H
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,6 @@ typedef struct hf_tensor {
 typedef struct hf_plan {
     char family[40];            /* model_type */
     char layer_name[48];        /* "layer 3", "encoder layer 1" */
-    int n_layers;               /* layers of the stack the layer is in */
     moe_config cfg;
     moe_gate_up_split split;    /* for HF_GATE_UP */
     hf_tensor t[HF_MAX_TENSORS];
@@ -62,8 +62,8 @@ typedef struct hf_plan {
 
 static const char *const hf_families[] = {
     "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "glm4_moe",
-    "gpt_oss", "llama4", "llama4_text", "jamba", "dbrx", "granitemoe", "phimoe", "ernie4_5_moe",
-    "switch_transformers"};
+    "kimi_k2", "gpt_oss", "llama4", "llama4_text", "jamba", "dbrx", "granitemoe", "phimoe",
+    "ernie4_5_moe", "switch_transformers"};
 
 /* ---- reading config.json ---- */
 
@@ -79,11 +79,17 @@ static void hf_fail(hf_ctx *c, const char *msg) {
     snprintf(c->err, c->n, "config.json: %s", msg);
 }
 
+/* Every integer key lands in an int (moe_config) or is compared with one, so a value outside
+   int is an error here rather than a silent wrap in a cast. */
 static int64_t hf_i(hf_ctx *c, const mio_json *o, const char *key, int64_t def) {
     char e[MIO_ERR_SIZE];
     int64_t v = def;
     int r = mio_json_get_i64(o, key, &v, e, sizeof e);
     if (r && r != MIO_ERR_NOT_FOUND) hf_fail(c, e);
+    if (!r && (v < INT_MIN || v > INT_MAX)) {
+        snprintf(e, sizeof e, "'%s' = %lld is out of range", key, (long long)v);
+        hf_fail(c, e);
+    }
     return r ? def : v;
 }
 
@@ -175,7 +181,7 @@ static void hf_alt(hf_plan *p, int rank, int64_t a, int64_t b) {
 }
 
 static void hf_prefix(hf_plan *p, const char *fmt_layer, int64_t layer) {
-    /* fmt_layer holds one "%d"-free "{L}" for the layer index */
+    /* "{L}" in fmt_layer stands for the layer index */
     char *dst = p->prefix[p->n_prefix++];
     const char *at = strstr(fmt_layer, "{L}");
     if (!at) { snprintf(dst, 96, "%s", fmt_layer); return; }
@@ -209,9 +215,8 @@ static void hf_shared(hf_plan *p, const char *base) {
     hf_add(p, HF_SH_DOWN, n, 0, MOE_OUT_IN, 2, d, S, 0);
 }
 
-static int hf_layer_range(hf_ctx *c, hf_plan *p, int64_t layer, int64_t n_layers,
+static int hf_layer_range(hf_ctx *c, int64_t layer, int64_t n_layers,
                           const char *key) {
-    p->n_layers = (int)n_layers;
     if (layer < 0 || layer >= n_layers) {
         char m[200];
         snprintf(m, sizeof m, "layer %lld is out of range: the model has %lld layers (%s), "
@@ -293,7 +298,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         } else {
             m->norm = MOE_NORM_SUM;
         }
-        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
+        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
             return -1;
         hf_prefix(p, "model.layers.{L}.", layer);
         hf_modulelist(p, "block_sparse_moe.", "gate.weight", "w1", "w3", "w2");
@@ -301,14 +306,14 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         /* HF Qwen2MoeConfig / Qwen3MoeConfig; sparse layer: not in mlp_only_layers, num_experts
            > 0 and (layer + 1) % decoder_sparse_step == 0 */
         int q2 = !strcmp(mt, "qwen2_moe");
-        m->d_model = (int)hf_i(c, o, "hidden_size", q2 ? 2048 : 2048);
+        m->d_model = (int)hf_i(c, o, "hidden_size", 2048);
         m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", q2 ? 1408 : 768);
         m->n_experts = (int)hf_i(c, o, "num_experts", q2 ? 60 : 128);
         m->top_k = (int)hf_i(c, o, "num_experts_per_tok", q2 ? 4 : 8);
         m->norm = hf_b(c, o, "norm_topk_prob", 0) ? MOE_NORM_SUM : MOE_NORM_NONE;
         hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
         int64_t step = hf_i(c, o, "decoder_sparse_step", 1);
-        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 24), /* both configs */
+        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 24), /* both configs */
                             "num_hidden_layers"))
             return -1;
         if (hf_in_list(c, o, "mlp_only_layers", layer)) {
@@ -342,7 +347,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 8);
         m->norm = hf_b(c, o, "norm_topk_prob", 0) ? MOE_NORM_SUM : MOE_NORM_NONE;
         hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
-        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 16), "num_hidden_layers"))
+        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 16), "num_hidden_layers"))
             return -1;
         hf_prefix(p, "model.layers.{L}.", layer);
         hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
@@ -354,7 +359,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 2);
         hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
         int64_t period = hf_i(c, o, "expert_layer_period", 2), off = hf_i(c, o, "expert_layer_offset", 1);
-        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
+        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
             return -1;
         if (m->n_experts <= 1 || period <= 0 || layer % period != off) {
             snprintf(msg, sizeof msg, "expert_layer_period = %lld, expert_layer_offset = %lld",
@@ -364,8 +369,10 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         }
         hf_prefix(p, "model.layers.{L}.", layer);
         hf_modulelist(p, "feed_forward.", "router.weight", "gate_proj", "up_proj", "down_proj");
-    } else if (!strcmp(mt, "deepseek_v2") || !strcmp(mt, "deepseek_v3") || !strcmp(mt, "glm4_moe")) {
-        /* HF DeepseekV2Config / DeepseekV3Config / Glm4MoeConfig. MoE layer: layer >=
+    } else if (!strcmp(mt, "deepseek_v2") || !strcmp(mt, "deepseek_v3") || !strcmp(mt, "kimi_k2") ||
+               !strcmp(mt, "glm4_moe")) {
+        /* HF DeepseekV2Config / DeepseekV3Config / Glm4MoeConfig. Kimi-K2 checkpoints say
+           model_type "kimi_k2" and run DeepseekV3's code (remote configuration_deepseek.py). MoE layer: layer >=
            first_k_dense_replace and layer % moe_layer_freq == 0 (HF modeling code ignores the
            freq for all three; released configs have 1). V2 defaults: configuration_deepseek_v2.py
            (num_experts_per_tok, n_group, topk_group default to None there: required here). */
@@ -421,7 +428,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
                 m->norm_eps = 1e-20f;
             }
         }
-        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", v2 ? 32 : glm ? 46 : 61),
+        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", v2 ? 32 : glm ? 46 : 61),
                             "num_hidden_layers"))
             return -1;
         if (layer < fk) {
@@ -459,7 +466,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
            modeling_gpt_oss.py hard-codes 1.702) */
         m->act_alpha = (float)hf_f(c, o, "swiglu_alpha", 1.702);
         m->act_limit = (float)hf_f(c, o, "swiglu_limit", 7.0);
-        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 36), "num_hidden_layers"))
+        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 36), "num_hidden_layers"))
             return -1;
         int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
         p->split = MOE_SPLIT_INTERLEAVED;
@@ -483,7 +490,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->weight_on_input = 1;
         hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
         int64_t step = hf_i(c, o, "interleave_moe_layer_step", 1);
-        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 48), "num_hidden_layers"))
+        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 48), "num_hidden_layers"))
             return -1;
         const mio_json *ml = mio_json_get(o, "moe_layers");
         if (ml && !mio_json_is_null(ml)) {
@@ -526,7 +533,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
             if (!c->bad && !(m->norm_p > 0.0f))
                 hf_fail(c, "moe_normalize_expert_weights must be > 0");
         }
-        if (!hf_layer_range(c, p, layer, hf_i(c, o, "n_layers", 24), "n_layers")) return -1;
+        if (!hf_layer_range(c, layer, hf_i(c, o, "n_layers", 24), "n_layers")) return -1;
         int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
         hf_prefix(p, "transformer.blocks.{L}.", layer);
         hf_add(p, HF_ROUTER, "ffn.router.layer.weight", 0, MOE_OUT_IN, 2, E, d, 0);
@@ -541,7 +548,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 2);
         m->score = MOE_SCORE_SOFTMAX_TOPK;
         hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
-        if (!hf_layer_range(c, p, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
+        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
             return -1;
         int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
         p->split = MOE_SPLIT_HALVES;
@@ -575,7 +582,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
         if (hf_b(c, o, "use_bias", 0)) hf_fail(c, "use_bias = true is not supported");
         if (end == -1) end = nl - 1;
-        if (!hf_layer_range(c, p, layer, nl, "num_hidden_layers")) return -1;
+        if (!hf_layer_range(c, layer, nl, "num_hidden_layers")) return -1;
         if (iv <= 0 || (layer + 1) % iv || layer < start || layer > end) {
             snprintf(msg, sizeof msg, "moe_layer_start_index = %lld, moe_layer_end_index = %lld, "
                      "moe_layer_interval = %lld", (long long)start, (long long)end, (long long)iv);
@@ -620,7 +627,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         int64_t step = ns > 0 ? n / ns : 0; /* 0: no sparse block (modeling_switch_transformers.py) */
         snprintf(p->layer_name, sizeof p->layer_name, "%s layer %lld", dec ? "decoder" : "encoder",
                  (long long)layer);
-        if (!hf_layer_range(c, p, layer, n, dec ? "num_decoder_layers" : "num_layers")) return -1;
+        if (!hf_layer_range(c, layer, n, dec ? "num_decoder_layers" : "num_layers")) return -1;
         if (!(step > 0 && (layer % step == 1 || step == 1))) {
             snprintf(msg, sizeof msg, "%s block %lld is dense: num_sparse_%s_layers = %lld makes "
                      "blocks i with i %% %lld == 1 sparse", dec ? "decoder" : "encoder",

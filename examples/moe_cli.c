@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +68,7 @@ static const char *usage_text =
     "                    capacity; Llama-4 applies it to the expert's input)\n"
     "  Outputs are written only when the whole run succeeds, each atomically.\n"
     "  Families (model_type): mixtral qwen2_moe qwen3_moe olmoe deepseek_v2 deepseek_v3\n"
-    "  (also Kimi-K2) glm4_moe gpt_oss llama4 jamba dbrx granitemoe phimoe ernie4_5_moe\n"
+    "  kimi_k2 glm4_moe gpt_oss llama4 jamba dbrx granitemoe phimoe ernie4_5_moe\n"
     "  switch_transformers. Switch layers see X as one sequence (one capacity group).\n"
     "\n"
     "Both:\n"
@@ -102,10 +103,17 @@ typedef struct opts {
     int threads, stats;
 } opts;
 
-static int fail(const char *fmt, const char *a, const char *b) {
+#if defined(__GNUC__) || defined(__clang__)
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#endif
+/* Prints "moe: MESSAGE" and returns 2, the exit status of a usage error. */
+static int fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "moe: ");
-    fprintf(stderr, fmt, a, b);
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
+    va_end(ap);
     return 2;
 }
 
@@ -144,6 +152,8 @@ static int parse_args(int argc, char **argv, opts *o) {
     o->norm = 1; o->seed = 1; o->topk_group = -1;
     int i = 1;
     if (i < argc && !strcmp(argv[i], "run")) i++;
+    else if (i < argc && argv[i][0] != '-')
+        return fail("unknown command '%s' (moe run, moe --help)", argv[i]);
     for (; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int x;
@@ -164,21 +174,24 @@ static int parse_args(int argc, char **argv, opts *o) {
         else if (VAL("--threads")) { if (!parse_int(a, v, 0, 4096, &o->threads)) return 2; }
         else if (VAL("--seed")) {
             char *end;
-            if (!v || !*v || *v == '-') return fail("bad value '%s' for %s: expected an unsigned integer", v ? v : "(missing)", a);
-            o->seed = strtoull(v, &end, 10);
-            if (*end) return fail("bad value '%s' for %s: expected an unsigned integer", v, a);
+            errno = 0;
+            if (v && *v && *v != '-') o->seed = strtoull(v, &end, 10);
+            if (!v || !*v || *v == '-' || *end || errno)
+                return fail("bad value '%s' for %s: expected an unsigned integer", v ? v : "(missing)", a);
         }
         else if (VAL("--score")) { if (!pick(a, v, score_names, 5, &x)) return 2; o->score = (moe_score)x; }
         else if (VAL("--act")) { if (!pick(a, v, act_names, 5, &x)) return 2; o->act = (moe_act)x; }
-        else if (VAL("--model")) { if (!v) return fail("%s needs a value%s", a, ""); o->model = v; }
-        else if (VAL("--layer")) { if (!v) return fail("%s needs a value%s", a, ""); o->layer = v; }
-        else if (VAL("--input")) { if (!v) return fail("%s needs a value%s", a, ""); o->input = v; }
-        else if (VAL("--output")) { if (!v) return fail("%s needs a value%s", a, ""); o->output = v; }
-        else if (VAL("--experts-out")) { if (!v) return fail("%s needs a value%s", a, ""); o->experts_out = v; }
-        else if (VAL("--weights-out")) { if (!v) return fail("%s needs a value%s", a, ""); o->weights_out = v; }
-        else return fail("unknown option '%s' (see moe --help)%s", a, "");
+        else if (VAL("--model")) { if (!v) return fail("%s needs a value", a); o->model = v; }
+        else if (VAL("--layer")) { if (!v) return fail("%s needs a value", a); o->layer = v; }
+        else if (VAL("--input")) { if (!v) return fail("%s needs a value", a); o->input = v; }
+        else if (VAL("--output")) { if (!v) return fail("%s needs a value", a); o->output = v; }
+        else if (VAL("--experts-out")) { if (!v) return fail("%s needs a value", a); o->experts_out = v; }
+        else if (VAL("--weights-out")) { if (!v) return fail("%s needs a value", a); o->weights_out = v; }
+        else return fail("unknown option '%s' (see moe --help)", a);
 #undef VAL
     }
+    if (!o->model && (o->layer || o->input || o->output || o->experts_out || o->weights_out))
+        return fail("--layer, --input and the outputs need --model (see moe --help)");
     return 0;
 }
 
@@ -257,6 +270,9 @@ static int run_toy(const opts *o) {
         fprintf(stderr, "moe: bad toy config: %s\n", moe_result_string(r));
         return 2;
     }
+    int rc = 1;
+    moe_layer *layer = NULL;
+    moe_workspace ws = {NULL, 0, o->threads};
     size_t d = (size_t)o->d, ff = (size_t)o->ff, E = (size_t)o->experts, T = (size_t)o->tokens;
     size_t S = (size_t)o->shared * ff, K = (size_t)o->k;
     uint64_t s = o->seed;
@@ -270,7 +286,7 @@ static int run_toy(const opts *o) {
     int64_t *load = malloc(E * sizeof(int64_t));
     if (!router || !gate || !up || !down || !sg || !su || !sd || !x || !y || !ex || !wt || !load) {
         fprintf(stderr, "moe: out of memory\n");
-        return 1;
+        goto done;
     }
     fill(router, E * d, 2.0f / sqrtf((float)d), &s);
     fill(gate, E * ff * d, 1.7f / sqrtf((float)d), &s);
@@ -285,17 +301,19 @@ static int run_toy(const opts *o) {
     memset(&w, 0, sizeof w);
     w.router.data = router; w.gate.data = gate; w.up.data = up; w.down.data = down;
     if (S) { w.shared_gate_proj.data = sg; w.shared_up.data = su; w.shared_down.data = sd; }
-    moe_layer *layer = NULL;
     double t0 = now_s();
     r = moe_layer_create(&layer, &c, &w);
     double t_create = now_s() - t0;
     if (r != MOE_OK) {
         fprintf(stderr, "moe: moe_layer_create: %s\n", moe_result_string(r));
-        return 2;
+        goto done;
     }
     size_t bytes;
-    moe_workspace_size(layer, T, &bytes);
-    moe_workspace ws = {malloc(bytes ? bytes : 1), bytes, o->threads};
+    if (moe_workspace_size(layer, T, &bytes) != MOE_OK || !(ws.data = malloc(bytes ? bytes : 1))) {
+        fprintf(stderr, "moe: out of memory for the workspace of %zu tokens\n", T);
+        goto done;
+    }
+    ws.size = bytes;
     moe_trace tr;
     memset(&tr, 0, sizeof tr);
     tr.expert = ex; tr.weight = wt; tr.expert_tokens = load;
@@ -304,7 +322,7 @@ static int run_toy(const opts *o) {
     double t_fwd = now_s() - t0;
     if (r != MOE_OK) {
         fprintf(stderr, "moe: moe_forward: %s\n", moe_result_string(r));
-        return 1;
+        goto done;
     }
     const moe_config *fc = moe_layer_config(layer);
     printf("moe.h %d.%d.%d toy layer, seed %llu, %zu tokens\n", MOE_VERSION_MAJOR,
@@ -322,19 +340,21 @@ static int run_toy(const opts *o) {
     printf("time: create %.3f ms (packed %.1f KiB), forward %.3f ms\n", 1e3 * t_create,
            (double)moe_layer_packed_bytes(layer) / 1024.0, 1e3 * t_fwd);
     if (o->stats) printf("peak RSS %.1f MiB\n", peak_rss_mib());
+    rc = 0;
+done:
     moe_layer_free(layer);
     free(ws.data); free(router); free(gate); free(up); free(down); free(sg); free(su); free(sd);
     free(x); free(y); free(ex); free(wt); free(load);
-    return 0;
+    return rc;
 }
 
 /* ---- checkpoint layer ---- */
 
 /* Source views the layer is packed from: the mio tensors (pages released once packed). */
 typedef struct loader {
-    const mio_tensor *used[4096];
-    size_t n_used;
+    size_t n_used, cap;
     size_t released;            /* bytes handed back through on_packed */
+    const mio_tensor *used[];   /* cap entries: every tensor of the plan */
 } loader;
 
 static void on_packed(void *user, const void *data, size_t bytes) {
@@ -358,6 +378,10 @@ static int dtype_of(int mio_dt, moe_dtype *out) {
     case MIO_DTYPE_F16: *out = MOE_F16; return 1;
     default: return 0;
     }
+}
+
+static const char *dtype_name(moe_dtype dt) {
+    return dt == MOE_F32 ? "F32" : dt == MOE_BF16 ? "BF16" : "F16";
 }
 
 static void shape_str(char *b, size_t n, int rank, const int64_t *s) {
@@ -408,8 +432,8 @@ static int get_tensor(mio_model *m, loader *ld, const char *name, const hf_tenso
                  b, a);
         return -1;
     }
-    if (ld->n_used >= sizeof ld->used / sizeof *ld->used) {
-        snprintf(err, en, "too many tensors in one layer");
+    if (ld->n_used >= ld->cap) {
+        snprintf(err, en, "too many tensors in one layer"); /* cannot happen: cap is the plan's count */
         return -1;
     }
     ld->used[ld->n_used++] = t;
@@ -527,14 +551,17 @@ static int run_model(const opts *o) {
         goto done;
     }
 
-    ld = calloc(1, sizeof *ld);
+    int E = plan.cfg.n_experts;
+    size_t cap = 0;
+    for (int i = 0; i < plan.n; i++) cap += plan.t[i].per_expert ? (size_t)E : 1;
+    ld = calloc(1, sizeof *ld + cap * sizeof *ld->used);
     if (!ld) { fprintf(stderr, "moe: out of memory\n"); goto done; }
+    ld->cap = cap;
     moe_weights w;
     memset(&w, 0, sizeof w);
     w.gate_up_split = plan.split;
     w.on_packed = on_packed;
     w.user = ld;
-    int E = plan.cfg.n_experts;
     for (int i = 0; i < plan.n; i++) {
         const hf_tensor *sp = &plan.t[i];
         moe_tensor *slot = role_slot(&w, sp->role);
@@ -561,8 +588,7 @@ static int run_model(const opts *o) {
                 char first[512];
                 tensor_name(first, sizeof first, prefix, sp->name, 0);
                 fprintf(stderr, "moe: tensor '%s' has dtype %s but '%s' has %s: one dtype per "
-                        "expert set is supported\n", path, dt == MOE_F32 ? "F32" : dt == MOE_BF16 ? "BF16" : "F16",
-                        first, slot->dtype == MOE_F32 ? "F32" : slot->dtype == MOE_BF16 ? "BF16" : "F16");
+                        "expert set is supported\n", path, dtype_name(dt), first, dtype_name(slot->dtype));
                 goto done;
             }
         }
@@ -656,7 +682,5 @@ int main(int argc, char **argv) {
     int r = parse_args(argc, argv, &o);
     if (r == 1) return 0;
     if (r) return r;
-    if (argc > 1 && strcmp(argv[1], "run") && strncmp(argv[1], "-", 1))
-        return fail("unknown command '%s' (moe run, moe --help)%s", argv[1], "");
     return o.model ? run_model(&o) : run_toy(&o);
 }

@@ -1,4 +1,4 @@
-/* moe_io.h v0.1.0 - JSON, safetensors and .npy readers for the moe.h example CLI.
+/* moe_io.h v0.2.0 - JSON, safetensors and .npy readers for the moe.h example CLI.
    public domain or MIT, see end of file.
 
    This is not part of moe.h: it is the file-format side of the example CLI, which runs one MoE
@@ -70,7 +70,7 @@
 #include <stdint.h>
 
 #define MIO_VERSION_MAJOR 0
-#define MIO_VERSION_MINOR 1
+#define MIO_VERSION_MINOR 2
 #define MIO_VERSION_PATCH 0
 
 #if defined(MIO_STATIC) && (defined(__GNUC__) || defined(__clang__))
@@ -312,6 +312,10 @@ MIODEF int mio_npy_read(const char *path, float **data, size_t *rows, size_t *co
                         char *err, size_t err_size);
 MIODEF int mio_npy_read_mem(const void *buf, size_t len, const char *name, float **data,
                             size_t *rows, size_t *cols, char *err, size_t err_size);
+/* The same checks, but any of '<f4', '<f8', '<i4', converted to double (exactly): for tests
+   that compare results with float64 references. */
+MIODEF int mio_npy_read_f64(const char *path, double **data, size_t *rows, size_t *cols,
+                            char *err, size_t err_size);
 MIODEF int mio_npy_write_f32(const char *path, const float *data, size_t rows, size_t cols,
                              char *err, size_t err_size);
 MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows, size_t cols,
@@ -1878,18 +1882,25 @@ static int mio__npy_header(const char *h, size_t n, const char *f, mio__npyh *o,
     return MIO_OK;
 }
 
-MIODEF int mio_npy_read_mem(const void *buf, size_t len, const char *name, float **data,
-                            size_t *rows, size_t *cols, char *err, size_t err_size)
+/* Element size of a dtype the readers take ('<f4', '<i4', '<f8'), 0 for any other. */
+static size_t mio__npy_esize(const char *descr)
+{
+    if (strcmp(descr, "<f4") == 0 || strcmp(descr, "<i4") == 0) return 4;
+    return strcmp(descr, "<f8") == 0 ? 8 : 0;
+}
+
+/* The readers' common part: checks an npy buffer (version, header, dtype, C order, rank 2,
+   exact data size) and copies its elements into a malloc'd array, as float (to_f64 == 0; the
+   file must be '<f4') or as double (to_f64 == 1; '<f4', '<f8' or '<i4'). */
+static int mio__npy_read_buf(const void *buf, size_t len, const char *name, int to_f64,
+                             void **data, size_t *rows, size_t *cols, char *err, size_t err_size)
 {
     const unsigned char *b = (const unsigned char *)buf;
-    size_t hstart, hlen, nbytes, avail, i;
+    size_t hstart, hlen, n, nbytes, obytes, esize, avail, i;
     mio__npyh h;
     char sh[96];
-    float *out;
+    unsigned char *out;
     int rc;
-    mio__clear(err, err_size);
-    if (!data || !rows || !cols || (!buf && len))
-        return mio__fail(err, err_size, MIO_ERR_ARG, "mio_npy_read_mem: NULL argument");
     *data = NULL;
     *rows = *cols = 0;
     if (!name) name = "<memory>";
@@ -1917,8 +1928,11 @@ MIODEF int mio_npy_read_mem(const void *buf, size_t len, const char *name, float
                          name, hlen, len);
     rc = mio__npy_header((const char *)b + hstart, hlen, name, &h, err, err_size);
     if (rc) return rc;
-    if (strcmp(h.descr, "<f4") != 0)
+    esize = mio__npy_esize(h.descr);
+    if (!to_f64 && strcmp(h.descr, "<f4") != 0)
         return mio__fail(err, err_size, MIO_ERR_UNSUPPORTED, "%s: dtype is '%s', expected '<f4' (float32)", name, h.descr);
+    if (!esize)
+        return mio__fail(err, err_size, MIO_ERR_UNSUPPORTED, "%s: dtype is '%s', expected '<f4', '<f8' or '<i4'", name, h.descr);
     if (h.fortran)
         return mio__fail(err, err_size, MIO_ERR_UNSUPPORTED, "%s: fortran_order is True, expected C order", name);
     mio__fmt_shape(sh, sizeof sh, h.shape, h.rank, 1);
@@ -1926,25 +1940,40 @@ MIODEF int mio_npy_read_mem(const void *buf, size_t len, const char *name, float
         return mio__fail(err, err_size, MIO_ERR_UNSUPPORTED, "%s: shape %s has rank %d, expected [T][hidden_size]",
                          name, sh, h.rank);
     if (h.shape[0] > (uint64_t)((size_t)-1) || h.shape[1] > (uint64_t)((size_t)-1) ||
-        !mio__mul_size((size_t)h.shape[0], (size_t)h.shape[1], &nbytes) || !mio__mul_size(nbytes, 4, &nbytes))
+        !mio__mul_size((size_t)h.shape[0], (size_t)h.shape[1], &n) || !mio__mul_size(n, esize, &nbytes) ||
+        !mio__mul_size(n, to_f64 ? 8 : 4, &obytes))
         return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: shape %s: byte size overflows", name, sh);
     avail = len - hstart - hlen;
     if (avail < nbytes)
-        return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: data truncated: shape %s float32 needs %zu bytes, file has %zu after the header",
-                         name, sh, nbytes, avail);
+        return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: data truncated: shape %s %s needs %zu bytes, file has %zu after the header",
+                         name, sh, esize == 8 ? "float64" : h.descr[1] == 'f' ? "float32" : "int32", nbytes, avail);
     if (avail > nbytes)
         return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: %zu unexpected bytes after the data of shape %s",
                          name, avail - nbytes, sh);
-    out = (float *)malloc(nbytes ? nbytes : 1);
-    if (!out) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory for %zu bytes", name, nbytes);
+    out = (unsigned char *)malloc(obytes ? obytes : 1);
+    if (!out) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory for %zu bytes", name, obytes);
     b += hstart + hlen;
-    if (mio__host_le()) {
-        if (nbytes) memcpy(out, b, nbytes);
-    } else {
-        for (i = 0; i < nbytes / 4; i++) {
-            uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
-                         (uint32_t)b[4 * i + 3] << 24;
-            memcpy(&out[i], &u, 4);
+    /* assembling the little-endian bytes into an integer works on a host of either order */
+    for (i = 0; i < n; i++, b += esize) {
+        uint64_t u = 0;
+        int k;
+        for (k = (int)esize - 1; k >= 0; k--) u = u << 8 | b[k];
+        if (!to_f64) {
+            uint32_t u32 = (uint32_t)u;
+            memcpy(out + 4 * i, &u32, 4);
+        } else {
+            double v;
+            if (esize == 8) {
+                memcpy(&v, &u, 8);
+            } else if (h.descr[1] == 'f') {
+                uint32_t u32 = (uint32_t)u;
+                float f;
+                memcpy(&f, &u32, 4);
+                v = f;
+            } else {
+                v = (double)(int32_t)(uint32_t)u;
+            }
+            memcpy(out + 8 * i, &v, 8);
         }
     }
     *data = out;
@@ -1953,19 +1982,53 @@ MIODEF int mio_npy_read_mem(const void *buf, size_t len, const char *name, float
     return MIO_OK;
 }
 
-MIODEF int mio_npy_read(const char *path, float **data, size_t *rows, size_t *cols,
-                        char *err, size_t err_size)
+/* Maps path and reads it with mio__npy_read_buf. */
+static int mio__npy_read_file(const char *path, int to_f64, void **data, size_t *rows, size_t *cols,
+                              char *err, size_t err_size)
 {
     const unsigned char *base;
     size_t size;
+    int rc = mio__map_file(path, &base, &size, err, err_size);
+    if (rc) return rc;
+    rc = mio__npy_read_buf(base, size, path, to_f64, data, rows, cols, err, err_size);
+    if (base) munmap((void *)(uintptr_t)base, size);
+    return rc;
+}
+
+MIODEF int mio_npy_read_mem(const void *buf, size_t len, const char *name, float **data,
+                            size_t *rows, size_t *cols, char *err, size_t err_size)
+{
+    void *p = NULL;
+    int rc;
+    mio__clear(err, err_size);
+    if (!data || !rows || !cols || (!buf && len))
+        return mio__fail(err, err_size, MIO_ERR_ARG, "mio_npy_read_mem: NULL argument");
+    rc = mio__npy_read_buf(buf, len, name, 0, &p, rows, cols, err, err_size);
+    *data = (float *)p;
+    return rc;
+}
+
+MIODEF int mio_npy_read(const char *path, float **data, size_t *rows, size_t *cols,
+                        char *err, size_t err_size)
+{
+    void *p = NULL;
     int rc;
     mio__clear(err, err_size);
     if (!path || !data || !rows || !cols) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_npy_read: NULL argument");
-    *data = NULL;
-    rc = mio__map_file(path, &base, &size, err, err_size);
-    if (rc) return rc;
-    rc = mio_npy_read_mem(base, size, path, data, rows, cols, err, err_size);
-    if (base) munmap((void *)(uintptr_t)base, size);
+    rc = mio__npy_read_file(path, 0, &p, rows, cols, err, err_size);
+    *data = (float *)p;
+    return rc;
+}
+
+MIODEF int mio_npy_read_f64(const char *path, double **data, size_t *rows, size_t *cols,
+                            char *err, size_t err_size)
+{
+    void *p = NULL;
+    int rc;
+    mio__clear(err, err_size);
+    if (!path || !data || !rows || !cols) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_npy_read_f64: NULL argument");
+    rc = mio__npy_read_file(path, 1, &p, rows, cols, err, err_size);
+    *data = (double *)p;
     return rc;
 }
 
@@ -2067,6 +2130,7 @@ MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows,
 /*
    Version history
      0.1.0  first version: JSON, safetensors (single file and sharded), npy read/write.
+     0.2.0  mio_npy_read_f64: float32, float64 and int32 arrays as double.
 
 ------------------------------------------------------------------------------
 This software is available under 2 licenses -- choose whichever you prefer.

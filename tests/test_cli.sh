@@ -6,19 +6,13 @@
 #   W  the same tolerance as Y
 # TOL = 1e-5: moe.h computes in fp32 from the stored (already rounded) weights, so the error
 # is fp32 rounding of the matmuls (K <= 48 terms) and the routing arithmetic; the worst seen is
-# printed per case. Needs build/moe and build/npy_compare (made here if missing); no Python.
+# printed per case. Needs build/moe and build/npy_compare (made here if stale); no Python.
 # Usage: bash tests/test_cli.sh     prints one line per case and "N passed, M failed".
 set -u
 cd "$(dirname "$0")/.."
 TOL=${TOL:-1e-5}
-WARN="-Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror"
-mkdir -p build
-if [ ! -x build/moe ] || [ examples/moe_cli.c -nt build/moe ] || [ moe.h -nt build/moe ]; then
-  ${CC:-cc} -std=c99 -O2 -march=native -fopenmp $WARN -I. -Iexamples examples/moe_cli.c -o build/moe -lm || exit 1
-fi
-if [ ! -x build/npy_compare ] || [ tests/npy_compare.c -nt build/npy_compare ]; then
-  ${CC:-cc} -std=c99 -O2 $WARN -I. -Iexamples tests/npy_compare.c -o build/npy_compare -lm || exit 1
-fi
+# make rebuilds what is older than its sources, the headers in examples/ included
+make -s build/moe build/npy_compare || exit 1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pass=0 fail=0

@@ -6,11 +6,8 @@
 # Usage: bash tests/test_cli_errors.sh     one line per case and "N passed, M failed".
 set -u
 cd "$(dirname "$0")/.."
-WARN="-Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror"
-mkdir -p build
-if [ ! -x build/moe ] || [ examples/moe_cli.c -nt build/moe ] || [ moe.h -nt build/moe ]; then
-  ${CC:-cc} -std=c99 -O2 -march=native -fopenmp $WARN -I. -Iexamples examples/moe_cli.c -o build/moe -lm || exit 1
-fi
+# make rebuilds what is older than its sources, the headers in examples/ included
+make -s build/moe build/npy_compare || exit 1
 CK=tests/checkpoints
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -34,7 +31,6 @@ expect_fail() {
   else ok "$name" "rc $rc: $log"; fi
 }
 
-# run_ok CASE ARGS...: a plain command that must succeed
 X=$CK/olmoe/olmoe.0.x.npy
 
 # -- directory and config
@@ -47,6 +43,8 @@ fixture olmoe; sed -i 's/"num_experts": 8/"num_experts": "eight"/' "$tmp/olmoe/c
 expect_fail "config key of wrong type" "num_experts" --model "$tmp/olmoe" --layer 0 --input "$X"
 fixture olmoe; printf '{"model_type": "olmoe",' > "$tmp/olmoe/config.json"
 expect_fail "malformed config.json" "config\.json" --model "$tmp/olmoe" --layer 0 --input "$X"
+fixture olmoe; sed -i 's/"num_experts": 8/"num_experts": 4294967304/' "$tmp/olmoe/config.json"
+expect_fail "config int beyond int" "'num_experts' = 4294967304 is out of range" --model "$tmp/olmoe" --layer 0 --input "$X"
 
 # -- layer selection
 expect_fail "layer out of range" "layer 5 is out of range.*1 layers" --model "$CK/olmoe" --layer 5 --input "$X"
@@ -106,6 +104,12 @@ log=$(build/moe run --model "$CK/olmoe" --layer 0 --input "$X" --output "$tmp/ou
 if [ $rc -ne 0 ] && ! ls "$tmp"/out.* >/dev/null 2>&1; then
   ok "unwritable second output" "rc $rc: $log"; else bad "unwritable second output" "rc $rc: $log"; fi
 
+# -- Kimi-K2 checkpoints say model_type "kimi_k2" and run the deepseek_v3 code
+fixture deepseek_v3; sed -i 's/"model_type": "deepseek_v3"/"model_type": "kimi_k2"/' "$tmp/deepseek_v3/config.json"
+log=$(build/moe run --model "$tmp/deepseek_v3" --layer 1 --input "$X3" --output "$tmp/kimi.y.npy" 2>&1 &&
+      build/npy_compare "$tmp/kimi.y.npy" "$CK/deepseek_v3/deepseek_v3.1.y.npy" 1e-5 2>&1); rc=$?
+if [ $rc -eq 0 ]; then ok "kimi_k2 as deepseek_v3" "$log"; else bad "kimi_k2 as deepseek_v3" "rc $rc: $log"; fi
+
 # -- toy run and flags
 log=$(build/moe 2>&1); rc=$?
 if [ $rc -eq 0 ] && printf '%s' "$log" | grep -q "checksum" && printf '%s' "$log" | grep -q "token 0:"; then
@@ -116,11 +120,14 @@ else bad "toy run (options)" "rc $rc: $log"; fi
 log=$(build/moe --help 2>&1); rc=$?
 if [ $rc -eq 0 ] && printf '%s' "$log" | grep -q -- "--model DIR"; then ok "--help" "rc 0"
 else bad "--help" "rc $rc"; fi
-for args in "--bogus" "--score nope" "--k 0" "--experts" "--k 9 --experts 8" "--score sparsemixer --k 3" "--plain --act swiglu_oai"; do
+for args in "--layer 1" "--seed -1" "--bogus" "--score nope" "--k 0" "--experts" "--k 9 --experts 8" "--score sparsemixer --k 3" "--plain --act swiglu_oai"; do
   # shellcheck disable=SC2086
   log=$(build/moe run $args 2>&1); rc=$?
   if [ $rc -ne 0 ] && [ -n "$log" ]; then ok "toy: $args" "rc $rc: $log"; else bad "toy: $args" "rc $rc: $log"; fi
 done
+log=$(build/moe frobnicate 2>&1); rc=$?
+if [ $rc -ne 0 ] && printf '%s' "$log" | grep -q "unknown command 'frobnicate'"; then ok "unknown command" "rc $rc"
+else bad "unknown command" "rc $rc: $log"; fi
 log=$(build/moe run --model "$CK/olmoe" --input "$X" --output "$tmp/out.y.npy" 2>&1); rc=$?
 if [ $rc -ne 0 ] && printf '%s' "$log" | grep -q -- "--layer"; then ok "model run without --layer" "rc $rc"
 else bad "model run without --layer" "rc $rc: $log"; fi
