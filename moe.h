@@ -357,8 +357,16 @@ MOEDEF moe_result moe_route(const moe_layer *layer, const float *x, size_t n_tok
 #define MOE__PRAGMA(x)
 #endif
 
-#if defined(__linux__)
+#if defined(__linux__) && (defined(__x86_64__) || defined(__aarch64__))
 #include <sys/mman.h>
+#if !defined(MADV_HUGEPAGE)
+/* Strict -std=c99 hides madvise; glibc has it all the same, and the value is asm-generic's. */
+extern int madvise(void *addr, size_t len, int advice);
+#define MADV_HUGEPAGE 14
+#endif
+#define MOE__HUGEPAGES 1
+#else
+#define MOE__HUGEPAGES 0
 #endif
 
 #ifdef __cplusplus
@@ -389,8 +397,189 @@ MOEDEF moe_result moe_route(const moe_layer *layer, const float *x, size_t n_tok
 #endif
 #define MOE__SIMD (MOE__AVX512 || MOE__AVX2 || MOE__NEON)
 
-#define MOE__NR 16 /* outputs per packed panel: a multiple of every vector width used */
+/* Outputs per packed panel, a multiple of the vector width: two vectors on x86 (a gated row is
+   then 4 accumulators, and 6 rows x 4 fill 24 of AVX-512's 32 registers), four on NEON. */
+#if MOE__AVX512
+#define MOE__NR 32
+#else
+#define MOE__NR 16
+#endif
 #define MOE__ALIGN 64
+
+// ---- vector layer -----------------------------------------------------------------------------
+// The few operations the fast kernels need, once per ISA. moe__v holds MOE__VW floats.
+// moe__vfma(a, b, c) = a * b + c with one rounding: fmaf lane by lane, which is why the fast
+// kernels equal the reference bit for bit. MOE__ACC is how many accumulator registers a
+// micro-kernel tile may hold (the rest hold the broadcast inputs and the weights).
+
+#if defined(__GNUC__)
+#define MOE__INLINE inline __attribute__((always_inline))
+#define MOE__PREFETCH(p) __builtin_prefetch(p)
+#define MOE__PREFETCH_L2(p) __builtin_prefetch(p, 0, 2) /* into L2, not L1 */
+#else
+#define MOE__INLINE inline
+#define MOE__PREFETCH(p) ((void)(p))
+#define MOE__PREFETCH_L2(p) ((void)(p))
+#endif
+#if defined(MOE__UNROLL)
+#elif defined(__clang__) /* full unrolling keeps the tile's accumulator array in registers */
+#define MOE__UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
+#define MOE__UNROLL _Pragma("GCC unroll 32")
+#else
+#define MOE__UNROLL
+#endif
+
+#if MOE__AVX512
+#include <immintrin.h>
+#define MOE__VW 16
+#define MOE__ACC 24
+typedef __m512 moe__v;
+static MOE__INLINE moe__v moe__vld(const float *p) { return _mm512_loadu_ps(p); }
+static MOE__INLINE void moe__vst(float *p, moe__v a) { _mm512_storeu_ps(p, a); }
+static MOE__INLINE moe__v moe__vset(float x) { return _mm512_set1_ps(x); }
+static MOE__INLINE moe__v moe__vfma(moe__v a, moe__v b, moe__v c) { return _mm512_fmadd_ps(a, b, c); }
+static MOE__INLINE moe__v moe__vadd(moe__v a, moe__v b) { return _mm512_add_ps(a, b); }
+static MOE__INLINE moe__v moe__vsub(moe__v a, moe__v b) { return _mm512_sub_ps(a, b); }
+static MOE__INLINE moe__v moe__vmul(moe__v a, moe__v b) { return _mm512_mul_ps(a, b); }
+static MOE__INLINE moe__v moe__vdiv(moe__v a, moe__v b) { return _mm512_div_ps(a, b); }
+/* max/min as x86 defines them: a > b ? a : b (a NaN in a gives b). The maskz forms with a full
+   mask are the same instructions; they dodge g++ 12's false -Wmaybe-uninitialized on the plain
+   intrinsics (GCC bug 105593). */
+#define MOE__ALL ((__mmask16)0xffff)
+static MOE__INLINE moe__v moe__vmax(moe__v a, moe__v b) { return _mm512_maskz_max_ps(MOE__ALL, a, b); }
+static MOE__INLINE moe__v moe__vmin(moe__v a, moe__v b) { return _mm512_maskz_min_ps(MOE__ALL, a, b); }
+static MOE__INLINE moe__v moe__vabs(moe__v a) { return _mm512_abs_ps(a); }
+static MOE__INLINE moe__v moe__vround(moe__v a) { /* to nearest integer */
+    return _mm512_maskz_roundscale_ps(MOE__ALL, a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+static MOE__INLINE moe__v moe__vpow2(moe__v n) { /* 2^n, n integral in [-126, 127] */
+    __m512i e = _mm512_add_epi32(_mm512_maskz_cvtps_epi32(MOE__ALL, n), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(MOE__ALL, e, 23));
+}
+static MOE__INLINE moe__v moe__vneg_sel(moe__v z, moe__v a, moe__v b) { /* z < 0 ? a : b */
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ), b, a);
+}
+#elif MOE__AVX2
+#include <immintrin.h>
+#define MOE__VW 8
+#define MOE__ACC 12
+typedef __m256 moe__v;
+static MOE__INLINE moe__v moe__vld(const float *p) { return _mm256_loadu_ps(p); }
+static MOE__INLINE void moe__vst(float *p, moe__v a) { _mm256_storeu_ps(p, a); }
+static MOE__INLINE moe__v moe__vset(float x) { return _mm256_set1_ps(x); }
+static MOE__INLINE moe__v moe__vfma(moe__v a, moe__v b, moe__v c) { return _mm256_fmadd_ps(a, b, c); }
+static MOE__INLINE moe__v moe__vadd(moe__v a, moe__v b) { return _mm256_add_ps(a, b); }
+static MOE__INLINE moe__v moe__vsub(moe__v a, moe__v b) { return _mm256_sub_ps(a, b); }
+static MOE__INLINE moe__v moe__vmul(moe__v a, moe__v b) { return _mm256_mul_ps(a, b); }
+static MOE__INLINE moe__v moe__vdiv(moe__v a, moe__v b) { return _mm256_div_ps(a, b); }
+static MOE__INLINE moe__v moe__vmax(moe__v a, moe__v b) { return _mm256_max_ps(a, b); }
+static MOE__INLINE moe__v moe__vmin(moe__v a, moe__v b) { return _mm256_min_ps(a, b); }
+static MOE__INLINE moe__v moe__vabs(moe__v a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+static MOE__INLINE moe__v moe__vround(moe__v a) {
+    return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+static MOE__INLINE moe__v moe__vpow2(moe__v n) {
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+}
+static MOE__INLINE moe__v moe__vneg_sel(moe__v z, moe__v a, moe__v b) {
+    return _mm256_blendv_ps(b, a, _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_LT_OQ));
+}
+#elif MOE__NEON
+#include <arm_neon.h>
+#define MOE__VW 4
+#define MOE__ACC 24
+typedef float32x4_t moe__v;
+static MOE__INLINE moe__v moe__vld(const float *p) { return vld1q_f32(p); }
+static MOE__INLINE void moe__vst(float *p, moe__v a) { vst1q_f32(p, a); }
+static MOE__INLINE moe__v moe__vset(float x) { return vdupq_n_f32(x); }
+static MOE__INLINE moe__v moe__vfma(moe__v a, moe__v b, moe__v c) { return vfmaq_f32(c, a, b); }
+static MOE__INLINE moe__v moe__vadd(moe__v a, moe__v b) { return vaddq_f32(a, b); }
+static MOE__INLINE moe__v moe__vsub(moe__v a, moe__v b) { return vsubq_f32(a, b); }
+static MOE__INLINE moe__v moe__vmul(moe__v a, moe__v b) { return vmulq_f32(a, b); }
+static MOE__INLINE moe__v moe__vdiv(moe__v a, moe__v b) { return vdivq_f32(a, b); }
+/* the x86 definition, so ReLU and the clamps treat NaN as the scalar code does */
+static MOE__INLINE moe__v moe__vmax(moe__v a, moe__v b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
+static MOE__INLINE moe__v moe__vmin(moe__v a, moe__v b) { return vbslq_f32(vcltq_f32(a, b), a, b); }
+static MOE__INLINE moe__v moe__vabs(moe__v a) { return vabsq_f32(a); }
+static MOE__INLINE moe__v moe__vround(moe__v a) { return vrndnq_f32(a); }
+static MOE__INLINE moe__v moe__vpow2(moe__v n) {
+    int32x4_t e = vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127));
+    return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
+}
+static MOE__INLINE moe__v moe__vneg_sel(moe__v z, moe__v a, moe__v b) {
+    return vbslq_f32(vcltq_f32(z, vdupq_n_f32(0.0f)), a, b);
+}
+#endif
+
+#if MOE__SIMD
+#define MOE__NV (MOE__NR / MOE__VW) /* vectors per panel row (per half when gated) */
+#define MOE__MR (MOE__ACC / MOE__NV) /* most rows a tile holds (plain; half that gated) */
+
+/* e^x, lane by lane. Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, degree-7 Taylor for e^r
+   (truncation 5e-9), then 2^n as two factors so that overflow to inf and gradual underflow to 0
+   come out as expf's do. Relative error <= 1.5e-7 (measured 7.4e-8, 1.3 x 2^-24; the activations
+   built on it: sigmoid and SiLU <= 4e-7, GELU erf <= 6e-7, GELU tanh <= 2.5e-7, wherever
+   |f| >= 1e-30, absolute below that; tests/test_kernels.c sweeps z over [-120, 120] and the
+   extremes, and checks these bounds and that no finite input gives NaN). */
+static MOE__INLINE moe__v moe__vexp(moe__v x) {
+    x = moe__vmin(moe__vset(89.0f), moe__vmax(moe__vset(-104.0f), x)); /* NaN passes through */
+    moe__v n = moe__vround(moe__vmul(x, moe__vset(1.44269504088896341f)));
+    moe__v r = moe__vfma(n, moe__vset(-0.693145751953125f), x); /* ln2, high 15 bits: exact */
+    r = moe__vfma(n, moe__vset(-1.428606820309417232e-6f), r);  /* ln2, the rest */
+    moe__v p = moe__vset(1.0f / 5040.0f);
+    p = moe__vfma(p, r, moe__vset(1.0f / 720.0f));
+    p = moe__vfma(p, r, moe__vset(1.0f / 120.0f));
+    p = moe__vfma(p, r, moe__vset(1.0f / 24.0f));
+    p = moe__vfma(p, r, moe__vset(1.0f / 6.0f));
+    p = moe__vfma(p, r, moe__vset(0.5f));
+    p = moe__vfma(p, r, moe__vset(1.0f));
+    p = moe__vfma(p, r, moe__vset(1.0f));
+    moe__v n1 = moe__vround(moe__vmul(n, moe__vset(0.5f))), n2 = moe__vsub(n, n1);
+    return moe__vmul(moe__vmul(p, moe__vpow2(n1)), moe__vpow2(n2));
+}
+
+static MOE__INLINE moe__v moe__vsigmoid(moe__v z) {
+    moe__v one = moe__vset(1.0f);
+    return moe__vdiv(one, moe__vadd(one, moe__vexp(moe__vsub(moe__vset(0.0f), z))));
+}
+
+/* 0.5 z (1 + erf(z / sqrt 2)), written with erfc so that the negative side, where 1 + erf
+   cancels, keeps its relative accuracy: 1 + erf(x) = erfc(-x). erfc(|x|) = t exp(-x^2 + P(t)),
+   t = 1 / (1 + |x| / 2), P the Chebyshev fit of Numerical Recipes (2nd ed., section 6.2, erfcc,
+   fractional error < 1.2e-7). x^2 = z^2 / 2 is split exactly into hi + lo with an fma, and
+   exp(-hi) and exp(P - lo) are taken apart, so a large argument loses nothing to rounding. */
+static MOE__INLINE moe__v moe__vgelu_erf(moe__v z) {
+    moe__v half = moe__vset(0.5f), one = moe__vset(1.0f);
+    moe__v a = moe__vmin(moe__vabs(z), moe__vset(15.0f)); /* erfc(15 / sqrt 2) = 0 in fp32 */
+    moe__v t = moe__vdiv(one, moe__vfma(a, moe__vset(0.35355339059327376f), one));
+    moe__v zz = moe__vmul(a, a);
+    moe__v hi = moe__vmul(zz, half), lo = moe__vmul(moe__vfma(a, a, moe__vsub(moe__vset(0.0f), zz)), half);
+    moe__v p = moe__vset(0.17087277f);
+    p = moe__vfma(p, t, moe__vset(-0.82215223f));
+    p = moe__vfma(p, t, moe__vset(1.48851587f));
+    p = moe__vfma(p, t, moe__vset(-1.13520398f));
+    p = moe__vfma(p, t, moe__vset(0.27886807f));
+    p = moe__vfma(p, t, moe__vset(-0.18628806f));
+    p = moe__vfma(p, t, moe__vset(0.09678418f));
+    p = moe__vfma(p, t, moe__vset(0.37409196f));
+    p = moe__vfma(p, t, moe__vset(1.00002368f));
+    p = moe__vfma(p, t, moe__vset(-1.26551223f));
+    moe__v e = moe__vmul(moe__vmul(t, moe__vexp(moe__vsub(moe__vset(0.0f), hi))),
+                         moe__vexp(moe__vsub(p, lo))); /* erfc(|x|) */
+    moe__v s = moe__vneg_sel(z, e, moe__vsub(moe__vset(2.0f), e)); /* 1 + erf(x) */
+    return moe__vmul(moe__vmul(half, z), s);
+}
+
+/* 0.5 z (1 + tanh(u)) = z / (1 + e^(-2u)): no cancellation for negative z. */
+static MOE__INLINE moe__v moe__vgelu_tanh(moe__v z) {
+    moe__v z3 = moe__vmul(moe__vmul(moe__vmul(moe__vset(0.044715f), z), z), z);
+    moe__v u2 = moe__vmul(moe__vset(-2.0f * 0.79788456080286536f), moe__vadd(z, z3));
+    return moe__vdiv(z, moe__vadd(moe__vset(1.0f), moe__vexp(u2)));
+}
+
+#endif
 
 // ---- small helpers ----------------------------------------------------------------------------
 
@@ -548,11 +737,247 @@ static void moe__combine_ref(float *y, size_t n, const float *const *z, const fl
 }
 
 // ---- kernels: SIMD ----------------------------------------------------------------------------
-// (vector layer and fast kernels: see the fast-path section; until then the reference is used)
+// One micro-kernel, moe__tile, sums a tile of mr rows by np panels (na vectors of each panel per
+// k) into a small buffer; the kernels run it over their rows and panels, then finish each tile
+// (bias, activation, store). Two tile shapes on the same packed layout, chosen by row count:
+//   - many rows (GEMM): np = 1 and up to MOE__MR rows (half that gated); the task's panel stays
+//     in L2 while every row block of the expert passes over it.
+//   - few rows (decode, up to half a GEMM tile): every row in one tile and two panels at once
+//     (four for one row), so each panel is read once, as parallel sequential streams with
+//     prefetch ahead of each.
+// Either way every output is one vfma chain over k = 0..K-1 from 0: the shape never changes a
+// bit, and the result equals the reference's fmaf chain. Only the activations differ (vector
+// exp; bounds in tests/test_kernels.c).
 
+#if MOE__SIMD
+#ifndef MOE__PFD
+#define MOE__PFD 1024 /* decode prefetch distance: floats ahead in each panel stream */
+#endif
+
+/* Indices are size_t: UBSan's signed-overflow checks on int indices stop clang from unrolling
+   the tile (and its compile time explodes with -fno-sanitize-recover). */
+static MOE__INLINE void moe__tile(size_t mr, size_t na, size_t np, const float *W, size_t ps,
+                                  size_t K, const float *const *xr, float *out, const float *pf,
+                                  size_t npf) {
+    moe__v acc[MOE__ACC];
+    size_t w = na * MOE__VW;
+    MOE__UNROLL
+    for (size_t i = 0; i < mr * np * na; i++) acc[i] = moe__vset(0.0f);
+    for (size_t k = 0; k < K; k++) {
+        const float *wk = W + k * w;
+        if (np > 1 && MOE__PFD > 0) {
+            MOE__UNROLL
+            for (size_t q = 0; q < np; q++) {
+                MOE__UNROLL
+                for (size_t o = 0; o < w; o += 64 / sizeof(float))
+                    MOE__PREFETCH(wk + q * ps + MOE__PFD + o);
+            }
+        } else if (pf) { /* GEMM: see moe__gemm_prefetch */
+            for (size_t j = 0; j < npf; j++) MOE__PREFETCH_L2(pf + (k * npf + j) * 16);
+        }
+        MOE__UNROLL
+        for (size_t r = 0; r < mr; r++) {
+            moe__v b = moe__vset(xr[r][k]);
+            MOE__UNROLL
+            for (size_t q = 0; q < np; q++) {
+                MOE__UNROLL
+                for (size_t v = 0; v < na; v++) {
+                    size_t i = (r * np + q) * na + v;
+                    acc[i] = moe__vfma(b, moe__vld(wk + q * ps + v * MOE__VW), acc[i]);
+                }
+            }
+        }
+    }
+    MOE__UNROLL
+    for (size_t i = 0; i < mr * np * na; i++) moe__vst(out + i * MOE__VW, acc[i]);
+}
+
+/* moe__tile with mr, na (1 or 2 halves) and np as constants: one specialisation per case. */
+static void moe__tile_run(int mr, int gated, int np, const float *W, size_t ps, size_t K,
+                          const float *const *xr, float *out, const float *pf, size_t npf) {
+#define MOE__T1(r, g, p)                                                                          \
+    case r:                                                                                       \
+        if (r * g * MOE__NV * p <= MOE__ACC)                                                      \
+            moe__tile(r##u, g##u * MOE__NV, p##u, W, ps, K, xr, out, pf, npf);                    \
+        else                                                                                      \
+            MOE_ASSERT(0);                                                                        \
+        break;
+#define MOE__TS(g, p)                                                                             \
+    switch (mr) {                                                                                 \
+        MOE__T1(1, g, p) MOE__T1(2, g, p) MOE__T1(3, g, p) MOE__T1(4, g, p) MOE__T1(5, g, p)      \
+        MOE__T1(6, g, p) MOE__T1(7, g, p) MOE__T1(8, g, p) MOE__T1(9, g, p) MOE__T1(10, g, p)     \
+        MOE__T1(11, g, p) MOE__T1(12, g, p)                                                       \
+    default: MOE_ASSERT(0); break;                                                                \
+    }
+    if (gated && np == 1) MOE__TS(2, 1)
+    else if (gated && np == 2) MOE__TS(2, 2)
+    else if (gated) MOE__TS(2, 4)
+    else if (np == 1) MOE__TS(1, 1)
+    else if (np == 2) MOE__TS(1, 2)
+    else MOE__TS(1, 4)
+#undef MOE__TS
+#undef MOE__T1
+}
+
+/* Panels a decode tile streams at once: 4 when the accumulators allow (one row on AVX-512:
+   4 x 4 chains gated; measured a little faster than 2), else 2; GEMM tiles take one. */
+static size_t moe__decode_panels(int decode, size_t m, size_t na, size_t p, size_t p1) {
+    if (!decode || p + 1 >= p1) return 1;
+    return m * na * 4 <= MOE__ACC && p + 3 < p1 ? 4 : 2;
+}
+
+/* Rows a tile takes: all of them when they are few (decode), else blocks of at most mrx rows,
+   as even as the count allows (13 rows in 5 + 4 + 4, not 6 + 6 + 1). */
+static size_t moe__rows_per_tile(size_t m, size_t mrx) {
+    size_t nb = (m + mrx - 1) / mrx;
+    return m <= mrx / 2 ? m : (m + nb - 1) / nb;
+}
+
+/* What a GEMM tile prefetches. The GEMM path passes over a panel once per row block, the first
+   time from memory. So block bi of nb fetches its share of the next panel ahead (npf cache lines
+   a k step), and that panel's first pass finds it in L2. (Prefetching ahead in the current
+   panel instead, as decode does, measured slower for 8 rows an expert.) */
+static const float *moe__gemm_prefetch(const float *next, size_t K, size_t w, size_t bi,
+                                       size_t nb, size_t *npf) {
+    size_t lines = w / 16; /* 64-byte lines per k step */
+    *npf = (lines + nb - 1) / nb;
+    return next && bi * *npf < lines ? next + bi * *npf * K * 16 : NULL;
+}
+
+static MOE__INLINE moe__v moe__vact1(const moe__actp *a, moe__v z) {
+    switch (a->act) {
+    case MOE_ACT_GELU_ERF: return moe__vgelu_erf(z);
+    case MOE_ACT_GELU_TANH: return moe__vgelu_tanh(z);
+    case MOE_ACT_RELU: return moe__vmax(z, moe__vset(0.0f));
+    default: return moe__vmul(z, moe__vsigmoid(z));
+    }
+}
+
+static MOE__INLINE moe__v moe__vact2(const moe__actp *a, moe__v g, moe__v u) {
+    if (a->act == MOE_ACT_SWIGLU_OAI) {
+        moe__v lim = moe__vset(a->limit);
+        g = moe__vmin(g, lim);
+        u = moe__vmin(moe__vmax(u, moe__vsub(moe__vset(0.0f), lim)), lim);
+        return moe__vmul(moe__vadd(u, moe__vset(1.0f)),
+                         moe__vmul(g, moe__vsigmoid(moe__vmul(moe__vset(a->alpha), g))));
+    }
+    return moe__vmul(moe__vact1(a, g), u);
+}
+
+/* moe__ffn1_ref's contract, vectorised. */
+static void moe__ffn1_simd(const moe__actp *a, int gated, const float *W, const float *B, size_t K,
+                           const float *X, size_t ldx, const int32_t *xi, size_t m, float *H,
+                           size_t ldh, size_t p0, size_t p1) {
+    size_t w = gated ? 2 * MOE__NR : MOE__NR, ps = K * w, mrx = gated ? MOE__MR / 2 : MOE__MR;
+    int decode = m <= mrx / 2;
+    size_t step = moe__rows_per_tile(m, mrx);
+    float out[MOE__ACC * MOE__VW];
+    const float *xr[MOE__MR], *pf;
+    size_t npf = 0;
+    for (size_t p = p0; p < p1;) {
+        size_t np = moe__decode_panels(decode, m, w / MOE__VW, p, p1);
+        for (size_t i0 = 0; i0 < m; i0 += step) {
+            size_t mr = m - i0 < step ? m - i0 : step;
+            for (size_t r = 0; r < mr; r++) xr[r] = X + (xi ? (size_t)xi[i0 + r] : i0 + r) * ldx;
+            pf = moe__gemm_prefetch(p + 1 < p1 ? W + (p + 1) * ps : NULL, K, w, i0 / step,
+                                    (m + step - 1) / step, &npf);
+            moe__tile_run((int)mr, gated, (int)np, W + p * ps, ps, K, xr, out, pf, npf);
+            for (size_t r = 0; r < mr; r++)
+                for (size_t q = 0; q < np; q++) {
+                    const float *o = out + (r * np + q) * w, *b = B ? B + (p + q) * w : NULL;
+                    float *h = H + (i0 + r) * ldh + (p + q) * MOE__NR;
+                    for (size_t l = 0; l < MOE__NR; l += MOE__VW) {
+                        moe__v u = moe__vld(o + (gated ? MOE__NR : 0) + l);
+                        if (b) u = moe__vadd(u, moe__vld(b + (gated ? MOE__NR : 0) + l));
+                        if (gated) {
+                            moe__v g = moe__vld(o + l);
+                            if (b) g = moe__vadd(g, moe__vld(b + l));
+                            moe__vst(h + l, moe__vact2(a, g, u));
+                        } else {
+                            moe__vst(h + l, moe__vact1(a, u));
+                        }
+                    }
+                }
+        }
+        p += np;
+    }
+}
+
+/* moe__gemm_ref's contract, vectorised. */
+static void moe__gemm_simd(const float *W, const float *B, size_t K, const float *X, size_t ldx,
+                           const int32_t *xi, size_t m, float *Y, size_t ldy, const int32_t *yi,
+                           size_t n_out, size_t p0, size_t p1) {
+    size_t ps = K * MOE__NR;
+    int decode = m <= MOE__MR / 2;
+    size_t step = moe__rows_per_tile(m, MOE__MR);
+    float out[MOE__ACC * MOE__VW];
+    const float *xr[MOE__MR], *pf;
+    size_t npf = 0;
+    for (size_t p = p0; p < p1;) {
+        size_t np = moe__decode_panels(decode, m, MOE__NV, p, p1);
+        for (size_t i0 = 0; i0 < m; i0 += step) {
+            size_t mr = m - i0 < step ? m - i0 : step;
+            for (size_t r = 0; r < mr; r++) xr[r] = X + (xi ? (size_t)xi[i0 + r] : i0 + r) * ldx;
+            pf = moe__gemm_prefetch(p + 1 < p1 ? W + (p + 1) * ps : NULL, K, MOE__NR, i0 / step,
+                                    (m + step - 1) / step, &npf);
+            moe__tile_run((int)mr, 0, (int)np, W + p * ps, ps, K, xr, out, pf, npf);
+            for (size_t r = 0; r < mr; r++)
+                for (size_t q = 0; q < np; q++) {
+                    size_t c0 = (p + q) * MOE__NR, nl = n_out - c0 < MOE__NR ? n_out - c0 : MOE__NR;
+                    const float *o = out + (r * np + q) * MOE__NR, *b = B ? B + c0 : NULL;
+                    float *y = Y + (yi ? (size_t)yi[i0 + r] : i0 + r) * ldy + c0;
+                    if (nl == MOE__NR) {
+                        for (size_t l = 0; l < MOE__NR; l += MOE__VW) {
+                            moe__v v = moe__vld(o + l);
+                            moe__vst(y + l, b ? moe__vadd(v, moe__vld(b + l)) : v);
+                        }
+                    } else {
+                        for (size_t l = 0; l < nl; l++) y[l] = b ? o[l] + b[l] : o[l];
+                    }
+                }
+        }
+        p += np;
+    }
+}
+
+/* moe__combine_ref's contract, vectorised over the columns. */
+static void moe__combine_simd(float *y, size_t n, const float *const *z, const float *w, int k) {
+    size_t c = 0;
+    for (; c + 4 * MOE__VW <= n; c += 4 * MOE__VW) {
+        moe__v a0 = moe__vset(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < k; j++) {
+            if (!z[j]) continue;
+            moe__v s = moe__vset(w[j]);
+            a0 = moe__vfma(s, moe__vld(z[j] + c), a0);
+            a1 = moe__vfma(s, moe__vld(z[j] + c + MOE__VW), a1);
+            a2 = moe__vfma(s, moe__vld(z[j] + c + 2 * MOE__VW), a2);
+            a3 = moe__vfma(s, moe__vld(z[j] + c + 3 * MOE__VW), a3);
+        }
+        moe__vst(y + c, a0), moe__vst(y + c + MOE__VW, a1);
+        moe__vst(y + c + 2 * MOE__VW, a2), moe__vst(y + c + 3 * MOE__VW, a3);
+    }
+    for (; c + MOE__VW <= n; c += MOE__VW) {
+        moe__v a0 = moe__vset(0.0f);
+        for (int j = 0; j < k; j++)
+            if (z[j]) a0 = moe__vfma(moe__vset(w[j]), moe__vld(z[j] + c), a0);
+        moe__vst(y + c, a0);
+    }
+    for (; c < n; c++) { /* the ragged end: the same chain, scalar */
+        float acc = 0.0f;
+        for (int j = 0; j < k; j++)
+            if (z[j]) acc = fmaf(w[j], z[j][c], acc);
+        y[c] = acc;
+    }
+}
+
+#define moe__ffn1 moe__ffn1_simd
+#define moe__gemm moe__gemm_simd
+#define moe__combine moe__combine_simd
+#else
 #define moe__ffn1 moe__ffn1_ref
 #define moe__gemm moe__gemm_ref
 #define moe__combine moe__combine_ref
+#endif
 
 // ---- packing ----------------------------------------------------------------------------------
 
@@ -626,8 +1051,13 @@ static void moe__released(const moe_weights *w, const moe_tensor *t, long e, siz
                           size_t n) {
     if (!w->on_packed || !moe__present(t)) return;
     size_t bytes = n * moe__dtype_size(t->dtype);
-    if (t->per_expert && e >= 0) w->on_packed(w->user, t->per_expert[e], bytes);
-    else if (!t->per_expert && e < 0) w->on_packed(w->user, t->data, bytes * n_exp);
+    /* experts pack in parallel; the loader's callback is called by one thread at a time */
+    if (t->per_expert && e >= 0) {
+        MOE__PRAGMA(omp critical(moe__on_packed))
+        w->on_packed(w->user, t->per_expert[e], bytes);
+    } else if (!t->per_expert && e < 0) {
+        w->on_packed(w->user, t->data, bytes * n_exp);
+    }
 }
 
 /* Packs an FFN weight set: gate/up (separate or fused), down, biases. */
@@ -643,7 +1073,9 @@ static void moe__pack_ffn(moe__ffnw *f, const moe_layer *L, size_t n_exp, const 
                                  f->b1 ? (fb ? bgu : bu) : NULL,
                                  f->b1 && L->gated && !fb ? bg : NULL, f->b2 ? bd : NULL};
     size_t used_n[6] = {(fused ? 2 : 1) * ff * d, ff * d, d * ff, (fb ? 2 : 1) * ff, ff, d};
-    for (size_t e = 0; e < n_exp; e++) {
+    MOE__PRAGMA(omp parallel for schedule(dynamic, 1) if(n_exp > 1))
+    for (long el = 0; el < (long)n_exp; el++) {
+        size_t e = (size_t)el;
         float *w1 = f->w1 + e * f->w1_stride, *w2 = f->w2 + e * f->w2_stride;
         for (int part = L->gated ? 0 : 1; part < 2; part++) {
             const moe_tensor *t = fused ? gate_up : (part ? up : gate);
@@ -916,19 +1348,31 @@ static size_t moe__rows_of(const moe__ws *w, size_t e) {
     return (size_t)(w->off[e + 1] - w->off[e]);
 }
 
-/* Fills task[0..E+1] (first task of each expert) for panels of width n_panels(e); returns the
-   block size in panels through *pb and the task count. */
+/* Panels per task for an expert with `rows` rows: about `target` rows x panels of work, so a
+   busy expert (the shared one sees every token) is cut finer than a quiet one. Even when more
+   than one, so decode tiles keep their panel pairs. */
+static size_t moe__block(size_t target, size_t rows, size_t np) {
+    size_t pb = target / (rows ? rows : 1);
+    pb = pb < 1 ? 1 : pb > np ? np : pb;
+    return pb > 1 && pb < np ? pb + (pb & 1) : pb;
+}
+
+/* Fills task[0..E+1] (first task of each expert) for panels_ex panels an expert (panels_sh for
+   the shared one); returns the task count and, in *target, the work a task aims at: the whole
+   phase's rows x panels over 8 tasks a thread. */
 static size_t moe__tasks(const moe_layer *L, const moe__ws *w, size_t *task, size_t panels_ex,
-                         size_t panels_sh, int nth, size_t *pb) {
-    size_t units = 0, n = 0;
+                         size_t panels_sh, int nth, size_t *target) {
+    size_t work = 0, n = 0;
     for (size_t e = 0; e <= L->E; e++)
-        if (moe__rows_of(w, e)) units += e < L->E ? panels_ex : panels_sh;
-    *pb = units / (8 * (size_t)nth);
-    if (*pb < 1) *pb = 1;
+        work += moe__rows_of(w, e) * (e < L->E ? panels_ex : panels_sh);
+    *target = work / (8 * (size_t)nth);
     for (size_t e = 0; e <= L->E; e++) {
+        size_t np = e < L->E ? panels_ex : panels_sh, rows = moe__rows_of(w, e);
         task[e] = n;
-        size_t np = e < L->E ? panels_ex : panels_sh;
-        if (moe__rows_of(w, e)) n += (np + *pb - 1) / *pb;
+        if (rows) {
+            size_t pb = moe__block(*target, rows, np);
+            n += (np + pb - 1) / pb;
+        }
     }
     task[L->E + 1] = n;
     return n;
@@ -945,15 +1389,16 @@ static size_t moe__task_expert(const size_t *task, size_t E, size_t t) {
 }
 
 static void moe__phase1(const moe_layer *L, const float *x, moe__ws *w, int nth) {
-    size_t pb, *task = w->task, E = L->E, d = L->d;
-    size_t n = moe__tasks(L, w, task, L->ex.ff_pad / MOE__NR, L->sh.ff_pad / MOE__NR, nth, &pb);
+    size_t target, *task = w->task, E = L->E, d = L->d;
+    size_t n = moe__tasks(L, w, task, L->ex.ff_pad / MOE__NR, L->sh.ff_pad / MOE__NR, nth, &target);
     (void)nth;
     MOE__PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nth) if(n > 1))
     for (long t = 0; t < (long)n; t++) {
-        size_t e = moe__task_expert(task, E, (size_t)t), p0 = ((size_t)t - task[e]) * pb;
+        size_t e = moe__task_expert(task, E, (size_t)t), m = moe__rows_of(w, e);
         const moe__ffnw *f = e < E ? &L->ex : &L->sh;
-        size_t fe = e < E ? e : 0, np = f->ff_pad / MOE__NR, p1 = p0 + pb < np ? p0 + pb : np;
-        size_t m = moe__rows_of(w, e), W1 = L->gated ? 2 * MOE__NR : MOE__NR;
+        size_t fe = e < E ? e : 0, np = f->ff_pad / MOE__NR, pb = moe__block(target, m, np);
+        size_t p0 = ((size_t)t - task[e]) * pb, p1 = p0 + pb < np ? p0 + pb : np;
+        size_t W1 = L->gated ? 2 * MOE__NR : MOE__NR;
         const float *X = x;
         const int32_t *xi = NULL;
         float *H = w->hs;
@@ -972,13 +1417,14 @@ static void moe__phase1(const moe_layer *L, const float *x, moe__ws *w, int nth)
 }
 
 static void moe__phase2(const moe_layer *L, moe__ws *w, int nth) {
-    size_t pb, *task = w->task + L->E + 2, E = L->E, d = L->d, np = L->d_pad / MOE__NR;
-    size_t n = moe__tasks(L, w, task, np, np, nth, &pb);
+    size_t target, *task = w->task + L->E + 2, E = L->E, d = L->d, np = L->d_pad / MOE__NR;
+    size_t n = moe__tasks(L, w, task, np, np, nth, &target);
     (void)nth;
     MOE__PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nth) if(n > 1))
     for (long t = 0; t < (long)n; t++) {
-        size_t e = moe__task_expert(task, E, (size_t)t), p0 = ((size_t)t - task[e]) * pb;
-        size_t p1 = p0 + pb < np ? p0 + pb : np, m = moe__rows_of(w, e);
+        size_t e = moe__task_expert(task, E, (size_t)t), m = moe__rows_of(w, e);
+        size_t pb = moe__block(target, m, np), p0 = ((size_t)t - task[e]) * pb;
+        size_t p1 = p0 + pb < np ? p0 + pb : np;
         const moe__ffnw *f = e < E ? &L->ex : &L->sh;
         size_t fe = e < E ? e : 0;
         const float *H = e < E ? w->h + (size_t)w->off[e] * f->ff_pad : w->hs;
@@ -1288,14 +1734,21 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
     L.mem = mem;
     L.packed_bytes = total;
 
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (total >= (8u << 20)) { /* fewer TLB misses and page faults on big layers */
+#if MOE__HUGEPAGES
+    if (total >= (8u << 20)) { /* 512x fewer page faults and TLB misses on big layers */
         uintptr_t a = ((uintptr_t)mem + 4095) & ~(uintptr_t)4095;
         (void)madvise((void *)a, (size_t)((uintptr_t)mem + total - a) & ~(size_t)4095,
                       MADV_HUGEPAGE);
     }
 #endif
-    memset(base, 0, total - (size_t)(base - mem)); /* the zero padding of ragged panels */
+    { /* the zero padding of ragged panels; in parallel, as this is where the pages fault in */
+        size_t n = total - (size_t)(base - mem), chunk = (size_t)1 << 21;
+        MOE__PRAGMA(omp parallel for schedule(static) if(n > 4 * chunk))
+        for (long i = 0; i < (long)((n + chunk - 1) / chunk); i++) {
+            size_t at = (size_t)i * chunk;
+            memset(base + at, 0, n - at < chunk ? n - at : chunk);
+        }
+    }
 
     /* router: E x d, packed like any output panel set; biases as plain vectors */
     moe__part p1 = {0, 1, L.E};

@@ -1,0 +1,449 @@
+/* moe_bench.c - how fast moe.h runs a layer, against the machine's own limits.
+
+   For each preset (a real model's layer shape), thread count and token count it measures the
+   whole forward pass and each stage (router + gating, plan, phase 1 = gate/up/activation,
+   phase 2 = down, combine), and puts the result beside two ceilings measured in the same run:
+     - read ceiling: a streaming read over a buffer far larger than the caches (GB/s);
+     - FMA ceiling: a register-only loop of independent vector FMAs (GFLOP/s).
+   Decode is judged by GB/s of the weight bytes the batch really needs (router + every distinct
+   expert the batch selected + shared experts); prefill by GFLOP/s of the multiply-adds really
+   done (2 flops each). The scalar reference path (use_ref) gives the speed-up column.
+
+   Weights are random from a fixed seed; the routed experts share one source matrix (packing
+   still gives each its own packed copy, so the memory traffic is real), and routing comes from
+   real router logits on random inputs, so the experts selected are roughly uniform.
+
+   Build: cc -std=c99 -O3 -march=native -fopenmp -Ibench -I. bench/moe_bench.c -o moe-bench -lm
+   Usage: moe-bench [--preset qwen3,dsv2lite,mixtral,dsv3,toy] [--tokens 1,16,128,512]
+                    [--threads 1,2] [--experts N] [--repeats N] [--no-ref] [--csv] [--quick] */
+#define _DEFAULT_SOURCE /* clock_gettime, posix_memalign, and MADV_HUGEPAGE for moe.h */
+#define MOE_IMPLEMENTATION
+#include "moe.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t rng_state = 0x853c49e6748fea9bull;
+static float frand(void) {
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+static void fill(float *p, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) p[i] = scale * frand();
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int max_threads(void) {
+#if MOE__OMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* ---- ceilings ----------------------------------------------------------------------------- */
+
+/* Streaming read: every thread sums its slice with 8 independent accumulators. GB/s. */
+static double read_ceiling(int nth, int reps) {
+    static float *buf;
+    size_t n = (size_t)1 << 28; /* 1 GiB of floats */
+    if (!buf) { /* 2 MiB aligned and huge pages, as moe.h asks for its packed weights */
+        void *mem = NULL;
+        if (posix_memalign(&mem, (size_t)2 << 20, n * sizeof(float)) != 0) return 0.0;
+        buf = (float *)mem;
+#ifdef MADV_HUGEPAGE
+        (void)madvise(buf, n * sizeof(float), MADV_HUGEPAGE);
+#endif
+        for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
+    }
+    double best = 1e30, sink = 0.0;
+    for (int rep = 0; rep < reps; rep++) {
+        double t0 = now_s();
+        MOE__PRAGMA(omp parallel num_threads(nth) reduction(+ : sink))
+        {
+            int id = 0, nt = 1;
+#if MOE__OMP
+            id = omp_get_thread_num(), nt = omp_get_num_threads();
+#endif
+            /* four sequential streams at once, as the decode kernel reads (one stream alone
+               leaves bandwidth unused on some machines) */
+            size_t per = n / (size_t)nt, q = per / 4 / 64 * 64, b = per * (size_t)id;
+            float s[8] = {0};
+#if MOE__SIMD
+            moe__v a[4];
+            for (int j = 0; j < 4; j++) a[j] = moe__vset(0.0f);
+            for (size_t i = b; i < b + q; i += MOE__VW)
+                for (int j = 0; j < 4; j++) a[j] = moe__vadd(a[j], moe__vld(buf + i + j * q));
+            for (int j = 0; j < 4; j++) {
+                float o[MOE__VW];
+                moe__vst(o, a[j]);
+                s[j] += o[0] + o[MOE__VW - 1];
+            }
+#else
+            for (size_t i = b; i < b + q; i += 2)
+                for (int j = 0; j < 8; j++) s[j] += buf[i + (j & 1) + (size_t)(j / 2) * q];
+#endif
+            for (int j = 0; j < 8; j++) sink += s[j];
+        }
+        double t = now_s() - t0;
+        best = t < best ? t : best;
+    }
+    if (sink == 1234.5) printf(" ");
+    return (double)(n / (size_t)nth / 4 / 64 * 64 * 4) * (double)nth * sizeof(float) / best / 1e9;
+}
+
+/* Register-only FMA loop: NCH independent vector chains per thread (enough to cover FMA latency
+   times throughput, few enough to stay in 16 registers for AVX2). GFLOP/s. */
+enum { NCH = 12 };
+static double fma_ceiling(int nth) {
+    long iters = 4000000;
+    double best = 1e30, sink = 0.0;
+    for (int rep = 0; rep < 9; rep++) { /* best of 9: other processes only ever slow it */
+        double t0 = now_s();
+        MOE__PRAGMA(omp parallel num_threads(nth) reduction(+ : sink))
+        {
+#if MOE__SIMD
+            moe__v a[NCH], m = moe__vset(0.999999f), c = moe__vset(1e-7f);
+            for (int j = 0; j < NCH; j++) a[j] = moe__vset((float)j);
+            for (long i = 0; i < iters; i++) {
+                MOE__UNROLL
+                for (int j = 0; j < NCH; j++) a[j] = moe__vfma(a[j], m, c);
+            }
+            for (int j = 0; j < NCH; j++) {
+                float o[MOE__VW];
+                moe__vst(o, a[j]);
+                sink += o[0];
+            }
+#else
+            float a[NCH];
+            for (int j = 0; j < NCH; j++) a[j] = (float)j;
+            for (long i = 0; i < iters; i++)
+                for (int j = 0; j < NCH; j++) a[j] = fmaf(a[j], 0.999999f, 1e-7f);
+            for (int j = 0; j < NCH; j++) sink += a[j];
+#endif
+        }
+        double t = now_s() - t0;
+        best = t < best ? t : best;
+    }
+    if (sink == 1234.5) printf(" ");
+#if MOE__SIMD
+    double lanes = MOE__VW;
+#else
+    double lanes = 1;
+#endif
+    return 2.0 * NCH * lanes * (double)iters * nth / best / 1e9;
+}
+
+/* ---- presets ------------------------------------------------------------------------------ */
+
+typedef struct preset {
+    const char *name;
+    int d, ff, E, k, n_shared, d_shared, sigmoid_groups;
+} preset;
+
+static const preset presets[] = {
+    {"qwen3", 2048, 768, 128, 8, 0, 0, 0},
+    {"dsv2lite", 2048, 1408, 64, 6, 2, 1408, 0},
+    {"mixtral", 4096, 14336, 8, 2, 0, 0, 0},
+    {"dsv3", 7168, 2048, 256, 8, 1, 2048, 1},
+    {"toy", 256, 128, 16, 4, 1, 128, 0},
+};
+
+typedef struct bench_layer {
+    moe_layer *L;
+    float *expert_src, *router, *shared_src;
+    const void **per;
+} bench_layer;
+
+static int make_layer(const preset *p, int E, bench_layer *b) {
+    size_t d = (size_t)p->d, ff = (size_t)p->ff, S = (size_t)p->n_shared * (size_t)p->d_shared;
+    size_t big = ff > d ? ff * d : d * ff;
+    moe_config c;
+    memset(&c, 0, sizeof c);
+    c.d_model = p->d, c.d_ff = p->ff, c.n_experts = E, c.top_k = p->k;
+    c.n_shared = p->n_shared, c.d_shared = p->d_shared, c.norm = MOE_NORM_SUM;
+    if (p->sigmoid_groups) {
+        c.score = MOE_SCORE_SIGMOID, c.n_group = E % 8 == 0 ? 8 : 1, c.topk_group = 4;
+        if (c.n_group == 1) c.topk_group = 1;
+        c.group_score = MOE_GROUP_TOP2_SUM, c.scale = 2.5f, c.norm_eps = 1e-20f;
+    }
+    memset(b, 0, sizeof *b);
+    b->expert_src = (float *)malloc(3 * big * sizeof(float));
+    b->router = (float *)malloc((size_t)E * d * sizeof(float));
+    b->shared_src = S ? (float *)malloc(3 * S * d * sizeof(float)) : NULL;
+    b->per = (const void **)malloc(3 * (size_t)E * sizeof(void *));
+    if (!b->expert_src || !b->router || (S && !b->shared_src) || !b->per) return 0;
+    fill(b->expert_src, 3 * big, 1.0f / sqrtf((float)d));
+    fill(b->router, (size_t)E * d, 1.0f);
+    if (S) fill(b->shared_src, 3 * S * d, 1.0f / sqrtf((float)d));
+    for (int e = 0; e < E; e++) {
+        b->per[e] = b->expert_src;
+        b->per[E + e] = b->expert_src + big;
+        b->per[2 * E + e] = b->expert_src + 2 * big;
+    }
+    moe_weights w;
+    memset(&w, 0, sizeof w);
+    w.router.data = b->router;
+    w.gate.per_expert = b->per, w.up.per_expert = b->per + E, w.down.per_expert = b->per + 2 * E;
+    if (S) {
+        w.shared_gate_proj.data = b->shared_src, w.shared_up.data = b->shared_src + S * d;
+        w.shared_down.data = b->shared_src + 2 * S * d;
+    }
+    moe_result r = moe_layer_create(&b->L, &c, &w);
+    free(b->expert_src), free(b->shared_src), free(b->router), free((void *)b->per);
+    b->expert_src = b->shared_src = b->router = NULL, b->per = NULL;
+    if (r != MOE_OK) fprintf(stderr, "moe-bench: %s: %s\n", p->name, moe_result_string(r));
+    return r == MOE_OK;
+}
+
+/* ---- one case ----------------------------------------------------------------------------- */
+
+enum { NX = 4 }; /* input batches a case cycles through */
+
+typedef struct result {
+    double ms, ms_min, ms_max, ref_ms, stage[5], bytes, flops;
+} result;
+
+/* One forward pass stage by stage (moe_forward's body), adding each stage's seconds to st. */
+static void forward_stages(const moe_layer *L, const float *x, size_t T, float *y,
+                           const moe_workspace *ws, double *st) {
+    moe__ws w;
+    int nth = moe__threads(ws->n_threads);
+    if (moe__begin(L, x, T, ws, &w) != MOE_OK) return;
+    double t0 = now_s();
+    moe__route(L, x, T, &w, nth);
+    double t1 = now_s();
+    moe__plan(L, T, &w);
+    double t2 = now_s();
+    if (L->cfg.weight_on_input) { /* not in any preset; kept for completeness */
+        size_t n = (size_t)w.off[L->E];
+        for (size_t i = 0; i < n; i++)
+            for (size_t c = 0; c < L->d; c++)
+                w.xs[i * L->d + c] = w.wt[w.rows[i]] * x[(size_t)w.toks[i] * L->d + c];
+    }
+    moe__phase1(L, x, &w, nth);
+    double t3 = now_s();
+    moe__phase2(L, &w, nth);
+    double t4 = now_s();
+    moe__combine_all(L, x, T, y, &w, nth);
+    double t5 = now_s();
+    st[0] = t1 - t0, st[1] = t2 - t1, st[2] = t3 - t2, st[3] = t4 - t3, st[4] = t5 - t4;
+}
+
+static result run_case(moe_layer *L, size_t T, int nth, int repeats, int do_ref) {
+    result res;
+    memset(&res, 0, sizeof res);
+    size_t d = L->d, E = L->E, ff = L->ex.ff, S = L->sh.ff;
+    size_t bytes = 0;
+    moe_workspace_size(L, T, &bytes);
+    moe_workspace ws;
+    ws.data = malloc(bytes), ws.size = bytes, ws.n_threads = nth;
+    memset(ws.data, 0, bytes); /* fault the pages in outside the timed region */
+    /* NX different batches, used in turn, so that no run finds the previous run's experts
+       in the last-level cache (a model's next layer or token would not either) */
+    float *x = (float *)malloc(NX * T * d * sizeof(float)), *y = (float *)malloc(T * d * sizeof(float));
+    fill(x, NX * T * d, 1.0f);
+    memset(y, 0, T * d * sizeof(float));
+
+    /* what a batch needs: distinct experts, kept pairs (mean over the NX batches) */
+    int64_t *cnt = (int64_t *)calloc(E, sizeof(int64_t));
+    double expert_w = (double)d * (double)ff * (L->gated ? 3.0 : 2.0);
+    double shared_w = (double)d * (double)S * (L->gated ? 3.0 : 2.0);
+    for (int b = 0; b < NX; b++) {
+        moe_trace tr;
+        double pairs = 0.0, distinct = 0.0;
+        memset(&tr, 0, sizeof tr);
+        tr.expert_tokens = cnt;
+        moe_route(L, x + (size_t)b * T * d, T, &ws, &tr);
+        for (size_t e = 0; e < E; e++) pairs += (double)cnt[e], distinct += cnt[e] > 0;
+        res.bytes += 4.0 * ((double)E * d + distinct * expert_w + shared_w) / NX;
+        res.flops += 2.0 * ((double)T * E * d + pairs * expert_w + (double)T * shared_w + pairs * d) / NX;
+    }
+    free(cnt);
+
+    double *ms = (double *)malloc((size_t)repeats * sizeof(double));
+    double *st = (double *)malloc((size_t)repeats * 5 * sizeof(double));
+#define XB(i) (x + (size_t)((i) % NX) * T * d)
+    for (int i = 0; i < 2; i++) moe_forward(L, XB(i), T, y, &ws, NULL); /* warm-up */
+    for (int i = 0; i < repeats; i++) {
+        double t0 = now_s();
+        moe_forward(L, XB(i), T, y, &ws, NULL);
+        ms[i] = 1e3 * (now_s() - t0);
+    }
+    for (int i = 0; i < repeats; i++) forward_stages(L, XB(i), T, y, &ws, st + 5 * i);
+    for (int s = 0; s < 5; s++) {
+        double v[64];
+        int n = repeats < 64 ? repeats : 64;
+        for (int i = 0; i < n; i++) v[i] = 1e3 * st[5 * i + s];
+        res.stage[s] = median(v, n);
+    }
+    res.ms_min = res.ms_max = ms[0];
+    for (int i = 0; i < repeats; i++) {
+        res.ms_min = ms[i] < res.ms_min ? ms[i] : res.ms_min;
+        res.ms_max = ms[i] > res.ms_max ? ms[i] : res.ms_max;
+    }
+    res.ms = median(ms, repeats);
+    res.ref_ms = NAN;
+    if (do_ref) { /* the scalar reference: fewer repeats, it is slow */
+        int rr = res.ms * 40.0 > 2000.0 ? 1 : 3;
+        double v[3];
+        L->use_ref = 1;
+        for (int i = 0; i < rr; i++) {
+            double t0 = now_s();
+            moe_forward(L, XB(i), T, y, &ws, NULL);
+            v[i] = 1e3 * (now_s() - t0);
+        }
+        L->use_ref = 0;
+        res.ref_ms = median(v, rr);
+    }
+#undef XB
+    free(ms), free(st), free(x), free(y), free(ws.data);
+    return res;
+}
+
+/* ---- command line ------------------------------------------------------------------------- */
+
+static int parse_list(const char *s, long *out, int max) {
+    int n = 0;
+    while (*s && n < max) {
+        char *end;
+        out[n++] = strtol(s, &end, 10);
+        if (end == s) return 0;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+int main(int argc, char **argv) {
+    const char *preset_arg = "qwen3,dsv2lite,mixtral,toy";
+    long tokens[16] = {1, 16, 128, 512}, threads[16];
+    int n_tokens = 4, n_threads = 0, repeats = 0, csv = 0, do_ref = 1, quick = 0;
+    long experts = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--csv")) csv = 1;
+        else if (!strcmp(a, "--quick")) quick = 1;
+        else if (!strcmp(a, "--no-ref")) do_ref = 0;
+        else if (!strcmp(a, "--preset") && v) preset_arg = v, i++;
+        else if (!strcmp(a, "--tokens") && v) n_tokens = parse_list(v, tokens, 16), i++;
+        else if (!strcmp(a, "--threads") && v) n_threads = parse_list(v, threads, 16), i++;
+        else if (!strcmp(a, "--experts") && v) experts = strtol(v, NULL, 10), i++;
+        else if (!strcmp(a, "--repeats") && v) repeats = (int)strtol(v, NULL, 10), i++;
+        else {
+            fprintf(stderr,
+                    "usage: %s [--preset qwen3,dsv2lite,mixtral,dsv3,toy] [--tokens 1,16,128,512]\n"
+                    "          [--threads 1,2] [--experts N] [--repeats N] [--no-ref] [--csv]"
+                    " [--quick]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (quick) { /* the short standard set of `make bench` */
+        preset_arg = "toy,qwen3", tokens[0] = 1, tokens[1] = 16, tokens[2] = 128, n_tokens = 3;
+    }
+    if (n_threads <= 0) {
+        threads[0] = 1, n_threads = 1;
+        if (max_threads() > 1) threads[n_threads++] = max_threads();
+    }
+    if (n_tokens <= 0) return 2;
+
+    /* ceilings, once per thread count */
+    double rc[16], fc[16];
+    for (int i = 0; i < n_threads; i++) {
+        rc[i] = read_ceiling((int)threads[i], 7);
+        fc[i] = fma_ceiling((int)threads[i]);
+    }
+    const char *isa = MOE__AVX512 ? "avx512" : MOE__AVX2 ? "avx2" : MOE__NEON ? "neon" : "scalar";
+    if (csv) {
+        printf("preset,dtype,isa,experts,threads,tokens,ms,ms_min,ms_max,tokens_per_s,weight_mb,"
+               "gbps,gbps_ceiling,gbps_frac,gflops,gflops_ceiling,gflops_frac,ref_ms,"
+               "speedup_vs_ref,route_ms,plan_ms,phase1_ms,phase2_ms,combine_ms\n");
+    } else {
+        printf("moe-bench: %s kernels, NR %d, %d hardware threads\n", isa, MOE__NR, max_threads());
+        for (int i = 0; i < n_threads; i++)
+            printf("ceilings, %ld thread%s: read %.1f GB/s, FMA %.1f GFLOP/s\n", threads[i],
+                   threads[i] > 1 ? "s" : "", rc[i], fc[i]);
+        printf("\n%-9s %3s %5s %9s %15s %9s %7s %6s %5s %7s %5s %7s  %s\n", "preset", "thr",
+               "tok", "ms", "min..max", "tok/s", "GB/s", "(ceil)", "frac", "GFLOP/s", "frac",
+               "vs ref", "route/plan/ph1/ph2/comb ms");
+    }
+
+    char names[256];
+    strncpy(names, preset_arg, sizeof names - 1);
+    names[sizeof names - 1] = 0;
+    for (char *tok = strtok(names, ","); tok; tok = strtok(NULL, ",")) {
+        const preset *p = NULL;
+        for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+            if (!strcmp(presets[i].name, tok)) p = &presets[i];
+        if (!p) {
+            fprintf(stderr, "moe-bench: unknown preset %s\n", tok);
+            continue;
+        }
+        int E = experts > 0 && experts < p->E ? (int)experts : p->E;
+        {   /* fit in memory: the packed experts must stay under ~70% of RAM */
+            double per = 4.0 * 3.0 * p->d * (double)p->ff;
+            double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+            while (E > p->k && per * E > 0.7 * ram) E /= 2;
+            if (p->sigmoid_groups && E % 8) E = E / 8 * 8;
+            if (E < p->k) E = p->k;
+            if (E != p->E && !csv) printf("(%s: %d experts of %d, to fit in memory)\n", p->name, E, p->E);
+        }
+        bench_layer bl;
+        double tc = now_s();
+        if (!make_layer(p, E, &bl)) continue;
+        if (!csv)
+            printf("(%s: packed %.2f GB in %.1f s)\n", p->name,
+                   (double)moe_layer_packed_bytes(bl.L) / 1e9, now_s() - tc);
+        for (int ti = 0; ti < n_threads; ti++)
+            for (int ki = 0; ki < n_tokens; ki++) {
+                size_t T = (size_t)tokens[ki];
+                int nth = (int)threads[ti];
+                int rep = repeats;
+                if (rep <= 0) { /* about a second a case, 3..25 runs */
+                    result probe = run_case(bl.L, T, nth, 1, 0);
+                    rep = (int)(1000.0 / (probe.ms + 1e-3));
+                    rep = rep < 3 ? 3 : rep > 25 ? 25 : rep;
+                    if (quick && rep > 10) rep = 10;
+                }
+                /* the read ceiling again, right before the case: other tenants of the memory
+                   system come and go, and the fraction should compare like with like */
+                double rcc = read_ceiling(nth, 3);
+                result r = run_case(bl.L, T, nth, rep, do_ref && !(quick && T > 16));
+                double gbps = r.bytes / (r.ms * 1e-3) / 1e9, gfl = r.flops / (r.ms * 1e-3) / 1e9;
+                if (csv)
+                    printf("%s,f32,%s,%d,%d,%zu,%.4f,%.4f,%.4f,%.1f,%.2f,%.2f,%.2f,%.3f,%.2f,%.2f,"
+                           "%.3f,%.3f,%.2f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
+                           p->name, isa, E, nth, T, r.ms, r.ms_min, r.ms_max, T / (r.ms * 1e-3),
+                           r.bytes / 1e6, gbps, rcc, gbps / rcc, gfl, fc[ti], gfl / fc[ti],
+                           r.ref_ms, r.ref_ms / r.ms, r.stage[0], r.stage[1], r.stage[2],
+                           r.stage[3], r.stage[4]);
+                else
+                    printf("%-9s %3d %5zu %9.3f %7.3f..%-7.3f %9.1f %7.1f %6.1f %5.2f %7.1f %5.2f "
+                           "%6.1fx  %.3f/%.3f/%.3f/%.3f/%.3f\n",
+                           p->name, nth, T, r.ms, r.ms_min, r.ms_max, T / (r.ms * 1e-3), gbps, rcc,
+                           gbps / rcc, gfl, gfl / fc[ti], r.ref_ms / r.ms, r.stage[0],
+                           r.stage[1], r.stage[2], r.stage[3], r.stage[4]);
+                fflush(stdout);
+            }
+        moe_layer_free(bl.L);
+    }
+    return 0;
+}
