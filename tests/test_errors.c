@@ -39,16 +39,7 @@ static void test_free(void *p) {
     free(p);
 }
 
-static int n_pass, n_fail;
-
-#define CHECK(cond)                                                                              \
-    do {                                                                                         \
-        if (cond) n_pass++;                                                                      \
-        else {                                                                                   \
-            n_fail++;                                                                            \
-            printf("%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                      \
-        }                                                                                        \
-    } while (0)
+#include "check.h"
 
 #define CHECK_CODE(got, want)                                                                    \
     do {                                                                                         \
@@ -557,6 +548,5 @@ int main(void) {
     CHECK(g_n_malloc == g_n_free); /* every layer was freed */
     if (g_n_malloc != g_n_free)
         printf("  %zu allocations, %zu frees\n", g_n_malloc, g_n_free);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail != 0;
+    return check_summary();
 }

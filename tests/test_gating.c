@@ -15,39 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond)                                                                              \
-    do {                                                                                         \
-        if (cond) n_pass++;                                                                      \
-        else {                                                                                   \
-            n_fail++;                                                                            \
-            printf("%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                      \
-        }                                                                                        \
-    } while (0)
-
-#define CHECK_INT(a, b)                                                                          \
-    do {                                                                                         \
-        long long va_ = (long long)(a), vb_ = (long long)(b);                                    \
-        if (va_ == vb_) n_pass++;                                                                \
-        else {                                                                                   \
-            n_fail++;                                                                            \
-            printf("%s:%d: CHECK failed: %s == %s (%lld vs %lld)\n", __FILE__, __LINE__, #a, #b, \
-                   va_, vb_);                                                                    \
-        }                                                                                        \
-    } while (0)
-
-/* |a - b| <= tol * max(1, |b|) */
-#define CHECK_NEAR(a, b, tol)                                                                    \
-    do {                                                                                         \
-        double va_ = (double)(a), vb_ = (double)(b), sc_ = fabs(vb_) > 1.0 ? fabs(vb_) : 1.0;    \
-        if (fabs(va_ - vb_) <= (tol) * sc_) n_pass++;                                            \
-        else {                                                                                   \
-            n_fail++;                                                                            \
-            printf("%s:%d: CHECK failed: %s ~ %s (%.9g vs %.9g, tol %g)\n", __FILE__, __LINE__,  \
-                   #a, #b, va_, vb_, (double)(tol));                                             \
-        }                                                                                        \
-    } while (0)
+#include "check.h"
 
 /* Weights are computed by moe.h in fp32 (expf, a few adds and a divide), so a few ulps of
    fp32 relative to the weight; 2e-6 is ~16 ulps, far below any wrong-formula difference in
@@ -798,6 +766,5 @@ int main(void) {
     test_nan();
     test_sparsemixer_degenerate();
     test_topk_internal();
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail != 0;
+    return check_summary();
 }

@@ -35,38 +35,7 @@ static void counting_free(void *p) {
     free(p);
 }
 
-static int n_pass, n_fail;
-
-#define CHECK(cond)                                                                              \
-    do {                                                                                         \
-        if (cond) n_pass++;                                                                      \
-        else {                                                                                   \
-            n_fail++;                                                                            \
-            printf("%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                      \
-        }                                                                                        \
-    } while (0)
-
-#define CHECK_INT(a, b)                                                                          \
-    do {                                                                                         \
-        long long va_ = (long long)(a), vb_ = (long long)(b);                                    \
-        if (va_ == vb_) n_pass++;                                                                \
-        else {                                                                                   \
-            n_fail++;                                                                            \
-            printf("%s:%d: CHECK failed: %s == %s (%lld vs %lld)\n", __FILE__, __LINE__, #a, #b, \
-                   va_, vb_);                                                                    \
-        }                                                                                        \
-    } while (0)
-
-#define CHECK_NEAR(a, b, tol)                                                                    \
-    do {                                                                                         \
-        double va_ = (double)(a), vb_ = (double)(b), sc_ = fabs(vb_) > 1.0 ? fabs(vb_) : 1.0;    \
-        if (fabs(va_ - vb_) <= (tol) * sc_) n_pass++;                                            \
-        else {                                                                                   \
-            n_fail++;                                                                            \
-            printf("%s:%d: CHECK failed: %s ~ %s (%.10g vs %.10g, tol %g)\n", __FILE__,          \
-                   __LINE__, #a, #b, va_, vb_, (double)(tol));                                   \
-        }                                                                                        \
-    } while (0)
+#include "check.h"
 
 /* Tolerance of a whole layer against the double reference. Every output of moe.h is a short
    chain of fp32 fmas (K <= 64 inputs, then <= 9 slots) over values of order 1, plus fp32 expf /
@@ -1347,6 +1316,5 @@ int main(void) {
     test_trace_stats();
     test_batch_invariance();
     test_config_defaults();
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail != 0;
+    return check_summary();
 }
