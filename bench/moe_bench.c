@@ -435,12 +435,15 @@ int main(int argc, char **argv) {
                            r.bytes / 1e6, gbps, rcc, gbps / rcc, gfl, fc[ti], gfl / fc[ti],
                            r.ref_ms, r.ref_ms / r.ms, r.stage[0], r.stage[1], r.stage[2],
                            r.stage[3], r.stage[4]);
-                else
+                else {
+                    char sp[32] = "      -"; /* no reference run for this case */
+                    if (r.ref_ms == r.ref_ms) snprintf(sp, sizeof sp, "%6.1fx", r.ref_ms / r.ms);
                     printf("%-9s %3d %5zu %9.3f %7.3f..%-7.3f %9.1f %7.1f %6.1f %5.2f %7.1f %5.2f "
-                           "%6.1fx  %.3f/%.3f/%.3f/%.3f/%.3f\n",
+                           "%s  %.3f/%.3f/%.3f/%.3f/%.3f\n",
                            p->name, nth, T, r.ms, r.ms_min, r.ms_max, T / (r.ms * 1e-3), gbps, rcc,
-                           gbps / rcc, gfl, gfl / fc[ti], r.ref_ms / r.ms, r.stage[0],
-                           r.stage[1], r.stage[2], r.stage[3], r.stage[4]);
+                           gbps / rcc, gfl, gfl / fc[ti], sp, r.stage[0], r.stage[1], r.stage[2],
+                           r.stage[3], r.stage[4]);
+                }
                 fflush(stdout);
             }
         moe_layer_free(bl.L);
