@@ -26,6 +26,18 @@ static int n_pass, n_fail;
         }                                                                                        \
     } while (0)
 
+/* CHECK with a printf-style explanation printed on failure */
+#define CHECK_MSG(cond, ...)                                                                     \
+    do {                                                                                         \
+        if (cond) n_pass++;                                                                      \
+        else {                                                                                   \
+            n_fail++;                                                                            \
+            printf("%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);                      \
+            printf(__VA_ARGS__);                                                                 \
+            printf("\n");                                                                        \
+        }                                                                                        \
+    } while (0)
+
 /* |a - b| <= tol * max(1, |b|) */
 #define CHECK_NEAR(a, b, tol)                                                                    \
     do {                                                                                         \

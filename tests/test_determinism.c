@@ -15,18 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (cond) n_pass++;                                                                      \
-        else {                                                                                   \
-            n_fail++;                                                                            \
-            printf("%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);                      \
-            printf(__VA_ARGS__);                                                                 \
-            printf("\n");                                                                        \
-        }                                                                                        \
-    } while (0)
+#include "check.h"
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -76,7 +65,7 @@ static moe_layer *make(const moe_config *c, bufs *b) {
     }
     moe_layer *L = NULL;
     moe_result r = moe_layer_create(&L, c, &w);
-    CHECK(r == MOE_OK, "create: %s", moe_result_string(r));
+    CHECK_MSG(r == MOE_OK, "create: %s", moe_result_string(r));
     return L;
 }
 
@@ -92,7 +81,7 @@ static void run(const moe_layer *L, const float *x, size_t T, float *y, int n_th
     moe_workspace ws;
     ws.data = malloc(bytes), ws.size = bytes, ws.n_threads = n_threads;
     moe_result r = moe_forward(L, x, T, y, &ws, NULL);
-    CHECK(r == MOE_OK, "forward: %s", moe_result_string(r));
+    CHECK_MSG(r == MOE_OK, "forward: %s", moe_result_string(r));
     free(ws.data);
 }
 
@@ -115,7 +104,7 @@ static void test_case(const layer_case *lc) {
     run(L, x, NTOK, y1, 1);
     for (int nth = 2; nth <= 3; nth++) {
         run(L, x, NTOK, y, nth);
-        CHECK(same(y1, y, NTOK * d), "%s: %d threads differ from 1", lc->name, nth);
+        CHECK_MSG(same(y1, y, NTOK * d), "%s: %d threads differ from 1", lc->name, nth);
     }
     if (lc->batch_invariant) {
         /* each token alone (decode tiles) vs in the batch of 37 (GEMM tiles for busy experts) */
@@ -124,7 +113,7 @@ static void test_case(const layer_case *lc) {
             run(L, x + t * d, 1, y, 1 + (int)(t % 2));
             if (!same(y, y1 + t * d, d)) bad = (int)t;
         }
-        CHECK(bad < 0, "%s: token %d alone differs from it in the batch", lc->name, bad);
+        CHECK_MSG(bad < 0, "%s: token %d alone differs from it in the batch", lc->name, bad);
         /* the same token in batches of other sizes, company and positions */
         static const size_t sizes[] = {2, 3, 5, 8, 16, 29};
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
@@ -132,7 +121,7 @@ static void test_case(const layer_case *lc) {
             fill(xb, T * d, 1.0f); /* fresh company */
             memcpy(xb + pos * d, x + src * d, d * sizeof(float));
             run(L, xb, T, yb, 1 + (int)(s % 3));
-            CHECK(same(yb + pos * d, y1 + src * d, d), "%s: token %zu at %zu of %zu differs",
+            CHECK_MSG(same(yb + pos * d, y1 + src * d, d), "%s: token %zu at %zu of %zu differs",
                   lc->name, src, pos, T);
         }
         /* a batch that repeats one token: its expert rows all go through GEMM tiles */
@@ -140,7 +129,7 @@ static void test_case(const layer_case *lc) {
         run(L, xb, NTOK, yb, 2);
         int ok = 1;
         for (size_t t = 0; t < NTOK; t++) ok &= same(yb + t * d, y1 + 5 * d, d);
-        CHECK(ok, "%s: 37 copies of a token differ from it", lc->name);
+        CHECK_MSG(ok, "%s: 37 copies of a token differ from it", lc->name);
     }
     free(x), free(y1), free(y), free(xb), free(yb);
     moe_layer_free(L);
@@ -167,14 +156,14 @@ static void test_kernel_shapes(void) {
                 moe__ffn1(&a, gated, W, NULL, K, X, K, xi + i, 1, h1, ld, 0, panels);
                 ok &= same(h1, H + i * ld, ld);
             }
-            CHECK(ok, "ffn1 gated=%d: a row alone differs from it among %zu rows", gated, m);
+            CHECK_MSG(ok, "ffn1 gated=%d: a row alone differs from it among %zu rows", gated, m);
             moe__gemm(W, NULL, K, X, K, xi, m, H, ld, NULL, ff, 0, panels);
             ok = 1;
             for (size_t i = 0; i < m; i++) {
                 moe__gemm(W, NULL, K, X, K, xi + i, 1, y1, ld, NULL, ff, 0, panels);
                 ok &= same(y1, H + i * ld, ff);
             }
-            CHECK(ok, "gemm: a row alone differs from it among %zu rows", m);
+            CHECK_MSG(ok, "gemm: a row alone differs from it among %zu rows", m);
         }
     free(W), free(X), free(H);
 }
@@ -207,6 +196,5 @@ int main(void) {
     cases[3].cfg.capacity = 6, cases[3].cfg.drop = MOE_DROP_IDENTITY;
     for (int i = 0; i < 4; i++) test_case(&cases[i]);
     test_kernel_shapes();
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail != 0;
+    return check_summary();
 }

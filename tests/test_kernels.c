@@ -20,18 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (cond) n_pass++;                                                                      \
-        else {                                                                                   \
-            n_fail++;                                                                            \
-            printf("%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);                      \
-            printf(__VA_ARGS__);                                                                 \
-            printf("\n");                                                                        \
-        }                                                                                        \
-    } while (0)
+#include "check.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -83,7 +72,7 @@ static void test_gemm(size_t K, size_t n_out, size_t m, int bias, int indexed) {
                   indexed ? yi : NULL, n_out, p0, p1);
     }
     long at = bitdiff(Y0, Y1, nrow * ldy);
-    CHECK(at < 0, "gemm K=%zu n_out=%zu m=%zu bias=%d idx=%d: first diff at %ld (%.9g vs %.9g)",
+    CHECK_MSG(at < 0, "gemm K=%zu n_out=%zu m=%zu bias=%d idx=%d: first diff at %ld (%.9g vs %.9g)",
           K, n_out, m, bias, indexed, at, at < 0 ? 0.0 : Y0[at], at < 0 ? 0.0 : Y1[at]);
     free(W), free(B), free(X), free(Y0), free(Y1), free(xi), free(yi);
 }
@@ -159,11 +148,11 @@ static void test_ffn1(size_t K, size_t ff, size_t m, int bias, int gated, moe_ac
             }
     for (size_t i = 0; i < m; i++) /* nothing written past the panels */
         for (size_t c = panels * MOE__NR; c < ldh; c++) exact &= H1[i * ldh + c] == -77.0f;
-    CHECK(exact, "ffn1 K=%zu ff=%zu m=%zu bias=%d gated=%d act=%d", K, ff, m, bias, gated, (int)act);
+    CHECK_MSG(exact, "ffn1 K=%zu ff=%zu m=%zu bias=%d gated=%d act=%d", K, ff, m, bias, gated, (int)act);
     /* vs the scalar reference (libm activations): absolute below 1, relative above. The
        reference's own error dominates: 0.5 z (1 + tanhf(u)) cancels for negative z (~1e-7
        absolute), which the vector GELUs avoid. */
-    CHECK(worst < 1e-6, "ffn1 vs ref K=%zu ff=%zu m=%zu act=%d: worst %.3g", K, ff, m, (int)act, worst);
+    CHECK_MSG(worst < 1e-6, "ffn1 vs ref K=%zu ff=%zu m=%zu act=%d: worst %.3g", K, ff, m, (int)act, worst);
     if (worst > worst_act_vs_ref) worst_act_vs_ref = worst;
     free(W), free(B), free(X), free(H0), free(H1), free(xi);
 }
@@ -177,7 +166,7 @@ static void test_combine(size_t n, int k) {
     for (int j = 0; j < k; j++) zp[j] = (j == 1 && k > 2) ? NULL : Z + (size_t)j * n, wt[j] = frand();
     moe__combine_ref(y0, n, zp, wt, k);
     moe__combine(y1, n, zp, wt, k);
-    CHECK(bitdiff(y0, y1, n) < 0, "combine n=%zu k=%d", n, k);
+    CHECK_MSG(bitdiff(y0, y1, n) < 0, "combine n=%zu k=%d", n, k);
     free(Z);
 }
 
@@ -252,8 +241,8 @@ static void test_activations(void) {
         }
         printf("  %-9s max rel error %.3g (%.2f x 2^-24) at z = %.7g, %d points\n", name[which],
                worst, worst / FLT_EPSILON * 2.0, worst_z, n);
-        CHECK(nan == 0, "%s: %d NaN or wrong infinities", name[which], nan);
-        CHECK(worst <= bound[which], "%s: %.3g > bound %.3g", name[which], worst, bound[which]);
+        CHECK_MSG(nan == 0, "%s: %d NaN or wrong infinities", name[which], nan);
+        CHECK_MSG(worst <= bound[which], "%s: %.3g > bound %.3g", name[which], worst, bound[which]);
     }
 }
 #endif
@@ -287,7 +276,7 @@ static void test_layer(const moe_config *c, size_t T) {
     }
     moe_layer *L = NULL;
     moe_result r = moe_layer_create(&L, c, &w);
-    CHECK(r == MOE_OK, "layer create: %s", moe_result_string(r));
+    CHECK_MSG(r == MOE_OK, "layer create: %s", moe_result_string(r));
     if (r == MOE_OK) {
         size_t bytes;
         moe_workspace_size(L, T, &bytes);
@@ -297,7 +286,7 @@ static void test_layer(const moe_config *c, size_t T) {
         r = moe_forward(L, x, T, y0, &ws, NULL);
         L->use_ref = 0;
         r = r == MOE_OK ? moe_forward(L, x, T, y1, &ws, NULL) : r;
-        CHECK(r == MOE_OK, "forward: %s", moe_result_string(r));
+        CHECK_MSG(r == MOE_OK, "forward: %s", moe_result_string(r));
         /* same experts (routing is bit-identical), activations within ~1e-6 relative: the
            output moves by that times the size of the terms, so compare to the output scale */
         double worst = 0.0, scale = 1e-3;
@@ -306,10 +295,10 @@ static void test_layer(const moe_config *c, size_t T) {
             double e = fabs((double)y1[i] - y0[i]) / scale;
             worst = e > worst ? e : worst;
         }
-        CHECK(worst < 1e-5, "layer d=%zu ff=%zu E=%zu act=%d T=%zu: worst %.3g", d, ff, E,
+        CHECK_MSG(worst < 1e-5, "layer d=%zu ff=%zu E=%zu act=%d T=%zu: worst %.3g", d, ff, E,
               (int)c->act, T, worst);
         if (c->act == MOE_ACT_RELU) /* no exp anywhere in the experts: exact */
-            CHECK(bitdiff(y0, y1, T * d) < 0, "layer with ReLU: fast and reference differ");
+            CHECK_MSG(bitdiff(y0, y1, T * d) < 0, "layer with ReLU: fast and reference differ");
         free(ws.data);
     }
     moe_layer_free(L);
@@ -382,6 +371,5 @@ int main(void) {
         test_layer(&c, 21);
     }
 
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail != 0;
+    return check_summary();
 }
