@@ -240,6 +240,31 @@ static void checksum(const float *y, size_t n, double *s, double *s2) {
     }
 }
 
+/* ---- running a layer, shared by both modes ---- */
+
+/* Allocates the workspace into *ws (the caller frees ws->data), runs moe_forward with a trace
+   into ex, wt, load and times it. Prints the problem and returns -1 on failure. */
+static int forward_traced(const moe_layer *layer, const float *x, size_t T, float *y,
+                          int32_t *ex, float *wt, int64_t *load, moe_workspace *ws,
+                          moe_trace *tr, double *secs) {
+    size_t bytes;
+    if (moe_workspace_size(layer, T, &bytes) != MOE_OK || !(ws->data = malloc(bytes ? bytes : 1))) {
+        fprintf(stderr, "moe: out of memory for the workspace of %zu tokens\n", T);
+        return -1;
+    }
+    ws->size = bytes;
+    memset(tr, 0, sizeof *tr);
+    tr->expert = ex, tr->weight = wt, tr->expert_tokens = load;
+    double t0 = now_s();
+    moe_result r = moe_forward(layer, x, T, y, ws, tr);
+    *secs = now_s() - t0;
+    if (r != MOE_OK) {
+        fprintf(stderr, "moe: moe_forward: %s\n", moe_result_string(r));
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- toy layer ---- */
 
 static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
@@ -308,22 +333,9 @@ static int run_toy(const opts *o) {
         fprintf(stderr, "moe: moe_layer_create: %s\n", moe_result_string(r));
         goto done;
     }
-    size_t bytes;
-    if (moe_workspace_size(layer, T, &bytes) != MOE_OK || !(ws.data = malloc(bytes ? bytes : 1))) {
-        fprintf(stderr, "moe: out of memory for the workspace of %zu tokens\n", T);
-        goto done;
-    }
-    ws.size = bytes;
     moe_trace tr;
-    memset(&tr, 0, sizeof tr);
-    tr.expert = ex; tr.weight = wt; tr.expert_tokens = load;
-    t0 = now_s();
-    r = moe_forward(layer, x, T, y, &ws, &tr);
-    double t_fwd = now_s() - t0;
-    if (r != MOE_OK) {
-        fprintf(stderr, "moe: moe_forward: %s\n", moe_result_string(r));
-        goto done;
-    }
+    double t_fwd;
+    if (forward_traced(layer, x, T, y, ex, wt, load, &ws, &tr, &t_fwd)) goto done;
     const moe_config *fc = moe_layer_config(layer);
     printf("moe.h %d.%d.%d toy layer, seed %llu, %zu tokens\n", MOE_VERSION_MAJOR,
            MOE_VERSION_MINOR, MOE_VERSION_PATCH, o->seed, T);
@@ -605,27 +617,18 @@ static int run_model(const opts *o) {
     }
     double t_load = now_s() - t_start;
 
-    size_t K = (size_t)plan.cfg.top_k, d = (size_t)plan.cfg.d_model, bytes;
+    size_t K = (size_t)plan.cfg.top_k, d = (size_t)plan.cfg.d_model;
     y = malloc((T ? T : 1) * d * sizeof *y);
     ex = malloc((T ? T : 1) * K * sizeof *ex);
     wt = malloc((T ? T : 1) * K * sizeof *wt);
     load = malloc((size_t)E * sizeof *load);
-    if (moe_workspace_size(layer, T, &bytes) != MOE_OK || !y || !ex || !wt || !load ||
-        !(ws.data = malloc(bytes ? bytes : 1))) {
+    if (!y || !ex || !wt || !load) {
         fprintf(stderr, "moe: out of memory for %zu tokens\n", T);
         goto done;
     }
-    ws.size = bytes;
     moe_trace tr;
-    memset(&tr, 0, sizeof tr);
-    tr.expert = ex; tr.weight = wt; tr.expert_tokens = load;
-    t0 = now_s();
-    r = moe_forward(layer, x, T, y, &ws, &tr);
-    double t_fwd = now_s() - t0;
-    if (r != MOE_OK) {
-        fprintf(stderr, "moe: moe_forward: %s\n", moe_result_string(r));
-        goto done;
-    }
+    double t_fwd;
+    if (forward_traced(layer, x, T, y, ex, wt, load, &ws, &tr, &t_fwd)) goto done;
 
     /* outputs: each to OUT.partial (itself written atomically), then all renamed together */
     for (int i = 0; i < 3; i++) {
