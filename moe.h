@@ -249,7 +249,8 @@ typedef struct moe_tensor {
                   shapes S x d, S x d, d x S (given as one matrix: `data`)
      shared_gate  d                the Qwen2-MoE shared_expert_gate weight (1 x d)
    `on_packed`, if set, is called after each source buffer has been packed, so a loader can
-   release its pages (e.g. madvise) before the next one is read: (user, pointer, bytes). */
+   release its pages (e.g. madvise) before the next one is read: (user, pointer, bytes). Calls
+   come one at a time, but under OpenMP from whichever thread packed that expert. */
 typedef struct moe_weights {
     moe_tensor router, router_bias, select_bias;
     moe_tensor gate, up, gate_up, down;
