@@ -672,35 +672,113 @@ static float moe__act2(const moe__actp *a, float g, float u) {
     return moe__act1(a, g) * u;
 }
 
-// ---- kernels: scalar reference ----------------------------------------------------------------
-// Packed panels: a matrix of n_out outputs over K inputs is stored as ceil(n_out / NR) panels,
-// each [K][W] with W = NR (or 2 NR when gate and up are interleaved: [K][gate NR | up NR]),
-// zero-padded past n_out. Every output is one fmaf chain over k = 0..K-1, starting from 0, with
-// the bias added after the chain. The SIMD kernels keep exactly this order, so they agree with
-// these bit for bit (activations aside, which use a vector exp).
+// ---- packed matrices --------------------------------------------------------------------------
+// Every weight matrix of the layer is packed once, at creation, into panels: a matrix of n_out
+// outputs over K inputs becomes ceil(n_out / NR) panels, each holding its NR outputs for every
+// K step one after the other ([ks][w] lanes, w = NR, or 2 NR when gate and up are interleaved as
+// [gate NR | up NR]), zero-padded past n_out. What one lane of a K step holds is the matrix's
+// format; the kernels are chosen once per layer from the format (moe__kern below), and the only
+// line of a kernel that touches a weight is the format's vector load.
 
-/* H[i][p*NR + l] = act(gate) [* up], panels p0..p1, rows i < m of X (row xi[i], or i). */
-static void moe__ffn1_ref(const moe__actp *a, int gated, const float *W, const float *B, size_t K,
-                          const float *X, size_t ldx, const int32_t *xi, size_t m, float *H,
-                          size_t ldh, size_t p0, size_t p1) {
-    size_t w = gated ? 2 * MOE__NR : MOE__NR;
+#define MOE__KF32 0      /* fp32 weights: one float a lane a K step */
+#define MOE__KIND_COUNT 1
+
+typedef struct moe__mat {
+    int kind;                  /* MOE__K*: the format of a lane */
+    unsigned char *data;       /* expert e, panel p: data + e * expert_bytes + p * panel_bytes */
+    size_t n_out, K;           /* outputs; inputs (the length of every output's K chain) */
+    size_t ks;                 /* K steps stored in each panel */
+    size_t w;                  /* lanes of a K step: NR, or 2 NR (gate | up) */
+    size_t panels, step_bytes, panel_bytes, expert_bytes;
+} moe__mat;
+
+static size_t moe__kind_lane_bytes(int kind) {
+    (void)kind;
+    return 4;
+}
+
+/* Geometry of an n_out x K matrix in panels of w lanes, n_exp experts; 0 on size overflow. */
+static int moe__mat_init(moe__mat *M, int kind, size_t n_out, size_t K, size_t w, size_t n_exp,
+                         size_t *bytes) {
+    memset(M, 0, sizeof *M);
+    M->kind = kind, M->n_out = n_out, M->K = K, M->ks = K, M->w = w;
+    M->panels = (n_out + MOE__NR - 1) / MOE__NR;
+    M->step_bytes = w * moe__kind_lane_bytes(kind);
+    return moe__mul(M->ks, M->step_bytes, &M->panel_bytes) &&
+           moe__mul(M->panels, M->panel_bytes, &M->expert_bytes) &&
+           moe__mul(M->expert_bytes, n_exp, bytes);
+}
+
+static const unsigned char *moe__mat_expert(const moe__mat *M, size_t e) {
+    return M->data + e * M->expert_bytes;
+}
+
+/* The rows a kernel call reads and writes: input row i at x + (xi ? xi[i] : i) * ldx bytes (in
+   the encoding the kernel reads: fp32 for every kernel so far), output row i at
+   y + (yi ? yi[i] : i) * ldy floats. */
+typedef struct moe__rows {
+    const unsigned char *x;
+    size_t ldx;
+    const int32_t *xi;
+    size_t m;
+    float *y;
+    size_t ldy;
+    const int32_t *yi;
+} moe__rows;
+
+static moe__rows moe__rows_make(const void *x, size_t ldx, const int32_t *xi, size_t m, float *y,
+                                size_t ldy, const int32_t *yi) {
+    moe__rows R;
+    R.x = MOE__CAST(const unsigned char *, x), R.ldx = ldx, R.xi = xi, R.m = m;
+    R.y = y, R.ldy = ldy, R.yi = yi;
+    return R;
+}
+
+static const unsigned char *moe__row_in(const moe__rows *R, size_t i) {
+    return R->x + (R->xi ? (size_t)R->xi[i] : i) * R->ldx;
+}
+static float *moe__row_out(const moe__rows *R, size_t i) {
+    return R->y + (R->yi ? (size_t)R->yi[i] : i) * R->ldy;
+}
+
+/* Lane l of K step k of a panel, as fp32 (the reference kernels' weight load). */
+static float moe__lane(const moe__mat *M, const unsigned char *panel, size_t k, size_t l) {
+    float f;
+    memcpy(&f, panel + k * M->step_bytes + 4 * l, 4);
+    return f;
+}
+
+// ---- kernels: scalar reference ----------------------------------------------------------------
+// Every output is one fmaf chain over k = 0..K-1, starting from 0, with the bias added after
+// the chain. The SIMD kernels keep exactly this order, so they agree with these bit for bit
+// (activations aside, which use a vector exp).
+
+/* The K chain of lane l of a panel against input row x (fp32). */
+static float moe__chain_ref(const moe__mat *M, const unsigned char *panel, size_t l,
+                            const unsigned char *xrow) {
+    const float *x = (const float *)(const void *)xrow;
+    float acc = 0.0f;
+    for (size_t k = 0; k < M->K; k++) acc = fmaf(x[k], moe__lane(M, panel, k, l), acc);
+    return acc;
+}
+
+/* Phase 1: out[i][p*NR + l] = act(gate + bg) [* (up + bu)] for panels p0..p1 of expert e. */
+static void moe__ffn1_ref(const moe__actp *a, const moe__mat *M, size_t e, const float *B,
+                          const moe__rows *R, size_t p0, size_t p1) {
+    int gated = M->w == 2 * MOE__NR;
     for (size_t p = p0; p < p1; p++) {
-        const float *Wp = W + p * K * w;
-        for (size_t i = 0; i < m; i++) {
-            const float *x = X + (xi ? (size_t)xi[i] : i) * ldx;
-            float *h = H + i * ldh + p * MOE__NR;
+        const unsigned char *Wp = moe__mat_expert(M, e) + p * M->panel_bytes;
+        for (size_t i = 0; i < R->m; i++) {
+            const unsigned char *x = moe__row_in(R, i);
+            float *h = moe__row_out(R, i) + p * MOE__NR;
             for (size_t l = 0; l < MOE__NR; l++) {
-                float g = 0.0f, u = 0.0f;
+                float u = moe__chain_ref(M, Wp, gated ? MOE__NR + l : l, x);
+                if (B) u += B[p * M->w + (gated ? MOE__NR : 0) + l];
                 if (gated) {
-                    for (size_t k = 0; k < K; k++) {
-                        g = fmaf(x[k], Wp[k * w + l], g);
-                        u = fmaf(x[k], Wp[k * w + MOE__NR + l], u);
-                    }
-                    if (B) g += B[p * w + l], u += B[p * w + MOE__NR + l];
+                    float g = moe__chain_ref(M, Wp, l, x);
+                    if (B) g += B[p * M->w + l];
                     h[l] = moe__act2(a, g, u);
                 } else {
-                    for (size_t k = 0; k < K; k++) u = fmaf(x[k], Wp[k * w + l], u);
-                    if (B) u += B[p * w + l];
                     h[l] = moe__act1(a, u);
                 }
             }
@@ -708,19 +786,17 @@ static void moe__ffn1_ref(const moe__actp *a, int gated, const float *W, const f
     }
 }
 
-/* Y[yi[i]][p*NR + l] = X[xi[i]] . W[p*NR + l] + B[...], outputs < n_out only. */
-static void moe__gemm_ref(const float *W, const float *B, size_t K, const float *X, size_t ldx,
-                          const int32_t *xi, size_t m, float *Y, size_t ldy, const int32_t *yi,
-                          size_t n_out, size_t p0, size_t p1) {
+/* out[i][p*NR + l] = x_i . W[p*NR + l] + B[...], for the real outputs (< n_out) only. */
+static void moe__gemm_ref(const moe__mat *M, size_t e, const float *B, const moe__rows *R,
+                          size_t p0, size_t p1) {
     for (size_t p = p0; p < p1; p++) {
-        const float *Wp = W + p * K * MOE__NR;
-        size_t nl = n_out - p * MOE__NR < MOE__NR ? n_out - p * MOE__NR : MOE__NR;
-        for (size_t i = 0; i < m; i++) {
-            const float *x = X + (xi ? (size_t)xi[i] : i) * ldx;
-            float *y = Y + (yi ? (size_t)yi[i] : i) * ldy + p * MOE__NR;
+        const unsigned char *Wp = moe__mat_expert(M, e) + p * M->panel_bytes;
+        size_t nl = M->n_out - p * MOE__NR < MOE__NR ? M->n_out - p * MOE__NR : MOE__NR;
+        for (size_t i = 0; i < R->m; i++) {
+            const unsigned char *x = moe__row_in(R, i);
+            float *y = moe__row_out(R, i) + p * MOE__NR;
             for (size_t l = 0; l < nl; l++) {
-                float acc = 0.0f;
-                for (size_t k = 0; k < K; k++) acc = fmaf(x[k], Wp[k * MOE__NR + l], acc);
+                float acc = moe__chain_ref(M, Wp, l, x);
                 y[l] = B ? acc + B[p * MOE__NR + l] : acc;
             }
         }
@@ -739,52 +815,69 @@ static void moe__combine_ref(float *y, size_t n, const float *const *z, const fl
 
 // ---- kernels: SIMD ----------------------------------------------------------------------------
 // One micro-kernel, moe__tile, sums a tile of mr rows by np panels (na vectors of each panel per
-// k) into a small buffer; the kernels run it over their rows and panels, then finish each tile
-// (bias, activation, store). Two tile shapes on the same packed layout, chosen by row count:
-//   - many rows (GEMM): np = 1 and up to MOE__MR rows (half that gated); the task's panel stays
-//     in L2 while every row block of the expert passes over it.
+// K step) into a small buffer; moe__drive runs it over a call's rows and panels, then finishes
+// each tile (bias, activation, store). Two tile shapes on the same packed layout, chosen by
+// row count:
 //   - few rows (decode, up to half a GEMM tile): every row in one tile and two panels at once
 //     (four for one row), so each panel is read once, as parallel sequential streams with
 //     prefetch ahead of each.
+//   - many rows (GEMM): np = 1 and up to MOE__MR rows (half that gated). K is cut into chunks
+//     of about MOE__KC bytes of the panel, and every row block of a chunk of rows passes over a
+//     chunk before the next: the chunk stays in L2 while it is reused, and the partial sums wait
+//     in a small buffer. A chain resumed from its partial sum is the same chain, so this changes
+//     no bit.
 // Either way every output is one vfma chain over k = 0..K-1 from 0: the shape never changes a
 // bit, and the result equals the reference's fmaf chain. Only the activations differ (vector
 // exp; bounds in tests/test_kernels.c).
 
 #if MOE__SIMD
 #ifndef MOE__PFD
-#define MOE__PFD 1024 /* decode prefetch distance: floats ahead in each panel stream */
+#define MOE__PFD 4096 /* decode prefetch distance: bytes ahead in each panel stream */
 #endif
+#ifndef MOE__KC
+#define MOE__KC 65536 /* GEMM: bytes of a panel's K chunk */
+#endif
+#define MOE__MCB 8 /* GEMM: row blocks that share a K chunk (their partial sums wait on the stack) */
 
-/* Indices are size_t: UBSan's signed-overflow checks on int indices stop clang from unrolling
+/* One vector of lanes of a K step: the format's load, the one weight-touching line. */
+static MOE__INLINE moe__v moe__vw(int kind, const unsigned char *p) {
+    (void)kind;
+    return moe__vld((const float *)(const void *)p);
+}
+
+/* Sums K steps k0..k1 of rows xr[0..mr) against np panels (ps bytes apart) of na vectors each,
+   from 0 (init = 0) or from the partial sums in out (init = 1), into out.
+   Indices are size_t: UBSan's signed-overflow checks on int indices stop clang from unrolling
    the tile (and its compile time explodes with -fno-sanitize-recover). */
-static MOE__INLINE void moe__tile(size_t mr, size_t na, size_t np, const float *W, size_t ps,
-                                  size_t K, const float *const *xr, float *out, const float *pf,
-                                  size_t npf) {
+static MOE__INLINE void moe__tile(int kind, size_t mr, size_t na, size_t np,
+                                  const unsigned char *W, size_t ps, size_t k0, size_t k1,
+                                  const unsigned char *const *xr, float *out, int init,
+                                  const unsigned char *pf, size_t npf) {
     moe__v acc[MOE__ACC];
-    size_t w = na * MOE__VW;
+    size_t lb = moe__kind_lane_bytes(kind), sb = na * MOE__VW * lb;
     MOE__UNROLL
-    for (size_t i = 0; i < mr * np * na; i++) acc[i] = moe__vset(0.0f);
-    for (size_t k = 0; k < K; k++) {
-        const float *wk = W + k * w;
+    for (size_t i = 0; i < mr * np * na; i++)
+        acc[i] = init ? moe__vld(out + i * MOE__VW) : moe__vset(0.0f);
+    for (size_t k = k0; k < k1; k++) {
+        const unsigned char *wk = W + k * sb;
         if (np > 1 && MOE__PFD > 0) {
             MOE__UNROLL
             for (size_t q = 0; q < np; q++) {
                 MOE__UNROLL
-                for (size_t o = 0; o < w; o += 64 / sizeof(float))
-                    MOE__PREFETCH(wk + q * ps + MOE__PFD + o);
+                for (size_t o = 0; o < sb; o += 64) MOE__PREFETCH(wk + q * ps + MOE__PFD + o);
             }
         } else if (pf) { /* GEMM: see moe__gemm_prefetch */
-            for (size_t j = 0; j < npf; j++) MOE__PREFETCH_L2(pf + (k * npf + j) * 16);
+            for (size_t j = 0; j < npf; j++) MOE__PREFETCH_L2(pf + ((k - k0) * npf + j) * 64);
         }
         MOE__UNROLL
         for (size_t r = 0; r < mr; r++) {
-            moe__v b = moe__vset(xr[r][k]);
+            moe__v b = moe__vset(((const float *)(const void *)xr[r])[k]);
             MOE__UNROLL
             for (size_t q = 0; q < np; q++) {
                 MOE__UNROLL
                 for (size_t v = 0; v < na; v++) {
                     size_t i = (r * np + q) * na + v;
-                    acc[i] = moe__vfma(b, moe__vld(wk + q * ps + v * MOE__VW), acc[i]);
+                    acc[i] = moe__vfma(b, moe__vw(kind, wk + q * ps + v * MOE__VW * lb), acc[i]);
                 }
             }
         }
@@ -794,12 +887,14 @@ static MOE__INLINE void moe__tile(size_t mr, size_t na, size_t np, const float *
 }
 
 /* moe__tile with mr, na (1 or 2 halves) and np as constants: one specialisation per case. */
-static void moe__tile_run(int mr, int gated, int np, const float *W, size_t ps, size_t K,
-                          const float *const *xr, float *out, const float *pf, size_t npf) {
+static MOE__INLINE void moe__tile_run(int kind, int mr, int gated, int np, const unsigned char *W,
+                                      size_t ps, size_t k0, size_t k1,
+                                      const unsigned char *const *xr, float *out, int init,
+                                      const unsigned char *pf, size_t npf) {
 #define MOE__T1(r, g, p)                                                                          \
     case r:                                                                                       \
         if (r * g * MOE__NV * p <= MOE__ACC)                                                      \
-            moe__tile(r##u, g##u * MOE__NV, p##u, W, ps, K, xr, out, pf, npf);                    \
+            moe__tile(kind, r##u, g##u * MOE__NV, p##u, W, ps, k0, k1, xr, out, init, pf, npf);   \
         else                                                                                      \
             MOE_ASSERT(0);                                                                        \
         break;
@@ -834,15 +929,16 @@ static size_t moe__rows_per_tile(size_t m, size_t mrx) {
     return m <= mrx / 2 ? m : (m + nb - 1) / nb;
 }
 
-/* What a GEMM tile prefetches. The GEMM path passes over a panel once per row block, the first
-   time from memory. So block bi of nb fetches its share of the next panel ahead (npf cache lines
-   a k step), and that panel's first pass finds it in L2. (Prefetching ahead in the current
-   panel instead, as decode does, measured slower for 8 rows an expert.) */
-static const float *moe__gemm_prefetch(const float *next, size_t K, size_t w, size_t bi,
-                                       size_t nb, size_t *npf) {
-    size_t lines = w / 16; /* 64-byte lines per k step */
-    *npf = (lines + nb - 1) / nb;
-    return next && bi * *npf < lines ? next + bi * *npf * K * 16 : NULL;
+/* What a GEMM tile prefetches: the chunk that is read next (the panel's next K chunk, or the
+   next panel's first), bytes `next`..`next + len`. Block bi of the nb that pass over the
+   current chunk fetches its share, npf cache lines a K step over `steps` steps, so that the
+   next chunk's first pass finds it in L2. (Prefetching ahead in the current panel instead, as
+   decode does, measured slower for 8 rows an expert.) */
+static const unsigned char *moe__gemm_prefetch(const unsigned char *next, size_t len,
+                                               size_t steps, size_t bi, size_t nb, size_t *npf) {
+    size_t lines = (len + 63) / 64, per = (lines + nb - 1) / nb;
+    *npf = (per + steps - 1) / steps;
+    return next && bi * per < lines ? next + bi * per * 64 : NULL;
 }
 
 static MOE__INLINE moe__v moe__vact1(const moe__actp *a, moe__v z) {
@@ -865,81 +961,115 @@ static MOE__INLINE moe__v moe__vact2(const moe__actp *a, moe__v g, moe__v u) {
     return moe__vmul(moe__vact1(a, g), u);
 }
 
-/* moe__ffn1_ref's contract, vectorised. */
-static void moe__ffn1_simd(const moe__actp *a, int gated, const float *W, const float *B, size_t K,
-                           const float *X, size_t ldx, const int32_t *xi, size_t m, float *H,
-                           size_t ldh, size_t p0, size_t p1) {
-    size_t w = gated ? 2 * MOE__NR : MOE__NR, ps = K * w, mrx = gated ? MOE__MR / 2 : MOE__MR;
-    int decode = m <= mrx / 2;
-    size_t step = moe__rows_per_tile(m, mrx);
-    float out[MOE__ACC * MOE__VW];
-    const float *xr[MOE__MR], *pf;
-    size_t npf = 0;
-    for (size_t p = p0; p < p1;) {
-        size_t np = moe__decode_panels(decode, m, w / MOE__VW, p, p1);
-        for (size_t i0 = 0; i0 < m; i0 += step) {
-            size_t mr = m - i0 < step ? m - i0 : step;
-            for (size_t r = 0; r < mr; r++) xr[r] = X + (xi ? (size_t)xi[i0 + r] : i0 + r) * ldx;
-            pf = moe__gemm_prefetch(p + 1 < p1 ? W + (p + 1) * ps : NULL, K, w, i0 / step,
-                                    (m + step - 1) / step, &npf);
-            moe__tile_run((int)mr, gated, (int)np, W + p * ps, ps, K, xr, out, pf, npf);
-            for (size_t r = 0; r < mr; r++)
-                for (size_t q = 0; q < np; q++) {
-                    const float *o = out + (r * np + q) * w, *b = B ? B + (p + q) * w : NULL;
-                    float *h = H + (i0 + r) * ldh + (p + q) * MOE__NR;
-                    for (size_t l = 0; l < MOE__NR; l += MOE__VW) {
-                        moe__v u = moe__vld(o + (gated ? MOE__NR : 0) + l);
-                        if (b) u = moe__vadd(u, moe__vld(b + (gated ? MOE__NR : 0) + l));
-                        if (gated) {
-                            moe__v g = moe__vld(o + l);
-                            if (b) g = moe__vadd(g, moe__vld(b + l));
-                            moe__vst(h + l, moe__vact2(a, g, u));
-                        } else {
-                            moe__vst(h + l, moe__vact1(a, u));
-                        }
+/* Finishes a tile of mr rows x np panels (sums in o): phase 1 (a != NULL) adds the bias and
+   applies the activation, else adds the bias and stores the real outputs. */
+static MOE__INLINE void moe__finish(const moe__actp *a, const moe__mat *M, const float *B,
+                                    const moe__rows *R, size_t i0, size_t mr, size_t p, size_t np,
+                                    const float *o) {
+    size_t w = M->w;
+    int gated = w == 2 * MOE__NR;
+    for (size_t r = 0; r < mr; r++)
+        for (size_t q = 0; q < np; q++) {
+            const float *s = o + (r * np + q) * w, *b = B ? B + (p + q) * w : NULL;
+            float *y = moe__row_out(R, i0 + r) + (p + q) * MOE__NR;
+            if (a) {
+                for (size_t l = 0; l < MOE__NR; l += MOE__VW) {
+                    moe__v u = moe__vld(s + (gated ? MOE__NR : 0) + l);
+                    if (b) u = moe__vadd(u, moe__vld(b + (gated ? MOE__NR : 0) + l));
+                    if (gated) {
+                        moe__v g = moe__vld(s + l);
+                        if (b) g = moe__vadd(g, moe__vld(b + l));
+                        moe__vst(y + l, moe__vact2(a, g, u));
+                    } else {
+                        moe__vst(y + l, moe__vact1(a, u));
                     }
                 }
+                continue;
+            }
+            size_t c0 = (p + q) * MOE__NR, nl = M->n_out - c0 < MOE__NR ? M->n_out - c0 : MOE__NR;
+            if (nl == MOE__NR) {
+                for (size_t l = 0; l < MOE__NR; l += MOE__VW) {
+                    moe__v v = moe__vld(s + l);
+                    moe__vst(y + l, b ? moe__vadd(v, moe__vld(b + l)) : v);
+                }
+            } else {
+                for (size_t l = 0; l < nl; l++) y[l] = b ? s[l] + b[l] : s[l];
+            }
         }
-        p += np;
+}
+
+/* The kernels' common body: rows R against panels p0..p1 of expert e, in the decode or the GEMM
+   shape, finished by moe__finish. kind is a constant in every caller, so each format gets its
+   own copy of the tiles. */
+static MOE__INLINE void moe__drive(int kind, const moe__actp *a, const moe__mat *M, size_t e,
+                                   const float *B, const moe__rows *R, size_t p0, size_t p1) {
+    size_t m = R->m, w = M->w, na = w / MOE__VW, ps = M->panel_bytes, ks = M->ks;
+    int gated = w == 2 * MOE__NR;
+    size_t mrx = gated ? MOE__MR / 2 : MOE__MR;
+    int decode = m <= mrx / 2;
+    size_t step = moe__rows_per_tile(m, mrx), nb = (m + step - 1) / step;
+    const unsigned char *We = moe__mat_expert(M, e), *xr[MOE__MR];
+    float part[MOE__MCB * MOE__ACC * MOE__VW];
+    if (decode || nb == 1) { /* one row block: every panel is read once anyway */
+        for (size_t p = p0; p < p1;) {
+            size_t np = moe__decode_panels(decode, m, na, p, p1), npf = 0;
+            for (size_t r = 0; r < m; r++) xr[r] = moe__row_in(R, r);
+            const unsigned char *pf = NULL;
+            if (np == 1 && p + 1 < p1) pf = moe__gemm_prefetch(We + (p + 1) * ps, ps, ks, 0, 1, &npf);
+            moe__tile_run(kind, (int)m, gated, (int)np, We + p * ps, ps, 0, ks, xr, part, 0, pf,
+                          npf);
+            moe__finish(a, M, B, R, 0, m, p, np, part);
+            p += np;
+        }
+        return;
+    }
+    /* GEMM: K chunks of about MOE__KC bytes, reused by up to MOE__MCB row blocks */
+    size_t kc = MOE__KC / M->step_bytes;
+    kc = kc < 1 ? 1 : kc > ks ? ks : kc;
+    for (size_t p = p0; p < p1; p++) {
+        const unsigned char *Wp = We + p * ps;
+        for (size_t b0 = 0; b0 < nb; b0 += MOE__MCB) {
+            size_t b1 = b0 + MOE__MCB < nb ? b0 + MOE__MCB : nb;
+            for (size_t k0 = 0; k0 < ks; k0 += kc) {
+                size_t k1 = k0 + kc < ks ? k0 + kc : ks, len = 0;
+                const unsigned char *next = NULL;
+                if (k1 < ks) { /* the panel's next chunk */
+                    next = Wp + k1 * M->step_bytes;
+                    len = ((k1 + kc < ks ? k1 + kc : ks) - k1) * M->step_bytes;
+                } else if (b1 < nb) { /* the next row blocks start over on this panel */
+                    next = Wp, len = kc * M->step_bytes;
+                } else if (p + 1 < p1) { /* the next panel's first chunk */
+                    next = Wp + ps, len = kc * M->step_bytes;
+                }
+                for (size_t bi = b0; bi < b1; bi++) {
+                    size_t i0 = bi * step, mr = m - i0 < step ? m - i0 : step, npf = 0;
+                    for (size_t r = 0; r < mr; r++) xr[r] = moe__row_in(R, i0 + r);
+                    const unsigned char *pf =
+                        moe__gemm_prefetch(next, len, k1 - k0, bi - b0, b1 - b0, &npf);
+                    moe__tile_run(kind, (int)mr, gated, 1, Wp, ps, k0, k1, xr,
+                                  part + (bi - b0) * MOE__ACC * MOE__VW, k0 > 0, pf, npf);
+                }
+            }
+            for (size_t bi = b0; bi < b1; bi++) {
+                size_t i0 = bi * step, mr = m - i0 < step ? m - i0 : step;
+                moe__finish(a, M, B, R, i0, mr, p, 1, part + (bi - b0) * MOE__ACC * MOE__VW);
+            }
+        }
     }
 }
 
-/* moe__gemm_ref's contract, vectorised. */
-static void moe__gemm_simd(const float *W, const float *B, size_t K, const float *X, size_t ldx,
-                           const int32_t *xi, size_t m, float *Y, size_t ldy, const int32_t *yi,
-                           size_t n_out, size_t p0, size_t p1) {
-    size_t ps = K * MOE__NR;
-    int decode = m <= MOE__MR / 2;
-    size_t step = moe__rows_per_tile(m, MOE__MR);
-    float out[MOE__ACC * MOE__VW];
-    const float *xr[MOE__MR], *pf;
-    size_t npf = 0;
-    for (size_t p = p0; p < p1;) {
-        size_t np = moe__decode_panels(decode, m, MOE__NV, p, p1);
-        for (size_t i0 = 0; i0 < m; i0 += step) {
-            size_t mr = m - i0 < step ? m - i0 : step;
-            for (size_t r = 0; r < mr; r++) xr[r] = X + (xi ? (size_t)xi[i0 + r] : i0 + r) * ldx;
-            pf = moe__gemm_prefetch(p + 1 < p1 ? W + (p + 1) * ps : NULL, K, MOE__NR, i0 / step,
-                                    (m + step - 1) / step, &npf);
-            moe__tile_run((int)mr, 0, (int)np, W + p * ps, ps, K, xr, out, pf, npf);
-            for (size_t r = 0; r < mr; r++)
-                for (size_t q = 0; q < np; q++) {
-                    size_t c0 = (p + q) * MOE__NR, nl = n_out - c0 < MOE__NR ? n_out - c0 : MOE__NR;
-                    const float *o = out + (r * np + q) * MOE__NR, *b = B ? B + c0 : NULL;
-                    float *y = Y + (yi ? (size_t)yi[i0 + r] : i0 + r) * ldy + c0;
-                    if (nl == MOE__NR) {
-                        for (size_t l = 0; l < MOE__NR; l += MOE__VW) {
-                            moe__v v = moe__vld(o + l);
-                            moe__vst(y + l, b ? moe__vadd(v, moe__vld(b + l)) : v);
-                        }
-                    } else {
-                        for (size_t l = 0; l < nl; l++) y[l] = b ? o[l] + b[l] : o[l];
-                    }
-                }
-        }
-        p += np;
+/* One phase-1 and one GEMM kernel per format: moe__drive with the format as a constant. */
+#define MOE__KERNELS(name, kind)                                                                  \
+    static void moe__ffn1_##name(const moe__actp *a, const moe__mat *M, size_t e, const float *B, \
+                                 const moe__rows *R, size_t p0, size_t p1) {                      \
+        moe__drive(kind, a, M, e, B, R, p0, p1);                                                  \
+    }                                                                                             \
+    static void moe__gemm_##name(const moe__mat *M, size_t e, const float *B, const moe__rows *R, \
+                                 size_t p0, size_t p1) {                                          \
+        moe__drive(kind, NULL, M, e, B, R, p0, p1);                                               \
     }
-}
+MOE__KERNELS(f32, MOE__KF32)
+#undef MOE__KERNELS
 
 /* moe__combine_ref's contract, vectorised over the columns. */
 static void moe__combine_simd(float *y, size_t n, const float *const *z, const float *w, int k) {
@@ -970,42 +1100,45 @@ static void moe__combine_simd(float *y, size_t n, const float *const *z, const f
         y[c] = acc;
     }
 }
-
-#define moe__ffn1 moe__ffn1_simd
-#define moe__gemm moe__gemm_simd
-#define moe__combine moe__combine_simd
-#else
-#define moe__ffn1 moe__ffn1_ref
-#define moe__gemm moe__gemm_ref
-#define moe__combine moe__combine_ref
 #endif
 
-// ---- packing ----------------------------------------------------------------------------------
+// ---- kernel tables ----------------------------------------------------------------------------
+// The kernels of a packed matrix set, chosen once at layer creation from its format and from
+// reference-or-fast (moe__kernels). The call graph then reads as it runs: phase code calls
+// L->ex.kern->ffn1 and never tests an ISA or a format.
 
-/* One packed FFN weight set: n_exp experts (E routed, or 1 for the shared experts). */
-typedef struct moe__ffnw {
-    size_t ff, ff_pad;   /* width and width rounded to NR */
-    float *w1;           /* per expert [ff_pad / NR][d][W1], W1 = NR (plain) or 2 NR (gated) */
-    float *b1;           /* per expert [ff_pad / NR][W1], or NULL */
-    float *w2;           /* per expert [d_pad / NR][ff][NR] */
-    float *b2;           /* per expert [d_pad], or NULL */
-    size_t w1_stride, w2_stride; /* floats per expert */
-} moe__ffnw;
+typedef void (*moe__ffn1_fn)(const moe__actp *a, const moe__mat *M, size_t e, const float *B,
+                             const moe__rows *R, size_t p0, size_t p1);
+typedef void (*moe__gemm_fn)(const moe__mat *M, size_t e, const float *B, const moe__rows *R,
+                             size_t p0, size_t p1);
+typedef void (*moe__combine_fn)(float *y, size_t n, const float *const *z, const float *w, int k);
 
-struct moe_layer {
-    moe_config cfg;      /* defaults filled in */
-    moe__actp act;
-    int gated;
-    size_t d, E, k, d_pad, e_pad;
-    float *router;       /* [e_pad / NR][d][NR] */
-    float *router_bias;  /* [e_pad] or NULL */
-    float *select_bias;  /* [E] or NULL */
-    float *shared_gate;  /* [d] or NULL */
-    moe__ffnw ex, sh;    /* routed experts; shared experts (sh.ff = 0 when none) */
-    size_t packed_bytes;
-    void *mem;           /* what MOE_MALLOC returned (the layer lives inside it) */
-    int use_ref;         /* tests and bench: 1 = run the scalar reference kernels */
+typedef struct moe__kern {
+    const char *name;
+    moe__ffn1_fn ffn1;
+    moe__gemm_fn gemm;
+    moe__combine_fn combine;
+} moe__kern;
+
+static const moe__kern moe__kern_ref[MOE__KIND_COUNT] = {
+    {"f32 reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref},
 };
+#if MOE__SIMD
+static const moe__kern moe__kern_fast[MOE__KIND_COUNT] = {
+    {"f32", moe__ffn1_f32, moe__gemm_f32, moe__combine_simd},
+};
+#else
+#define moe__kern_fast moe__kern_ref
+#endif
+
+static const moe__kern *moe__kernels(int kind, int ref) {
+    return ref ? &moe__kern_ref[kind] : &moe__kern_fast[kind];
+}
+
+// ---- packing ----------------------------------------------------------------------------------
+// One packer: moe__pack_mat writes one expert's part of a matrix (every lane of its half of the
+// panels, padding included, so nothing needs zeroing first), moe__pack_vec one vector. Each
+// converts from the source dtype to the packed format on the way.
 
 /* Where output o of one part of a source tensor lives: source output `off + o * step`. */
 typedef struct moe__part {
@@ -1021,44 +1154,86 @@ static moe__part moe__part_of(moe_gate_up_split split, int fused, int up, size_t
     return pt;
 }
 
-/* Packs one expert's matrix (n_out outputs of a part, over K inputs) into panels of width w,
-   at lane offset `lane0` (0 = gate or single, NR = up). */
-static void moe__pack(float *dst, size_t n_out, size_t K, size_t w, size_t lane0,
-                      const void *src, moe_dtype dt, moe_layout lay, moe__part pt) {
-    if (lay == MOE_OUT_IN) {
-        for (size_t o = 0; o < n_out; o++) {
-            float *d = dst + (o / MOE__NR) * K * w + lane0 + o % MOE__NR;
-            size_t s = (pt.off + o * pt.step) * K;
-            for (size_t k = 0; k < K; k++) d[k * w] = moe__load(src, dt, s + k);
+/* Stores value v as lane l of K step k of a panel, in the matrix's format. */
+static void moe__put_lane(const moe__mat *M, unsigned char *panel, size_t k, size_t l, float v) {
+    memcpy(panel + k * M->step_bytes + 4 * l, &v, 4);
+}
+
+/* Packs lanes lane0..lane0+NR of expert e's panels (lane0 = 0: gate or single, NR: up) from a
+   source holding the part pt of that expert, n_out outputs over M->K inputs. Lanes past n_out
+   and K steps past K get zeros. */
+static void moe__pack_mat(const moe__mat *M, size_t e, size_t lane0, const void *src, moe_dtype dt,
+                          moe_layout lay, moe__part pt) {
+    unsigned char *We = M->data + e * M->expert_bytes;
+    size_t K = M->K;
+    for (size_t p = 0; p < M->panels; p++) {
+        unsigned char *Wp = We + p * M->panel_bytes;
+        size_t nl = M->n_out - p * MOE__NR < MOE__NR ? M->n_out - p * MOE__NR : MOE__NR;
+        if (lay == MOE_OUT_IN) { /* a source row is one output: read it along k */
+            for (size_t l = 0; l < nl; l++) {
+                size_t s = (pt.off + (p * MOE__NR + l) * pt.step) * K;
+                for (size_t k = 0; k < K; k++)
+                    moe__put_lane(M, Wp, k, lane0 + l, moe__load(src, dt, s + k));
+            }
+        } else { /* a source row is one input: read the panel's outputs of it together */
+            for (size_t k = 0; k < K; k++) {
+                size_t s = k * pt.src_out + pt.off + p * MOE__NR * pt.step;
+                for (size_t l = 0; l < nl; l++)
+                    moe__put_lane(M, Wp, k, lane0 + l, moe__load(src, dt, s + l * pt.step));
+            }
         }
-    } else {
-        for (size_t k = 0; k < K; k++)
-            for (size_t o = 0; o < n_out; o++)
-                dst[(o / MOE__NR) * K * w + k * w + lane0 + o % MOE__NR] =
-                    moe__load(src, dt, k * pt.src_out + pt.off + o * pt.step);
+        for (size_t k = 0; k < M->ks; k++) /* the padding: outputs past n_out, steps past K */
+            for (size_t l = k < K ? nl : 0; l < MOE__NR; l++) moe__put_lane(M, Wp, k, lane0 + l, 0.0f);
     }
 }
 
-/* Packs one bias vector part into [panels][w] at lane offset lane0. */
-static void moe__pack_bias(float *dst, size_t n_out, size_t w, size_t lane0, const void *src,
-                           moe_dtype dt, moe__part pt) {
-    for (size_t o = 0; o < n_out; o++)
-        dst[(o / MOE__NR) * w + lane0 + o % MOE__NR] = moe__load(src, dt, pt.off + o * pt.step);
+/* dst[(o / NR) * w + lane0 + o % NR] = source part output o, for o < n; zeros up to n_pad. */
+static void moe__pack_vec(float *dst, size_t n, size_t n_pad, size_t w, size_t lane0,
+                          const void *src, moe_dtype dt, moe__part pt) {
+    for (size_t o = 0; o < n_pad; o++)
+        dst[(o / MOE__NR) * w + lane0 + o % MOE__NR] =
+            o < n ? moe__load(src, dt, pt.off + o * pt.step) : 0.0f;
 }
 
-/* Tells the loader a source buffer is no longer needed: expert e's own buffer right after it is
-   packed (e >= 0, per-expert tensors), or a fused tensor once all experts are done (e < 0). */
-static void moe__released(const moe_weights *w, const moe_tensor *t, long e, size_t n_exp,
-                          size_t n) {
+/* One packed FFN weight set: n_exp experts (E routed, or 1 for the shared experts). */
+typedef struct moe__ffnw {
+    size_t ff, ff_pad;     /* width and width rounded to NR */
+    moe__mat w1;           /* gate | up interleaved (gated, 2 NR lanes) or up: ff outputs over d */
+    moe__mat w2;           /* down: d outputs over ff */
+    float *b1;             /* per expert [ff_pad / NR][w1.w], or NULL */
+    float *b2;             /* per expert [d_pad], or NULL */
+    const moe__kern *kern; /* the kernels of w1 and w2 */
+} moe__ffnw;
+
+struct moe_layer {
+    moe_config cfg;        /* defaults filled in */
+    moe__actp act;
+    int gated;
+    size_t d, E, k, d_pad, e_pad;
+    moe__mat router;       /* E outputs over d inputs, fp32 */
+    const moe__kern *router_kern; /* also combines */
+    float *router_bias;    /* [e_pad] or NULL */
+    float *select_bias;    /* [E] or NULL */
+    float *shared_gate;    /* [d] or NULL */
+    moe__ffnw ex, sh;      /* routed experts; shared experts (sh.ff = 0 when none) */
+    size_t packed_bytes;
+    void *mem;             /* what MOE_MALLOC returned (the layer lives inside it) */
+};
+
+/* Points the layer at the reference (ref = 1: tests, bench) or the fast kernels. */
+static void moe__select_kernels(moe_layer *L, int ref) {
+    L->router_kern = moe__kernels(L->router.kind, ref);
+    L->ex.kern = moe__kernels(L->ex.w1.kind, ref);
+    L->sh.kern = moe__kernels(L->sh.w1.kind, ref);
+}
+
+/* Tells the loader that expert e's buffer of tensor t (n elements an expert) is packed: its
+   per_expert pointer, or its slice of the fused `data`. Once per (tensor, expert). */
+static void moe__released(const moe_weights *w, const moe_tensor *t, size_t e, size_t n) {
     if (!w->on_packed || !moe__present(t)) return;
-    size_t bytes = n * moe__dtype_size(t->dtype);
     /* experts pack in parallel; the loader's callback is called by one thread at a time */
-    if (t->per_expert && e >= 0) {
-        MOE__PRAGMA(omp critical(moe__on_packed))
-        w->on_packed(w->user, t->per_expert[e], bytes);
-    } else if (!t->per_expert && e < 0) {
-        w->on_packed(w->user, t->data, bytes * n_exp);
-    }
+    MOE__PRAGMA(omp critical(moe__on_packed))
+    w->on_packed(w->user, moe__expert_src(t, e, n), n * moe__dtype_size(t->dtype));
 }
 
 /* Packs an FFN weight set: gate/up (separate or fused), down, biases. */
@@ -1066,42 +1241,36 @@ static void moe__pack_ffn(moe__ffnw *f, const moe_layer *L, size_t n_exp, const 
                           const moe_tensor *up, const moe_tensor *gate_up, moe_gate_up_split split,
                           const moe_tensor *down, const moe_tensor *bg, const moe_tensor *bu,
                           const moe_tensor *bgu, const moe_tensor *bd, const moe_weights *w) {
-    size_t d = L->d, ff = f->ff, W1 = L->gated ? 2 * MOE__NR : MOE__NR;
-    int fused = L->gated && moe__present(gate_up);
-    /* the source tensors read, and the elements per expert of each */
-    int fb = fused && moe__present(bgu);
-    const moe_tensor *used[6] = {fused ? gate_up : up, L->gated && !fused ? gate : NULL, down,
-                                 f->b1 ? (fb ? bgu : bu) : NULL,
-                                 f->b1 && L->gated && !fb ? bg : NULL, f->b2 ? bd : NULL};
-    size_t used_n[6] = {(fused ? 2 : 1) * ff * d, ff * d, d * ff, (fb ? 2 : 1) * ff, ff, d};
+    size_t d = L->d, ff = f->ff, W1 = f->w1.w;
+    int fused = L->gated && moe__present(gate_up), fb = fused && moe__present(bgu);
+    moe__part whole = {0, 1, d};
     MOE__PRAGMA(omp parallel for schedule(dynamic, 1) if(n_exp > 1))
     for (long el = 0; el < (long)n_exp; el++) {
         size_t e = (size_t)el;
-        float *w1 = f->w1 + e * f->w1_stride, *w2 = f->w2 + e * f->w2_stride;
         for (int part = L->gated ? 0 : 1; part < 2; part++) {
             const moe_tensor *t = fused ? gate_up : (part ? up : gate);
             moe__part pt = moe__part_of(split, fused, part, ff);
             size_t lane0 = (L->gated && part) ? MOE__NR : 0;
-            moe__pack(w1, ff, d, W1, lane0, moe__expert_src(t, e, pt.src_out * d), t->dtype,
-                      t->layout, pt);
+            moe__pack_mat(&f->w1, e, lane0, moe__expert_src(t, e, pt.src_out * d), t->dtype,
+                          t->layout, pt);
+            if (!fused || part == 1) moe__released(w, t, e, pt.src_out * d);
             if (f->b1) {
-                const moe_tensor *b = (fused && moe__present(bgu)) ? bgu : (part ? bu : bg);
-                moe__part pb = moe__part_of(split, b == bgu, part, ff);
-                moe__pack_bias(f->b1 + e * (f->ff_pad / MOE__NR) * W1, ff, W1, lane0,
-                               moe__expert_src(b, e, pb.src_out), b->dtype, pb);
+                const moe_tensor *b = fb ? bgu : (part ? bu : bg);
+                moe__part pb = moe__part_of(split, fb, part, ff);
+                moe__pack_vec(f->b1 + e * (f->ff_pad / MOE__NR) * W1, ff, f->ff_pad, W1, lane0,
+                              moe__expert_src(b, e, pb.src_out), b->dtype, pb);
+                if (!fb || part == 1) moe__released(w, b, e, pb.src_out);
             }
         }
-        moe__part p1 = {0, 1, d};
-        moe__pack(w2, d, ff, MOE__NR, 0, moe__expert_src(down, e, d * ff), down->dtype,
-                  down->layout, p1);
-        if (f->b2)
-            for (size_t o = 0; o < d; o++)
-                f->b2[e * L->d_pad + o] = moe__load(moe__expert_src(bd, e, d), bd->dtype, o);
-        for (int i = 0; i < 6; i++)
-            if (used[i]) moe__released(w, used[i], (long)e, n_exp, used_n[i]);
+        moe__pack_mat(&f->w2, e, 0, moe__expert_src(down, e, d * ff), down->dtype, down->layout,
+                      moe__part_of(split, 0, 0, d));
+        moe__released(w, down, e, d * ff);
+        if (f->b2) {
+            moe__pack_vec(f->b2 + e * L->d_pad, d, L->d_pad, MOE__NR, 0,
+                          moe__expert_src(bd, e, d), bd->dtype, whole);
+            moe__released(w, bd, e, d);
+        }
     }
-    for (int i = 0; i < 6; i++)
-        if (used[i]) moe__released(w, used[i], -1, n_exp, used_n[i]);
 }
 
 // ---- gating and top-k -------------------------------------------------------------------------
@@ -1299,12 +1468,9 @@ static void moe__route(const moe_layer *L, const float *x, size_t T, moe__ws *w,
     for (long t = 0; t < (long)ntask; t++) {
         size_t r0 = (size_t)t / panels * rb, p = (size_t)t % panels;
         size_t m = T - r0 < rb ? T - r0 : rb;
-        if (L->use_ref)
-            moe__gemm_ref(L->router, L->router_bias, L->d, x + r0 * L->d, L->d, NULL, m,
-                          w->logits + r0 * E, E, NULL, E, p, p + 1);
-        else
-            moe__gemm(L->router, L->router_bias, L->d, x + r0 * L->d, L->d, NULL, m,
-                      w->logits + r0 * E, E, NULL, E, p, p + 1);
+        moe__rows R = moe__rows_make(x + r0 * L->d, L->d * sizeof(float), NULL, m,
+                                     w->logits + r0 * E, E, NULL);
+        L->router_kern->gemm(&L->router, 0, L->router_bias, &R, p, p + 1);
     }
     MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(T > 64))
     for (long t = 0; t < (long)T; t++)
@@ -1399,21 +1565,15 @@ static void moe__phase1(const moe_layer *L, const float *x, moe__ws *w, int nth)
         const moe__ffnw *f = e < E ? &L->ex : &L->sh;
         size_t fe = e < E ? e : 0, np = f->ff_pad / MOE__NR, pb = moe__block(target, m, np);
         size_t p0 = ((size_t)t - task[e]) * pb, p1 = p0 + pb < np ? p0 + pb : np;
-        size_t W1 = L->gated ? 2 * MOE__NR : MOE__NR;
-        const float *X = x;
-        const int32_t *xi = NULL;
-        float *H = w->hs;
+        moe__rows R = moe__rows_make(x, d * sizeof(float), NULL, m, w->hs, f->ff_pad, NULL);
         if (e < E) {
-            xi = w->toks + w->off[e];
-            H = w->h + (size_t)w->off[e] * f->ff_pad;
-            if (L->cfg.weight_on_input) X = w->xs + (size_t)w->off[e] * d, xi = NULL;
+            R.xi = w->toks + w->off[e];
+            R.y = w->h + (size_t)w->off[e] * f->ff_pad;
+            if (L->cfg.weight_on_input)
+                R.x = (const unsigned char *)(w->xs + (size_t)w->off[e] * d), R.xi = NULL;
         }
-        const float *W = f->w1 + fe * f->w1_stride;
-        const float *B = f->b1 ? f->b1 + fe * np * W1 : NULL;
-        if (L->use_ref)
-            moe__ffn1_ref(&L->act, L->gated, W, B, d, X, d, xi, m, H, f->ff_pad, p0, p1);
-        else
-            moe__ffn1(&L->act, L->gated, W, B, d, X, d, xi, m, H, f->ff_pad, p0, p1);
+        const float *B = f->b1 ? f->b1 + fe * np * f->w1.w : NULL;
+        f->kern->ffn1(&L->act, &f->w1, fe, B, &R, p0, p1);
     }
 }
 
@@ -1428,15 +1588,10 @@ static void moe__phase2(const moe_layer *L, moe__ws *w, int nth) {
         size_t p1 = p0 + pb < np ? p0 + pb : np;
         const moe__ffnw *f = e < E ? &L->ex : &L->sh;
         size_t fe = e < E ? e : 0;
-        const float *H = e < E ? w->h + (size_t)w->off[e] * f->ff_pad : w->hs;
-        const int32_t *yi = e < E ? w->rows + w->off[e] : NULL;
-        float *Z = e < E ? w->z : w->zs;
-        const float *W = f->w2 + fe * f->w2_stride;
-        const float *B = f->b2 ? f->b2 + fe * L->d_pad : NULL;
-        if (L->use_ref)
-            moe__gemm_ref(W, B, f->ff, H, f->ff_pad, NULL, m, Z, d, yi, d, p0, p1);
-        else
-            moe__gemm(W, B, f->ff, H, f->ff_pad, NULL, m, Z, d, yi, d, p0, p1);
+        moe__rows R = moe__rows_make(e < E ? w->h + (size_t)w->off[e] * f->ff_pad : w->hs,
+                                     f->ff_pad * sizeof(float), NULL, m, e < E ? w->z : w->zs, d,
+                                     e < E ? w->rows + w->off[e] : NULL);
+        f->kern->gemm(&f->w2, fe, f->b2 ? f->b2 + fe * L->d_pad : NULL, &R, p0, p1);
     }
 }
 
@@ -1468,8 +1623,7 @@ static void moe__combine_all(const moe_layer *L, const float *x, size_t T, float
             zp[n] = w->zs + t * d;
             zw[n++] = g;
         }
-        if (L->use_ref) moe__combine_ref(y + t * d, d, zp, zw, (int)n);
-        else moe__combine(y + t * d, d, zp, zw, (int)n);
+        L->router_kern->combine(y + t * d, d, zp, zw, (int)n);
     }
 }
 
@@ -1673,24 +1827,54 @@ static moe_result moe__weights_check(const moe_config *c, const moe_weights *w) 
     return r;
 }
 
-/* Sizes of one packed FFN set (n_exp experts of width ff): floats of w1, b1, w2, b2. */
-static int moe__ffn_sizes(const moe_layer *L, moe__ffnw *f, size_t n_exp, size_t ff, int bias,
-                          size_t n[4]) {
-    size_t W1 = L->gated ? 2 : 1, t;
+/* Geometry of one packed FFN set: n_exp experts of width ff, packed as `kind`. */
+static int moe__ffn_init(const moe_layer *L, moe__ffnw *f, int kind, size_t n_exp, size_t ff) {
+    size_t b;
     f->ff = ff;
     f->ff_pad = moe__round_up(ff, MOE__NR);
-    int ok = moe__mul(f->ff_pad, L->d, &t) && moe__mul(t, W1, &f->w1_stride) &&
-             moe__mul(L->d_pad, ff, &f->w2_stride) && moe__mul(f->w1_stride, n_exp, &n[0]) &&
-             moe__mul(f->w2_stride, n_exp, &n[2]) && moe__mul(f->ff_pad * W1, n_exp, &n[1]) &&
-             moe__mul(L->d_pad, n_exp, &n[3]);
-    if (!bias) n[1] = n[3] = 0;
-    return ok;
+    return moe__mat_init(&f->w1, kind, ff, L->d, L->gated ? 2 * MOE__NR : MOE__NR, n_exp, &b) &&
+           moe__mat_init(&f->w2, kind, L->d, ff, MOE__NR, n_exp, &b);
+}
+
+/* The layer's one block of memory: the layer itself, then every packed array, 64-byte aligned.
+   base NULL: only measures (*total). 0 on size overflow. */
+static int moe__layer_carve(moe_layer *L, char *base, size_t *total) {
+    const moe_config *c = &L->cfg;
+    size_t at = moe__round_up(sizeof(moe_layer), MOE__ALIGN), n, b = 0;
+    int ok = 1;
+#define MOE__TAKE(ptr, type, nbytes)                                                             \
+    do {                                                                                         \
+        ok = ok && moe__add(at, (nbytes), &n) && moe__add(n, MOE__ALIGN, &n);                    \
+        if (!ok) return 0;                                                                       \
+        (ptr) = base && (nbytes) ? (type *)(void *)(base + at) : NULL;                           \
+        at = n / MOE__ALIGN * MOE__ALIGN;                                                        \
+    } while (0)
+    MOE__TAKE(L->router.data, unsigned char, L->router.expert_bytes);
+    MOE__TAKE(L->router_bias, float, c->router_bias ? L->e_pad * sizeof(float) : 0);
+    MOE__TAKE(L->select_bias, float, c->select_bias ? L->E * sizeof(float) : 0);
+    MOE__TAKE(L->shared_gate, float, c->shared_gate ? L->d * sizeof(float) : 0);
+    for (int s = 0; s < 2; s++) {
+        moe__ffnw *f = s ? &L->sh : &L->ex;
+        size_t ne = s ? (f->ff ? 1 : 0) : L->E, b1 = 0, b2 = 0;
+        int bias = !s && c->expert_bias;
+        ok = ok && moe__mul(f->w1.expert_bytes, ne, &b);
+        MOE__TAKE(f->w1.data, unsigned char, b);
+        ok = ok && moe__mul(f->w2.expert_bytes, ne, &b);
+        MOE__TAKE(f->w2.data, unsigned char, b);
+        ok = ok && (!bias || (moe__mul(f->ff_pad / MOE__NR * f->w1.w * sizeof(float), ne, &b1) &&
+                              moe__mul(L->d_pad * sizeof(float), ne, &b2)));
+        MOE__TAKE(f->b1, float, b1);
+        MOE__TAKE(f->b2, float, b2);
+    }
+#undef MOE__TAKE
+    return moe__add(at, MOE__ALIGN, total); /* room to align what MOE_MALLOC returns */
 }
 
 MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const moe_weights *w) {
     moe_config c;
     moe_result r;
     moe_layer L;
+    size_t S, total, rb;
     if (!out) return MOE_E_NULL;
     *out = NULL;
     if (!w) return MOE_E_NULL;
@@ -1704,37 +1888,19 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
     L.d = (size_t)c.d_model, L.E = (size_t)c.n_experts, L.k = (size_t)c.top_k;
     L.d_pad = moe__round_up(L.d, MOE__NR);
     L.e_pad = moe__round_up(L.E, MOE__NR);
-
-    /* one allocation: the layer, then every packed array, each 64-byte aligned */
-    size_t ne[4], ns[4] = {0, 0, 0, 0}, S, router_n, total;
     if (!moe__mul((size_t)c.n_shared, (size_t)c.d_shared, &S) ||
-        !moe__ffn_sizes(&L, &L.ex, L.E, (size_t)c.d_ff, c.expert_bias, ne) ||
-        (S && !moe__ffn_sizes(&L, &L.sh, 1, S, 0, ns)) || !moe__mul(L.e_pad, L.d, &router_n))
+        !moe__mat_init(&L.router, MOE__KF32, L.E, L.d, MOE__NR, 1, &rb) ||
+        !moe__ffn_init(&L, &L.ex, MOE__KF32, L.E, (size_t)c.d_ff) ||
+        (S && !moe__ffn_init(&L, &L.sh, MOE__KF32, 1, S)) || !moe__layer_carve(&L, NULL, &total))
         return MOE_E_OVERFLOW;
-    size_t count[12] = {router_n, c.router_bias ? L.e_pad : 0, c.select_bias ? L.E : 0,
-                        c.shared_gate ? L.d : 0, ne[0], ne[1], ne[2], ne[3],
-                        ns[0], ns[1], ns[2], ns[3]};
-    size_t offs[12];
-    total = moe__round_up(sizeof(moe_layer), MOE__ALIGN);
-    for (int i = 0; i < 12; i++) {
-        size_t b;
-        offs[i] = total;
-        if (!moe__mul(count[i], sizeof(float), &b) || !moe__add(b, MOE__ALIGN - 1, &b) ||
-            !moe__add(total, b / MOE__ALIGN * MOE__ALIGN, &total))
-            return MOE_E_OVERFLOW;
-    }
-    if (!moe__add(total, MOE__ALIGN, &total)) return MOE_E_OVERFLOW;
+    moe__select_kernels(&L, 0);
+
     char *mem = MOE__CAST(char *, MOE_MALLOC(total, NULL));
     if (!mem) return MOE_E_NOMEM;
     char *base = mem + (MOE__ALIGN - (size_t)((uintptr_t)mem % MOE__ALIGN)) % MOE__ALIGN;
-    float *arr[12];
-    for (int i = 0; i < 12; i++) arr[i] = count[i] ? (float *)(void *)(base + offs[i]) : NULL;
-    L.router = arr[0], L.router_bias = arr[1], L.select_bias = arr[2], L.shared_gate = arr[3];
-    L.ex.w1 = arr[4], L.ex.b1 = arr[5], L.ex.w2 = arr[6], L.ex.b2 = arr[7];
-    L.sh.w1 = arr[8], L.sh.b1 = arr[9], L.sh.w2 = arr[10], L.sh.b2 = arr[11];
+    moe__layer_carve(&L, base, &total);
     L.mem = mem;
     L.packed_bytes = total;
-
 #if MOE__HUGEPAGES
     if (total >= (8u << 20)) { /* 512x fewer page faults and TLB misses on big layers */
         uintptr_t a = ((uintptr_t)mem + 4095) & ~(uintptr_t)4095;
@@ -1742,34 +1908,27 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
                       MADV_HUGEPAGE);
     }
 #endif
-    { /* the zero padding of ragged panels; in parallel, as this is where the pages fault in */
-        size_t n = total - (size_t)(base - mem), chunk = (size_t)1 << 21;
-        MOE__PRAGMA(omp parallel for schedule(static) if(n > 4 * chunk))
-        for (long i = 0; i < (long)((n + chunk - 1) / chunk); i++) {
-            size_t at = (size_t)i * chunk;
-            memset(base + at, 0, n - at < chunk ? n - at : chunk);
-        }
+    /* Nothing is zeroed first: the packers write every byte that is read, padding included, so
+       a page faults in (in parallel, expert by expert) when its weights are written, and a
+       loader that releases each source as it is packed peaks near the packed size. */
+    moe__part whole = {0, 1, L.E};
+    moe__pack_mat(&L.router, 0, 0, moe__expert_src(&w->router, 0, L.E * L.d), w->router.dtype,
+                  w->router.layout, whole);
+    moe__released(w, &w->router, 0, L.E * L.d);
+    if (L.router_bias) {
+        moe__pack_vec(L.router_bias, L.E, L.e_pad, MOE__NR, 0,
+                      moe__expert_src(&w->router_bias, 0, L.E), w->router_bias.dtype, whole);
+        moe__released(w, &w->router_bias, 0, L.E);
     }
-
-    /* router: E x d, packed like any output panel set; biases as plain vectors */
-    moe__part p1 = {0, 1, L.E};
-    moe__pack(L.router, L.E, L.d, MOE__NR, 0, w->router.data ? w->router.data
-                                                             : w->router.per_expert[0],
-              w->router.dtype, w->router.layout, p1);
-    moe__released(w, &w->router, 0, 1, L.E * L.d);  /* given as per_expert[0] */
-    moe__released(w, &w->router, -1, 1, L.E * L.d); /* given as data */
-    for (size_t e = 0; e < L.E; e++) {
-        if (L.router_bias) L.router_bias[e] = moe__load(moe__expert_src(&w->router_bias, 0, 0),
-                                                        w->router_bias.dtype, e);
-        if (L.select_bias) L.select_bias[e] = moe__load(moe__expert_src(&w->select_bias, 0, 0),
-                                                        w->select_bias.dtype, e);
+    if (L.select_bias) {
+        moe__pack_vec(L.select_bias, L.E, L.E, MOE__NR, 0,
+                      moe__expert_src(&w->select_bias, 0, L.E), w->select_bias.dtype, whole);
+        moe__released(w, &w->select_bias, 0, L.E);
     }
-    for (size_t i = 0; L.shared_gate && i < L.d; i++)
-        L.shared_gate[i] = moe__load(moe__expert_src(&w->shared_gate, 0, 0), w->shared_gate.dtype, i);
-    for (long e = 0; e >= -1; e--) { /* e = 0: per_expert[0]; e = -1: data */
-        if (L.router_bias) moe__released(w, &w->router_bias, e, 1, L.E);
-        if (L.select_bias) moe__released(w, &w->select_bias, e, 1, L.E);
-        if (L.shared_gate) moe__released(w, &w->shared_gate, e, 1, L.d);
+    if (L.shared_gate) {
+        moe__pack_vec(L.shared_gate, L.d, L.d, MOE__NR, 0, moe__expert_src(&w->shared_gate, 0, L.d),
+                      w->shared_gate.dtype, whole);
+        moe__released(w, &w->shared_gate, 0, L.d);
     }
     moe__pack_ffn(&L.ex, &L, L.E, &w->gate, &w->up, &w->gate_up, w->gate_up_split, &w->down,
                   &w->gate_bias, &w->up_bias, &w->gate_up_bias, &w->down_bias, w);

@@ -306,13 +306,13 @@ static result run_case(moe_layer *L, size_t T, int nth, int repeats, int do_ref)
     if (do_ref) { /* the scalar reference: fewer repeats, it is slow */
         int rr = res.ms * 40.0 > 2000.0 ? 1 : 3;
         double v[3];
-        L->use_ref = 1;
+        moe__select_kernels(L, 1);
         for (int i = 0; i < rr; i++) {
             double t0 = now_s();
             moe_forward(L, XB(i), T, y, &ws, NULL);
             v[i] = 1e3 * (now_s() - t0);
         }
-        L->use_ref = 0;
+        moe__select_kernels(L, 0);
         res.ref_ms = median(v, rr);
     }
 #undef XB

@@ -137,35 +137,52 @@ static void test_case(const layer_case *lc) {
 }
 
 /* Kernel level: a row computed alone (decode tile) and as one of m rows (GEMM tiles, every
-   position within a tile) is the same row. */
-static void test_kernel_shapes(void) {
-    size_t K = 23, ff = 5 * MOE__NR + 3, panels = (ff + MOE__NR - 1) / MOE__NR, ld = panels * MOE__NR;
-    float *W = (float *)malloc(panels * K * 2 * MOE__NR * sizeof(float));
+   position within a tile, K in chunks) is the same row, for every packed format. */
+static void test_kernel_shapes(int kind) {
+    size_t K = 300, ff = 5 * MOE__NR + 3, panels = (ff + MOE__NR - 1) / MOE__NR, ld = panels * MOE__NR;
     float *X = (float *)malloc(40 * K * sizeof(float)), *H = (float *)malloc(40 * ld * sizeof(float));
     float h1[6 * MOE__NR], y1[6 * MOE__NR];
     int32_t xi[40];
-    fill(W, panels * K * 2 * MOE__NR, 0.5f), fill(X, 40 * K, 1.0f);
+    fill(X, 40 * K, 1.0f);
     moe__actp a;
     a.act = MOE_ACT_SILU, a.alpha = 1.702f, a.limit = 7.0f;
-    for (int gated = 0; gated < 2; gated++)
+    const moe__kern *kern = moe__kernels(kind, 0);
+    for (int gated = 0; gated < 2; gated++) {
+        moe__mat M;
+        size_t bytes = 0;
+        moe__part pt = {0, 1, ff};
+        moe__mat_init(&M, kind, ff, K, gated ? 2 * MOE__NR : MOE__NR, 1, &bytes);
+        void *mem = malloc(bytes + 64);
+        float *src = (float *)malloc(ff * K * sizeof(float));
+        M.data = (unsigned char *)mem + (64 - (uintptr_t)mem % 64) % 64;
+        fill(src, ff * K, 0.1f);
+        moe__pack_mat(&M, 0, 0, src, MOE_F32, MOE_OUT_IN, pt);
+        if (gated) moe__pack_mat(&M, 0, MOE__NR, src, MOE_F32, MOE_OUT_IN, pt);
         for (size_t m = 2; m <= 40; m += 3) {
             for (size_t i = 0; i < m; i++) xi[i] = (int32_t)((i * 7 + m) % 40);
-            moe__ffn1(&a, gated, W, NULL, K, X, K, xi, m, H, ld, 0, panels);
+            moe__rows R = moe__rows_make(X, K * sizeof(float), xi, m, H, ld, NULL);
+            kern->ffn1(&a, &M, 0, NULL, &R, 0, panels);
             int ok = 1;
             for (size_t i = 0; i < m; i++) {
-                moe__ffn1(&a, gated, W, NULL, K, X, K, xi + i, 1, h1, ld, 0, panels);
+                moe__rows R1 = moe__rows_make(X, K * sizeof(float), xi + i, 1, h1, ld, NULL);
+                kern->ffn1(&a, &M, 0, NULL, &R1, 0, panels);
                 ok &= same(h1, H + i * ld, ld);
             }
-            CHECK_MSG(ok, "ffn1 gated=%d: a row alone differs from it among %zu rows", gated, m);
-            moe__gemm(W, NULL, K, X, K, xi, m, H, ld, NULL, ff, 0, panels);
+            CHECK_MSG(ok, "ffn1 %s gated=%d: a row alone differs from it among %zu rows",
+                      kern->name, gated, m);
+            if (gated) continue;
+            kern->gemm(&M, 0, NULL, &R, 0, panels);
             ok = 1;
             for (size_t i = 0; i < m; i++) {
-                moe__gemm(W, NULL, K, X, K, xi + i, 1, y1, ld, NULL, ff, 0, panels);
+                moe__rows R1 = moe__rows_make(X, K * sizeof(float), xi + i, 1, y1, ld, NULL);
+                kern->gemm(&M, 0, NULL, &R1, 0, panels);
                 ok &= same(y1, H + i * ld, ff);
             }
-            CHECK_MSG(ok, "gemm: a row alone differs from it among %zu rows", m);
+            CHECK_MSG(ok, "gemm %s: a row alone differs from it among %zu rows", kern->name, m);
         }
-    free(W), free(X), free(H);
+        free(mem), free(src);
+    }
+    free(X), free(H);
 }
 
 int main(void) {
@@ -195,6 +212,6 @@ int main(void) {
     cases[3].cfg.top_k = 1, cases[3].cfg.ffn = MOE_FFN_PLAIN, cases[3].cfg.act = MOE_ACT_RELU;
     cases[3].cfg.capacity = 6, cases[3].cfg.drop = MOE_DROP_IDENTITY;
     for (int i = 0; i < 4; i++) test_case(&cases[i]);
-    test_kernel_shapes();
+    for (int kind = 0; kind < MOE__KIND_COUNT; kind++) test_kernel_shapes(kind);
     return check_summary();
 }

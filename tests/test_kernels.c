@@ -11,6 +11,7 @@
    still run (the layer test then checks use_ref plumbing).
 
    Build: cc -std=c99 -O2 -march=native -I. tests/test_kernels.c -o test_kernels -lm */
+#define MOE__KC 1024 /* K chunks of a few steps, so that every GEMM shape here resumes chains */
 #define MOE_IMPLEMENTATION
 #include "moe.h"
 
@@ -42,17 +43,52 @@ static long bitdiff(const float *a, const float *b, size_t n) {
     return -1;
 }
 
+/* ---- packed test matrices ----------------------------------------------------------------- */
+
+/* A matrix of n_out outputs over K inputs (gated: gate and up halves) packed as `kind` from a
+   random fp32 source, as moe_layer_create packs one expert. */
+typedef struct tmat {
+    moe__mat M;
+    float *src[2]; /* [n_out][K]: gate (or the only half), up */
+    void *mem;
+} tmat;
+
+static void tmat_make(tmat *t, int kind, size_t n_out, size_t K, int gated, float scale) {
+    size_t bytes = 0;
+    moe__part pt = {0, 1, n_out};
+    moe__mat_init(&t->M, kind, n_out, K, gated ? 2 * MOE__NR : MOE__NR, 1, &bytes);
+    t->mem = malloc(bytes + 64);
+    t->M.data = (unsigned char *)t->mem + (64 - (uintptr_t)t->mem % 64) % 64;
+    memset(t->M.data, 0xA5, bytes); /* the packer must write every byte, padding included */
+    for (int h = 0; h < 2; h++) {
+        t->src[h] = (float *)malloc(n_out * K * sizeof(float));
+        fill(t->src[h], n_out * K, scale);
+    }
+    moe__pack_mat(&t->M, 0, 0, t->src[0], MOE_F32, MOE_OUT_IN, pt);
+    if (gated) moe__pack_mat(&t->M, 0, MOE__NR, t->src[1], MOE_F32, MOE_OUT_IN, pt);
+}
+
+static void tmat_free(tmat *t) { free(t->mem), free(t->src[0]), free(t->src[1]); }
+
+/* The exact chain of lane l of panel p against fp32 row x, from the packed lanes. */
+static float chain(const moe__mat *M, size_t p, size_t l, const float *x) {
+    const unsigned char *Wp = M->data + p * M->panel_bytes;
+    float acc = 0.0f;
+    for (size_t k = 0; k < M->K; k++) acc = fmaf(x[k], moe__lane(M, Wp, k, l), acc);
+    return acc;
+}
+
 /* ---- linear parts: GEMM (router, phase 2) ------------------------------------------------- */
 
-static void test_gemm(size_t K, size_t n_out, size_t m, int bias, int indexed) {
+static void test_gemm(int kind, size_t K, size_t n_out, size_t m, int bias, int indexed) {
     size_t panels = (n_out + MOE__NR - 1) / MOE__NR, ldx = K + 3, ldy = n_out + 5;
     size_t nrow = m + 7; /* X and Y have spare rows so the index arrays can skip some */
-    float *W = (float *)malloc(panels * K * MOE__NR * sizeof(float));
+    tmat t;
+    tmat_make(&t, kind, n_out, K, 0, 1.0f);
     float *B = (float *)malloc(panels * MOE__NR * sizeof(float));
     float *X = (float *)malloc(nrow * ldx * sizeof(float));
     float *Y0 = (float *)malloc(nrow * ldy * sizeof(float)), *Y1 = (float *)malloc(nrow * ldy * sizeof(float));
     int32_t *xi = (int32_t *)malloc(m * sizeof(int32_t)), *yi = (int32_t *)malloc(m * sizeof(int32_t));
-    fill(W, panels * K * MOE__NR, 1.0f);
     fill(B, panels * MOE__NR, 1.0f);
     fill(X, nrow * ldx, 1.0f);
     for (size_t i = 0; i < nrow * ldy; i++) Y0[i] = Y1[i] = 1234.5f; /* untouched stays so */
@@ -62,32 +98,45 @@ static void test_gemm(size_t K, size_t n_out, size_t m, int bias, int indexed) {
     }
     if (nrow % 5 == 0)
         for (size_t i = 0; i < m; i++) yi[i] = (int32_t)i;
+    moe__rows R = moe__rows_make(X, ldx * sizeof(float), indexed ? xi : NULL, m, Y0, ldy,
+                                 indexed ? yi : NULL);
     /* panels in two ranges, as the phase tasks split them */
     size_t mid = panels / 2;
     for (int pass = 0; pass < 2; pass++) {
         size_t p0 = pass ? mid : 0, p1 = pass ? panels : mid;
-        moe__gemm_ref(W, bias ? B : NULL, K, X, ldx, indexed ? xi : NULL, m, Y0, ldy,
-                      indexed ? yi : NULL, n_out, p0, p1);
-        moe__gemm(W, bias ? B : NULL, K, X, ldx, indexed ? xi : NULL, m, Y1, ldy,
-                  indexed ? yi : NULL, n_out, p0, p1);
+        R.y = Y0;
+        moe__kernels(kind, 1)->gemm(&t.M, 0, bias ? B : NULL, &R, p0, p1);
+        R.y = Y1;
+        moe__kernels(kind, 0)->gemm(&t.M, 0, bias ? B : NULL, &R, p0, p1);
     }
     long at = bitdiff(Y0, Y1, nrow * ldy);
-    CHECK_MSG(at < 0, "gemm K=%zu n_out=%zu m=%zu bias=%d idx=%d: first diff at %ld (%.9g vs %.9g)",
-          K, n_out, m, bias, indexed, at, at < 0 ? 0.0 : Y0[at], at < 0 ? 0.0 : Y1[at]);
-    free(W), free(B), free(X), free(Y0), free(Y1), free(xi), free(yi);
+    CHECK_MSG(at < 0, "gemm %s K=%zu n_out=%zu m=%zu bias=%d idx=%d: first diff at %ld (%.9g vs %.9g)",
+              moe__kernels(kind, 0)->name, K, n_out, m, bias, indexed, at, at < 0 ? 0.0 : Y0[at],
+              at < 0 ? 0.0 : Y1[at]);
+    /* and the reference is the plain chain of the packed lanes, bias after */
+    int ok = 1;
+    for (size_t i = 0; i < m && ok; i++) {
+        const float *x = X + (indexed ? (size_t)xi[i] : i) * ldx;
+        const float *y = Y0 + (indexed ? (size_t)yi[i] : i) * ldy;
+        for (size_t o = 0; o < n_out && ok; o++) {
+            float want = chain(&t.M, o / MOE__NR, o % MOE__NR, x);
+            if (bias) want += B[o];
+            ok = memcmp(&want, y + o, sizeof want) == 0;
+        }
+    }
+    CHECK_MSG(ok, "gemm reference %s K=%zu n_out=%zu m=%zu: not the chain of the packed lanes",
+              moe__kernels(kind, 1)->name, K, n_out, m);
+    tmat_free(&t);
+    free(B), free(X), free(Y0), free(Y1), free(xi), free(yi);
 }
 
 /* ---- phase 1: gate + up + activation ------------------------------------------------------ */
 
 /* The exact pre-activation sums, as the reference chain computes them. */
-static void preact(const float *W, const float *B, size_t K, size_t w, const float *x, size_t p,
-                   size_t l, int gated, float *g, float *u) {
-    const float *Wp = W + p * K * w;
-    float a = 0.0f, c = 0.0f;
-    for (size_t k = 0; k < K; k++) {
-        a = fmaf(x[k], Wp[k * w + l], a);
-        if (gated) c = fmaf(x[k], Wp[k * w + MOE__NR + l], c);
-    }
+static void preact(const moe__mat *M, const float *B, const float *x, size_t p, size_t l,
+                   int gated, float *g, float *u) {
+    size_t w = M->w;
+    float a = chain(M, p, l, x), c = gated ? chain(M, p, MOE__NR + l, x) : 0.0f;
     if (B) a += B[p * w + l], c += gated ? B[p * w + MOE__NR + l] : 0.0f;
     if (gated) *g = a, *u = c;
     else *u = a;
@@ -106,26 +155,29 @@ static float act_fast(const moe__actp *a, int gated, float g, float u) {
 
 static double worst_act_vs_ref;
 
-static void test_ffn1(size_t K, size_t ff, size_t m, int bias, int gated, moe_act act) {
+static void test_ffn1(int kind, size_t K, size_t ff, size_t m, int bias, int gated, moe_act act) {
     size_t panels = (ff + MOE__NR - 1) / MOE__NR, w = gated ? 2 * MOE__NR : MOE__NR;
     size_t ldx = K + 1, ldh = panels * MOE__NR + 2 * MOE__NR, nrow = m + 3;
     moe__actp ap;
     ap.act = act, ap.alpha = 1.702f, ap.limit = 7.0f;
-    float *W = (float *)malloc(panels * K * w * sizeof(float));
+    tmat t;
+    tmat_make(&t, kind, ff, K, gated, 3.0f / sqrtf((float)K)); /* sums of a few units */
     float *B = (float *)malloc(panels * w * sizeof(float));
     float *X = (float *)malloc(nrow * ldx * sizeof(float));
     float *H0 = (float *)malloc(m * ldh * sizeof(float)), *H1 = (float *)malloc(m * ldh * sizeof(float));
     int32_t *xi = (int32_t *)malloc(m * sizeof(int32_t));
-    fill(W, panels * K * w, 3.0f / sqrtf((float)K)); /* sums of a few units: the interesting range */
     fill(B, panels * w, 1.0f);
     fill(X, nrow * ldx, 1.0f);
     for (size_t i = 0; i < m * ldh; i++) H0[i] = H1[i] = -77.0f;
     for (size_t i = 0; i < m; i++) xi[i] = (int32_t)urand(nrow);
+    moe__rows R = moe__rows_make(X, ldx * sizeof(float), xi, m, H0, ldh, NULL);
     size_t mid = (panels + 1) / 2;
     for (int pass = 0; pass < 2; pass++) {
         size_t p0 = pass ? mid : 0, p1 = pass ? panels : mid;
-        moe__ffn1_ref(&ap, gated, W, bias ? B : NULL, K, X, ldx, xi, m, H0, ldh, p0, p1);
-        moe__ffn1(&ap, gated, W, bias ? B : NULL, K, X, ldx, xi, m, H1, ldh, p0, p1);
+        R.y = H0;
+        moe__kernels(kind, 1)->ffn1(&ap, &t.M, 0, bias ? B : NULL, &R, p0, p1);
+        R.y = H1;
+        moe__kernels(kind, 0)->ffn1(&ap, &t.M, 0, bias ? B : NULL, &R, p0, p1);
     }
     /* every element: the fast result is exactly the vector activation of the exact chain sums
        (linear part bit-identical), and close to the scalar reference */
@@ -135,7 +187,7 @@ static void test_ffn1(size_t K, size_t ff, size_t m, int bias, int gated, moe_ac
         for (size_t p = 0; p < panels; p++)
             for (size_t l = 0; l < MOE__NR; l++) {
                 float g = 0.0f, u = 0.0f;
-                preact(W, bias ? B : NULL, K, w, X + (size_t)xi[i] * ldx, p, l, gated, &g, &u);
+                preact(&t.M, bias ? B : NULL, X + (size_t)xi[i] * ldx, p, l, gated, &g, &u);
                 float want = act_fast(&ap, gated, g, u), got = H1[i * ldh + p * MOE__NR + l];
                 float ref = H0[i * ldh + p * MOE__NR + l];
                 if (memcmp(&want, &got, sizeof got) != 0) {
@@ -148,13 +200,15 @@ static void test_ffn1(size_t K, size_t ff, size_t m, int bias, int gated, moe_ac
             }
     for (size_t i = 0; i < m; i++) /* nothing written past the panels */
         for (size_t c = panels * MOE__NR; c < ldh; c++) exact &= H1[i * ldh + c] == -77.0f;
-    CHECK_MSG(exact, "ffn1 K=%zu ff=%zu m=%zu bias=%d gated=%d act=%d", K, ff, m, bias, gated, (int)act);
+    CHECK_MSG(exact, "ffn1 %s K=%zu ff=%zu m=%zu bias=%d gated=%d act=%d",
+              moe__kernels(kind, 0)->name, K, ff, m, bias, gated, (int)act);
     /* vs the scalar reference (libm activations): absolute below 1, relative above. The
        reference's own error dominates: 0.5 z (1 + tanhf(u)) cancels for negative z (~1e-7
        absolute), which the vector GELUs avoid. */
     CHECK_MSG(worst < 1e-6, "ffn1 vs ref K=%zu ff=%zu m=%zu act=%d: worst %.3g", K, ff, m, (int)act, worst);
     if (worst > worst_act_vs_ref) worst_act_vs_ref = worst;
-    free(W), free(B), free(X), free(H0), free(H1), free(xi);
+    tmat_free(&t);
+    free(B), free(X), free(H0), free(H1), free(xi);
 }
 
 /* ---- combine ------------------------------------------------------------------------------- */
@@ -165,7 +219,7 @@ static void test_combine(size_t n, int k) {
     fill(Z, (size_t)k * n, 2.0f);
     for (int j = 0; j < k; j++) zp[j] = (j == 1 && k > 2) ? NULL : Z + (size_t)j * n, wt[j] = frand();
     moe__combine_ref(y0, n, zp, wt, k);
-    moe__combine(y1, n, zp, wt, k);
+    moe__kernels(MOE__KF32, 0)->combine(y1, n, zp, wt, k);
     CHECK_MSG(bitdiff(y0, y1, n) < 0, "combine n=%zu k=%d", n, k);
     free(Z);
 }
@@ -282,9 +336,9 @@ static void test_layer(const moe_config *c, size_t T) {
         moe_workspace_size(L, T, &bytes);
         moe_workspace ws;
         ws.data = malloc(bytes), ws.size = bytes, ws.n_threads = 0;
-        L->use_ref = 1;
+        moe__select_kernels(L, 1);
         r = moe_forward(L, x, T, y0, &ws, NULL);
-        L->use_ref = 0;
+        moe__select_kernels(L, 0);
         r = r == MOE_OK ? moe_forward(L, x, T, y1, &ws, NULL) : r;
         CHECK_MSG(r == MOE_OK, "forward: %s", moe_result_string(r));
         /* same experts (routing is bit-identical), activations within ~1e-6 relative: the
@@ -314,27 +368,33 @@ int main(void) {
            MOE__AVX512 ? "AVX-512" : MOE__AVX2 ? "AVX2+FMA" : MOE__NEON ? "NEON" : "scalar",
            MOE__NR);
 
-    /* GEMM: every row count 1..40 on one awkward shape, then a grid of shapes */
-    for (size_t m = 1; m <= 40; m++) test_gemm(17, 2 * nr + 5, m, (int)(m & 1), (int)(m % 3 != 0));
-    for (size_t m = 1; m <= 3; m++) test_gemm(9, 6 * nr + 5, m, 1, 1); /* decode: 4-panel tiles */
-    for (size_t a = 0; a < sizeof Ks / sizeof Ks[0]; a++)
-        for (size_t b = 0; b < sizeof outs / sizeof outs[0]; b++) {
-            static const size_t ms[] = {1, 2, 3, 5, 7, 13, 26};
-            for (size_t c = 0; c < sizeof ms / sizeof ms[0]; c++)
-                test_gemm(Ks[a], outs[b], ms[c], (int)((a + c) & 1), (int)((b + c) & 1));
-        }
+    for (int kind = 0; kind < MOE__KIND_COUNT; kind++) {
+        /* GEMM: every row count 1..40 on one awkward shape, then a grid of shapes */
+        for (size_t m = 1; m <= 40; m++)
+            test_gemm(kind, 17, 2 * nr + 5, m, (int)(m & 1), (int)(m % 3 != 0));
+        for (size_t m = 1; m <= 3; m++) test_gemm(kind, 9, 6 * nr + 5, m, 1, 1); /* 4-panel tiles */
+        for (size_t m = 1; m <= 40; m += 13) test_gemm(kind, 300, nr + 1, m, 1, 1); /* K chunks */
+        for (size_t a = 0; a < sizeof Ks / sizeof Ks[0]; a++)
+            for (size_t b = 0; b < sizeof outs / sizeof outs[0]; b++) {
+                static const size_t ms[] = {1, 2, 3, 5, 7, 13, 26};
+                for (size_t c = 0; c < sizeof ms / sizeof ms[0]; c++)
+                    test_gemm(kind, Ks[a], outs[b], ms[c], (int)((a + c) & 1), (int)((b + c) & 1));
+            }
 
-    /* phase 1: every row count on one shape per (gated, activation); then shapes */
-    for (int gated = 0; gated < 2; gated++)
-        for (int act = 0; act <= MOE_ACT_SWIGLU_OAI; act++) {
-            if (!gated && act == MOE_ACT_SWIGLU_OAI) continue;
-            for (size_t m = 1; m <= 40; m += (m < 14 ? 1 : 5))
-                test_ffn1(19, nr + 7, m, (int)(m & 1), gated, (moe_act)act);
-            test_ffn1(11, 12 * nr - 3, 1, 1, gated, (moe_act)act); /* decode: 4-panel tiles */
-            for (size_t a = 0; a < sizeof Ks / sizeof Ks[0]; a += 2)
-                for (size_t b = 0; b < sizeof outs / sizeof outs[0]; b += 2)
-                    test_ffn1(Ks[a], outs[b], 1 + (a + b) % 9, (int)(b & 1), gated, (moe_act)act);
-        }
+        /* phase 1: every row count on one shape per (gated, activation); then shapes */
+        for (int gated = 0; gated < 2; gated++)
+            for (int act = 0; act <= MOE_ACT_SWIGLU_OAI; act++) {
+                if (!gated && act == MOE_ACT_SWIGLU_OAI) continue;
+                for (size_t m = 1; m <= 40; m += (m < 14 ? 1 : 5))
+                    test_ffn1(kind, 19, nr + 7, m, (int)(m & 1), gated, (moe_act)act);
+                test_ffn1(kind, 11, 12 * nr - 3, 1, 1, gated, (moe_act)act); /* 4-panel tiles */
+                test_ffn1(kind, 150, 2 * nr, 17, 1, gated, (moe_act)act);     /* K chunks */
+                for (size_t a = 0; a < sizeof Ks / sizeof Ks[0]; a += 2)
+                    for (size_t b = 0; b < sizeof outs / sizeof outs[0]; b += 2)
+                        test_ffn1(kind, Ks[a], outs[b], 1 + (a + b) % 9, (int)(b & 1), gated,
+                                  (moe_act)act);
+            }
+    }
 
     for (size_t n = 1; n < 200; n += 13)
         for (int k = 1; k <= 9; k += 4) test_combine(n, k);

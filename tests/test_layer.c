@@ -1068,17 +1068,22 @@ static void test_no_alloc(void) {
     model_free(&m);
 }
 
-/* on_packed: every source buffer is reported once, with its size, after its last read */
+/* on_packed: every byte of every source buffer is reported exactly once, after its last read:
+   a per-expert buffer whole, a fused [E][...] buffer expert slice by expert slice. */
 static int g_bad_report;
+static unsigned char *g_cover[POOL_MAX]; /* times each byte of buffer i was reported */
 static void on_packed(void *user, const void *data, size_t bytes) {
     pool *pl = (pool *)user;
-    for (int i = 0; i < pl->n; i++)
-        if (pl->p[i] == data) {
-            if (pl->bytes[i] != bytes) g_bad_report++;
-            pl->reported[i]++;
-            memset(pl->p[i], 0xFF, pl->bytes[i]); /* NaN in every dtype: a later read shows */
-            return;
-        }
+    const unsigned char *d = (const unsigned char *)data;
+    for (int i = 0; i < pl->n; i++) {
+        const unsigned char *b = (const unsigned char *)pl->p[i];
+        if (pl->is_bias[i] < 0 || d < b || d >= b + pl->bytes[i]) continue;
+        if (bytes > pl->bytes[i] - (size_t)(d - b)) g_bad_report++; /* runs past the buffer */
+        else
+            for (size_t j = 0; j < bytes; j++) g_cover[i][(size_t)(d - b) + j]++;
+        memset((void *)(uintptr_t)d, 0xFF, bytes); /* NaN in every dtype: a later read shows */
+        return;
+    }
     g_bad_report++;
 }
 
@@ -1099,14 +1104,18 @@ static void test_on_packed(void) {
         w.on_packed = on_packed;
         w.user = &pl;
         g_bad_report = 0;
+        for (int i = 0; i < pl.n; i++) g_cover[i] = (unsigned char *)calloc(pl.bytes[i] + 1, 1);
         moe_layer *L = NULL;
         CHECK_INT(moe_layer_create(&L, &c, &w), MOE_OK);
         CHECK_INT(g_bad_report, 0);
         int mats_ok = 1, bias_ok = 1;
         for (int i = 0; i < pl.n; i++) {
+            int once = 1;
+            for (size_t j = 0; j < pl.bytes[i]; j++) once &= g_cover[i][j] == 1;
+            free(g_cover[i]);
             if (pl.is_bias[i] < 0) continue; /* a per_expert pointer array, not a buffer */
-            if (pl.is_bias[i]) bias_ok &= pl.reported[i] == 1;
-            else mats_ok &= pl.reported[i] == 1;
+            if (pl.is_bias[i]) bias_ok &= once;
+            else mats_ok &= once;
         }
         if (!mats_ok) printf("  (variant %d: a weight matrix buffer was not reported once)\n", v);
         if (!bias_ok) printf("  (variant %d: a bias / gate vector buffer was not reported)\n", v);
