@@ -112,7 +112,8 @@ typedef enum moe_result {
     MOE_E_DTYPE = -22,          /* a tensor has an unknown dtype or layout */
     MOE_E_NOMEM = -23,          /* MOE_MALLOC returned NULL */
     MOE_E_WORKSPACE = -24,      /* the workspace is smaller than moe_workspace_size() said */
-    MOE_E_SPARSEMIXER = -25     /* MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only */
+    MOE_E_SPARSEMIXER = -25,    /* MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only */
+    MOE_E_DOT = -26             /* dot = MOE_DOT_BF16 but no expert set is packed as bf16 */
 } moe_result;
 
 /* A static, never-NULL English sentence for any value (unknown values get a generic one). */
@@ -127,30 +128,35 @@ typedef enum moe_score {
     MOE_SCORE_SIGMOID,       /* p = sigmoid(h); select top-k of p (+ select_bias); w = p_e */
     MOE_SCORE_SOFTMAX_TOPK,  /* select top-k of h; w = softmax over the k selected h (GPT-OSS, Granite) */
     MOE_SCORE_SIGMOID_TOPK,  /* select top-k of h; w = sigmoid(h_e) (Llama-4) */
-    MOE_SCORE_SPARSEMIXER    /* Phi-3.5-MoE sparsemixer, inference form, top_k = 2 */
+    MOE_SCORE_SPARSEMIXER,   /* Phi-3.5-MoE sparsemixer, inference form, top_k = 2 */
+    MOE_SCORE_COUNT
 } moe_score;
 
 typedef enum moe_group_score {
     MOE_GROUP_MAX = 0,       /* group score = best key in the group (DeepSeek-V2) */
-    MOE_GROUP_TOP2_SUM       /* group score = sum of the two best keys (DeepSeek-V3, GLM-4.5) */
+    MOE_GROUP_TOP2_SUM,      /* group score = sum of the two best keys (DeepSeek-V3, GLM-4.5) */
+    MOE_GROUP_SCORE_COUNT
 } moe_group_score;
 
 typedef enum moe_norm {
     MOE_NORM_NONE = 0,       /* weights as scored */
     MOE_NORM_SUM,            /* w /= (sum w + norm_eps)          Mixtral, Qwen3, DeepSeek-V3 (eps 1e-20) */
     MOE_NORM_SUM_CLAMP,      /* w /= max(sum w, norm_eps)        ERNIE-4.5 (eps 1e-12) */
-    MOE_NORM_LP              /* w /= (sum |w|^norm_p)^(1/norm_p) DBRX (p = moe_normalize_expert_weights) */
+    MOE_NORM_LP,             /* w /= (sum |w|^norm_p)^(1/norm_p) DBRX (p = moe_normalize_expert_weights) */
+    MOE_NORM_COUNT
 } moe_norm;
 
 typedef enum moe_drop {
     MOE_DROP_ZERO = 0,       /* a slot over capacity adds nothing */
-    MOE_DROP_IDENTITY        /* it adds weight * x, as HF SwitchTransformersSparseMLP does
+    MOE_DROP_IDENTITY,       /* it adds weight * x, as HF SwitchTransformersSparseMLP does
                                 (dropped tokens keep their input, then are scaled by p) */
+    MOE_DROP_COUNT
 } moe_drop;
 
 typedef enum moe_ffn {
     MOE_FFN_GATED = 0,       /* down( act(gate x + bg) * (up x + bu) ) + bd */
-    MOE_FFN_PLAIN            /* down( act(up x + bu) ) + bd        (Switch, NLLB) */
+    MOE_FFN_PLAIN,           /* down( act(up x + bu) ) + bd        (Switch, NLLB) */
+    MOE_FFN_COUNT
 } moe_ffn;
 
 typedef enum moe_act {
@@ -158,14 +164,37 @@ typedef enum moe_act {
     MOE_ACT_GELU_ERF,        /* 0.5 z (1 + erf(z / sqrt 2)) */
     MOE_ACT_GELU_TANH,       /* 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) */
     MOE_ACT_RELU,            /* max(z, 0) */
-    MOE_ACT_SWIGLU_OAI       /* GPT-OSS: g = min(g, limit), u = clamp(u, -limit, limit),
+    MOE_ACT_SWIGLU_OAI,      /* GPT-OSS: g = min(g, limit), u = clamp(u, -limit, limit),
                                 (u + 1) * g * sigmoid(alpha g); gated FFN only */
+    MOE_ACT_COUNT
 } moe_act;
 
 typedef enum moe_shared_gate {
     MOE_SHARED_GATE_NONE = 0, /* shared experts are added as they are */
-    MOE_SHARED_GATE_SIGMOID   /* scaled by sigmoid(g . x) per token (Qwen2-MoE shared_expert_gate) */
+    MOE_SHARED_GATE_SIGMOID,  /* scaled by sigmoid(g . x) per token (Qwen2-MoE shared_expert_gate) */
+    MOE_SHARED_GATE_COUNT
 } moe_shared_gate;
+
+/* The format an expert set's weights are packed in. The router, the biases and every
+   accumulation stay fp32 whatever the format. */
+typedef enum moe_format {
+    MOE_FORMAT_AUTO = 0,     /* as the sources: bf16 if they are all bf16, f16 if all f16, else f32
+                                (bf16 when dot = MOE_DOT_BF16) */
+    MOE_FORMAT_F32,          /* 4 bytes a weight */
+    MOE_FORMAT_BF16,         /* 2 bytes; from f32 or f16 sources rounded to nearest even */
+    MOE_FORMAT_F16,          /* 2 bytes; from f32 or bf16 sources rounded to nearest even */
+    MOE_FORMAT_COUNT
+} moe_format;
+
+/* How the dot products of a packed expert set are computed. */
+typedef enum moe_dot {
+    MOE_DOT_EXACT = 0,       /* weights widened to fp32 in registers, one fp32 FMA chain over K in
+                                order: a bf16 or f16 layer gives the bits of an f32 layer packed
+                                from the same stored values */
+    MOE_DOT_BF16,            /* sets packed as bf16: activations rounded to bf16 once per token and
+                                phase, vdpbf16ps arithmetic (see "bf16 dot" below) */
+    MOE_DOT_COUNT
+} moe_dot;
 
 /* Everything that defines the layer's arithmetic. Zero in any optional field means the default
    written beside it, so `moe_config cfg = {0}` plus the four dimensions is Mixtral without
@@ -204,6 +233,11 @@ typedef struct moe_config {
     float act_alpha;         /* MOE_ACT_SWIGLU_OAI alpha; 0 = 1.702 */
     float act_limit;         /* MOE_ACT_SWIGLU_OAI limit; 0 = 7.0 */
     int expert_bias;         /* 1 = experts have biases (weights.*_bias) */
+
+    /* packed formats */
+    moe_format format;       /* routed experts; MOE_FORMAT_AUTO (0) = as their sources */
+    moe_format shared_format; /* shared experts, independently; 0 = as their sources */
+    moe_dot dot;             /* MOE_DOT_EXACT (0) or MOE_DOT_BF16 for the sets packed as bf16 */
 } moe_config;
 
 /* Checks a config on its own (weights are checked by moe_layer_create). */
@@ -211,18 +245,20 @@ MOEDEF moe_result moe_config_check(const moe_config *cfg);
 
 /* ---- weights ------------------------------------------------------------------------------ */
 
-typedef enum moe_dtype { MOE_F32 = 0, MOE_BF16, MOE_F16 } moe_dtype;
+typedef enum moe_dtype { MOE_F32 = 0, MOE_BF16, MOE_F16, MOE_DTYPE_COUNT } moe_dtype;
 
 /* How one expert's matrix is stored. For a map from `in` to `out` features: */
 typedef enum moe_layout {
     MOE_OUT_IN = 0,          /* [out][in], as torch nn.Linear.weight (Mixtral w1, Qwen gate_proj) */
-    MOE_IN_OUT               /* [in][out], as GPT-OSS gate_up_proj / down_proj, Llama-4, DBRX w2 */
+    MOE_IN_OUT,              /* [in][out], as GPT-OSS gate_up_proj / down_proj, Llama-4, DBRX w2 */
+    MOE_LAYOUT_COUNT
 } moe_layout;
 
 /* How a fused gate+up tensor (2 * d_ff outputs) splits into its two halves. */
 typedef enum moe_gate_up_split {
     MOE_SPLIT_HALVES = 0,    /* outputs [0, d_ff) are gate, [d_ff, 2 d_ff) are up (Llama-4, Granite) */
-    MOE_SPLIT_INTERLEAVED    /* even outputs are gate, odd are up (GPT-OSS) */
+    MOE_SPLIT_INTERLEAVED,   /* even outputs are gate, odd are up (GPT-OSS) */
+    MOE_SPLIT_COUNT
 } moe_gate_up_split;
 
 /* A read-only view of one weight tensor for all experts. Give either `data`, all experts back to
@@ -397,6 +433,11 @@ extern int madvise(void *addr, size_t len, int advice);
 #define MOE__NEON 0
 #endif
 #define MOE__SIMD (MOE__AVX512 || MOE__AVX2 || MOE__NEON)
+#if MOE__AVX512 && defined(__AVX512BF16__)
+#define MOE__DPBF16 1 /* the hardware bf16 dot product (AVX512_BF16) */
+#else
+#define MOE__DPBF16 0
+#endif
 
 /* Outputs per packed panel, a multiple of the vector width: two vectors on x86 (a gated row is
    then 4 accumulators, and 6 rows x 4 fill 24 of AVX-512's 32 registers), four on NEON. */
@@ -461,6 +502,34 @@ static MOE__INLINE moe__v moe__vpow2(moe__v n) { /* 2^n, n integral in [-126, 12
 static MOE__INLINE moe__v moe__vneg_sel(moe__v z, moe__v a, moe__v b) { /* z < 0 ? a : b */
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ), b, a);
 }
+/* weight formats: VW bf16 or f16 values widened to fp32 (both exact) */
+static MOE__INLINE moe__v moe__vld_bf16(const void *p) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(MOE__ALL, _mm512_maskz_cvtepu16_epi32(MOE__ALL, h), 16));
+}
+static MOE__INLINE moe__v moe__vld_f16(const void *p) {
+    return _mm512_maskz_cvtph_ps(MOE__ALL, _mm256_loadu_si256((const __m256i *)p));
+}
+/* bf16 pairs in 32-bit lanes: the high half (bits & 0xffff0000) and the low half (bits << 16) as
+   fp32; a 32-bit pattern in every lane; denormal results to a zero of their sign */
+static MOE__INLINE moe__v moe__vhi16(moe__v a) {
+    return _mm512_castsi512_ps(
+        _mm512_maskz_and_epi32(MOE__ALL, _mm512_castps_si512(a), _mm512_set1_epi32((int)0xffff0000u)));
+}
+static MOE__INLINE moe__v moe__vlo16(moe__v a) {
+    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(MOE__ALL, _mm512_castps_si512(a), 16));
+}
+static MOE__INLINE moe__v moe__vbits(uint32_t u) { return _mm512_castsi512_ps(_mm512_set1_epi32((int)u)); }
+static MOE__INLINE moe__v moe__vftz(moe__v a) {
+    __mmask16 tiny = _mm512_cmp_ps_mask(_mm512_abs_ps(a), _mm512_set1_ps(FLT_MIN), _CMP_LT_OQ);
+    __m512i ai = _mm512_castps_si512(a);
+    return _mm512_castsi512_ps(_mm512_mask_and_epi32(ai, tiny, ai, _mm512_set1_epi32((int)0x80000000u)));
+}
+#if MOE__DPBF16
+static MOE__INLINE moe__v moe__vdpbf16(moe__v acc, moe__v x, moe__v w) {
+    return _mm512_dpbf16_ps(acc, (__m512bh)_mm512_castps_si512(x), (__m512bh)_mm512_castps_si512(w));
+}
+#endif
 #elif MOE__AVX2
 #include <immintrin.h>
 #define MOE__VW 8
@@ -487,6 +556,40 @@ static MOE__INLINE moe__v moe__vpow2(moe__v n) {
 static MOE__INLINE moe__v moe__vneg_sel(moe__v z, moe__v a, moe__v b) {
     return _mm256_blendv_ps(b, a, _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_LT_OQ));
 }
+static MOE__INLINE moe__v moe__vld_bf16(const void *p) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+static MOE__INLINE moe__v moe__vld_f16(const void *p) {
+#if defined(__F16C__)
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+#else /* without F16C: the bits moved into place, then scaled by 2^112 (exact, subnormals too) */
+    __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    __m256i em = _mm256_and_si256(h, _mm256_set1_epi32(0x7fff));
+    __m256i sign = _mm256_slli_epi32(_mm256_xor_si256(h, em), 16);
+    __m256 v = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(em, 13)),
+                             _mm256_set1_ps(5.192296858534828e33f));
+    __m256i special = _mm256_or_si256(_mm256_set1_epi32(0x7f800000), /* inf, NaN (quieted) */
+                                      _mm256_and_si256(_mm256_slli_epi32(em, 13),
+                                                       _mm256_set1_epi32(0x007fffff)));
+    special = _mm256_or_si256(special, _mm256_and_si256(_mm256_cmpgt_epi32(em, _mm256_set1_epi32(0x7c00)),
+                                                        _mm256_set1_epi32(0x00400000)));
+    __m256i big = _mm256_cmpgt_epi32(em, _mm256_set1_epi32(0x7bff));
+    __m256i bits = _mm256_blendv_epi8(_mm256_castps_si256(v), special, big);
+    return _mm256_castsi256_ps(_mm256_or_si256(bits, sign));
+#endif
+}
+static MOE__INLINE moe__v moe__vhi16(moe__v a) {
+    return _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32((int)0xffff0000u)));
+}
+static MOE__INLINE moe__v moe__vlo16(moe__v a) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(a), 16));
+}
+static MOE__INLINE moe__v moe__vbits(uint32_t u) { return _mm256_castsi256_ps(_mm256_set1_epi32((int)u)); }
+static MOE__INLINE moe__v moe__vftz(moe__v a) {
+    __m256 tiny = _mm256_cmp_ps(moe__vabs(a), _mm256_set1_ps(FLT_MIN), _CMP_LT_OQ);
+    return _mm256_blendv_ps(a, _mm256_and_ps(a, _mm256_set1_ps(-0.0f)), tiny);
+}
 #elif MOE__NEON
 #include <arm_neon.h>
 #define MOE__VW 4
@@ -511,6 +614,23 @@ static MOE__INLINE moe__v moe__vpow2(moe__v n) {
 }
 static MOE__INLINE moe__v moe__vneg_sel(moe__v z, moe__v a, moe__v b) {
     return vbslq_f32(vcltq_f32(z, vdupq_n_f32(0.0f)), a, b);
+}
+static MOE__INLINE moe__v moe__vld_bf16(const void *p) {
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)p), 16));
+}
+static MOE__INLINE moe__v moe__vld_f16(const void *p) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)p)));
+}
+static MOE__INLINE moe__v moe__vhi16(moe__v a) {
+    return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(a), vdupq_n_u32(0xffff0000u)));
+}
+static MOE__INLINE moe__v moe__vlo16(moe__v a) {
+    return vreinterpretq_f32_u32(vshlq_n_u32(vreinterpretq_u32_f32(a), 16));
+}
+static MOE__INLINE moe__v moe__vbits(uint32_t u) { return vreinterpretq_f32_u32(vdupq_n_u32(u)); }
+static MOE__INLINE moe__v moe__vftz(moe__v a) {
+    uint32x4_t sign = vandq_u32(vreinterpretq_u32_f32(a), vdupq_n_u32(0x80000000u));
+    return vbslq_f32(vcltq_f32(vabsq_f32(a), vdupq_n_f32(FLT_MIN)), vreinterpretq_f32_u32(sign), a);
 }
 #endif
 
@@ -607,8 +727,8 @@ static float moe__bf16_to_f32(uint16_t h) {
 
 static float moe__f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
-    if (exp == 0x1f) {
-        u = sign | 0x7f800000u | (man << 13); /* inf, nan */
+    if (exp == 0x1f) { /* inf; NaN quieted, as the conversion instructions do */
+        u = sign | 0x7f800000u | (man << 13) | (man ? 0x00400000u : 0u);
     } else if (exp != 0) {
         u = sign | ((exp + 112u) << 23) | (man << 13);
     } else if (man == 0) {
@@ -622,6 +742,36 @@ static float moe__f16_to_f32(uint16_t h) {
     memcpy(&f, &u, 4);
     return f;
 }
+
+/* fp32 to bf16 and f16, rounded to nearest, ties to even (overflow to inf, f16 subnormals
+   rounded too); a NaN stays a NaN (quieted). */
+static uint16_t moe__f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static uint16_t moe__f32_to_f16(float f) {
+    uint32_t u, a, sign;
+    memcpy(&u, &f, 4);
+    sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 rounds to inf */
+    if (a >= 0x38800000u) {                                    /* normal: |f| >= 2^-14 */
+        a -= 112u << 23;                                       /* exponent bias 127 -> 15 */
+        a += 0xfffu + ((a >> 13) & 1u);
+        return (uint16_t)(sign | (a >> 13));
+    }
+    /* subnormal (or zero): a whole number of 2^-24, rounded to nearest even; 1024 is 2^-14 */
+    return (uint16_t)(sign | (uint32_t)nearbyintf(fabsf(f) * 16777216.0f));
+}
+
+/* The flushing of the bf16 dot product (see MOE__KBF16DOT): a denormal becomes a zero of its
+   sign. */
+static float moe__ftz(float f) { return fabsf(f) < FLT_MIN ? copysignf(0.0f, f) : f; }
+static uint16_t moe__bf16_daz(uint16_t h) { return (h & 0x7f80u) ? h : (uint16_t)(h & 0x8000u); }
 
 /* Element i of a source buffer, as fp32. Through memcpy: checkpoint tensors (safetensors) need
    not be aligned to their element size. */
@@ -680,8 +830,21 @@ static float moe__act2(const moe__actp *a, float g, float u) {
 // format; the kernels are chosen once per layer from the format (moe__kern below), and the only
 // line of a kernel that touches a weight is the format's vector load.
 
-#define MOE__KF32 0      /* fp32 weights: one float a lane a K step */
-#define MOE__KIND_COUNT 1
+#define MOE__KF32 0     /* fp32: one float a lane a K step */
+#define MOE__KBF16 1    /* bf16, widened to fp32 in registers (exact) */
+#define MOE__KF16 2     /* f16, widened to fp32 in registers (exact) */
+/* bf16 dot (dot = MOE_DOT_BF16): a lane of a K step is a pair of bf16 weights, w[2j] in the high
+   half of the 32 bits and w[2j+1] in the low half, and the activations come as the same pairs.
+   The arithmetic is VDPBF16PS's (Intel SDM, "VDPBF16PS"): for each pair, in that order,
+       acc = ftz(acc + x[2j] w[2j]),  acc = ftz(acc + x[2j+1] w[2j+1])
+   where each product of two bf16 is exact in fp32, each sum is rounded to nearest even, ftz
+   flushes a denormal result to a zero of its sign, and bf16 denormal inputs are zero (the
+   packer and the activation rounding flush them). Apart from denormals this is the exact chain
+   of MOE__KBF16 run on bf16-rounded activations. Without AVX512_BF16 (and on AVX2, NEON,
+   scalar) the same arithmetic runs as two fp32 FMAs with the flush, bit for bit. */
+#define MOE__KBF16DOT 3
+#define MOE__KIND_COUNT 4
+#define MOE__KBF16DOT_EMU 4 /* kernel only: MOE__KBF16DOT's arithmetic without the instruction */
 
 typedef struct moe__mat {
     int kind;                  /* MOE__K*: the format of a lane */
@@ -693,15 +856,16 @@ typedef struct moe__mat {
 } moe__mat;
 
 static size_t moe__kind_lane_bytes(int kind) {
-    (void)kind;
-    return 4;
+    return kind == MOE__KBF16 || kind == MOE__KF16 ? 2 : 4;
 }
+static size_t moe__kind_per_step(int kind) { return kind == MOE__KBF16DOT ? 2 : 1; }
 
 /* Geometry of an n_out x K matrix in panels of w lanes, n_exp experts; 0 on size overflow. */
 static int moe__mat_init(moe__mat *M, int kind, size_t n_out, size_t K, size_t w, size_t n_exp,
                          size_t *bytes) {
     memset(M, 0, sizeof *M);
-    M->kind = kind, M->n_out = n_out, M->K = K, M->ks = K, M->w = w;
+    M->kind = kind, M->n_out = n_out, M->K = K, M->w = w;
+    M->ks = (K + moe__kind_per_step(kind) - 1) / moe__kind_per_step(kind);
     M->panels = (n_out + MOE__NR - 1) / MOE__NR;
     M->step_bytes = w * moe__kind_lane_bytes(kind);
     return moe__mul(M->ks, M->step_bytes, &M->panel_bytes) &&
@@ -741,11 +905,44 @@ static float *moe__row_out(const moe__rows *R, size_t i) {
     return R->y + (R->yi ? (size_t)R->yi[i] : i) * R->ldy;
 }
 
-/* Lane l of K step k of a panel, as fp32 (the reference kernels' weight load). */
+/* Weight k of lane l of a panel, as fp32 (the reference kernels' weight load). */
 static float moe__lane(const moe__mat *M, const unsigned char *panel, size_t k, size_t l) {
+    const unsigned char *b;
+    uint16_t h;
     float f;
-    memcpy(&f, panel + k * M->step_bytes + 4 * l, 4);
-    return f;
+    if (M->kind == MOE__KF32) {
+        memcpy(&f, panel + k * M->step_bytes + 4 * l, 4);
+        return f;
+    }
+    if (M->kind == MOE__KBF16DOT) /* w[2j] high, w[2j + 1] low: u16 1, then u16 0 */
+        b = panel + (k / 2) * M->step_bytes + 4 * l + ((k & 1) ? 0 : 2);
+    else
+        b = panel + k * M->step_bytes + 2 * l;
+    memcpy(&h, b, 2);
+    return M->kind == MOE__KF16 ? moe__f16_to_f32(h) : moe__bf16_to_f32(h);
+}
+
+/* Activations in the encoding a kernel reads: fp32 rows, or bf16 pairs (MOE__KBF16DOT; word j
+   of a row = bf16(x[2j]) << 16 | bf16(x[2j + 1]), rounded to nearest even, denormals flushed,
+   0 past n). */
+#define MOE__ACT_F32 0
+#define MOE__ACT_BF16 1
+
+static size_t moe__act_row_bytes(int act, size_t n) {
+    return act == MOE__ACT_BF16 ? 4 * ((n + 1) / 2) : 4 * n;
+}
+
+static void moe__act_encode(int act, const float *x, size_t n, unsigned char *dst) {
+    if (act == MOE__ACT_F32) {
+        memcpy(dst, x, n * sizeof(float));
+        return;
+    }
+    for (size_t j = 0; 2 * j < n; j++) {
+        uint32_t hi = moe__bf16_daz(moe__f32_to_bf16(x[2 * j]));
+        uint32_t lo = 2 * j + 1 < n ? moe__bf16_daz(moe__f32_to_bf16(x[2 * j + 1])) : 0u;
+        uint32_t word = hi << 16 | lo;
+        memcpy(dst + 4 * j, &word, 4);
+    }
 }
 
 // ---- kernels: scalar reference ----------------------------------------------------------------
@@ -753,11 +950,28 @@ static float moe__lane(const moe__mat *M, const unsigned char *panel, size_t k, 
 // the chain. The SIMD kernels keep exactly this order, so they agree with these bit for bit
 // (activations aside, which use a vector exp).
 
-/* The K chain of lane l of a panel against input row x (fp32). */
+/* The K chain of lane l of a panel against input row x (in the kind's activation encoding). */
 static float moe__chain_ref(const moe__mat *M, const unsigned char *panel, size_t l,
                             const unsigned char *xrow) {
-    const float *x = (const float *)(const void *)xrow;
     float acc = 0.0f;
+    if (M->kind == MOE__KBF16DOT) {
+        for (size_t j = 0; j < M->ks; j++) { /* x[2j] w[2j], then x[2j+1] w[2j+1], flushed */
+            uint32_t xw, ww;
+            float a, b;
+            memcpy(&xw, xrow + 4 * j, 4);
+            memcpy(&ww, panel + j * M->step_bytes + 4 * l, 4);
+            xw &= 0xffff0000u, ww &= 0xffff0000u;
+            memcpy(&a, &xw, 4), memcpy(&b, &ww, 4);
+            acc = moe__ftz(fmaf(a, b, acc));
+            memcpy(&xw, xrow + 4 * j, 4);
+            memcpy(&ww, panel + j * M->step_bytes + 4 * l, 4);
+            xw <<= 16, ww <<= 16;
+            memcpy(&a, &xw, 4), memcpy(&b, &ww, 4);
+            acc = moe__ftz(fmaf(a, b, acc));
+        }
+        return acc;
+    }
+    const float *x = (const float *)(const void *)xrow;
     for (size_t k = 0; k < M->K; k++) acc = fmaf(x[k], moe__lane(M, panel, k, l), acc);
     return acc;
 }
@@ -841,8 +1055,9 @@ static void moe__combine_ref(float *y, size_t n, const float *const *z, const fl
 
 /* One vector of lanes of a K step: the format's load, the one weight-touching line. */
 static MOE__INLINE moe__v moe__vw(int kind, const unsigned char *p) {
-    (void)kind;
-    return moe__vld((const float *)(const void *)p);
+    if (kind == MOE__KBF16) return moe__vld_bf16(p);
+    if (kind == MOE__KF16) return moe__vld_f16(p);
+    return moe__vld((const float *)(const void *)p); /* fp32, or bf16 pairs as 32-bit lanes */
 }
 
 /* Sums K steps k0..k1 of rows xr[0..mr) against np panels (ps bytes apart) of na vectors each,
@@ -871,6 +1086,32 @@ static MOE__INLINE void moe__tile(int kind, size_t mr, size_t na, size_t np,
         }
         MOE__UNROLL
         for (size_t r = 0; r < mr; r++) {
+            if (kind == MOE__KBF16DOT || kind == MOE__KBF16DOT_EMU) { /* see MOE__KBF16DOT */
+                uint32_t u, uh, ul;
+                float xh, xl;
+                memcpy(&u, xr[r] + 4 * k, 4);
+                uh = u & 0xffff0000u, ul = u << 16;
+                memcpy(&xh, &uh, 4), memcpy(&xl, &ul, 4);
+                moe__v b = moe__vbits(u), bh = moe__vset(xh), bl = moe__vset(xl);
+                (void)b, (void)bh, (void)bl;
+                MOE__UNROLL
+                for (size_t q = 0; q < np; q++) {
+                    MOE__UNROLL
+                    for (size_t v = 0; v < na; v++) {
+                        size_t i = (r * np + q) * na + v;
+                        moe__v wv = moe__vw(kind, wk + q * ps + v * MOE__VW * lb);
+#if MOE__DPBF16
+                        if (kind == MOE__KBF16DOT) {
+                            acc[i] = moe__vdpbf16(acc[i], b, wv);
+                            continue;
+                        }
+#endif
+                        acc[i] = moe__vftz(moe__vfma(bh, moe__vhi16(wv), acc[i]));
+                        acc[i] = moe__vftz(moe__vfma(bl, moe__vlo16(wv), acc[i]));
+                    }
+                }
+                continue;
+            }
             moe__v b = moe__vset(((const float *)(const void *)xr[r])[k]);
             MOE__UNROLL
             for (size_t q = 0; q < np; q++) {
@@ -1069,6 +1310,12 @@ static MOE__INLINE void moe__drive(int kind, const moe__actp *a, const moe__mat 
         moe__drive(kind, NULL, M, e, B, R, p0, p1);                                               \
     }
 MOE__KERNELS(f32, MOE__KF32)
+MOE__KERNELS(bf16, MOE__KBF16)
+MOE__KERNELS(f16, MOE__KF16)
+MOE__KERNELS(bf16dot, MOE__KBF16DOT)
+#if MOE__DPBF16
+MOE__KERNELS(bf16dot_emu, MOE__KBF16DOT_EMU)
+#endif
 #undef MOE__KERNELS
 
 /* moe__combine_ref's contract, vectorised over the columns. */
@@ -1118,14 +1365,30 @@ typedef struct moe__kern {
     moe__ffn1_fn ffn1;
     moe__gemm_fn gemm;
     moe__combine_fn combine;
+    int act; /* MOE__ACT_*: the activation encoding ffn1 and gemm read */
 } moe__kern;
 
-static const moe__kern moe__kern_ref[MOE__KIND_COUNT] = {
-    {"f32 reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref},
+/* Indexed by kind, then MOE__KBF16DOT_EMU. */
+static const moe__kern moe__kern_ref[MOE__KIND_COUNT + 1] = {
+    {"f32 reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_F32},
+    {"bf16 reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_F32},
+    {"f16 reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_F32},
+    {"bf16-dot reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_BF16},
+    {"bf16-dot reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_BF16},
 };
 #if MOE__SIMD
-static const moe__kern moe__kern_fast[MOE__KIND_COUNT] = {
-    {"f32", moe__ffn1_f32, moe__gemm_f32, moe__combine_simd},
+static const moe__kern moe__kern_fast[MOE__KIND_COUNT + 1] = {
+    {"f32", moe__ffn1_f32, moe__gemm_f32, moe__combine_simd, MOE__ACT_F32},
+    {"bf16", moe__ffn1_bf16, moe__gemm_bf16, moe__combine_simd, MOE__ACT_F32},
+    {"f16", moe__ffn1_f16, moe__gemm_f16, moe__combine_simd, MOE__ACT_F32},
+#if MOE__DPBF16
+    {"bf16-dot (vdpbf16ps)", moe__ffn1_bf16dot, moe__gemm_bf16dot, moe__combine_simd, MOE__ACT_BF16},
+    {"bf16-dot (emulated)", moe__ffn1_bf16dot_emu, moe__gemm_bf16dot_emu, moe__combine_simd,
+     MOE__ACT_BF16},
+#else
+    {"bf16-dot (emulated)", moe__ffn1_bf16dot, moe__gemm_bf16dot, moe__combine_simd, MOE__ACT_BF16},
+    {"bf16-dot (emulated)", moe__ffn1_bf16dot, moe__gemm_bf16dot, moe__combine_simd, MOE__ACT_BF16},
+#endif
 };
 #else
 #define moe__kern_fast moe__kern_ref
@@ -1133,6 +1396,48 @@ static const moe__kern moe__kern_fast[MOE__KIND_COUNT] = {
 
 static const moe__kern *moe__kernels(int kind, int ref) {
     return ref ? &moe__kern_ref[kind] : &moe__kern_fast[kind];
+}
+
+/* Does this CPU's VDPBF16PS compute MOE__KBF16DOT's arithmetic? Checked once per layer that
+   would use it, on pairs chosen to tell the plausible implementations apart (the order of the
+   two products, one rounding or two, the flushing of denormal inputs and results, signed
+   zeros): if any bit differs, the layer runs the emulation, and its bits stay those of every
+   other machine. */
+static int moe__dpbf16_agrees(void) {
+#if MOE__DPBF16
+    float acc[MOE__VW], xs[MOE__VW], ws[MOE__VW], a0[MOE__VW], a1[MOE__VW];
+    uint32_t st = 0x9e3779b9u;
+    for (int rep = 0; rep < 64; rep++) {
+        for (int i = 0; i < MOE__VW; i++) {
+            uint32_t r[3];
+            for (int j = 0; j < 3; j++) st = st * 1664525u + 1013904223u, r[j] = st;
+            /* exponents near 1, near each other (cancellation), and near the denormal range */
+            uint32_t ex = (rep % 4 == 3) ? 1u + (r[2] % 24u) : 118u + (r[2] % 16u);
+            uint32_t xw = ((r[0] & 0x80008000u) | (ex << 23 | ex << 7)) ^ (r[1] & 0x007f007fu);
+            uint32_t ww = ((r[1] & 0x80008000u) | (128u << 23 | 126u << 7)) ^ (r[0] & 0x007f007fu);
+            if (rep % 8 == 7) ww &= 0x807f807fu; /* denormal weights */
+            memcpy(&xs[i], &xw, 4), memcpy(&ws[i], &ww, 4);
+            acc[i] = (rep & 1) ? -0.0f : (float)(r[2] % 7) * 0.0625f - 0.1875f;
+        }
+        moe__v x = moe__vld(xs), w = moe__vld(ws), a = moe__vld(acc);
+        moe__vst(a0, moe__vdpbf16(a, x, w));
+        /* the emulation's inputs are flushed as the packer and the activation rounding do */
+        for (int i = 0; i < MOE__VW; i++) {
+            uint32_t xw, ww;
+            memcpy(&xw, &xs[i], 4), memcpy(&ww, &ws[i], 4);
+            xw = (uint32_t)moe__bf16_daz((uint16_t)(xw >> 16)) << 16 | moe__bf16_daz((uint16_t)xw);
+            ww = (uint32_t)moe__bf16_daz((uint16_t)(ww >> 16)) << 16 | moe__bf16_daz((uint16_t)ww);
+            memcpy(&xs[i], &xw, 4), memcpy(&ws[i], &ww, 4);
+        }
+        x = moe__vld(xs), w = moe__vld(ws);
+        a = moe__vftz(moe__vfma(moe__vhi16(x), moe__vhi16(w), a));
+        moe__vst(a1, moe__vftz(moe__vfma(moe__vlo16(x), moe__vlo16(w), a)));
+        if (memcmp(a0, a1, sizeof a0) != 0) return 0;
+    }
+    return 1;
+#else
+    return 0;
+#endif
 }
 
 // ---- packing ----------------------------------------------------------------------------------
@@ -1154,9 +1459,24 @@ static moe__part moe__part_of(moe_gate_up_split split, int fused, int up, size_t
     return pt;
 }
 
-/* Stores value v as lane l of K step k of a panel, in the matrix's format. */
+/* Stores value v as weight k of lane l of a panel, converted to the matrix's format (the
+   inverse of moe__lane). */
 static void moe__put_lane(const moe__mat *M, unsigned char *panel, size_t k, size_t l, float v) {
-    memcpy(panel + k * M->step_bytes + 4 * l, &v, 4);
+    uint16_t h;
+    if (M->kind == MOE__KF32) {
+        memcpy(panel + k * M->step_bytes + 4 * l, &v, 4);
+        return;
+    }
+    if (M->kind == MOE__KF16) {
+        h = moe__f32_to_f16(v);
+        memcpy(panel + k * M->step_bytes + 2 * l, &h, 2);
+    } else if (M->kind == MOE__KBF16) {
+        h = moe__f32_to_bf16(v);
+        memcpy(panel + k * M->step_bytes + 2 * l, &h, 2);
+    } else {
+        h = moe__bf16_daz(moe__f32_to_bf16(v));
+        memcpy(panel + (k / 2) * M->step_bytes + 4 * l + ((k & 1) ? 0 : 2), &h, 2);
+    }
 }
 
 /* Packs lanes lane0..lane0+NR of expert e's panels (lane0 = 0: gate or single, NR: up) from a
@@ -1182,7 +1502,8 @@ static void moe__pack_mat(const moe__mat *M, size_t e, size_t lane0, const void 
                     moe__put_lane(M, Wp, k, lane0 + l, moe__load(src, dt, s + l * pt.step));
             }
         }
-        for (size_t k = 0; k < M->ks; k++) /* the padding: outputs past n_out, steps past K */
+        size_t kpad = M->ks * moe__kind_per_step(M->kind); /* weights stored a lane */
+        for (size_t k = 0; k < kpad; k++) /* the padding: outputs past n_out, weights past K */
             for (size_t l = k < K ? nl : 0; l < MOE__NR; l++) moe__put_lane(M, Wp, k, lane0 + l, 0.0f);
     }
 }
@@ -1216,15 +1537,19 @@ struct moe_layer {
     float *select_bias;    /* [E] or NULL */
     float *shared_gate;    /* [d] or NULL */
     moe__ffnw ex, sh;      /* routed experts; shared experts (sh.ff = 0 when none) */
+    int dpbf16;            /* 1: this CPU's VDPBF16PS agrees with MOE__KBF16DOT (it is used) */
     size_t packed_bytes;
     void *mem;             /* what MOE_MALLOC returned (the layer lives inside it) */
 };
 
 /* Points the layer at the reference (ref = 1: tests, bench) or the fast kernels. */
 static void moe__select_kernels(moe_layer *L, int ref) {
+    int kx = L->ex.w1.kind, ks = L->sh.w1.kind;
+    if (kx == MOE__KBF16DOT && !L->dpbf16) kx = MOE__KBF16DOT_EMU;
+    if (ks == MOE__KBF16DOT && !L->dpbf16) ks = MOE__KBF16DOT_EMU;
     L->router_kern = moe__kernels(L->router.kind, ref);
-    L->ex.kern = moe__kernels(L->ex.w1.kind, ref);
-    L->sh.kern = moe__kernels(L->sh.w1.kind, ref);
+    L->ex.kern = moe__kernels(kx, ref);
+    L->sh.kern = moe__kernels(ks, ref);
 }
 
 /* Tells the loader that expert e's buffer of tensor t (n elements an expert) is packed: its
@@ -1407,6 +1732,12 @@ typedef struct moe__ws {
     float *z;            /* [T k][d] phase 2 out, pair order */
     float *hs;           /* [T][S_pad] shared phase 1 */
     float *zs;           /* [T][d] shared phase 2 */
+    /* the phase inputs re-encoded for kernels that read another encoding than fp32 (e.g. bf16
+       pairs), once per token and phase; NULL when the set's kernels read fp32 */
+    unsigned char *xa;   /* routed phase 1 input: [T][d] (or [T k][d] plan order, weight_on_input) */
+    unsigned char *ha;   /* routed phase 2 input: [T k][ff] */
+    unsigned char *xsa;  /* shared phase 1 input: [T][d] */
+    unsigned char *hsa;  /* shared phase 2 input: [T][S] */
 } moe__ws;
 
 /* Lays the workspace out from `base` (NULL: only measure). 0 on size overflow. */
@@ -1442,6 +1773,17 @@ static int moe__carve(const moe_layer *L, size_t T, char *base, moe__ws *w, size
     MOE__TAKE(z, float, TKd);
     MOE__TAKE(hs, float, TSs);
     MOE__TAKE(zs, float, L->sh.ff ? Td : 0);
+    {
+        int ax = L->ex.kern->act, as = L->sh.kern->act;
+        size_t rx = moe__act_row_bytes(ax, L->d), rh = moe__act_row_bytes(ax, L->ex.ff);
+        size_t rxs = moe__act_row_bytes(as, L->d), rhs = moe__act_row_bytes(as, L->sh.ff), a, b;
+        ok = ok && moe__mul(L->cfg.weight_on_input ? TK : T, rx, &a) && moe__mul(TK, rh, &b);
+        MOE__TAKE(xa, unsigned char, ax != MOE__ACT_F32 ? a : 0);
+        MOE__TAKE(ha, unsigned char, ax != MOE__ACT_F32 ? b : 0);
+        ok = ok && moe__mul(T, rxs, &a) && moe__mul(T, rhs, &b);
+        MOE__TAKE(xsa, unsigned char, L->sh.ff && as != MOE__ACT_F32 ? a : 0);
+        MOE__TAKE(hsa, unsigned char, L->sh.ff && as != MOE__ACT_F32 ? b : 0);
+    }
 #undef MOE__TAKE
     *total = at + MOE__ALIGN; /* room to align the caller's pointer */
     return 1;
@@ -1555,6 +1897,32 @@ static size_t moe__task_expert(const size_t *task, size_t E, size_t t) {
     return lo;
 }
 
+/* rows x n of src (row stride ld floats) -> dst in encoding act, once per token and phase */
+static void moe__encode(int act, const float *src, size_t ld, size_t n, size_t rows,
+                        unsigned char *dst, int nth) {
+    size_t rb = moe__act_row_bytes(act, n);
+    (void)nth;
+    MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(rows > 16))
+    for (long i = 0; i < (long)rows; i++)
+        moe__act_encode(act, src + (size_t)i * ld, n, dst + (size_t)i * rb);
+}
+
+/* Before phase 1 (phase 0) or phase 2 (phase 1): the inputs of the sets whose kernels read
+   another encoding than fp32. */
+static void moe__encode_inputs(const moe_layer *L, const float *x, size_t T, moe__ws *w,
+                               int phase, int nth) {
+    int ax = L->ex.kern->act, as = L->sh.kern->act;
+    size_t n = (size_t)w->off[L->E];
+    if (phase == 0) {
+        if (ax && L->cfg.weight_on_input) moe__encode(ax, w->xs, L->d, L->d, n, w->xa, nth);
+        else if (ax) moe__encode(ax, x, L->d, L->d, T, w->xa, nth);
+        if (as && L->sh.ff) moe__encode(as, x, L->d, L->d, T, w->xsa, nth);
+    } else {
+        if (ax) moe__encode(ax, w->h, L->ex.ff_pad, L->ex.ff, n, w->ha, nth);
+        if (as && L->sh.ff) moe__encode(as, w->hs, L->sh.ff_pad, L->sh.ff, T, w->hsa, nth);
+    }
+}
+
 static void moe__phase1(const moe_layer *L, const float *x, moe__ws *w, int nth) {
     size_t target, *task = w->task, E = L->E, d = L->d;
     size_t n = moe__tasks(L, w, task, L->ex.ff_pad / MOE__NR, L->sh.ff_pad / MOE__NR, nth, &target);
@@ -1565,12 +1933,16 @@ static void moe__phase1(const moe_layer *L, const float *x, moe__ws *w, int nth)
         const moe__ffnw *f = e < E ? &L->ex : &L->sh;
         size_t fe = e < E ? e : 0, np = f->ff_pad / MOE__NR, pb = moe__block(target, m, np);
         size_t p0 = ((size_t)t - task[e]) * pb, p1 = p0 + pb < np ? p0 + pb : np;
-        moe__rows R = moe__rows_make(x, d * sizeof(float), NULL, m, w->hs, f->ff_pad, NULL);
+        int act = f->kern->act;
+        size_t rb = moe__act_row_bytes(act, d);
+        moe__rows R = moe__rows_make(act ? w->xsa : (const unsigned char *)x, rb, NULL, m, w->hs,
+                                     f->ff_pad, NULL);
         if (e < E) {
-            R.xi = w->toks + w->off[e];
+            R.x = act ? w->xa : (const unsigned char *)x, R.xi = w->toks + w->off[e];
             R.y = w->h + (size_t)w->off[e] * f->ff_pad;
-            if (L->cfg.weight_on_input)
-                R.x = (const unsigned char *)(w->xs + (size_t)w->off[e] * d), R.xi = NULL;
+            if (L->cfg.weight_on_input) /* the scaled inputs, in plan order */
+                R.x = (act ? w->xa : (const unsigned char *)w->xs) + (size_t)w->off[e] * rb,
+                R.xi = NULL;
         }
         const float *B = f->b1 ? f->b1 + fe * np * f->w1.w : NULL;
         f->kern->ffn1(&L->act, &f->w1, fe, B, &R, p0, p1);
@@ -1588,9 +1960,12 @@ static void moe__phase2(const moe_layer *L, moe__ws *w, int nth) {
         size_t p1 = p0 + pb < np ? p0 + pb : np;
         const moe__ffnw *f = e < E ? &L->ex : &L->sh;
         size_t fe = e < E ? e : 0;
-        moe__rows R = moe__rows_make(e < E ? w->h + (size_t)w->off[e] * f->ff_pad : w->hs,
-                                     f->ff_pad * sizeof(float), NULL, m, e < E ? w->z : w->zs, d,
-                                     e < E ? w->rows + w->off[e] : NULL);
+        int act = f->kern->act;
+        size_t rb = act ? moe__act_row_bytes(act, f->ff) : f->ff_pad * sizeof(float);
+        const unsigned char *H = act ? (e < E ? w->ha : w->hsa)
+                                     : (const unsigned char *)(e < E ? w->h : w->hs);
+        moe__rows R = moe__rows_make(H + (e < E ? (size_t)w->off[e] : 0) * rb, rb, NULL, m,
+                                     e < E ? w->z : w->zs, d, e < E ? w->rows + w->off[e] : NULL);
         f->kern->gemm(&f->w2, fe, f->b2 ? f->b2 + fe * L->d_pad : NULL, &R, p0, p1);
     }
 }
@@ -1720,6 +2095,8 @@ MOEDEF const char *moe_result_string(moe_result r) {
     case MOE_E_NOMEM: return "out of memory";
     case MOE_E_WORKSPACE: return "the workspace is smaller than moe_workspace_size() reports";
     case MOE_E_SPARSEMIXER: return "MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only";
+    case MOE_E_DOT:
+        return "dot = MOE_DOT_BF16 needs format or shared_format MOE_FORMAT_BF16 (or AUTO)";
     }
     return "unknown moe_result code";
 }
@@ -1733,11 +2110,16 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
     c = *cfg;
     if (c.d_model <= 0 || c.d_ff <= 0 || c.n_experts <= 0 || c.top_k <= 0) return MOE_E_DIM;
     if (c.top_k > c.n_experts) return MOE_E_TOPK;
-    if ((unsigned)c.score > MOE_SCORE_SPARSEMIXER || (unsigned)c.group_score > MOE_GROUP_TOP2_SUM ||
-        (unsigned)c.norm > MOE_NORM_LP || (unsigned)c.drop > MOE_DROP_IDENTITY ||
-        (unsigned)c.ffn > MOE_FFN_PLAIN || (unsigned)c.act > MOE_ACT_SWIGLU_OAI ||
-        (unsigned)c.shared_gate > MOE_SHARED_GATE_SIGMOID)
+    if ((unsigned)c.score >= MOE_SCORE_COUNT || (unsigned)c.group_score >= MOE_GROUP_SCORE_COUNT ||
+        (unsigned)c.norm >= MOE_NORM_COUNT || (unsigned)c.drop >= MOE_DROP_COUNT ||
+        (unsigned)c.ffn >= MOE_FFN_COUNT || (unsigned)c.act >= MOE_ACT_COUNT ||
+        (unsigned)c.shared_gate >= MOE_SHARED_GATE_COUNT || (unsigned)c.format >= MOE_FORMAT_COUNT ||
+        (unsigned)c.shared_format >= MOE_FORMAT_COUNT || (unsigned)c.dot >= MOE_DOT_COUNT)
         return MOE_E_OPTION;
+    if (c.dot == MOE_DOT_BF16 && c.format != MOE_FORMAT_AUTO && c.format != MOE_FORMAT_BF16 &&
+        (c.n_shared == 0 ||
+         (c.shared_format != MOE_FORMAT_AUTO && c.shared_format != MOE_FORMAT_BF16)))
+        return MOE_E_DOT;
     if (moe__bad_float(c.norm_eps) || moe__bad_float(c.norm_p) || moe__bad_float(c.scale) ||
         moe__bad_float(c.jitter_eps) || moe__bad_float(c.act_alpha) ||
         moe__bad_float(c.act_limit))
@@ -1782,7 +2164,7 @@ MOEDEF moe_result moe_config_check(const moe_config *cfg) {
    enums or a NULL per-expert entry give an error through *r. */
 static int moe__tensor_ok(const moe_tensor *t, size_t n_exp, moe_result missing, moe_result *r) {
     if (!moe__present(t)) return 0;
-    if ((unsigned)t->dtype > MOE_F16 || (unsigned)t->layout > MOE_IN_OUT) {
+    if ((unsigned)t->dtype >= MOE_DTYPE_COUNT || (unsigned)t->layout >= MOE_LAYOUT_COUNT) {
         if (*r == MOE_OK) *r = MOE_E_DTYPE;
         return 1;
     }
@@ -1820,11 +2202,26 @@ static moe_result moe__weights_check(const moe_config *c, const moe_weights *w) 
         if (c->shared_gate && !MOE__HAS(shared_gate, 1, MOE_E_NO_SHARED_GATE))
             return MOE_E_NO_SHARED_GATE;
     }
-    if ((unsigned)w->gate_up_split > MOE_SPLIT_INTERLEAVED ||
-        (unsigned)w->shared_gate_up_split > MOE_SPLIT_INTERLEAVED)
+    if ((unsigned)w->gate_up_split >= MOE_SPLIT_COUNT ||
+        (unsigned)w->shared_gate_up_split >= MOE_SPLIT_COUNT)
         return MOE_E_OPTION;
 #undef MOE__HAS
     return r;
+}
+
+/* An expert set's packed format, MOE_FORMAT_AUTO resolved from its source tensors t[0..n). */
+static moe_format moe__resolve_format(moe_format f, moe_dot dot, const moe_tensor *const *t, int n) {
+    int bf = 1, hf = 1;
+    if (f != MOE_FORMAT_AUTO) return f;
+    if (dot == MOE_DOT_BF16) return MOE_FORMAT_BF16;
+    for (int i = 0; i < n; i++)
+        if (moe__present(t[i])) bf &= t[i]->dtype == MOE_BF16, hf &= t[i]->dtype == MOE_F16;
+    return bf ? MOE_FORMAT_BF16 : hf ? MOE_FORMAT_F16 : MOE_FORMAT_F32;
+}
+
+static int moe__format_kind(moe_format f, moe_dot dot) {
+    if (f == MOE_FORMAT_BF16) return dot == MOE_DOT_BF16 ? MOE__KBF16DOT : MOE__KBF16;
+    return f == MOE_FORMAT_F16 ? MOE__KF16 : MOE__KF32;
 }
 
 /* Geometry of one packed FFN set: n_exp experts of width ff, packed as `kind`. */
@@ -1888,11 +2285,24 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
     L.d = (size_t)c.d_model, L.E = (size_t)c.n_experts, L.k = (size_t)c.top_k;
     L.d_pad = moe__round_up(L.d, MOE__NR);
     L.e_pad = moe__round_up(L.E, MOE__NR);
+    {
+        const moe_tensor *tx[4] = {&w->gate, &w->up, &w->gate_up, &w->down};
+        const moe_tensor *ts[4] = {&w->shared_gate_proj, &w->shared_up, &w->shared_gate_up,
+                                   &w->shared_down};
+        c.format = moe__resolve_format(c.format, c.dot, tx, 4);
+        c.shared_format = c.n_shared ? moe__resolve_format(c.shared_format, c.dot, ts, 4) : c.format;
+        if (c.dot == MOE_DOT_BF16 && c.format != MOE_FORMAT_BF16 &&
+            (!c.n_shared || c.shared_format != MOE_FORMAT_BF16))
+            return MOE_E_DOT;
+        L.cfg = c;
+    }
+    int kx = moe__format_kind(c.format, c.dot), ks = moe__format_kind(c.shared_format, c.dot);
     if (!moe__mul((size_t)c.n_shared, (size_t)c.d_shared, &S) ||
         !moe__mat_init(&L.router, MOE__KF32, L.E, L.d, MOE__NR, 1, &rb) ||
-        !moe__ffn_init(&L, &L.ex, MOE__KF32, L.E, (size_t)c.d_ff) ||
-        (S && !moe__ffn_init(&L, &L.sh, MOE__KF32, 1, S)) || !moe__layer_carve(&L, NULL, &total))
+        !moe__ffn_init(&L, &L.ex, kx, L.E, (size_t)c.d_ff) ||
+        (S && !moe__ffn_init(&L, &L.sh, ks, 1, S)) || !moe__layer_carve(&L, NULL, &total))
         return MOE_E_OVERFLOW;
+    if (kx == MOE__KBF16DOT || (S && ks == MOE__KBF16DOT)) L.dpbf16 = moe__dpbf16_agrees();
     moe__select_kernels(&L, 0);
 
     char *mem = MOE__CAST(char *, MOE_MALLOC(total, NULL));
@@ -2006,7 +2416,9 @@ MOEDEF moe_result moe_forward(const moe_layer *layer, const float *x, size_t n_t
             for (size_t c = 0; c < d; c++) o[c] = s * xr[c];
         }
     }
+    moe__encode_inputs(L, x, n_tokens, &w, 0, nth);
     moe__phase1(L, x, &w, nth);
+    moe__encode_inputs(L, x, n_tokens, &w, 1, nth);
     moe__phase2(L, &w, nth);
     moe__combine_all(L, x, n_tokens, y, &w, nth);
     if (trace) moe__trace(L, n_tokens, &w, trace);

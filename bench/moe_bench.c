@@ -1,13 +1,20 @@
 /* moe_bench.c - how fast moe.h runs a layer, against the machine's own limits.
 
-   For each preset (a real model's layer shape), thread count and token count it measures the
-   whole forward pass and each stage (router + gating, plan, phase 1 = gate/up/activation,
-   phase 2 = down, combine), and puts the result beside two ceilings measured in the same run:
-     - read ceiling: a streaming read over a buffer far larger than the caches (GB/s);
-     - FMA ceiling: a register-only loop of independent vector FMAs (GFLOP/s).
-   Decode is judged by GB/s of the weight bytes the batch really needs (router + every distinct
-   expert the batch selected + shared experts); prefill by GFLOP/s of the multiply-adds really
-   done (2 flops each). The scalar reference path (use_ref) gives the speed-up column.
+   For each preset (a real model's layer shape), packed format, thread count and token count
+   it measures the whole forward pass and each stage (router + gating, plan, phase 1 =
+   gate/up/activation, phase 2 = down, combine), and puts the result beside ceilings measured
+   in the same run:
+     - read ceiling: a streaming read over a buffer far larger than the caches (GB/s),
+       measured again right before each case;
+     - compute ceilings: register-only loops of independent vector FMAs (GFLOP/s), two loop
+       shapes, best of several passes, threads started before the timed region; and of the
+       bf16 dot product (vdpbf16ps) where the build has it.
+   Decode is judged by GB/s of the packed bytes the batch really reads (router + every
+   distinct expert the batch selected + shared experts, in the format they are packed in,
+   padding included); prefill by GFLOP/s of the multiply-adds really done (2 flops each),
+   against the peak of the arithmetic the case uses (the `compute` column: fma for f32, bf16,
+   f16 exact; bf16dot for --dtype bf16dot). The scalar reference path gives the speed-up
+   column.
 
    Weights are random from a fixed seed; the routed experts share one source matrix (packing
    still gives each its own packed copy, so the memory traffic is real), and routing comes from
@@ -15,7 +22,8 @@
 
    Build: cc -std=c99 -O3 -march=native -fopenmp -Ibench -I. bench/moe_bench.c -o moe-bench -lm
    Usage: moe-bench [--preset qwen3,dsv2lite,mixtral,dsv3,toy] [--tokens 1,16,128,512]
-                    [--threads 1,2] [--experts N] [--repeats N] [--no-ref] [--csv] [--quick] */
+                    [--dtype f32,bf16,f16,bf16dot] [--threads 1,2] [--experts N] [--repeats N]
+                    [--no-ref] [--csv] [--quick] */
 #define _DEFAULT_SOURCE /* clock_gettime, posix_memalign, and MADV_HUGEPAGE for moe.h */
 #define MOE_IMPLEMENTATION
 #include "moe.h"
@@ -111,22 +119,43 @@ static double read_ceiling(int nth, int reps) {
     return (double)(n / (size_t)nth / 4 / 64 * 64 * 4) * (double)nth * sizeof(float) / best / 1e9;
 }
 
-/* Register-only FMA loop: NCH independent vector chains per thread (enough to cover FMA latency
-   times throughput, few enough to stay in 16 registers for AVX2). GFLOP/s. */
-enum { NCH = 12 };
-static double fma_ceiling(int nth) {
-    long iters = 4000000;
+/* Compute ceilings: register-only loops, one parallel region whose threads all start before
+   the timed passes (a barrier before and after each pass, timed by thread 0), each pass long
+   enough (~40 ms) to swamp the barrier, and the best of 12 passes, since other tenants only
+   ever slow a pass down. Two loop shapes for the FMA peak: NCH independent accumulators
+   updated by one multiplier (a = a * m + c), and the micro-kernel's own shape (acc += b * w,
+   one broadcast against several weight vectors); the ceiling is the higher, and the two must
+   agree within 10 %, else the line says so. GFLOP/s (2 flops per multiply-add). */
+enum { NCH = 12, NPASS = 12 };
+
+#if MOE__SIMD
+static MOE__INLINE moe__v fma_kind(int shape, int bf16, moe__v a, moe__v b, moe__v c) {
+#if MOE__DPBF16
+    if (bf16) return moe__vdpbf16(a, b, c);
+#endif
+    (void)bf16;
+    return shape ? moe__vfma(b, c, a) : moe__vfma(a, b, c);
+}
+#endif
+
+/* kind 0, 1: FMA shapes; 2: bf16 dot (counts 2 multiply-adds a lane) */
+static double compute_ceiling(int nth, int kind) {
+    long iters = 1000000;
     double best = 1e30, sink = 0.0;
-    for (int rep = 0; rep < 9; rep++) { /* best of 9: other processes only ever slow it */
-        double t0 = now_s();
-        MOE__PRAGMA(omp parallel num_threads(nth) reduction(+ : sink))
-        {
+    (void)nth;
+    MOE__PRAGMA(omp parallel num_threads(nth) reduction(+ : sink))
+    {
+        for (int pass = -1; pass < NPASS; pass++) { /* pass -1: warm-up, not timed */
+            double t0 = 0.0;
+            MOE__PRAGMA(omp barrier)
+            MOE__PRAGMA(omp master)
+            t0 = now_s();
 #if MOE__SIMD
             moe__v a[NCH], m = moe__vset(0.999999f), c = moe__vset(1e-7f);
             for (int j = 0; j < NCH; j++) a[j] = moe__vset((float)j);
             for (long i = 0; i < iters; i++) {
                 MOE__UNROLL
-                for (int j = 0; j < NCH; j++) a[j] = moe__vfma(a[j], m, c);
+                for (int j = 0; j < NCH; j++) a[j] = fma_kind(kind == 1, kind == 2, a[j], m, c);
             }
             for (int j = 0; j < NCH; j++) {
                 float o[MOE__VW];
@@ -136,21 +165,32 @@ static double fma_ceiling(int nth) {
 #else
             float a[NCH];
             for (int j = 0; j < NCH; j++) a[j] = (float)j;
-            for (long i = 0; i < iters; i++)
+            for (long i = 0; i < iters / 8; i++)
                 for (int j = 0; j < NCH; j++) a[j] = fmaf(a[j], 0.999999f, 1e-7f);
             for (int j = 0; j < NCH; j++) sink += a[j];
 #endif
+            MOE__PRAGMA(omp barrier)
+            MOE__PRAGMA(omp master)
+            {
+                double t = now_s() - t0;
+                if (pass >= 0 && t < best) best = t;
+            }
         }
-        double t = now_s() - t0;
-        best = t < best ? t : best;
     }
     if (sink == 1234.5) printf(" ");
 #if MOE__SIMD
-    double lanes = MOE__VW;
+    double lanes = MOE__VW, n = (double)iters;
 #else
-    double lanes = 1;
+    double lanes = 1, n = (double)(iters / 8);
 #endif
-    return 2.0 * NCH * lanes * (double)iters * nth / best / 1e9;
+    return 2.0 * NCH * lanes * n * (kind == 2 ? 2.0 : 1.0) * nth / best / 1e9;
+}
+
+/* The FMA ceiling: the better of the two shapes; *agree = 0 when they differ by over 10 %. */
+static double fma_ceiling(int nth, int *agree) {
+    double a = compute_ceiling(nth, 0), b = compute_ceiling(nth, 1);
+    *agree = fabs(a - b) <= 0.1 * (a > b ? a : b);
+    return a > b ? a : b;
 }
 
 /* ---- presets ------------------------------------------------------------------------------ */
@@ -174,13 +214,20 @@ typedef struct bench_layer {
     const void **per;
 } bench_layer;
 
-static int make_layer(const preset *p, int E, bench_layer *b) {
+/* the --dtype names: packed format and dot mode */
+static const char *const dtype_names[] = {"f32", "bf16", "f16", "bf16dot"};
+static const moe_format dtype_format[] = {MOE_FORMAT_F32, MOE_FORMAT_BF16, MOE_FORMAT_F16,
+                                          MOE_FORMAT_BF16};
+
+static int make_layer(const preset *p, int E, int dtype, bench_layer *b) {
     size_t d = (size_t)p->d, ff = (size_t)p->ff, S = (size_t)p->n_shared * (size_t)p->d_shared;
     size_t big = ff > d ? ff * d : d * ff;
     moe_config c;
     memset(&c, 0, sizeof c);
     c.d_model = p->d, c.d_ff = p->ff, c.n_experts = E, c.top_k = p->k;
     c.n_shared = p->n_shared, c.d_shared = p->d_shared, c.norm = MOE_NORM_SUM;
+    c.format = c.shared_format = dtype_format[dtype];
+    c.dot = dtype == 3 ? MOE_DOT_BF16 : MOE_DOT_EXACT;
     if (p->sigmoid_groups) {
         c.score = MOE_SCORE_SIGMOID, c.n_group = E % 8 == 0 ? 8 : 1, c.topk_group = 4;
         if (c.n_group == 1) c.topk_group = 1;
@@ -240,8 +287,10 @@ static void forward_stages(const moe_layer *L, const float *x, size_t T, float *
             for (size_t c = 0; c < L->d; c++)
                 w.xs[i * L->d + c] = w.wt[w.rows[i]] * x[(size_t)w.toks[i] * L->d + c];
     }
+    moe__encode_inputs(L, x, T, &w, 0, nth);
     moe__phase1(L, x, &w, nth);
     double t3 = now_s();
+    moe__encode_inputs(L, x, T, &w, 1, nth);
     moe__phase2(L, &w, nth);
     double t4 = now_s();
     moe__combine_all(L, x, T, y, &w, nth);
@@ -268,6 +317,10 @@ static result run_case(moe_layer *L, size_t T, int nth, int repeats, int do_ref)
     int64_t *cnt = (int64_t *)calloc(E, sizeof(int64_t));
     double expert_w = (double)d * (double)ff * (L->gated ? 3.0 : 2.0);
     double shared_w = (double)d * (double)S * (L->gated ? 3.0 : 2.0);
+    /* bytes as packed: what the kernels really stream */
+    double packed_router = (double)L->router.expert_bytes;
+    double packed_expert = (double)(L->ex.w1.expert_bytes + L->ex.w2.expert_bytes);
+    double packed_shared = S ? (double)(L->sh.w1.expert_bytes + L->sh.w2.expert_bytes) : 0.0;
     for (int b = 0; b < NX; b++) {
         moe_trace tr;
         double pairs = 0.0, distinct = 0.0;
@@ -275,7 +328,7 @@ static result run_case(moe_layer *L, size_t T, int nth, int repeats, int do_ref)
         tr.expert_tokens = cnt;
         moe_route(L, x + (size_t)b * T * d, T, &ws, &tr);
         for (size_t e = 0; e < E; e++) pairs += (double)cnt[e], distinct += cnt[e] > 0;
-        res.bytes += 4.0 * ((double)E * d + distinct * expert_w + shared_w) / NX;
+        res.bytes += (packed_router + distinct * packed_expert + packed_shared) / NX;
         res.flops += 2.0 * ((double)T * E * d + pairs * expert_w + (double)T * shared_w + pairs * d) / NX;
     }
     free(cnt);
@@ -333,9 +386,21 @@ static int parse_list(const char *s, long *out, int max) {
     return n;
 }
 
+static const char *compiler_name(char *buf, size_t n) {
+#if defined(__clang__)
+    snprintf(buf, n, "clang %d.%d", __clang_major__, __clang_minor__);
+#elif defined(__GNUC__)
+    snprintf(buf, n, "gcc %d.%d", __GNUC__, __GNUC_MINOR__);
+#else
+    snprintf(buf, n, "unknown compiler");
+#endif
+    return buf;
+}
+
 int main(int argc, char **argv) {
     const char *preset_arg = "qwen3,dsv2lite,mixtral,toy";
     long tokens[16] = {1, 16, 128, 512}, threads[16];
+    int dtypes[8] = {0}, n_dtypes = 1;
     int n_tokens = 4, n_threads = 0, repeats = 0, csv = 0, do_ref = 1, quick = 0;
     long experts = 0;
     for (int i = 1; i < argc; i++) {
@@ -348,11 +413,25 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads") && v) n_threads = parse_list(v, threads, 16), i++;
         else if (!strcmp(a, "--experts") && v) experts = strtol(v, NULL, 10), i++;
         else if (!strcmp(a, "--repeats") && v) repeats = (int)strtol(v, NULL, 10), i++;
-        else {
+        else if (!strcmp(a, "--dtype") && v) {
+            char list[128];
+            n_dtypes = 0, i++;
+            snprintf(list, sizeof list, "%s", v);
+            for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
+                int k = -1;
+                for (int j = 0; j < 4; j++)
+                    if (!strcmp(t, dtype_names[j])) k = j;
+                if (k < 0 || n_dtypes == 8) {
+                    fprintf(stderr, "moe-bench: unknown dtype '%s' (f32, bf16, f16, bf16dot)\n", t);
+                    return 2;
+                }
+                dtypes[n_dtypes++] = k;
+            }
+        } else {
             fprintf(stderr,
                     "usage: %s [--preset qwen3,dsv2lite,mixtral,dsv3,toy] [--tokens 1,16,128,512]\n"
-                    "          [--threads 1,2] [--experts N] [--repeats N] [--no-ref] [--csv]"
-                    " [--quick]\n", argv[0]);
+                    "          [--dtype f32,bf16,f16,bf16dot] [--threads 1,2] [--experts N]\n"
+                    "          [--repeats N] [--no-ref] [--csv] [--quick]\n", argv[0]);
             return 2;
         }
     }
@@ -363,26 +442,35 @@ int main(int argc, char **argv) {
         threads[0] = 1, n_threads = 1;
         if (max_threads() > 1) threads[n_threads++] = max_threads();
     }
-    if (n_tokens <= 0) return 2;
+    if (n_tokens <= 0 || n_dtypes <= 0) return 2;
 
     /* ceilings, once per thread count */
-    double rc[16], fc[16];
+    double rc[16], fc[16], bc[16];
+    int agree[16];
     for (int i = 0; i < n_threads; i++) {
         rc[i] = read_ceiling((int)threads[i], 7);
-        fc[i] = fma_ceiling((int)threads[i]);
+        fc[i] = fma_ceiling((int)threads[i], &agree[i]);
+        bc[i] = MOE__DPBF16 ? compute_ceiling((int)threads[i], 2) : fc[i];
     }
     const char *isa = MOE__AVX512 ? "avx512" : MOE__AVX2 ? "avx2" : MOE__NEON ? "neon" : "scalar";
+    char cc[64];
+    /* the build line: what this binary computes with */
+    printf("%smoe.h %d.%d.%d, %s kernels, NR %d, bf16 dot %s, OpenMP %s (%d threads), %s\n",
+           csv ? "# " : "", MOE_VERSION_MAJOR, MOE_VERSION_MINOR, MOE_VERSION_PATCH, isa, MOE__NR,
+           MOE__DPBF16 ? "vdpbf16ps" : "emulated", MOE__OMP ? "on" : "off", max_threads(),
+           compiler_name(cc, sizeof cc));
+    for (int i = 0; i < n_threads; i++)
+        printf("%sceilings, %ld thread%s: read %.1f GB/s, FMA %.1f GFLOP/s%s, bf16 dot %.1f%s\n",
+               csv ? "# " : "", threads[i], threads[i] > 1 ? "s" : "", rc[i], fc[i],
+               agree[i] ? "" : " (the two FMA loop shapes disagree by > 10 %: a noisy machine)",
+               bc[i], MOE__DPBF16 ? " GFLOP/s" : " (emulated: FMA ceiling used)");
     if (csv) {
         printf("preset,dtype,isa,experts,threads,tokens,ms,ms_min,ms_max,tokens_per_s,weight_mb,"
                "gbps,gbps_ceiling,gbps_frac,gflops,gflops_ceiling,gflops_frac,ref_ms,"
-               "speedup_vs_ref,route_ms,plan_ms,phase1_ms,phase2_ms,combine_ms\n");
+               "speedup_vs_ref,route_ms,plan_ms,phase1_ms,phase2_ms,combine_ms,compute\n");
     } else {
-        printf("moe-bench: %s kernels, NR %d, %d hardware threads\n", isa, MOE__NR, max_threads());
-        for (int i = 0; i < n_threads; i++)
-            printf("ceilings, %ld thread%s: read %.1f GB/s, FMA %.1f GFLOP/s\n", threads[i],
-                   threads[i] > 1 ? "s" : "", rc[i], fc[i]);
-        printf("\n%-9s %3s %5s %9s %15s %9s %7s %6s %5s %7s %5s %7s  %s\n", "preset", "thr",
-               "tok", "ms", "min..max", "tok/s", "GB/s", "(ceil)", "frac", "GFLOP/s", "frac",
+        printf("\n%-9s %-7s %3s %5s %9s %15s %9s %7s %6s %5s %7s %5s %7s  %s\n", "preset", "dtype",
+               "thr", "tok", "ms", "min..max", "tok/s", "GB/s", "(ceil)", "frac", "GFLOP/s", "frac",
                "vs ref", "route/plan/ph1/ph2/comb ms");
     }
 
@@ -406,47 +494,53 @@ int main(int argc, char **argv) {
             if (E < p->k) E = p->k;
             if (E != p->E && !csv) printf("(%s: %d experts of %d, to fit in memory)\n", p->name, E, p->E);
         }
-        bench_layer bl;
-        double tc = now_s();
-        if (!make_layer(p, E, &bl)) continue;
-        if (!csv)
-            printf("(%s: packed %.2f GB in %.1f s)\n", p->name,
-                   (double)moe_layer_packed_bytes(bl.L) / 1e9, now_s() - tc);
-        for (int ti = 0; ti < n_threads; ti++)
-            for (int ki = 0; ki < n_tokens; ki++) {
-                size_t T = (size_t)tokens[ki];
-                int nth = (int)threads[ti];
-                int rep = repeats;
-                if (rep <= 0) { /* about a second a case, 3..25 runs */
-                    result probe = run_case(bl.L, T, nth, 1, 0);
-                    rep = (int)(1000.0 / (probe.ms + 1e-3));
-                    rep = rep < 3 ? 3 : rep > 25 ? 25 : rep;
-                    if (quick && rep > 10) rep = 10;
+        for (int di = 0; di < n_dtypes; di++) {
+            int dt = dtypes[di], dot = dt == 3;
+            bench_layer bl;
+            double tc = now_s();
+            if (!make_layer(p, E, dt, &bl)) continue;
+            if (!csv)
+                printf("(%s %s: packed %.2f GB in %.1f s)\n", p->name, dtype_names[dt],
+                       (double)moe_layer_packed_bytes(bl.L) / 1e9, now_s() - tc);
+            for (int ti = 0; ti < n_threads; ti++)
+                for (int ki = 0; ki < n_tokens; ki++) {
+                    size_t T = (size_t)tokens[ki];
+                    int nth = (int)threads[ti];
+                    int rep = repeats;
+                    double peak = dot ? bc[ti] : fc[ti];
+                    if (rep <= 0) { /* about a second a case, 3..25 runs */
+                        result probe = run_case(bl.L, T, nth, 1, 0);
+                        rep = (int)(1000.0 / (probe.ms + 1e-3));
+                        rep = rep < 3 ? 3 : rep > 25 ? 25 : rep;
+                        if (quick && rep > 10) rep = 10;
+                    }
+                    /* the read ceiling again, right before the case: other tenants of the
+                       memory system come and go, and the fraction should compare like with like */
+                    double rcc = read_ceiling(nth, 3);
+                    result r = run_case(bl.L, T, nth, rep, do_ref && !(quick && T > 16));
+                    double gbps = r.bytes / (r.ms * 1e-3) / 1e9, gfl = r.flops / (r.ms * 1e-3) / 1e9;
+                    const char *compute = dot ? (MOE__DPBF16 && bl.L->dpbf16 ? "bf16dot" : "bf16dot-emu")
+                                              : "fma";
+                    if (csv)
+                        printf("%s,%s,%s,%d,%d,%zu,%.4f,%.4f,%.4f,%.1f,%.2f,%.2f,%.2f,%.3f,%.2f,"
+                               "%.2f,%.3f,%.3f,%.2f,%.4f,%.4f,%.4f,%.4f,%.4f,%s\n",
+                               p->name, dtype_names[dt], isa, E, nth, T, r.ms, r.ms_min, r.ms_max,
+                               T / (r.ms * 1e-3), r.bytes / 1e6, gbps, rcc, gbps / rcc, gfl, peak,
+                               gfl / peak, r.ref_ms, r.ref_ms / r.ms, r.stage[0], r.stage[1],
+                               r.stage[2], r.stage[3], r.stage[4], compute);
+                    else {
+                        char sp[32] = "      -"; /* no reference run for this case */
+                        if (r.ref_ms == r.ref_ms) snprintf(sp, sizeof sp, "%6.1fx", r.ref_ms / r.ms);
+                        printf("%-9s %-7s %3d %5zu %9.3f %7.3f..%-7.3f %9.1f %7.1f %6.1f %5.2f %7.1f "
+                               "%5.2f %s  %.3f/%.3f/%.3f/%.3f/%.3f\n",
+                               p->name, dtype_names[dt], nth, T, r.ms, r.ms_min, r.ms_max,
+                               T / (r.ms * 1e-3), gbps, rcc, gbps / rcc, gfl, gfl / peak, sp,
+                               r.stage[0], r.stage[1], r.stage[2], r.stage[3], r.stage[4]);
+                    }
+                    fflush(stdout);
                 }
-                /* the read ceiling again, right before the case: other tenants of the memory
-                   system come and go, and the fraction should compare like with like */
-                double rcc = read_ceiling(nth, 3);
-                result r = run_case(bl.L, T, nth, rep, do_ref && !(quick && T > 16));
-                double gbps = r.bytes / (r.ms * 1e-3) / 1e9, gfl = r.flops / (r.ms * 1e-3) / 1e9;
-                if (csv)
-                    printf("%s,f32,%s,%d,%d,%zu,%.4f,%.4f,%.4f,%.1f,%.2f,%.2f,%.2f,%.3f,%.2f,%.2f,"
-                           "%.3f,%.3f,%.2f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
-                           p->name, isa, E, nth, T, r.ms, r.ms_min, r.ms_max, T / (r.ms * 1e-3),
-                           r.bytes / 1e6, gbps, rcc, gbps / rcc, gfl, fc[ti], gfl / fc[ti],
-                           r.ref_ms, r.ref_ms / r.ms, r.stage[0], r.stage[1], r.stage[2],
-                           r.stage[3], r.stage[4]);
-                else {
-                    char sp[32] = "      -"; /* no reference run for this case */
-                    if (r.ref_ms == r.ref_ms) snprintf(sp, sizeof sp, "%6.1fx", r.ref_ms / r.ms);
-                    printf("%-9s %3d %5zu %9.3f %7.3f..%-7.3f %9.1f %7.1f %6.1f %5.2f %7.1f %5.2f "
-                           "%s  %.3f/%.3f/%.3f/%.3f/%.3f\n",
-                           p->name, nth, T, r.ms, r.ms_min, r.ms_max, T / (r.ms * 1e-3), gbps, rcc,
-                           gbps / rcc, gfl, gfl / fc[ti], sp, r.stage[0], r.stage[1], r.stage[2],
-                           r.stage[3], r.stage[4]);
-                }
-                fflush(stdout);
-            }
-        moe_layer_free(bl.L);
+            moe_layer_free(bl.L);
+        }
     }
     return 0;
 }

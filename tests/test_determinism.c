@@ -4,7 +4,8 @@
    tokens in the batch, the token's position in it, and the kernel shape (the decode tile for an
    expert with few rows, the GEMM tile for many). This file checks each of these, bit for bit,
    on several layer configurations. Capacity makes routing depend on the batch by definition
-   (Switch drops the late tokens), so that config is only checked across thread counts.
+   (Switch drops the late tokens), so that config is only checked across thread counts. Every
+   case runs in every packed format (f32, bf16, f16) and with the bf16 dot.
 
    Build: cc -std=c99 -O2 [-march=native] [-fopenmp] -I. tests/test_determinism.c -lm */
 #define MOE_IMPLEMENTATION
@@ -158,13 +159,16 @@ static void test_kernel_shapes(int kind) {
         fill(src, ff * K, 0.1f);
         moe__pack_mat(&M, 0, 0, src, MOE_F32, MOE_OUT_IN, pt);
         if (gated) moe__pack_mat(&M, 0, MOE__NR, src, MOE_F32, MOE_OUT_IN, pt);
+        size_t rb = moe__act_row_bytes(kern->act, K);
+        unsigned char *Xa = (unsigned char *)malloc(40 * rb); /* the inputs as the kernel reads them */
+        for (size_t i = 0; i < 40; i++) moe__act_encode(kern->act, X + i * K, K, Xa + i * rb);
         for (size_t m = 2; m <= 40; m += 3) {
             for (size_t i = 0; i < m; i++) xi[i] = (int32_t)((i * 7 + m) % 40);
-            moe__rows R = moe__rows_make(X, K * sizeof(float), xi, m, H, ld, NULL);
+            moe__rows R = moe__rows_make(Xa, rb, xi, m, H, ld, NULL);
             kern->ffn1(&a, &M, 0, NULL, &R, 0, panels);
             int ok = 1;
             for (size_t i = 0; i < m; i++) {
-                moe__rows R1 = moe__rows_make(X, K * sizeof(float), xi + i, 1, h1, ld, NULL);
+                moe__rows R1 = moe__rows_make(Xa, rb, xi + i, 1, h1, ld, NULL);
                 kern->ffn1(&a, &M, 0, NULL, &R1, 0, panels);
                 ok &= same(h1, H + i * ld, ld);
             }
@@ -174,13 +178,13 @@ static void test_kernel_shapes(int kind) {
             kern->gemm(&M, 0, NULL, &R, 0, panels);
             ok = 1;
             for (size_t i = 0; i < m; i++) {
-                moe__rows R1 = moe__rows_make(X, K * sizeof(float), xi + i, 1, y1, ld, NULL);
+                moe__rows R1 = moe__rows_make(Xa, rb, xi + i, 1, y1, ld, NULL);
                 kern->gemm(&M, 0, NULL, &R1, 0, panels);
                 ok &= same(y1, H + i * ld, ff);
             }
             CHECK_MSG(ok, "gemm %s: a row alone differs from it among %zu rows", kern->name, m);
         }
-        free(mem), free(src);
+        free(mem), free(src), free(Xa);
     }
     free(X), free(H);
 }
@@ -211,7 +215,18 @@ int main(void) {
     cases[3].cfg.d_model = 32, cases[3].cfg.d_ff = 50, cases[3].cfg.n_experts = 4;
     cases[3].cfg.top_k = 1, cases[3].cfg.ffn = MOE_FFN_PLAIN, cases[3].cfg.act = MOE_ACT_RELU;
     cases[3].cfg.capacity = 6, cases[3].cfg.drop = MOE_DROP_IDENTITY;
-    for (int i = 0; i < 4; i++) test_case(&cases[i]);
+    /* every case in every packed format, and the bf16 dot */
+    static const char *fname[] = {"f32", "bf16", "f16", "bf16-dot"};
+    for (int i = 0; i < 4; i++)
+        for (int f = 0; f < 4; f++) {
+            layer_case lc = cases[i];
+            char name[96];
+            snprintf(name, sizeof name, "%s, %s", cases[i].name, fname[f]);
+            lc.name = name;
+            lc.cfg.format = lc.cfg.shared_format = f == 0 ? MOE_FORMAT_F32 : f == 2 ? MOE_FORMAT_F16 : MOE_FORMAT_BF16;
+            lc.cfg.dot = f == 3 ? MOE_DOT_BF16 : MOE_DOT_EXACT;
+            test_case(&lc);
+        }
     for (int kind = 0; kind < MOE__KIND_COUNT; kind++) test_kernel_shapes(kind);
     return check_summary();
 }

@@ -104,15 +104,17 @@ static void expect_cfg(const moe_config *c, moe_result want, int line) {
 /* ---- tests -------------------------------------------------------------------------------- */
 
 static void test_strings(void) {
-    const char *s[27];
-    for (int i = 0; i <= 25; i++) {
-        s[i] = moe_result_string((moe_result)-i);
-        CHECK(s[i] != NULL && s[i][0] != '\0');
-    }
-    s[26] = moe_result_string((moe_result)-26); /* unknown */
-    CHECK(s[26] != NULL && s[26][0] != '\0');
+    /* the codes are 0, -1, -2, ... up to the first one moe_result_string does not know */
+    const char *unknown = moe_result_string((moe_result)12345), *s[64];
+    int n = 0;
+    while (n < 64 && (s[n] = moe_result_string((moe_result)-n)) != NULL && strcmp(s[n], unknown) != 0)
+        n++;
+    CHECK_MSG(n >= 27 && n < 64, "%d result codes", n); /* MOE_OK .. MOE_E_DOT at least */
+    for (int i = 0; i < n; i++) CHECK(s[i] != NULL && s[i][0] != '\0');
+    s[n] = unknown;
+    CHECK(unknown != NULL && unknown[0] != '\0');
     int distinct = 1;
-    for (int i = 0; i < 27; i++)
+    for (int i = 0; i <= n; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(s[i], s[j]) == 0) {
                 distinct = 0;
@@ -121,8 +123,8 @@ static void test_strings(void) {
     CHECK(distinct);
     const char *u1 = moe_result_string((moe_result)1), *u2 = moe_result_string((moe_result)12345);
     const char *u3 = moe_result_string((moe_result)INT_MIN);
-    CHECK(u1 && u2 && u3 && u1[0] && strcmp(u1, s[26]) == 0 && strcmp(u2, s[26]) == 0 &&
-          strcmp(u3, s[26]) == 0);
+    CHECK(u1 && u2 && u3 && u1[0] && strcmp(u1, unknown) == 0 && strcmp(u2, unknown) == 0 &&
+          strcmp(u3, unknown) == 0);
 }
 
 static void test_null_args(void) {
@@ -216,11 +218,14 @@ static void test_config_errors(void) {
     CHECK_CODE(moe_config_check(&c), MOE_OK);
 
     /* every enum field: too big, and negative */
-    for (int f = 0; f < 7; f++)
+    for (int f = 0; f < 10; f++)
         for (int v = 0; v < 2; v++) {
             int bad = v ? -1 : 99;
             c = good_cfg();
             switch (f) {
+            case 7: c.format = (moe_format)bad; break;
+            case 8: c.n_shared = 1, c.shared_format = (moe_format)bad; break;
+            case 9: c.dot = (moe_dot)bad; break;
             case 0: c.score = (moe_score)bad; break;
             case 1: c.group_score = (moe_group_score)bad; break;
             case 2: c.norm = (moe_norm)bad; break;
@@ -235,8 +240,26 @@ static void test_config_errors(void) {
     c.score = (moe_score)(MOE_SCORE_SPARSEMIXER + 1);
     EXPECT_CFG(&c, MOE_E_OPTION);
     c = good_cfg();
-    c.act = (moe_act)(MOE_ACT_SWIGLU_OAI + 1);
+    c.act = (moe_act)MOE_ACT_COUNT;
     EXPECT_CFG(&c, MOE_E_OPTION);
+    c = good_cfg();
+    c.format = MOE_FORMAT_COUNT;
+    EXPECT_CFG(&c, MOE_E_OPTION);
+
+    /* the bf16 dot needs a set packed as bf16 */
+    c = good_cfg();
+    c.dot = MOE_DOT_BF16;
+    CHECK_CODE(moe_config_check(&c), MOE_OK); /* AUTO packs as bf16 */
+    c.format = MOE_FORMAT_F32;
+    EXPECT_CFG(&c, MOE_E_DOT);
+    c.format = MOE_FORMAT_F16;
+    EXPECT_CFG(&c, MOE_E_DOT);
+    c.n_shared = 1; /* the shared set (AUTO) takes it */
+    CHECK_CODE(moe_config_check(&c), MOE_OK);
+    c.shared_format = MOE_FORMAT_F32;
+    EXPECT_CFG(&c, MOE_E_DOT);
+    c.shared_format = MOE_FORMAT_BF16;
+    CHECK_CODE(moe_config_check(&c), MOE_OK);
 
     /* every float option: negative, NaN, +inf (and -0 is fine) */
     for (int f = 0; f < 6; f++)

@@ -70,12 +70,41 @@ static void tmat_make(tmat *t, int kind, size_t n_out, size_t K, int gated, floa
 
 static void tmat_free(tmat *t) { free(t->mem), free(t->src[0]), free(t->src[1]); }
 
-/* The exact chain of lane l of panel p against fp32 row x, from the packed lanes. */
+static float flush(float f) { return fabsf(f) < FLT_MIN ? copysignf(0.0f, f) : f; }
+
+/* bf16 of f, rounded to nearest even, from double arithmetic (independent of moe.h's bit
+   tricks), denormals flushed: the activation rounding of the bf16 dot. */
+static float to_bf16_daz(float f) {
+    if (f != f || fabsf(f) < FLT_MIN) return f != f ? f : copysignf(0.0f, f);
+    int e;
+    frexp(f, &e);                        /* |f| in [2^(e-1), 2^e): bf16 has 8 significant bits */
+    double q = ldexp(1.0, e - 8), r = (double)f / q, n = nearbyint(r); /* ties to even */
+    return (float)(n * q);
+}
+
+/* The chain of lane l of panel p against fp32 row x, from the packed lanes, as the header
+   defines it: exact kinds fmaf over k; the bf16 dot on bf16-rounded x with every step flushed,
+   the padding pair included. */
 static float chain(const moe__mat *M, size_t p, size_t l, const float *x) {
     const unsigned char *Wp = M->data + p * M->panel_bytes;
     float acc = 0.0f;
+    if (M->kind == MOE__KBF16DOT) {
+        for (size_t k = 0; k < 2 * M->ks; k++)
+            acc = flush(fmaf(k < M->K ? to_bf16_daz(x[k]) : 0.0f, moe__lane(M, Wp, k, l), acc));
+        return acc;
+    }
     for (size_t k = 0; k < M->K; k++) acc = fmaf(x[k], moe__lane(M, Wp, k, l), acc);
     return acc;
+}
+
+/* The rows X (fp32, stride ldx floats) in the encoding kind's kernels read. */
+static unsigned char *encode_rows(int kind, const float *X, size_t rows, size_t ldx, size_t K,
+                                  size_t *rb) {
+    int act = moe__kernels(kind, 0)->act;
+    *rb = moe__act_row_bytes(act, K);
+    unsigned char *a = (unsigned char *)malloc(rows * *rb);
+    for (size_t i = 0; i < rows; i++) moe__act_encode(act, X + i * ldx, K, a + i * *rb);
+    return a;
 }
 
 /* ---- linear parts: GEMM (router, phase 2) ------------------------------------------------- */
@@ -98,8 +127,9 @@ static void test_gemm(int kind, size_t K, size_t n_out, size_t m, int bias, int 
     }
     if (nrow % 5 == 0)
         for (size_t i = 0; i < m; i++) yi[i] = (int32_t)i;
-    moe__rows R = moe__rows_make(X, ldx * sizeof(float), indexed ? xi : NULL, m, Y0, ldy,
-                                 indexed ? yi : NULL);
+    size_t rb;
+    unsigned char *Xa = encode_rows(kind, X, nrow, ldx, K, &rb);
+    moe__rows R = moe__rows_make(Xa, rb, indexed ? xi : NULL, m, Y0, ldy, indexed ? yi : NULL);
     /* panels in two ranges, as the phase tasks split them */
     size_t mid = panels / 2;
     for (int pass = 0; pass < 2; pass++) {
@@ -127,7 +157,7 @@ static void test_gemm(int kind, size_t K, size_t n_out, size_t m, int bias, int 
     CHECK_MSG(ok, "gemm reference %s K=%zu n_out=%zu m=%zu: not the chain of the packed lanes",
               moe__kernels(kind, 1)->name, K, n_out, m);
     tmat_free(&t);
-    free(B), free(X), free(Y0), free(Y1), free(xi), free(yi);
+    free(B), free(X), free(Xa), free(Y0), free(Y1), free(xi), free(yi);
 }
 
 /* ---- phase 1: gate + up + activation ------------------------------------------------------ */
@@ -170,7 +200,9 @@ static void test_ffn1(int kind, size_t K, size_t ff, size_t m, int bias, int gat
     fill(X, nrow * ldx, 1.0f);
     for (size_t i = 0; i < m * ldh; i++) H0[i] = H1[i] = -77.0f;
     for (size_t i = 0; i < m; i++) xi[i] = (int32_t)urand(nrow);
-    moe__rows R = moe__rows_make(X, ldx * sizeof(float), xi, m, H0, ldh, NULL);
+    size_t rb;
+    unsigned char *Xa = encode_rows(kind, X, nrow, ldx, K, &rb);
+    moe__rows R = moe__rows_make(Xa, rb, xi, m, H0, ldh, NULL);
     size_t mid = (panels + 1) / 2;
     for (int pass = 0; pass < 2; pass++) {
         size_t p0 = pass ? mid : 0, p1 = pass ? panels : mid;
@@ -208,7 +240,7 @@ static void test_ffn1(int kind, size_t K, size_t ff, size_t m, int bias, int gat
     CHECK_MSG(worst < 1e-6, "ffn1 vs ref K=%zu ff=%zu m=%zu act=%d: worst %.3g", K, ff, m, (int)act, worst);
     if (worst > worst_act_vs_ref) worst_act_vs_ref = worst;
     tmat_free(&t);
-    free(B), free(X), free(H0), free(H1), free(xi);
+    free(B), free(X), free(Xa), free(H0), free(H1), free(xi);
 }
 
 /* ---- combine ------------------------------------------------------------------------------- */
@@ -303,7 +335,7 @@ static void test_activations(void) {
 
 /* ---- whole layer: fast vs use_ref --------------------------------------------------------- */
 
-static void test_layer(const moe_config *c, size_t T) {
+static void test_layer1(const moe_config *c, size_t T) {
     size_t d = (size_t)c->d_model, ff = (size_t)c->d_ff, E = (size_t)c->n_experts;
     size_t S = (size_t)c->n_shared * (size_t)(c->d_shared ? c->d_shared : c->d_ff);
     int gated = c->ffn == MOE_FFN_GATED;
@@ -349,8 +381,8 @@ static void test_layer(const moe_config *c, size_t T) {
             double e = fabs((double)y1[i] - y0[i]) / scale;
             worst = e > worst ? e : worst;
         }
-        CHECK_MSG(worst < 1e-5, "layer d=%zu ff=%zu E=%zu act=%d T=%zu: worst %.3g", d, ff, E,
-              (int)c->act, T, worst);
+        CHECK_MSG(worst < 1e-5, "layer d=%zu ff=%zu E=%zu act=%d format %d/%d dot %d T=%zu: worst %.3g",
+                  d, ff, E, (int)c->act, (int)c->format, (int)c->shared_format, (int)c->dot, T, worst);
         if (c->act == MOE_ACT_RELU) /* no exp anywhere in the experts: exact */
             CHECK_MSG(bitdiff(y0, y1, T * d) < 0, "layer with ReLU: fast and reference differ");
         free(ws.data);
@@ -358,6 +390,18 @@ static void test_layer(const moe_config *c, size_t T) {
     moe_layer_free(L);
     free(router), free(g), free(u), free(dn), free(sel), free(sg), free(su), free(sd), free(x);
     free(y0), free(y1);
+}
+
+/* every packed format and dot mode of the same layer */
+static void test_layer(const moe_config *c, size_t T) {
+    static const moe_format f[] = {MOE_FORMAT_F32, MOE_FORMAT_BF16, MOE_FORMAT_F16, MOE_FORMAT_BF16,
+                                   MOE_FORMAT_F16};
+    for (int v = 0; v < 5; v++) {
+        moe_config cc = *c;
+        cc.format = f[v], cc.shared_format = f[(v + 1) % 5];
+        cc.dot = v == 3 ? MOE_DOT_BF16 : MOE_DOT_EXACT;
+        test_layer1(&cc, T);
+    }
 }
 
 int main(void) {

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The packed formats through the CLI, on every checkpoint fixture of tests/checkpoints:
+#   - the default (--dtype auto: a bf16 checkpoint packs as bf16, f16 as f16) gives the same
+#     bytes of Y, E and W as --dtype f32: exact mode keeps the f32 chain;
+#   - --dtype bf16 and --dtype f16 (lossy for f32 checkpoints) and --bf16-dot stay within
+#     TOL_LOSSY of the float64 reference, with the same experts (the router is always fp32).
+# TOL_LOSSY = 2e-2 of max(1, max|ref|): the weights (and for --bf16-dot the activations) carry
+# 8 (bf16) or 11 (f16) significant bits, 2^-9 = 2e-3 relative each; a fixture's output sums a
+# few dozen of them, and the worst case seen is printed.
+set -u
+cd "$(dirname "$0")/.."
+TOL_LOSSY=${TOL_LOSSY:-2e-2}
+make -s build/moe build/npy_compare || exit 1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+while read -r name dir layer stem; do
+  case "$name" in ''|'#'*) continue ;; esac
+  d=tests/checkpoints/$dir
+  run() { # tag flags...
+    local tag=$1; shift
+    build/moe run --model "$d" --layer "$layer" --input "$d/$stem.x.npy" --output "$tmp/$tag.y.npy" \
+      --experts-out "$tmp/$tag.e.npy" --weights-out "$tmp/$tag.w.npy" "$@" >/dev/null 2>"$tmp/err"
+  }
+  if ! run auto || ! run f32 --dtype f32; then
+    fail=$((fail + 1)); printf 'FAIL  %-32s %s\n' "$name" "$(cat "$tmp/err")"; continue
+  fi
+  same=ok
+  for f in y e w; do cmp -s "$tmp/auto.$f.npy" "$tmp/f32.$f.npy" || same="differs ($f)"; done
+  line="auto = f32: $same"
+  ok=1; [ "$same" = ok ] || ok=0
+  for v in bf16 f16 dot; do
+    flags="--dtype $v"; [ $v = dot ] && flags="--dtype bf16 --bf16-dot"
+    # shellcheck disable=SC2086
+    if ! run $v $flags; then ok=0; line="$line | $v: $(cat "$tmp/err")"; continue; fi
+    ry=$(build/npy_compare "$tmp/$v.y.npy" "$d/$stem.y.npy" "$TOL_LOSSY" 2>&1) || ok=0
+    re=$(build/npy_compare "$tmp/$v.e.npy" "$d/$stem.e.npy" exact 2>&1) || ok=0
+    line="$line | $v Y $ry, E $re"
+  done
+  if [ $ok -eq 1 ]; then pass=$((pass + 1)); printf 'ok    %-32s %s\n' "$name" "$line"
+  else fail=$((fail + 1)); printf 'FAIL  %-32s %s\n' "$name" "$line"; fi
+done < tests/checkpoints/cases.txt
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
