@@ -456,10 +456,12 @@ extern int madvise(void *addr, size_t len, int advice);
 
 #if defined(__GNUC__)
 #define MOE__INLINE inline __attribute__((always_inline))
+#define MOE__NOINLINE __attribute__((noinline))
 #define MOE__PREFETCH(p) __builtin_prefetch(p)
 #define MOE__PREFETCH_L2(p) __builtin_prefetch(p, 0, 2) /* into L2, not L1 */
 #else
 #define MOE__INLINE inline
+#define MOE__NOINLINE
 #define MOE__PREFETCH(p) ((void)(p))
 #define MOE__PREFETCH_L2(p) ((void)(p))
 #endif
@@ -1156,6 +1158,40 @@ static MOE__INLINE void moe__tile_run(int kind, int mr, int gated, int np, const
 #undef MOE__T1
 }
 
+/* The tile set of one format, compiled once: every kernel of that format calls it (inlining it
+   into each would multiply the unrolled tiles, and the compile time, for nothing). */
+#define MOE__TILES(name, kind)                                                                    \
+    static MOE__NOINLINE void moe__tiles_##name(int mr, int gated, int np, const unsigned char *W, \
+                                                size_t ps, size_t k0, size_t k1,                  \
+                                                const unsigned char *const *xr, float *out,       \
+                                                int init, const unsigned char *pf, size_t npf) {  \
+        moe__tile_run(kind, mr, gated, np, W, ps, k0, k1, xr, out, init, pf, npf);               \
+    }
+MOE__TILES(f32, MOE__KF32)
+MOE__TILES(bf16, MOE__KBF16)
+MOE__TILES(f16, MOE__KF16)
+MOE__TILES(bf16dot, MOE__KBF16DOT)
+#if MOE__DPBF16
+MOE__TILES(bf16dot_emu, MOE__KBF16DOT_EMU)
+#endif
+#undef MOE__TILES
+
+typedef void (*moe__tiles_fn)(int mr, int gated, int np, const unsigned char *W, size_t ps,
+                              size_t k0, size_t k1, const unsigned char *const *xr, float *out,
+                              int init, const unsigned char *pf, size_t npf);
+
+static MOE__INLINE moe__tiles_fn moe__tiles_of(int kind) {
+    switch (kind) {
+    case MOE__KBF16: return moe__tiles_bf16;
+    case MOE__KF16: return moe__tiles_f16;
+    case MOE__KBF16DOT: return moe__tiles_bf16dot;
+#if MOE__DPBF16
+    case MOE__KBF16DOT_EMU: return moe__tiles_bf16dot_emu;
+#endif
+    default: return moe__tiles_f32;
+    }
+}
+
 /* Panels a decode tile streams at once: 4 when the accumulators allow (one row on AVX-512:
    4 x 4 chains gated; measured a little faster than 2), else 2; GEMM tiles take one. */
 static size_t moe__decode_panels(int decode, size_t m, size_t na, size_t p, size_t p1) {
@@ -1204,7 +1240,7 @@ static MOE__INLINE moe__v moe__vact2(const moe__actp *a, moe__v g, moe__v u) {
 
 /* Finishes a tile of mr rows x np panels (sums in o): phase 1 (a != NULL) adds the bias and
    applies the activation, else adds the bias and stores the real outputs. */
-static MOE__INLINE void moe__finish(const moe__actp *a, const moe__mat *M, const float *B,
+static MOE__NOINLINE void moe__finish(const moe__actp *a, const moe__mat *M, const float *B,
                                     const moe__rows *R, size_t i0, size_t mr, size_t p, size_t np,
                                     const float *o) {
     size_t w = M->w;
@@ -1257,8 +1293,8 @@ static MOE__INLINE void moe__drive(int kind, const moe__actp *a, const moe__mat 
             for (size_t r = 0; r < m; r++) xr[r] = moe__row_in(R, r);
             const unsigned char *pf = NULL;
             if (np == 1 && p + 1 < p1) pf = moe__gemm_prefetch(We + (p + 1) * ps, ps, ks, 0, 1, &npf);
-            moe__tile_run(kind, (int)m, gated, (int)np, We + p * ps, ps, 0, ks, xr, part, 0, pf,
-                          npf);
+            moe__tiles_of(kind)((int)m, gated, (int)np, We + p * ps, ps, 0, ks, xr, part, 0, pf,
+                                npf);
             moe__finish(a, M, B, R, 0, m, p, np, part);
             p += np;
         }
@@ -1287,7 +1323,7 @@ static MOE__INLINE void moe__drive(int kind, const moe__actp *a, const moe__mat 
                     for (size_t r = 0; r < mr; r++) xr[r] = moe__row_in(R, i0 + r);
                     const unsigned char *pf =
                         moe__gemm_prefetch(next, len, k1 - k0, bi - b0, b1 - b0, &npf);
-                    moe__tile_run(kind, (int)mr, gated, 1, Wp, ps, k0, k1, xr,
+                    moe__tiles_of(kind)((int)mr, gated, 1, Wp, ps, k0, k1, xr,
                                   part + (bi - b0) * MOE__ACC * MOE__VW, k0 > 0, pf, npf);
                 }
             }

@@ -13,6 +13,9 @@ static void test_free(void *p);
 #define MOE_MALLOC(sz, ctx) test_malloc(sz)
 #define MOE_FREE(p, ctx) test_free(p)
 
+/* The scalar kernels: argument and config checks are the same in every build, and the SIMD tiles only cost compile time here
+   (test_kernels.c, test_determinism.c and test_formats.c test those). */
+#define MOE_NO_SIMD
 #define MOE_IMPLEMENTATION
 #include "moe.h"
 

@@ -7,6 +7,9 @@
    shared/reference/moe-variants.md (sections 1, 3, 5), never by calling moe.h's own gating.
 
    Build: cc -std=c99 -I. tests/test_gating.c -o test_gating -lm ; run from the repo root. */
+/* The scalar kernels: gating is plain C, the same in every build, and the SIMD tiles only cost compile time here
+   (test_kernels.c, test_determinism.c and test_formats.c test those). */
+#define MOE_NO_SIMD
 #define MOE_IMPLEMENTATION
 #include "moe.h"
 
