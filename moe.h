@@ -1,4 +1,4 @@
-/* moe.h v0.1 - one Mixture-of-Experts FFN layer on the CPU, faithful to every open MoE family.
+/* moe.h v0.2 - one Mixture-of-Experts FFN layer on the CPU, faithful to every open MoE family.
                  public domain or MIT, see end of file.
 
    Do this:
@@ -31,7 +31,8 @@
           moe_result r = moe_layer_create(&layer, &cfg, &w);
           if (r != MOE_OK) { fprintf(stderr, "moe: %s\n", moe_result_string(r)); return 1; }
           moe_workspace_size(layer, T, &bytes);
-          moe_workspace ws = { malloc(bytes), bytes, 0 };
+          moe_workspace ws = {0};
+          ws.data = malloc(bytes), ws.size = bytes, ws.n_threads = 0;
           r = moe_forward(layer, x, T, y, &ws, NULL);
           printf("%s, y[0] = %f\n", moe_result_string(r), y[0]);
           free(ws.data);
@@ -58,6 +59,11 @@
       - Errors come back as moe_result codes; the library never prints, exits or aborts.
 
    RECENT CHANGES
+      0.2  packed formats bf16 and f16 (cfg.format, shared_format; exact and bf16-dot modes);
+           stages moe_route_slots / moe_experts / moe_combine and moe_forward_routed; expert
+           subsets (cfg.expert_begin, expert_count); host thread pools (cfg.parallel_for);
+           stated tensor sizes (moe_tensor.n_elems, moe_layer_create_msg); moe_build_info.
+           Structs grew: start moe_config, moe_weights and moe_workspace from {0}.
       0.1  first release: every routing rule, experts, shared experts, trace.
 */
 #ifndef MOE_H
@@ -67,7 +73,7 @@
 #include <stdint.h>
 
 #define MOE_VERSION_MAJOR 0
-#define MOE_VERSION_MINOR 1
+#define MOE_VERSION_MINOR 2
 #define MOE_VERSION_PATCH 0
 
 #ifndef MOEDEF
@@ -113,7 +119,11 @@ typedef enum moe_result {
     MOE_E_NOMEM = -23,          /* MOE_MALLOC returned NULL */
     MOE_E_WORKSPACE = -24,      /* the workspace is smaller than moe_workspace_size() said */
     MOE_E_SPARSEMIXER = -25,    /* MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only */
-    MOE_E_DOT = -26             /* dot = MOE_DOT_BF16 but no expert set is packed as bf16 */
+    MOE_E_DOT = -26,            /* dot = MOE_DOT_BF16 but no expert set is packed as bf16 */
+    MOE_E_SUBSET = -27,         /* expert_begin / expert_count reach outside 0..n_experts */
+    MOE_E_EXPERT = -28,         /* a given expert id is not an expert, MOE_SLOT_NONE or _IDENTITY */
+    MOE_E_SIZE = -29,           /* a tensor's stated n_elems is not what the config needs */
+    MOE_E_OFFSETS = -30         /* moe_experts offsets do not start at 0 and never decrease */
 } moe_result;
 
 /* A static, never-NULL English sentence for any value (unknown values get a generic one). */
@@ -174,6 +184,11 @@ typedef enum moe_shared_gate {
     MOE_SHARED_GATE_SIGMOID,  /* scaled by sigmoid(g . x) per token (Qwen2-MoE shared_expert_gate) */
     MOE_SHARED_GATE_COUNT
 } moe_shared_gate;
+
+/* A host thread pool instead of OpenMP (moe_config.parallel_for): parallel_for(pool, n, task,
+   ctx) must run task(ctx, i) once for every i in 0..n-1, on any threads in any order, and return
+   when all are done. */
+typedef void (*moe_task)(void *ctx, int i);
 
 /* The format an expert set's weights are packed in. The router, the biases and every
    accumulation stay fp32 whatever the format. */
@@ -238,6 +253,17 @@ typedef struct moe_config {
     moe_format format;       /* routed experts; MOE_FORMAT_AUTO (0) = as their sources */
     moe_format shared_format; /* shared experts, independently; 0 = as their sources */
     moe_dot dot;             /* MOE_DOT_EXACT (0) or MOE_DOT_BF16 for the sets packed as bf16 */
+
+    /* the experts this layer holds: expert_begin .. expert_begin + expert_count - 1 (a hybrid
+       engine's CPU share, one rank's slice); the router, routing and shared experts are whole */
+    int expert_begin;        /* 0 */
+    int expert_count;        /* 0 = all from expert_begin on */
+
+    /* threads from the host: every parallel step of moe_layer_create and of the forward calls
+       runs through parallel_for instead of OpenMP (results are the same bits either way) */
+    void (*parallel_for)(void *pool, int n, moe_task task, void *ctx); /* NULL: OpenMP */
+    void *pool;
+    int pool_threads;        /* the pool's threads, for sizing tasks; 0 = 1 */
 } moe_config;
 
 /* Checks a config on its own (weights are checked by moe_layer_create). */
@@ -270,6 +296,8 @@ typedef struct moe_tensor {
     const void *const *per_expert;
     moe_dtype dtype;
     moe_layout layout;
+    size_t n_elems;          /* 0 = not stated; else the elements of `data` (every expert) or of
+                                each per_expert buffer, checked against the config (MOE_E_SIZE) */
 } moe_tensor;
 
 /* The weights of a layer, as checkpoints store them. Shapes are logical (out x in):
@@ -285,8 +313,10 @@ typedef struct moe_tensor {
                   shapes S x d, S x d, d x S (given as one matrix: `data`)
      shared_gate  d                the Qwen2-MoE shared_expert_gate weight (1 x d)
    `on_packed`, if set, is called after each source buffer has been packed, so a loader can
-   release its pages (e.g. madvise) before the next one is read: (user, pointer, bytes). Calls
-   come one at a time, but under OpenMP from whichever thread packed that expert. */
+   release its pages (e.g. madvise) before the next one is read: (user, pointer, bytes), once per
+   (tensor, expert) buffer: a per_expert pointer, or an expert's slice of a fused `data`. Under
+   OpenMP the calls come one at a time, from whichever thread packed that expert; with the
+   host's cfg.parallel_for they may come from several of its threads at once. */
 typedef struct moe_weights {
     moe_tensor router, router_bias, select_bias;
     moe_tensor gate, up, gate_up, down;
@@ -303,11 +333,16 @@ typedef struct moe_weights {
 
 typedef struct moe_layer moe_layer; /* opaque: the config and the packed weights */
 
-/* Validates cfg and w, packs every weight once into the layer's own fp32 layout (the sources
-   are not referenced afterwards) and returns it in *out (NULL on error). The layer is read-only
-   afterwards: any number of threads may run moe_forward on it at once, each with its own
-   workspace. */
+/* Validates cfg and w, packs every weight once into the layer's own layout (cfg.format; the
+   sources are not referenced afterwards) and returns it in *out (NULL on error). The layer is
+   read-only afterwards: any number of threads may run moe_forward on it at once, each with its
+   own workspace. A layer with an expert subset reads (and reports through on_packed) only its
+   experts' buffers; the views still index experts globally ([E][...] data, E pointers). */
 MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const moe_weights *w);
+/* The same, and on error a sentence in msg[0..msg_size) that names the tensor at fault where
+   there is one ("weights.gate: 1024 elements stated, 4096 needed (4 experts x 32 x 32)"). */
+MOEDEF moe_result moe_layer_create_msg(moe_layer **out, const moe_config *cfg,
+                                       const moe_weights *w, char *msg, size_t msg_size);
 MOEDEF void moe_layer_free(moe_layer *layer); /* NULL is fine */
 MOEDEF const moe_config *moe_layer_config(const moe_layer *layer); /* with defaults filled in */
 MOEDEF size_t moe_layer_packed_bytes(const moe_layer *layer);
@@ -319,7 +354,8 @@ MOEDEF size_t moe_layer_packed_bytes(const moe_layer *layer);
 typedef struct moe_workspace {
     void *data;
     size_t size;
-    int n_threads;           /* OpenMP threads for this call; 0 = all (omp_get_max_threads) */
+    int n_threads;           /* OpenMP threads for this call; 0 = all (omp_get_max_threads); with
+                                cfg.parallel_for, the tasks are sized for cfg.pool_threads */
 } moe_workspace;
 
 /* Bytes of workspace moe_forward and moe_route need for n_tokens (MOE_E_OVERFLOW if too big). */
@@ -354,6 +390,61 @@ MOEDEF moe_result moe_forward(const moe_layer *layer, const float *x, size_t n_t
 MOEDEF moe_result moe_route(const moe_layer *layer, const float *x, size_t n_tokens,
                             const moe_workspace *ws, moe_trace *trace);
 
+/* ---- stages: moe_forward = moe_route_slots + moe_experts + moe_combine ---------------------- */
+/* The three stages give moe_forward's bits exactly, whatever the rows are grouped with: an
+   engine can run them around its own transport (expert parallelism over MPI, a GPU that runs
+   other experts) or routing (replay, hash layers). A slot is what the combine adds for one
+   (token, j < top_k): an expert id (0..n_experts-1, global), or one of these: */
+#define MOE_SLOT_NONE (-1)     /* nothing (a slot dropped by capacity with MOE_DROP_ZERO) */
+#define MOE_SLOT_IDENTITY (-2) /* weight * x (dropped with MOE_DROP_IDENTITY; identity experts) */
+
+/* Stage 1: routes n_tokens tokens into slots, expert[T][k] and weight[T][k], as moe_forward
+   combines them (weight_on_input layers: the weight scales the expert's input). Workspace:
+   moe_workspace_size. */
+MOEDEF moe_result moe_route_slots(const moe_layer *layer, const float *x, size_t n_tokens,
+                                  int32_t *expert, float *weight, const moe_workspace *ws,
+                                  moe_trace *trace);
+
+/* Stage 2: runs the experts the layer holds on rows grouped by expert: rows[i] (d_model floats)
+   for offsets[j] <= i < offsets[j + 1] go to expert expert_begin + j (j < expert_count; n =
+   offsets[expert_count] rows). out[i] is that expert's FFN of rows[i], unweighted; for a
+   weight_on_input layer, of row_weight[i] * rows[i] (row_weight is ignored otherwise and may
+   be NULL). No shared experts here. rows and out are [n][d_model] and must not overlap. */
+MOEDEF moe_result moe_experts(const moe_layer *layer, const float *rows, const int32_t *offsets,
+                              const float *row_weight, float *out, const moe_workspace *ws);
+MOEDEF moe_result moe_experts_workspace_size(const moe_layer *layer, size_t n_rows, size_t *bytes);
+
+/* Stage 3: y[t] = sum over j < top_k, in slot order, of weight[t][j] * z[t k + j] (an expert
+   slot, whichever process computed it), weight[t][j] * x[t] (MOE_SLOT_IDENTITY) or nothing
+   (MOE_SLOT_NONE), plus the shared experts of x[t], computed here. z is [T k][d_model] (rows of
+   non-expert slots are not read; z may be NULL when there are none). Workspace:
+   moe_workspace_size. */
+MOEDEF moe_result moe_combine(const moe_layer *layer, const float *x, size_t n_tokens,
+                              const int32_t *expert, const float *weight, const float *z,
+                              float *y, const moe_workspace *ws);
+
+/* moe_forward with the routing given: slots expert[T][k] (ids or MOE_SLOT_*) and weights[T][k]
+   from the caller (a GPU router, routing replay, token-id hash layers). Expert slots the layer
+   does not hold (an expert subset) add nothing; the shared experts are added. */
+MOEDEF moe_result moe_forward_routed(const moe_layer *layer, const float *x, size_t n_tokens,
+                                     const int32_t *expert, const float *weight, float *y,
+                                     const moe_workspace *ws);
+
+/* ---- build --------------------------------------------------------------------------------- */
+
+typedef struct moe_build {
+    int version_major, version_minor, version_patch;
+    const char *isa;         /* the kernels built: "avx512", "avx2", "neon" or "scalar" */
+    int panel_width;         /* outputs per packed panel (NR) */
+    int openmp;              /* 1: built with OpenMP */
+    int bf16_dot_hw;         /* 1: built with AVX512_BF16 (used where it agrees, see MOE_DOT_BF16) */
+    const char *formats;     /* the packed formats, space-separated */
+    const char *text;        /* all of it on one line */
+} moe_build;
+
+/* What this translation unit of moe.h was compiled into; a static constant. */
+MOEDEF const moe_build *moe_build_info(void);
+
 #ifdef __cplusplus
 }
 #endif
@@ -367,6 +458,8 @@ MOEDEF moe_result moe_route(const moe_layer *layer, const float *x, size_t n_tok
 
 #include <float.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h> /* vsnprintf, for moe_layer_create_msg */
 #include <string.h>
 
 // ---- config checks ----------------------------------------------------------------------------
@@ -1567,12 +1660,13 @@ struct moe_layer {
     moe__actp act;
     int gated;
     size_t d, E, k, d_pad, e_pad;
+    size_t e0, ne;         /* the experts held: e0 .. e0 + ne - 1 (packed as 0 .. ne - 1) */
     moe__mat router;       /* E outputs over d inputs, fp32 */
     const moe__kern *router_kern; /* also combines */
     float *router_bias;    /* [e_pad] or NULL */
     float *select_bias;    /* [E] or NULL */
     float *shared_gate;    /* [d] or NULL */
-    moe__ffnw ex, sh;      /* routed experts; shared experts (sh.ff = 0 when none) */
+    moe__ffnw ex, sh;      /* routed experts held (ne); shared experts (sh.ff = 0 when none) */
     int dpbf16;            /* 1: this CPU's VDPBF16PS agrees with MOE__KBF16DOT (it is used) */
     size_t packed_bytes;
     void *mem;             /* what MOE_MALLOC returned (the layer lives inside it) */
@@ -1597,41 +1691,59 @@ static void moe__released(const moe_weights *w, const moe_tensor *t, size_t e, s
     w->on_packed(w->user, moe__expert_src(t, e, n), n * moe__dtype_size(t->dtype));
 }
 
-/* Packs an FFN weight set: gate/up (separate or fused), down, biases. */
-static void moe__pack_ffn(moe__ffnw *f, const moe_layer *L, size_t n_exp, const moe_tensor *gate,
-                          const moe_tensor *up, const moe_tensor *gate_up, moe_gate_up_split split,
-                          const moe_tensor *down, const moe_tensor *bg, const moe_tensor *bu,
-                          const moe_tensor *bgu, const moe_tensor *bd, const moe_weights *w) {
-    size_t d = L->d, ff = f->ff, W1 = f->w1.w;
-    int fused = L->gated && moe__present(gate_up), fb = fused && moe__present(bgu);
+/* What packing one FFN weight set needs: n_exp experts, source experts e0 + e. */
+typedef struct moe__packjob {
+    moe__ffnw *f;
+    const moe_layer *L;
+    size_t e0;
+    const moe_tensor *gate, *up, *gate_up, *down, *bg, *bu, *bgu, *bd;
+    moe_gate_up_split split;
+    const moe_weights *w;
+} moe__packjob;
+
+/* Packs expert e of a set: gate/up (separate or fused), down, biases; reports each source. */
+static void moe__task_pack(void *ctx, int el) {
+    const moe__packjob *J = (const moe__packjob *)ctx;
+    moe__ffnw *f = J->f;
+    const moe_layer *L = J->L;
+    const moe_weights *w = J->w;
+    size_t d = L->d, ff = f->ff, W1 = f->w1.w, e = (size_t)el, se = J->e0 + e;
+    int fused = L->gated && moe__present(J->gate_up), fb = fused && moe__present(J->bgu);
     moe__part whole = {0, 1, d};
-    MOE__PRAGMA(omp parallel for schedule(dynamic, 1) if(n_exp > 1))
-    for (long el = 0; el < (long)n_exp; el++) {
-        size_t e = (size_t)el;
-        for (int part = L->gated ? 0 : 1; part < 2; part++) {
-            const moe_tensor *t = fused ? gate_up : (part ? up : gate);
-            moe__part pt = moe__part_of(split, fused, part, ff);
-            size_t lane0 = (L->gated && part) ? MOE__NR : 0;
-            moe__pack_mat(&f->w1, e, lane0, moe__expert_src(t, e, pt.src_out * d), t->dtype,
-                          t->layout, pt);
-            if (!fused || part == 1) moe__released(w, t, e, pt.src_out * d);
-            if (f->b1) {
-                const moe_tensor *b = fb ? bgu : (part ? bu : bg);
-                moe__part pb = moe__part_of(split, fb, part, ff);
-                moe__pack_vec(f->b1 + e * (f->ff_pad / MOE__NR) * W1, ff, f->ff_pad, W1, lane0,
-                              moe__expert_src(b, e, pb.src_out), b->dtype, pb);
-                if (!fb || part == 1) moe__released(w, b, e, pb.src_out);
-            }
-        }
-        moe__pack_mat(&f->w2, e, 0, moe__expert_src(down, e, d * ff), down->dtype, down->layout,
-                      moe__part_of(split, 0, 0, d));
-        moe__released(w, down, e, d * ff);
-        if (f->b2) {
-            moe__pack_vec(f->b2 + e * L->d_pad, d, L->d_pad, MOE__NR, 0,
-                          moe__expert_src(bd, e, d), bd->dtype, whole);
-            moe__released(w, bd, e, d);
+    for (int part = L->gated ? 0 : 1; part < 2; part++) {
+        const moe_tensor *t = fused ? J->gate_up : (part ? J->up : J->gate);
+        moe__part pt = moe__part_of(J->split, fused, part, ff);
+        size_t lane0 = (L->gated && part) ? MOE__NR : 0;
+        moe__pack_mat(&f->w1, e, lane0, moe__expert_src(t, se, pt.src_out * d), t->dtype,
+                      t->layout, pt);
+        if (!fused || part == 1) moe__released(w, t, se, pt.src_out * d);
+        if (f->b1) {
+            const moe_tensor *b = fb ? J->bgu : (part ? J->bu : J->bg);
+            moe__part pb = moe__part_of(J->split, fb, part, ff);
+            moe__pack_vec(f->b1 + e * (f->ff_pad / MOE__NR) * W1, ff, f->ff_pad, W1, lane0,
+                          moe__expert_src(b, se, pb.src_out), b->dtype, pb);
+            if (!fb || part == 1) moe__released(w, b, se, pb.src_out);
         }
     }
+    moe__pack_mat(&f->w2, e, 0, moe__expert_src(J->down, se, d * ff), J->down->dtype,
+                  J->down->layout, moe__part_of(J->split, 0, 0, d));
+    moe__released(w, J->down, se, d * ff);
+    if (f->b2) {
+        moe__pack_vec(f->b2 + e * L->d_pad, d, L->d_pad, MOE__NR, 0,
+                      moe__expert_src(J->bd, se, d), J->bd->dtype, whole);
+        moe__released(w, J->bd, se, d);
+    }
+}
+
+/* Packs an FFN weight set, experts in parallel (OpenMP, or the host's parallel_for). */
+static void moe__pack_ffn(const moe__packjob *J, size_t n_exp) {
+    const moe_config *c = &J->L->cfg;
+    if (c->parallel_for && n_exp > 1) {
+        c->parallel_for(c->pool, (int)n_exp, moe__task_pack, (void *)(uintptr_t)J);
+        return;
+    }
+    MOE__PRAGMA(omp parallel for schedule(dynamic, 1) if(n_exp > 1))
+    for (int e = 0; e < (int)n_exp; e++) moe__task_pack((void *)(uintptr_t)J, e);
 }
 
 // ---- gating and top-k -------------------------------------------------------------------------
@@ -1750,35 +1862,48 @@ static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_
 }
 
 // ---- workspace --------------------------------------------------------------------------------
+// One call's memory, laid out in the caller's buffer. Token arrays are sized for T tokens,
+// row arrays for R (token, slot) rows: R = T k for moe_forward, the caller's row count for
+// moe_experts.
 
 typedef struct moe__ws {
     float *logits;       /* [T][E] */
     float *scratch;      /* [T][4E] gating scratch */
-    int32_t *ex;         /* [T][k] route: experts */
+    int32_t *ex;         /* [T][k] route: experts selected */
     float *wt;           /* [T][k] route: weights */
     unsigned char *drop; /* [T][k] 1 = over capacity */
-    int32_t *off;        /* [E + 2] plan: first row of each expert (E + 1 = shared) */
-    int32_t *rows;       /* [T k] plan: pair id t*k + j, grouped by expert, token order */
-    int32_t *toks;       /* [T k] plan: token of each row */
-    size_t *task;        /* [2][E + 2] first task of each expert, phase 1 and phase 2 */
+    int32_t *slot;       /* [T][k] what combine adds: an expert, MOE_SLOT_NONE or _IDENTITY */
+    int32_t *off;        /* [ne + 2] plan: first row of each held expert (ne + 1 = shared) */
+    int32_t *rows;       /* [R] plan: pair id t*k + j, grouped by expert, token order */
+    int32_t *toks;       /* [R] plan: token of each row */
+    size_t *task;        /* [2][ne + 2] first task of each expert, phase 1 and phase 2 */
     const float **zp;    /* [T][k + 1] combine: rows to mix */
     float *zw;           /* [T][k + 1] combine: their weights */
-    float *xs;           /* [T k][d] weight_on_input: scaled inputs, plan order */
-    float *h;            /* [T k][ff_pad] phase 1 out, plan order */
-    float *z;            /* [T k][d] phase 2 out, pair order */
+    float *xs;           /* [R][d] weight_on_input: scaled inputs, plan order */
+    float *h;            /* [R][ff_pad] phase 1 out, plan order */
+    float *z;            /* [R][d] phase 2 out, pair order (moe_forward only) */
     float *hs;           /* [T][S_pad] shared phase 1 */
     float *zs;           /* [T][d] shared phase 2 */
     /* the phase inputs re-encoded for kernels that read another encoding than fp32 (e.g. bf16
-       pairs), once per token and phase; NULL when the set's kernels read fp32 */
-    unsigned char *xa;   /* routed phase 1 input: [T][d] (or [T k][d] plan order, weight_on_input) */
-    unsigned char *ha;   /* routed phase 2 input: [T k][ff] */
+       pairs), once per token and phase; unused when the set's kernels read fp32 */
+    unsigned char *xa;   /* routed phase 1 input: [T][d], or [R][d] in plan order */
+    unsigned char *ha;   /* routed phase 2 input: [R][ff] */
     unsigned char *xsa;  /* shared phase 1 input: [T][d] */
     unsigned char *hsa;  /* shared phase 2 input: [T][S] */
+    /* where the routed rows come from and go (moe_experts: the caller's, in plan order) */
+    const float *xin;    /* [R][d] plan-order input rows, or NULL: gather x by toks */
+    const float *rwin;   /* [R] their weights (weight_on_input), with xin */
+    float *zout;         /* [R][d] plan-order output rows, or NULL: z by pair id */
+    const float *zsrc;   /* combine: the rows of the slots, by pair id */
+    int all_slots;       /* combine: every expert slot has a row in zsrc (not only held ones) */
+    size_t R;            /* routed rows of this call */
 } moe__ws;
 
-/* Lays the workspace out from `base` (NULL: only measure). 0 on size overflow. */
-static int moe__carve(const moe_layer *L, size_t T, char *base, moe__ws *w, size_t *total) {
-    size_t at = 0, n, TK, E = L->E, k = L->k;
+/* Lays the workspace out from `base` (NULL: only measure) for T tokens and R rows (z: 1 if the
+   pair-order output z is needed). 0 on size overflow. */
+static int moe__carve(const moe_layer *L, size_t T, size_t R, int z, char *base, moe__ws *w,
+                      size_t *total) {
+    size_t at = 0, n, TK, E = L->E, ne = L->ne, k = L->k;
     int ok = moe__mul(T, k, &TK);
 #define MOE__TAKE(ptr, type, count)                                                              \
     do {                                                                                         \
@@ -1788,9 +1913,9 @@ static int moe__carve(const moe_layer *L, size_t T, char *base, moe__ws *w, size
         w->ptr = base ? (type *)(void *)(base + at) : NULL;                                      \
         at = n / MOE__ALIGN * MOE__ALIGN;                                                        \
     } while (0)
-    size_t TE, TE4, TK1, TKd, TKf, TSs, Td;
+    size_t TE, TE4, TK1, Rd, Rf, TSs, Td;
     ok = ok && moe__mul(T, E, &TE) && moe__mul(TE, 4, &TE4) && moe__mul(T, k + 1, &TK1) &&
-         moe__mul(TK, L->d, &TKd) && moe__mul(TK, L->ex.ff_pad, &TKf) &&
+         moe__mul(R, L->d, &Rd) && moe__mul(R, L->ex.ff_pad, &Rf) &&
          moe__mul(T, L->sh.ff_pad, &TSs) && moe__mul(T, L->d, &Td);
     if (!ok) return 0;
     MOE__TAKE(logits, float, TE);
@@ -1798,22 +1923,23 @@ static int moe__carve(const moe_layer *L, size_t T, char *base, moe__ws *w, size
     MOE__TAKE(ex, int32_t, TK);
     MOE__TAKE(wt, float, TK);
     MOE__TAKE(drop, unsigned char, TK);
-    MOE__TAKE(off, int32_t, E + 2);
-    MOE__TAKE(rows, int32_t, TK);
-    MOE__TAKE(toks, int32_t, TK);
-    MOE__TAKE(task, size_t, 2 * (E + 2));
+    MOE__TAKE(slot, int32_t, TK);
+    MOE__TAKE(off, int32_t, ne + 2);
+    MOE__TAKE(rows, int32_t, R);
+    MOE__TAKE(toks, int32_t, R);
+    MOE__TAKE(task, size_t, 2 * (ne + 2));
     MOE__TAKE(zp, const float *, TK1);
     MOE__TAKE(zw, float, TK1);
-    MOE__TAKE(xs, float, L->cfg.weight_on_input ? TKd : 0);
-    MOE__TAKE(h, float, TKf);
-    MOE__TAKE(z, float, TKd);
+    MOE__TAKE(xs, float, L->cfg.weight_on_input ? Rd : 0);
+    MOE__TAKE(h, float, Rf);
+    MOE__TAKE(z, float, z ? Rd : 0);
     MOE__TAKE(hs, float, TSs);
     MOE__TAKE(zs, float, L->sh.ff ? Td : 0);
     {
         int ax = L->ex.kern->act, as = L->sh.kern->act;
         size_t rx = moe__act_row_bytes(ax, L->d), rh = moe__act_row_bytes(ax, L->ex.ff);
         size_t rxs = moe__act_row_bytes(as, L->d), rhs = moe__act_row_bytes(as, L->sh.ff), a, b;
-        ok = ok && moe__mul(L->cfg.weight_on_input ? TK : T, rx, &a) && moe__mul(TK, rh, &b);
+        ok = ok && moe__mul(T > R ? T : R, rx, &a) && moe__mul(R, rh, &b);
         MOE__TAKE(xa, unsigned char, ax != MOE__ACT_F32 ? a : 0);
         MOE__TAKE(ha, unsigned char, ax != MOE__ACT_F32 ? b : 0);
         ok = ok && moe__mul(T, rxs, &a) && moe__mul(T, rhs, &b);
@@ -1821,73 +1947,125 @@ static int moe__carve(const moe_layer *L, size_t T, char *base, moe__ws *w, size
         MOE__TAKE(hsa, unsigned char, L->sh.ff && as != MOE__ACT_F32 ? b : 0);
     }
 #undef MOE__TAKE
+    w->xin = w->rwin = NULL, w->zout = NULL, w->zsrc = w->z, w->all_slots = 0, w->R = R;
     *total = at + MOE__ALIGN; /* room to align the caller's pointer */
     return 1;
 }
 
-static int moe__threads(int n) {
+static int moe__threads(const moe_layer *L, const moe_workspace *ws) {
+    if (L->cfg.parallel_for) return L->cfg.pool_threads > 0 ? L->cfg.pool_threads : 1;
 #if MOE__OMP
-    return n > 0 ? n : omp_get_max_threads();
+    return ws->n_threads > 0 ? ws->n_threads : omp_get_max_threads();
 #else
-    (void)n;
+    (void)ws;
     return 1;
 #endif
 }
 
+// ---- threads ----------------------------------------------------------------------------------
+// Every parallel step of a call is a flat list of n independent tasks, run by moe__parallel:
+// through the caller's parallel_for when the workspace has one, else an OpenMP loop (or a plain
+// loop). Which thread runs which task never changes a result: each output element belongs to
+// exactly one task.
+
+typedef struct moe__call {
+    const moe_layer *L;
+    const float *x;
+    size_t T;
+    moe__ws *w;
+    float *y;
+    size_t per;          /* tokens (rows) a chunked task takes */
+    size_t target;       /* phases: the work a task aims at */
+    int act, set;        /* encode: the encoding; 0 routed / 1 shared */
+} moe__call;
+
+static void moe__parallel(const moe_config *c, int nth, size_t n, moe_task fn, void *ctx) {
+    if (n == 0) return;
+    if (c->parallel_for && n > 1) {
+        c->parallel_for(c->pool, (int)n, fn, ctx);
+        return;
+    }
+    (void)nth;
+    MOE__PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nth) if(n > 1 && nth > 1))
+    for (int i = 0; i < (int)n; i++) fn(ctx, i);
+}
+
+/* Cuts n items into chunks of about n / (4 nth), at least `least`: the task count. */
+static size_t moe__chunks(size_t n, int nth, size_t least, size_t *per) {
+    size_t p = n / (4 * (size_t)nth);
+    *per = p < least ? least : p;
+    return (n + *per - 1) / *per;
+}
+
 // ---- route: router, gating, capacity ----------------------------------------------------------
+
+/* router logits: one task per (block of 16 tokens, panel of experts) */
+static void moe__task_router(void *ctx, int t) {
+    const moe__call *C = (const moe__call *)ctx;
+    const moe_layer *L = C->L;
+    size_t panels = L->e_pad / MOE__NR, r0 = (size_t)t / panels * 16, p = (size_t)t % panels;
+    size_t m = C->T - r0 < 16 ? C->T - r0 : 16;
+    moe__rows R = moe__rows_make(C->x + r0 * L->d, L->d * sizeof(float), NULL, m,
+                                 C->w->logits + r0 * L->E, L->E, NULL);
+    L->router_kern->gemm(&L->router, 0, L->router_bias, &R, p, p + 1);
+}
+
+static void moe__task_gate(void *ctx, int t) {
+    const moe__call *C = (const moe__call *)ctx;
+    size_t E = C->L->E, k = C->L->k, t0 = (size_t)t * C->per;
+    for (size_t i = t0; i < t0 + C->per && i < C->T; i++)
+        moe__gate(C->L, C->w->logits + i * E, C->w->scratch + i * 4 * E, C->w->ex + i * k,
+                  C->w->wt + i * k);
+}
 
 static void moe__route(const moe_layer *L, const float *x, size_t T, moe__ws *w, int nth) {
     const moe_config *c = &L->cfg;
-    size_t E = L->E, k = L->k, panels = L->e_pad / MOE__NR, rb = 16;
-    size_t nrb = (T + rb - 1) / rb, ntask = nrb * panels;
-    (void)nth;
-    /* router logits: one task per (block of rb tokens, panel of experts) */
-    MOE__PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nth) if(ntask > 1))
-    for (long t = 0; t < (long)ntask; t++) {
-        size_t r0 = (size_t)t / panels * rb, p = (size_t)t % panels;
-        size_t m = T - r0 < rb ? T - r0 : rb;
-        moe__rows R = moe__rows_make(x + r0 * L->d, L->d * sizeof(float), NULL, m,
-                                     w->logits + r0 * E, E, NULL);
-        L->router_kern->gemm(&L->router, 0, L->router_bias, &R, p, p + 1);
-    }
-    MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(T > 64))
-    for (long t = 0; t < (long)T; t++)
-        moe__gate(L, w->logits + (size_t)t * E, w->scratch + (size_t)t * 4 * E,
-                  w->ex + (size_t)t * k, w->wt + (size_t)t * k);
+    size_t E = L->E, k = L->k, n;
+    moe__call C;
+    memset(&C, 0, sizeof C);
+    C.L = L, C.x = x, C.T = T, C.w = w;
+    moe__parallel(&L->cfg, nth, (T + 15) / 16 * (L->e_pad / MOE__NR), moe__task_router, &C);
+    n = moe__chunks(T, nth, 16, &C.per);
+    moe__parallel(&L->cfg, nth, n, moe__task_gate, &C);
     /* capacity (Switch): per expert, the first `capacity` (token, slot) pairs in token order */
     memset(w->drop, 0, T * k);
     if (c->capacity > 0) {
-        int32_t *used = w->off; /* E + 2 counters, reused by the plan afterwards */
-        memset(used, 0, (E + 2) * sizeof *used);
+        int32_t *used = (int32_t *)(void *)w->scratch; /* E counters: gating is done */
+        memset(used, 0, E * sizeof *used);
         for (size_t i = 0; i < T * k; i++)
             if (used[w->ex[i]]++ >= c->capacity) w->drop[i] = 1;
     }
+    for (size_t i = 0; i < T * k; i++)
+        w->slot[i] = !w->drop[i] ? w->ex[i]
+                     : c->drop == MOE_DROP_IDENTITY ? MOE_SLOT_IDENTITY : MOE_SLOT_NONE;
 }
 
-/* Counting sort of the kept (token, slot) pairs by expert; stable, so rows keep token order. */
-static void moe__plan(const moe_layer *L, size_t T, moe__ws *w) {
-    size_t E = L->E, k = L->k;
-    int32_t *off = w->off;
-    memset(off, 0, (E + 2) * sizeof *off);
+/* Counting sort of the slots the layer holds experts for, by expert; stable, so rows keep
+   token order. shared: the shared experts see every token. */
+static void moe__plan(const moe_layer *L, size_t T, moe__ws *w, int shared) {
+    size_t ne = L->ne, k = L->k;
+    int32_t *off = w->off, e0 = (int32_t)L->e0;
+    memset(off, 0, (ne + 2) * sizeof *off);
     for (size_t i = 0; i < T * k; i++)
-        if (!w->drop[i]) off[w->ex[i] + 1]++;
-    for (size_t e = 0; e < E; e++) off[e + 1] += off[e];
-    off[E + 1] = off[E] + (int32_t)(L->sh.ff ? T : 0); /* the shared experts see every token */
+        if ((uint32_t)(w->slot[i] - e0) < (uint32_t)ne) off[w->slot[i] - e0 + 1]++;
+    for (size_t e = 0; e < ne; e++) off[e + 1] += off[e];
+    off[ne + 1] = off[ne] + (int32_t)(shared && L->sh.ff ? T : 0);
     for (size_t i = 0; i < T * k; i++) {
-        if (w->drop[i]) continue;
-        int32_t at = off[w->ex[i]]++;
+        if ((uint32_t)(w->slot[i] - e0) >= (uint32_t)ne) continue;
+        int32_t at = off[w->slot[i] - e0]++;
         w->rows[at] = (int32_t)i;
         w->toks[at] = (int32_t)(i / k);
     }
-    for (size_t e = E; e > 0; e--) off[e] = off[e - 1]; /* undo the ++ shift */
+    for (size_t e = ne; e > 0; e--) off[e] = off[e - 1]; /* undo the ++ shift */
     off[0] = 0;
+    w->R = (size_t)off[ne];
 }
 
 // ---- expert phases ----------------------------------------------------------------------------
-// Experts 0..E-1 are the routed ones, E is the shared FFN (all tokens). Each phase is one flat
-// list of tasks (expert, block of output panels), so a skewed routing still spreads over every
-// thread. Blocks never split K, and an output belongs to exactly one task: the partition can
-// change with the thread count without changing a bit of the result.
+// Experts 0..ne-1 are the routed ones the layer holds, ne is the shared FFN (all tokens). Each
+// phase is one flat list of tasks (expert, block of output panels), so a skewed routing still
+// spreads over every thread. Blocks never split K, and an output belongs to exactly one task:
+// the partition can change with the thread count without changing a bit of the result.
 
 static size_t moe__rows_of(const moe__ws *w, size_t e) {
     return (size_t)(w->off[e + 1] - w->off[e]);
@@ -1902,29 +2080,29 @@ static size_t moe__block(size_t target, size_t rows, size_t np) {
     return pb > 1 && pb < np ? pb + (pb & 1) : pb;
 }
 
-/* Fills task[0..E+1] (first task of each expert) for panels_ex panels an expert (panels_sh for
+/* Fills task[0..ne+1] (first task of each expert) for panels_ex panels an expert (panels_sh for
    the shared one); returns the task count and, in *target, the work a task aims at: the whole
    phase's rows x panels over 8 tasks a thread. */
 static size_t moe__tasks(const moe_layer *L, const moe__ws *w, size_t *task, size_t panels_ex,
                          size_t panels_sh, int nth, size_t *target) {
-    size_t work = 0, n = 0;
-    for (size_t e = 0; e <= L->E; e++)
-        work += moe__rows_of(w, e) * (e < L->E ? panels_ex : panels_sh);
+    size_t work = 0, n = 0, ne = L->ne;
+    for (size_t e = 0; e <= ne; e++)
+        work += moe__rows_of(w, e) * (e < ne ? panels_ex : panels_sh);
     *target = work / (8 * (size_t)nth);
-    for (size_t e = 0; e <= L->E; e++) {
-        size_t np = e < L->E ? panels_ex : panels_sh, rows = moe__rows_of(w, e);
+    for (size_t e = 0; e <= ne; e++) {
+        size_t np = e < ne ? panels_ex : panels_sh, rows = moe__rows_of(w, e);
         task[e] = n;
         if (rows) {
             size_t pb = moe__block(*target, rows, np);
             n += (np + pb - 1) / pb;
         }
     }
-    task[L->E + 1] = n;
+    task[ne + 1] = n;
     return n;
 }
 
-static size_t moe__task_expert(const size_t *task, size_t E, size_t t) {
-    size_t lo = 0, hi = E; /* last e with task[e] <= t */
+static size_t moe__task_expert(const size_t *task, size_t ne, size_t t) {
+    size_t lo = 0, hi = ne; /* last e with task[e] <= t */
     while (lo < hi) {
         size_t mid = (lo + hi + 1) / 2;
         if (task[mid] <= t) lo = mid;
@@ -1933,14 +2111,38 @@ static size_t moe__task_expert(const size_t *task, size_t E, size_t t) {
     return lo;
 }
 
-/* rows x n of src (row stride ld floats) -> dst in encoding act, once per token and phase */
-static void moe__encode(int act, const float *src, size_t ld, size_t n, size_t rows,
-                        unsigned char *dst, int nth) {
-    size_t rb = moe__act_row_bytes(act, n);
-    (void)nth;
-    MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(rows > 16))
-    for (long i = 0; i < (long)rows; i++)
-        moe__act_encode(act, src + (size_t)i * ld, n, dst + (size_t)i * rb);
+/* weight_on_input (Llama-4): the routed rows' inputs w_e x, in plan order */
+static void moe__task_scale(void *ctx, int t) {
+    const moe__call *C = (const moe__call *)ctx;
+    const moe__ws *w = C->w;
+    size_t d = C->L->d, i0 = (size_t)t * C->per;
+    for (size_t i = i0; i < i0 + C->per && i < w->R; i++) {
+        const float *xr = w->xin ? w->xin + i * d : C->x + (size_t)w->toks[i] * d;
+        float s = w->xin ? w->rwin[i] : w->wt[w->rows[i]], *o = w->xs + i * d;
+        for (size_t c = 0; c < d; c++) o[c] = s * xr[c];
+    }
+}
+
+/* rows of src (stride ld floats, n used) -> dst in the kernels' encoding */
+typedef struct moe__enc {
+    int act;
+    const float *src;
+    size_t ld, n, rows, per;
+    unsigned char *dst;
+} moe__enc;
+
+static void moe__task_encode(void *ctx, int t) {
+    const moe__enc *E = (const moe__enc *)ctx;
+    size_t rb = moe__act_row_bytes(E->act, E->n), i0 = (size_t)t * E->per;
+    for (size_t i = i0; i < i0 + E->per && i < E->rows; i++)
+        moe__act_encode(E->act, E->src + i * E->ld, E->n, E->dst + i * rb);
+}
+
+static void moe__encode(const moe_config *cfg, int nth, int act, const float *src, size_t ld,
+                        size_t n, size_t rows, unsigned char *dst) {
+    moe__enc E;
+    E.act = act, E.src = src, E.ld = ld, E.n = n, E.rows = rows, E.dst = dst;
+    moe__parallel(cfg, nth, moe__chunks(rows, nth, 8, &E.per), moe__task_encode, &E);
 }
 
 /* Before phase 1 (phase 0) or phase 2 (phase 1): the inputs of the sets whose kernels read
@@ -1948,81 +2150,112 @@ static void moe__encode(int act, const float *src, size_t ld, size_t n, size_t r
 static void moe__encode_inputs(const moe_layer *L, const float *x, size_t T, moe__ws *w,
                                int phase, int nth) {
     int ax = L->ex.kern->act, as = L->sh.kern->act;
-    size_t n = (size_t)w->off[L->E];
+    size_t R = w->R, d = L->d, S = moe__rows_of(w, L->ne);
     if (phase == 0) {
-        if (ax && L->cfg.weight_on_input) moe__encode(ax, w->xs, L->d, L->d, n, w->xa, nth);
-        else if (ax) moe__encode(ax, x, L->d, L->d, T, w->xa, nth);
-        if (as && L->sh.ff) moe__encode(as, x, L->d, L->d, T, w->xsa, nth);
+        if (ax && L->cfg.weight_on_input) moe__encode(&L->cfg, nth, ax, w->xs, d, d, R, w->xa);
+        else if (ax && w->xin) moe__encode(&L->cfg, nth, ax, w->xin, d, d, R, w->xa);
+        else if (ax && R) moe__encode(&L->cfg, nth, ax, x, d, d, T, w->xa);
+        if (as && S) moe__encode(&L->cfg, nth, as, x, d, d, T, w->xsa);
     } else {
-        if (ax) moe__encode(ax, w->h, L->ex.ff_pad, L->ex.ff, n, w->ha, nth);
-        if (as && L->sh.ff) moe__encode(as, w->hs, L->sh.ff_pad, L->sh.ff, T, w->hsa, nth);
+        if (ax) moe__encode(&L->cfg, nth, ax, w->h, L->ex.ff_pad, L->ex.ff, R, w->ha);
+        if (as && S) moe__encode(&L->cfg, nth, as, w->hs, L->sh.ff_pad, L->sh.ff, T, w->hsa);
     }
 }
 
-static void moe__phase1(const moe_layer *L, const float *x, moe__ws *w, int nth) {
-    size_t target, *task = w->task, E = L->E, d = L->d;
-    size_t n = moe__tasks(L, w, task, L->ex.ff_pad / MOE__NR, L->sh.ff_pad / MOE__NR, nth, &target);
-    (void)nth;
-    MOE__PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nth) if(n > 1))
-    for (long t = 0; t < (long)n; t++) {
-        size_t e = moe__task_expert(task, E, (size_t)t), m = moe__rows_of(w, e);
-        const moe__ffnw *f = e < E ? &L->ex : &L->sh;
-        size_t fe = e < E ? e : 0, np = f->ff_pad / MOE__NR, pb = moe__block(target, m, np);
-        size_t p0 = ((size_t)t - task[e]) * pb, p1 = p0 + pb < np ? p0 + pb : np;
-        int act = f->kern->act;
-        size_t rb = moe__act_row_bytes(act, d);
-        moe__rows R = moe__rows_make(act ? w->xsa : (const unsigned char *)x, rb, NULL, m, w->hs,
-                                     f->ff_pad, NULL);
-        if (e < E) {
-            R.x = act ? w->xa : (const unsigned char *)x, R.xi = w->toks + w->off[e];
-            R.y = w->h + (size_t)w->off[e] * f->ff_pad;
-            if (L->cfg.weight_on_input) /* the scaled inputs, in plan order */
-                R.x = (act ? w->xa : (const unsigned char *)w->xs) + (size_t)w->off[e] * rb,
-                R.xi = NULL;
-        }
-        const float *B = f->b1 ? f->b1 + fe * np * f->w1.w : NULL;
-        f->kern->ffn1(&L->act, &f->w1, fe, B, &R, p0, p1);
+static void moe__task_phase1(void *ctx, int t) {
+    const moe__call *C = (const moe__call *)ctx;
+    const moe_layer *L = C->L;
+    const moe__ws *w = C->w;
+    size_t ne = L->ne, d = L->d, *task = w->task;
+    size_t e = moe__task_expert(task, ne, (size_t)t), m = moe__rows_of(w, e);
+    const moe__ffnw *f = e < ne ? &L->ex : &L->sh;
+    size_t fe = e < ne ? e : 0, np = f->ff_pad / MOE__NR, pb = moe__block(C->target, m, np);
+    size_t p0 = ((size_t)t - task[e]) * pb, p1 = p0 + pb < np ? p0 + pb : np;
+    int act = f->kern->act;
+    size_t rb = moe__act_row_bytes(act, d);
+    moe__rows R = moe__rows_make(act ? w->xsa : (const unsigned char *)C->x, rb, NULL, m, w->hs,
+                                 f->ff_pad, NULL);
+    if (e < ne) {
+        size_t o = (size_t)w->off[e];
+        R.y = w->h + o * f->ff_pad;
+        if (L->cfg.weight_on_input || w->xin) /* the inputs are in plan order */
+            R.x = (act ? w->xa : (const unsigned char *)(L->cfg.weight_on_input ? w->xs : w->xin)) +
+                  o * rb;
+        else
+            R.x = act ? w->xa : (const unsigned char *)C->x, R.xi = w->toks + o;
     }
+    const float *B = f->b1 ? f->b1 + fe * np * f->w1.w : NULL;
+    f->kern->ffn1(&L->act, &f->w1, fe, B, &R, p0, p1);
 }
 
-static void moe__phase2(const moe_layer *L, moe__ws *w, int nth) {
-    size_t target, *task = w->task + L->E + 2, E = L->E, d = L->d, np = L->d_pad / MOE__NR;
-    size_t n = moe__tasks(L, w, task, np, np, nth, &target);
-    (void)nth;
-    MOE__PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nth) if(n > 1))
-    for (long t = 0; t < (long)n; t++) {
-        size_t e = moe__task_expert(task, E, (size_t)t), m = moe__rows_of(w, e);
-        size_t pb = moe__block(target, m, np), p0 = ((size_t)t - task[e]) * pb;
-        size_t p1 = p0 + pb < np ? p0 + pb : np;
-        const moe__ffnw *f = e < E ? &L->ex : &L->sh;
-        size_t fe = e < E ? e : 0;
-        int act = f->kern->act;
-        size_t rb = act ? moe__act_row_bytes(act, f->ff) : f->ff_pad * sizeof(float);
-        const unsigned char *H = act ? (e < E ? w->ha : w->hsa)
-                                     : (const unsigned char *)(e < E ? w->h : w->hs);
-        moe__rows R = moe__rows_make(H + (e < E ? (size_t)w->off[e] : 0) * rb, rb, NULL, m,
-                                     e < E ? w->z : w->zs, d, e < E ? w->rows + w->off[e] : NULL);
-        f->kern->gemm(&f->w2, fe, f->b2 ? f->b2 + fe * L->d_pad : NULL, &R, p0, p1);
+static void moe__task_phase2(void *ctx, int t) {
+    const moe__call *C = (const moe__call *)ctx;
+    const moe_layer *L = C->L;
+    const moe__ws *w = C->w;
+    size_t ne = L->ne, d = L->d, np = L->d_pad / MOE__NR, *task = w->task + ne + 2;
+    size_t e = moe__task_expert(task, ne, (size_t)t), m = moe__rows_of(w, e);
+    size_t pb = moe__block(C->target, m, np), p0 = ((size_t)t - task[e]) * pb;
+    size_t p1 = p0 + pb < np ? p0 + pb : np;
+    const moe__ffnw *f = e < ne ? &L->ex : &L->sh;
+    size_t fe = e < ne ? e : 0, o = e < ne ? (size_t)w->off[e] : 0;
+    int act = f->kern->act;
+    size_t rb = act ? moe__act_row_bytes(act, f->ff) : f->ff_pad * sizeof(float);
+    const unsigned char *H = act ? (e < ne ? w->ha : w->hsa)
+                                 : (const unsigned char *)(e < ne ? w->h : w->hs);
+    moe__rows R = moe__rows_make(H + o * rb, rb, NULL, m, w->zs, d, NULL);
+    if (e < ne) {
+        if (w->zout) R.y = w->zout + o * d;
+        else R.y = w->z, R.yi = w->rows + o;
+    }
+    f->kern->gemm(&f->w2, fe, f->b2 ? f->b2 + fe * L->d_pad : NULL, &R, p0, p1);
+}
+
+/* The expert phases of the plan in w: phase 1 = scale (weight_on_input), encode, gate/up and
+   activation; phase 2 = encode, down. */
+static void moe__run_phase(const moe_layer *L, const float *x, size_t T, moe__ws *w, int nth,
+                           int phase) {
+    moe__call C;
+    size_t n, np = L->d_pad / MOE__NR;
+    memset(&C, 0, sizeof C);
+    C.L = L, C.x = x, C.T = T, C.w = w;
+    if (phase == 1) {
+        if (L->cfg.weight_on_input && w->R)
+            moe__parallel(&L->cfg, nth, moe__chunks(w->R, nth, 8, &C.per), moe__task_scale, &C);
+        moe__encode_inputs(L, x, T, w, 0, nth);
+        n = moe__tasks(L, w, w->task, L->ex.ff_pad / MOE__NR, L->sh.ff_pad / MOE__NR, nth,
+                       &C.target);
+        moe__parallel(&L->cfg, nth, n, moe__task_phase1, &C);
+    } else {
+        moe__encode_inputs(L, x, T, w, 1, nth);
+        n = moe__tasks(L, w, w->task + L->ne + 2, np, np, nth, &C.target);
+        moe__parallel(&L->cfg, nth, n, moe__task_phase2, &C);
     }
 }
 
 // ---- combine ----------------------------------------------------------------------------------
 
-/* y[t] = sum_j w[t][j] Z[t k + j] in slot order, then + g(t) * shared[t], as one fp32 chain. */
-static void moe__combine_all(const moe_layer *L, const float *x, size_t T, float *y, moe__ws *w,
-                             int nth) {
-    size_t k = L->k, d = L->d;
-    (void)nth;
-    MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(T > 1))
-    for (long tl = 0; tl < (long)T; tl++) {
-        size_t t = (size_t)tl, n = 0;
+/* y[t] = sum_j w[t][j] Z[t k + j] in slot order, then + g(t) * shared[t], as one fp32 chain.
+   A slot adds its expert's row (if the layer holds the expert, or every expert slot when
+   w->all_slots), w x (MOE_SLOT_IDENTITY), or nothing (MOE_SLOT_NONE). */
+static void moe__task_combine(void *ctx, int tt) {
+    const moe__call *C = (const moe__call *)ctx;
+    const moe_layer *L = C->L;
+    const moe__ws *w = C->w;
+    const float *x = C->x;
+    size_t k = L->k, d = L->d, t0 = (size_t)tt * C->per;
+    for (size_t t = t0; t < t0 + C->per && t < C->T; t++) {
+        size_t n = 0;
         const float **zp = w->zp + t * (k + 1);
         float *zw = w->zw + t * (k + 1);
         for (size_t j = 0; j < k; j++) {
             size_t i = t * k + j;
-            if (w->drop[i] && L->cfg.drop == MOE_DROP_ZERO) continue;
-            zp[n] = w->drop[i] ? x + t * d : w->z + i * d;
-            zw[n++] = L->cfg.weight_on_input && !w->drop[i] ? 1.0f : w->wt[i];
+            int32_t s = w->slot[i];
+            if (s == MOE_SLOT_IDENTITY) {
+                zp[n] = x + t * d, zw[n++] = w->wt[i];
+            } else if (s >= 0 && (w->all_slots || (size_t)(s - (int32_t)L->e0) < L->ne)) {
+                zp[n] = w->zsrc + i * d;
+                zw[n++] = L->cfg.weight_on_input ? 1.0f : w->wt[i];
+            }
         }
         if (L->sh.ff) {
             float g = 1.0f;
@@ -2034,8 +2267,16 @@ static void moe__combine_all(const moe_layer *L, const float *x, size_t T, float
             zp[n] = w->zs + t * d;
             zw[n++] = g;
         }
-        L->router_kern->combine(y + t * d, d, zp, zw, (int)n);
+        L->router_kern->combine(C->y + t * d, d, zp, zw, (int)n);
     }
+}
+
+static void moe__combine_all(const moe_layer *L, const float *x, size_t T, float *y, moe__ws *w,
+                             int nth) {
+    moe__call C;
+    memset(&C, 0, sizeof C);
+    C.L = L, C.x = x, C.T = T, C.w = w, C.y = y;
+    moe__parallel(&L->cfg, nth, moe__chunks(T, nth, 4, &C.per), moe__task_combine, &C);
 }
 
 // ---- trace ------------------------------------------------------------------------------------
@@ -2133,6 +2374,14 @@ MOEDEF const char *moe_result_string(moe_result r) {
     case MOE_E_SPARSEMIXER: return "MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only";
     case MOE_E_DOT:
         return "dot = MOE_DOT_BF16 needs format or shared_format MOE_FORMAT_BF16 (or AUTO)";
+    case MOE_E_SUBSET:
+        return "expert_begin and expert_count must select experts within 0..n_experts-1";
+    case MOE_E_EXPERT:
+        return "an expert id is neither an expert (0..n_experts-1) nor MOE_SLOT_NONE or "
+               "MOE_SLOT_IDENTITY";
+    case MOE_E_SIZE: return "a weight tensor's n_elems is not the size the config needs";
+    case MOE_E_OFFSETS:
+        return "moe_experts offsets must start at 0, never decrease, and hold under 2^31 rows";
     }
     return "unknown moe_result code";
 }
@@ -2180,6 +2429,10 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
             return MOE_E_GROUP_SIZE;
         if ((long)c.top_k > (long)c.topk_group * (c.n_experts / c.n_group)) return MOE_E_GROUP_TOPK;
     }
+    if (c.expert_begin < 0 || c.expert_count < 0 || c.expert_begin >= c.n_experts ||
+        c.expert_count > c.n_experts - c.expert_begin)
+        return MOE_E_SUBSET;
+    if (c.expert_count == 0) c.expert_count = c.n_experts - c.expert_begin;
     if (c.d_shared == 0) c.d_shared = c.d_ff;
     if (c.norm_p == 0.0f) c.norm_p = 1.0f;
     if (c.scale == 0.0f) c.scale = 1.0f;
@@ -2196,53 +2449,122 @@ MOEDEF moe_result moe_config_check(const moe_config *cfg) {
     return moe__config(cfg, &c);
 }
 
-/* A tensor is usable if absent (returns 0) or fully present with valid enums (returns 1); bad
-   enums or a NULL per-expert entry give an error through *r. */
-static int moe__tensor_ok(const moe_tensor *t, size_t n_exp, moe_result missing, moe_result *r) {
+/* The error message of moe_layer_create_msg (msg may be NULL); the first one written wins. */
+typedef struct moe__msg {
+    char *s;
+    size_t n;
+} moe__msg;
+
+#if defined(__GNUC__) || defined(__clang__)
+static void moe__say(moe__msg *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#endif
+static void moe__say(moe__msg *m, const char *fmt, ...) {
+    va_list ap;
+    if (!m->s || !m->n || m->s[0]) return;
+    va_start(ap, fmt);
+    vsnprintf(m->s, m->n, fmt, ap);
+    va_end(ap);
+}
+
+/* A tensor is usable if absent (returns 0) or present with valid enums and, per expert, a
+   pointer for every expert of e0..e1 (returns 1); otherwise the error goes to *r. */
+static int moe__tensor_ok(const moe_tensor *t, const char *name, size_t e0, size_t e1,
+                          moe_result missing, moe_result *r, moe__msg *m) {
     if (!moe__present(t)) return 0;
     if ((unsigned)t->dtype >= MOE_DTYPE_COUNT || (unsigned)t->layout >= MOE_LAYOUT_COUNT) {
         if (*r == MOE_OK) *r = MOE_E_DTYPE;
+        moe__say(m, "weights.%s: unknown dtype %d or layout %d", name, (int)t->dtype,
+                 (int)t->layout);
         return 1;
     }
     if (!t->data)
-        for (size_t e = 0; e < n_exp; e++)
-            if (!t->per_expert[e] && *r == MOE_OK) *r = missing;
+        for (size_t e = e0; e < e1; e++)
+            if (!t->per_expert[e] && *r == MOE_OK) {
+                *r = missing;
+                moe__say(m, "weights.%s: per_expert[%zu] is NULL", name, e);
+            }
     return 1;
 }
 
-static moe_result moe__weights_check(const moe_config *c, const moe_weights *w) {
+static moe_result moe__weights_check(const moe_config *c, const moe_weights *w, moe__msg *m) {
     moe_result r = MOE_OK;
-    size_t E = (size_t)c->n_experts;
+    size_t e0 = (size_t)c->expert_begin, e1 = e0 + (size_t)c->expert_count;
     int gated = c->ffn == MOE_FFN_GATED;
-#define MOE__HAS(t, n, code) moe__tensor_ok(&w->t, (n), (code), &r)
-    if (!MOE__HAS(router, 1, MOE_E_NO_ROUTER)) return MOE_E_NO_ROUTER;
-    if (c->router_bias && !MOE__HAS(router_bias, 1, MOE_E_NO_ROUTER_BIAS))
+#define MOE__HAS(t, ex, code) moe__tensor_ok(&w->t, #t, (ex) ? e0 : 0, (ex) ? e1 : 1, (code), &r, m)
+    if (!MOE__HAS(router, 0, MOE_E_NO_ROUTER)) return MOE_E_NO_ROUTER;
+    if (c->router_bias && !MOE__HAS(router_bias, 0, MOE_E_NO_ROUTER_BIAS))
         return MOE_E_NO_ROUTER_BIAS;
-    if (c->select_bias && !MOE__HAS(select_bias, 1, MOE_E_NO_SELECT_BIAS))
+    if (c->select_bias && !MOE__HAS(select_bias, 0, MOE_E_NO_SELECT_BIAS))
         return MOE_E_NO_SELECT_BIAS;
-    int fused = gated && MOE__HAS(gate_up, E, MOE_E_NO_EXPERTS);
-    int has_gu = fused || (gated ? MOE__HAS(gate, E, MOE_E_NO_EXPERTS) : 1);
-    has_gu = has_gu && (fused || MOE__HAS(up, E, MOE_E_NO_EXPERTS));
-    if (!has_gu || !MOE__HAS(down, E, MOE_E_NO_EXPERTS)) return MOE_E_NO_EXPERTS;
+    int fused = gated && MOE__HAS(gate_up, 1, MOE_E_NO_EXPERTS);
+    int has_gu = fused || (gated ? MOE__HAS(gate, 1, MOE_E_NO_EXPERTS) : 1);
+    has_gu = has_gu && (fused || MOE__HAS(up, 1, MOE_E_NO_EXPERTS));
+    if (!has_gu || !MOE__HAS(down, 1, MOE_E_NO_EXPERTS)) return MOE_E_NO_EXPERTS;
     if (c->expert_bias) {
-        int b1 = fused && MOE__HAS(gate_up_bias, E, MOE_E_NO_EXPERT_BIAS);
-        if (!b1) b1 = (gated ? MOE__HAS(gate_bias, E, MOE_E_NO_EXPERT_BIAS) : 1) &&
-                      MOE__HAS(up_bias, E, MOE_E_NO_EXPERT_BIAS);
-        if (!b1 || !MOE__HAS(down_bias, E, MOE_E_NO_EXPERT_BIAS)) return MOE_E_NO_EXPERT_BIAS;
+        int b1 = fused && MOE__HAS(gate_up_bias, 1, MOE_E_NO_EXPERT_BIAS);
+        if (!b1) b1 = (gated ? MOE__HAS(gate_bias, 1, MOE_E_NO_EXPERT_BIAS) : 1) &&
+                      MOE__HAS(up_bias, 1, MOE_E_NO_EXPERT_BIAS);
+        if (!b1 || !MOE__HAS(down_bias, 1, MOE_E_NO_EXPERT_BIAS)) return MOE_E_NO_EXPERT_BIAS;
     }
     if (c->n_shared > 0) {
-        int sf = gated && MOE__HAS(shared_gate_up, 1, MOE_E_NO_SHARED);
-        int ok = sf || ((gated ? MOE__HAS(shared_gate_proj, 1, MOE_E_NO_SHARED) : 1) &&
-                        MOE__HAS(shared_up, 1, MOE_E_NO_SHARED));
-        if (!ok || !MOE__HAS(shared_down, 1, MOE_E_NO_SHARED)) return MOE_E_NO_SHARED;
-        if (c->shared_gate && !MOE__HAS(shared_gate, 1, MOE_E_NO_SHARED_GATE))
+        int sf = gated && MOE__HAS(shared_gate_up, 0, MOE_E_NO_SHARED);
+        int ok = sf || ((gated ? MOE__HAS(shared_gate_proj, 0, MOE_E_NO_SHARED) : 1) &&
+                        MOE__HAS(shared_up, 0, MOE_E_NO_SHARED));
+        if (!ok || !MOE__HAS(shared_down, 0, MOE_E_NO_SHARED)) return MOE_E_NO_SHARED;
+        if (c->shared_gate && !MOE__HAS(shared_gate, 0, MOE_E_NO_SHARED_GATE))
             return MOE_E_NO_SHARED_GATE;
     }
     if ((unsigned)w->gate_up_split >= MOE_SPLIT_COUNT ||
         (unsigned)w->shared_gate_up_split >= MOE_SPLIT_COUNT)
         return MOE_E_OPTION;
 #undef MOE__HAS
-    return r;
+    if (r != MOE_OK) return r;
+
+    /* stated sizes: elements of one expert's buffer, times E for a fused `data` view */
+    {
+        size_t E = (size_t)c->n_experts, d = (size_t)c->d_model, ff = (size_t)c->d_ff;
+        size_t S = (size_t)c->n_shared * (size_t)c->d_shared, bias = (size_t)c->expert_bias;
+        struct {
+            const char *name;
+            const moe_tensor *t;
+            size_t rows, cols;
+            int per_expert, used;
+        } v[16] = {
+            {"router", &w->router, E, d, 0, 1},
+            {"router_bias", &w->router_bias, 1, E, 0, c->router_bias},
+            {"select_bias", &w->select_bias, 1, E, 0, c->select_bias},
+            {"gate", &w->gate, ff, d, 1, gated && !fused},
+            {"up", &w->up, ff, d, 1, !fused},
+            {"gate_up", &w->gate_up, 2 * ff, d, 1, fused},
+            {"down", &w->down, d, ff, 1, 1},
+            {"gate_bias", &w->gate_bias, 1, ff, 1, (int)bias && gated && !moe__present(&w->gate_up_bias)},
+            {"up_bias", &w->up_bias, 1, ff, 1, (int)bias && !(fused && moe__present(&w->gate_up_bias))},
+            {"gate_up_bias", &w->gate_up_bias, 1, 2 * ff, 1, (int)bias && fused},
+            {"down_bias", &w->down_bias, 1, d, 1, (int)bias},
+            {"shared_gate_proj", &w->shared_gate_proj, S, d, 0, S && gated && !moe__present(&w->shared_gate_up)},
+            {"shared_up", &w->shared_up, S, d, 0, S && !(gated && moe__present(&w->shared_gate_up))},
+            {"shared_gate_up", &w->shared_gate_up, 2 * S, d, 0, S && gated},
+            {"shared_down", &w->shared_down, d, S, 0, S > 0},
+            {"shared_gate", &w->shared_gate, 1, d, 0, c->shared_gate != 0},
+        };
+        for (int i = 0; i < 16; i++) {
+            const moe_tensor *t = v[i].t;
+            size_t need = v[i].rows * v[i].cols, n_e = v[i].per_expert && t->data ? E : 1, all;
+            if (!v[i].used || !moe__present(t) || !t->n_elems) continue;
+            if (!moe__mul(need, n_e, &all)) return MOE_E_OVERFLOW;
+            if (t->n_elems != all) {
+                if (n_e > 1)
+                    moe__say(m, "weights.%s: %zu elements stated, %zu needed (%zu experts x %zu x %zu)",
+                             v[i].name, t->n_elems, all, E, v[i].rows, v[i].cols);
+                else
+                    moe__say(m, "weights.%s: %zu elements stated%s, %zu needed (%zu x %zu)",
+                             v[i].name, t->n_elems, t->data ? "" : " per expert", all, v[i].rows,
+                             v[i].cols);
+                return MOE_E_SIZE;
+            }
+        }
+    }
+    return MOE_OK;
 }
 
 /* An expert set's packed format, MOE_FORMAT_AUTO resolved from its source tensors t[0..n). */
@@ -2288,7 +2610,7 @@ static int moe__layer_carve(moe_layer *L, char *base, size_t *total) {
     MOE__TAKE(L->shared_gate, float, c->shared_gate ? L->d * sizeof(float) : 0);
     for (int s = 0; s < 2; s++) {
         moe__ffnw *f = s ? &L->sh : &L->ex;
-        size_t ne = s ? (f->ff ? 1 : 0) : L->E, b1 = 0, b2 = 0;
+        size_t ne = s ? (f->ff ? 1 : 0) : L->ne, b1 = 0, b2 = 0;
         int bias = !s && c->expert_bias;
         ok = ok && moe__mul(f->w1.expert_bytes, ne, &b);
         MOE__TAKE(f->w1.data, unsigned char, b);
@@ -2303,7 +2625,8 @@ static int moe__layer_carve(moe_layer *L, char *base, size_t *total) {
     return moe__add(at, MOE__ALIGN, total); /* room to align what MOE_MALLOC returns */
 }
 
-MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const moe_weights *w) {
+static moe_result moe__create(moe_layer **out, const moe_config *cfg, const moe_weights *w,
+                              moe__msg *m) {
     moe_config c;
     moe_result r;
     moe_layer L;
@@ -2312,13 +2635,14 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
     *out = NULL;
     if (!w) return MOE_E_NULL;
     if ((r = moe__config(cfg, &c)) != MOE_OK) return r;
-    if ((r = moe__weights_check(&c, w)) != MOE_OK) return r;
+    if ((r = moe__weights_check(&c, w, m)) != MOE_OK) return r;
 
     memset(&L, 0, sizeof L);
     L.cfg = c;
     L.act.act = c.act, L.act.alpha = c.act_alpha, L.act.limit = c.act_limit;
     L.gated = c.ffn == MOE_FFN_GATED;
     L.d = (size_t)c.d_model, L.E = (size_t)c.n_experts, L.k = (size_t)c.top_k;
+    L.e0 = (size_t)c.expert_begin, L.ne = (size_t)c.expert_count;
     L.d_pad = moe__round_up(L.d, MOE__NR);
     L.e_pad = moe__round_up(L.E, MOE__NR);
     {
@@ -2335,7 +2659,7 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
     int kx = moe__format_kind(c.format, c.dot), ks = moe__format_kind(c.shared_format, c.dot);
     if (!moe__mul((size_t)c.n_shared, (size_t)c.d_shared, &S) ||
         !moe__mat_init(&L.router, MOE__KF32, L.E, L.d, MOE__NR, 1, &rb) ||
-        !moe__ffn_init(&L, &L.ex, kx, L.E, (size_t)c.d_ff) ||
+        !moe__ffn_init(&L, &L.ex, kx, L.ne, (size_t)c.d_ff) ||
         (S && !moe__ffn_init(&L, &L.sh, ks, 1, S)) || !moe__layer_carve(&L, NULL, &total))
         return MOE_E_OVERFLOW;
     if (kx == MOE__KBF16DOT || (S && ks == MOE__KBF16DOT)) L.dpbf16 = moe__dpbf16_agrees();
@@ -2376,17 +2700,38 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
                       w->shared_gate.dtype, whole);
         moe__released(w, &w->shared_gate, 0, L.d);
     }
-    moe__pack_ffn(&L.ex, &L, L.E, &w->gate, &w->up, &w->gate_up, w->gate_up_split, &w->down,
-                  &w->gate_bias, &w->up_bias, &w->gate_up_bias, &w->down_bias, w);
-    if (S) {
-        moe_tensor none;
-        memset(&none, 0, sizeof none);
-        moe__pack_ffn(&L.sh, &L, 1, &w->shared_gate_proj, &w->shared_up, &w->shared_gate_up,
-                      w->shared_gate_up_split, &w->shared_down, &none, &none, &none, &none, w);
+    {
+        moe__packjob J;
+        J.f = &L.ex, J.L = &L, J.e0 = L.e0, J.split = w->gate_up_split, J.w = w;
+        J.gate = &w->gate, J.up = &w->up, J.gate_up = &w->gate_up, J.down = &w->down;
+        J.bg = &w->gate_bias, J.bu = &w->up_bias, J.bgu = &w->gate_up_bias, J.bd = &w->down_bias;
+        moe__pack_ffn(&J, L.ne);
+        if (S) {
+            moe_tensor none;
+            memset(&none, 0, sizeof none);
+            J.f = &L.sh, J.e0 = 0, J.split = w->shared_gate_up_split;
+            J.gate = &w->shared_gate_proj, J.up = &w->shared_up, J.gate_up = &w->shared_gate_up;
+            J.down = &w->shared_down, J.bg = J.bu = J.bgu = J.bd = &none;
+            moe__pack_ffn(&J, 1);
+        }
     }
     memcpy(base, &L, sizeof L);
     *out = (moe_layer *)(void *)base;
     return MOE_OK;
+}
+
+MOEDEF moe_result moe_layer_create_msg(moe_layer **out, const moe_config *cfg,
+                                       const moe_weights *w, char *msg, size_t msg_size) {
+    moe__msg m;
+    m.s = msg, m.n = msg_size;
+    if (msg && msg_size) msg[0] = '\0';
+    moe_result r = moe__create(out, cfg, w, &m);
+    if (r != MOE_OK) moe__say(&m, "%s", moe_result_string(r));
+    return r;
+}
+
+MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const moe_weights *w) {
+    return moe_layer_create_msg(out, cfg, w, NULL, 0);
 }
 
 MOEDEF void moe_layer_free(moe_layer *layer) {
@@ -2406,29 +2751,65 @@ MOEDEF moe_result moe_workspace_size(const moe_layer *layer, size_t n_tokens, si
     if (!layer || !bytes) return MOE_E_NULL;
     *bytes = 0;
     if (n_tokens > (size_t)INT32_MAX / layer->k) return MOE_E_OVERFLOW;
-    return moe__carve(layer, n_tokens, NULL, &w, bytes) ? MOE_OK : MOE_E_OVERFLOW;
+    return moe__carve(layer, n_tokens, n_tokens * layer->k, 1, NULL, &w, bytes) ? MOE_OK
+                                                                               : MOE_E_OVERFLOW;
 }
 
-/* Checks the arguments and lays out the workspace. */
-static moe_result moe__begin(const moe_layer *L, const float *x, size_t T, const moe_workspace *ws,
+MOEDEF moe_result moe_experts_workspace_size(const moe_layer *layer, size_t n_rows, size_t *bytes) {
+    moe__ws w;
+    if (!layer || !bytes) return MOE_E_NULL;
+    *bytes = 0;
+    if (n_rows > (size_t)INT32_MAX) return MOE_E_OVERFLOW;
+    return moe__carve(layer, 0, n_rows, 0, NULL, &w, bytes) ? MOE_OK : MOE_E_OVERFLOW;
+}
+
+/* Checks the workspace and lays it out for T tokens and R rows. */
+static moe_result moe__begin(const moe_layer *L, size_t T, size_t R, int z, const moe_workspace *ws,
                              moe__ws *w) {
     size_t need;
-    if (!L || !ws || (T && !x)) return MOE_E_NULL;
-    if (T > (size_t)INT32_MAX / L->k) return MOE_E_OVERFLOW;
-    if (!moe__carve(L, T, NULL, w, &need)) return MOE_E_OVERFLOW;
+    if (!ws) return MOE_E_NULL;
+    if (T > (size_t)INT32_MAX / L->k || R > (size_t)INT32_MAX) return MOE_E_OVERFLOW;
+    if (!moe__carve(L, T, R, z, NULL, w, &need)) return MOE_E_OVERFLOW;
     if (!ws->data || ws->size < need) return MOE_E_WORKSPACE;
     char *base = MOE__CAST(char *, ws->data);
     base += (MOE__ALIGN - (size_t)((uintptr_t)base % MOE__ALIGN)) % MOE__ALIGN;
-    moe__carve(L, T, base, w, &need);
+    moe__carve(L, T, R, z, base, w, &need);
+    return MOE_OK;
+}
+
+/* Copies caller slots into the workspace, checking every id. */
+static moe_result moe__take_slots(const moe_layer *L, size_t T, const int32_t *expert,
+                                  const float *weight, moe__ws *w) {
+    for (size_t i = 0; i < T * L->k; i++) {
+        int32_t s = expert[i];
+        if (s != MOE_SLOT_NONE && s != MOE_SLOT_IDENTITY && (s < 0 || (size_t)s >= L->E))
+            return MOE_E_EXPERT;
+        w->slot[i] = s, w->wt[i] = weight[i];
+    }
     return MOE_OK;
 }
 
 MOEDEF moe_result moe_route(const moe_layer *layer, const float *x, size_t n_tokens,
                             const moe_workspace *ws, moe_trace *trace) {
     moe__ws w;
-    moe_result r = moe__begin(layer, x, n_tokens, ws, &w);
+    if (!layer || (n_tokens && !x)) return MOE_E_NULL;
+    moe_result r = moe__begin(layer, n_tokens, n_tokens * layer->k, 1, ws, &w);
     if (r != MOE_OK) return r;
-    moe__route(layer, x, n_tokens, &w, moe__threads(ws->n_threads));
+    moe__route(layer, x, n_tokens, &w, moe__threads(layer, ws));
+    if (trace) moe__trace(layer, n_tokens, &w, trace);
+    return MOE_OK;
+}
+
+MOEDEF moe_result moe_route_slots(const moe_layer *layer, const float *x, size_t n_tokens,
+                                  int32_t *expert, float *weight, const moe_workspace *ws,
+                                  moe_trace *trace) {
+    moe__ws w;
+    if (!layer || (n_tokens && (!x || !expert || !weight))) return MOE_E_NULL;
+    moe_result r = moe__begin(layer, n_tokens, n_tokens * layer->k, 1, ws, &w);
+    if (r != MOE_OK) return r;
+    moe__route(layer, x, n_tokens, &w, moe__threads(layer, ws));
+    for (size_t i = 0; i < n_tokens * layer->k; i++)
+        expert[i] = w.slot[i], weight[i] = w.slot[i] == MOE_SLOT_NONE ? 0.0f : w.wt[i];
     if (trace) moe__trace(layer, n_tokens, &w, trace);
     return MOE_OK;
 }
@@ -2436,35 +2817,118 @@ MOEDEF moe_result moe_route(const moe_layer *layer, const float *x, size_t n_tok
 MOEDEF moe_result moe_forward(const moe_layer *layer, const float *x, size_t n_tokens, float *y,
                               const moe_workspace *ws, moe_trace *trace) {
     moe__ws w;
-    moe_result r = moe__begin(layer, x, n_tokens, ws, &w);
+    if (!layer || (n_tokens && (!x || !y))) return MOE_E_NULL;
+    moe_result r = moe__begin(layer, n_tokens, n_tokens * layer->k, 1, ws, &w);
     if (r != MOE_OK) return r;
-    if (n_tokens && !y) return MOE_E_NULL;
-    int nth = moe__threads(ws->n_threads);
-    const moe_layer *L = layer;
-    moe__route(L, x, n_tokens, &w, nth);
-    moe__plan(L, n_tokens, &w);
-    if (L->cfg.weight_on_input) { /* Llama-4: FFN_e(w_e x) */
-        size_t n = (size_t)w.off[L->E], d = L->d;
-        MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(n > 64))
-        for (long i = 0; i < (long)n; i++) {
-            const float *xr = x + (size_t)w.toks[i] * d;
-            float s = w.wt[w.rows[i]], *o = w.xs + (size_t)i * d;
-            for (size_t c = 0; c < d; c++) o[c] = s * xr[c];
-        }
-    }
-    moe__encode_inputs(L, x, n_tokens, &w, 0, nth);
-    moe__phase1(L, x, &w, nth);
-    moe__encode_inputs(L, x, n_tokens, &w, 1, nth);
-    moe__phase2(L, &w, nth);
-    moe__combine_all(L, x, n_tokens, y, &w, nth);
-    if (trace) moe__trace(L, n_tokens, &w, trace);
+    int nth = moe__threads(layer, ws);
+    moe__route(layer, x, n_tokens, &w, nth);
+    moe__plan(layer, n_tokens, &w, 1);
+    moe__run_phase(layer, x, n_tokens, &w, nth, 1);
+    moe__run_phase(layer, x, n_tokens, &w, nth, 2);
+    moe__combine_all(layer, x, n_tokens, y, &w, nth);
+    if (trace) moe__trace(layer, n_tokens, &w, trace);
     return MOE_OK;
+}
+
+MOEDEF moe_result moe_forward_routed(const moe_layer *layer, const float *x, size_t n_tokens,
+                                     const int32_t *expert, const float *weight, float *y,
+                                     const moe_workspace *ws) {
+    moe__ws w;
+    if (!layer || (n_tokens && (!x || !y || !expert || !weight))) return MOE_E_NULL;
+    moe_result r = moe__begin(layer, n_tokens, n_tokens * layer->k, 1, ws, &w);
+    if (r != MOE_OK) return r;
+    if ((r = moe__take_slots(layer, n_tokens, expert, weight, &w)) != MOE_OK) return r;
+    int nth = moe__threads(layer, ws);
+    moe__plan(layer, n_tokens, &w, 1);
+    moe__run_phase(layer, x, n_tokens, &w, nth, 1);
+    moe__run_phase(layer, x, n_tokens, &w, nth, 2);
+    moe__combine_all(layer, x, n_tokens, y, &w, nth);
+    return MOE_OK;
+}
+
+MOEDEF moe_result moe_experts(const moe_layer *layer, const float *rows, const int32_t *offsets,
+                              const float *row_weight, float *out, const moe_workspace *ws) {
+    moe__ws w;
+    if (!layer || !offsets) return MOE_E_NULL;
+    size_t ne = layer->ne, n;
+    if (offsets[0] != 0) return MOE_E_OFFSETS;
+    for (size_t e = 0; e < ne; e++)
+        if (offsets[e + 1] < offsets[e]) return MOE_E_OFFSETS;
+    n = (size_t)offsets[ne];
+    if (n && (!rows || !out || (layer->cfg.weight_on_input && !row_weight))) return MOE_E_NULL;
+    moe_result r = moe__begin(layer, 0, n, 0, ws, &w);
+    if (r != MOE_OK) return r;
+    memcpy(w.off, offsets, (ne + 1) * sizeof *offsets);
+    w.off[ne + 1] = w.off[ne]; /* no shared rows */
+    w.R = n, w.xin = rows, w.rwin = row_weight, w.zout = out;
+    int nth = moe__threads(layer, ws);
+    moe__run_phase(layer, NULL, 0, &w, nth, 1);
+    moe__run_phase(layer, NULL, 0, &w, nth, 2);
+    return MOE_OK;
+}
+
+MOEDEF moe_result moe_combine(const moe_layer *layer, const float *x, size_t n_tokens,
+                              const int32_t *expert, const float *weight, const float *z,
+                              float *y, const moe_workspace *ws) {
+    moe__ws w;
+    if (!layer || (n_tokens && (!x || !y || !expert || !weight))) return MOE_E_NULL;
+    moe_result r = moe__begin(layer, n_tokens, n_tokens * layer->k, 0, ws, &w);
+    if (r != MOE_OK) return r;
+    if ((r = moe__take_slots(layer, n_tokens, expert, weight, &w)) != MOE_OK) return r;
+    for (size_t i = 0; i < n_tokens * layer->k; i++)
+        if (w.slot[i] >= 0 && !z) return MOE_E_NULL;
+    int nth = moe__threads(layer, ws);
+    memset(w.off, 0, (layer->ne + 1) * sizeof *w.off); /* the shared experts only */
+    w.off[layer->ne + 1] = layer->sh.ff ? (int32_t)n_tokens : 0;
+    w.R = 0, w.zsrc = z, w.all_slots = 1;
+    moe__run_phase(layer, x, n_tokens, &w, nth, 1);
+    moe__run_phase(layer, x, n_tokens, &w, nth, 2);
+    moe__combine_all(layer, x, n_tokens, y, &w, nth);
+    return MOE_OK;
+}
+
+#define MOE__STR2(x) #x
+#define MOE__STR(x) MOE__STR2(x)
+MOEDEF const moe_build *moe_build_info(void) {
+#define MOE__ISA (MOE__AVX512 ? "avx512" : MOE__AVX2 ? "avx2" : MOE__NEON ? "neon" : "scalar")
+    static const moe_build b = {
+        MOE_VERSION_MAJOR, MOE_VERSION_MINOR, MOE_VERSION_PATCH, MOE__ISA, MOE__NR, MOE__OMP,
+        MOE__DPBF16, "f32 bf16 f16",
+        "moe.h " MOE__STR(MOE_VERSION_MAJOR) "." MOE__STR(MOE_VERSION_MINOR) "." MOE__STR(
+            MOE_VERSION_PATCH) ", kernels "
+#if MOE__AVX512
+        "avx512"
+#elif MOE__AVX2
+        "avx2"
+#elif MOE__NEON
+        "neon"
+#else
+        "scalar"
+#endif
+        " (NR " MOE__STR(MOE__NR) "), OpenMP "
+#if MOE__OMP
+        "on"
+#else
+        "off"
+#endif
+        ", bf16 dot "
+#if MOE__DPBF16
+        "vdpbf16ps"
+#else
+        "emulated"
+#endif
+        ", formats f32 bf16 f16"};
+#undef MOE__ISA
+    return &b;
 }
 
 #endif /* MOE_IMPLEMENTATION */
 
 /*
    VERSION HISTORY
+      0.2  (2026-12-01) packed formats (bf16, f16, bf16 dot) on typed packed matrices with a
+           kernel table per layer; K-chunked GEMM tiles; public stages, routed forward, expert
+           subsets, host thread pools, sized tensor views, build info.
       0.1  (2026-11-23) first release: every routing rule of the open MoE families, gated and
            plain experts, shared experts, capacity, trace; scalar kernels on packed panels.
 */

@@ -270,28 +270,21 @@ typedef struct result {
     double ms, ms_min, ms_max, ref_ms, stage[5], bytes, flops;
 } result;
 
-/* One forward pass stage by stage (moe_forward's body), adding each stage's seconds to st. */
+/* One forward pass stage by stage: the calls moe_forward makes, each timed (st[0..5): route,
+   plan, phase 1, phase 2, combine). */
 static void forward_stages(const moe_layer *L, const float *x, size_t T, float *y,
                            const moe_workspace *ws, double *st) {
     moe__ws w;
-    int nth = moe__threads(ws->n_threads);
-    if (moe__begin(L, x, T, ws, &w) != MOE_OK) return;
+    int nth = moe__threads(L, ws);
+    if (moe__begin(L, T, T * L->k, 1, ws, &w) != MOE_OK) return;
     double t0 = now_s();
     moe__route(L, x, T, &w, nth);
     double t1 = now_s();
-    moe__plan(L, T, &w);
+    moe__plan(L, T, &w, 1);
     double t2 = now_s();
-    if (L->cfg.weight_on_input) { /* not in any preset; kept for completeness */
-        size_t n = (size_t)w.off[L->E];
-        for (size_t i = 0; i < n; i++)
-            for (size_t c = 0; c < L->d; c++)
-                w.xs[i * L->d + c] = w.wt[w.rows[i]] * x[(size_t)w.toks[i] * L->d + c];
-    }
-    moe__encode_inputs(L, x, T, &w, 0, nth);
-    moe__phase1(L, x, &w, nth);
+    moe__run_phase(L, x, T, &w, nth, 1);
     double t3 = now_s();
-    moe__encode_inputs(L, x, T, &w, 1, nth);
-    moe__phase2(L, &w, nth);
+    moe__run_phase(L, x, T, &w, nth, 2);
     double t4 = now_s();
     moe__combine_all(L, x, T, y, &w, nth);
     double t5 = now_s();

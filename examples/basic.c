@@ -23,7 +23,8 @@ int main(void) {
     moe_result r = moe_layer_create(&layer, &cfg, &w);
     if (r != MOE_OK) { fprintf(stderr, "moe: %s\n", moe_result_string(r)); return 1; }
     moe_workspace_size(layer, T, &bytes);
-    moe_workspace ws = { malloc(bytes), bytes, 0 };
+    moe_workspace ws = {0};
+    ws.data = malloc(bytes), ws.size = bytes, ws.n_threads = 0;
     r = moe_forward(layer, x, T, y, &ws, NULL);
     printf("%s, y[0] = %f\n", moe_result_string(r), y[0]);
     free(ws.data);

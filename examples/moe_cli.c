@@ -323,7 +323,8 @@ static int run_toy(const opts *o) {
     }
     int rc = 1;
     moe_layer *layer = NULL;
-    moe_workspace ws = {NULL, 0, o->threads};
+    moe_workspace ws = {0};
+    ws.data = NULL, ws.size = 0, ws.n_threads = o->threads;
     size_t d = (size_t)o->d, ff = (size_t)o->ff, E = (size_t)o->experts, T = (size_t)o->tokens;
     size_t S = (size_t)o->shared * ff, K = (size_t)o->k;
     uint64_t s = o->seed;
@@ -521,7 +522,8 @@ static int run_model(const opts *o) {
     int64_t *load = NULL;
     const void **pe[HF_MAX_TENSORS] = {0};
     moe_layer *layer = NULL;
-    moe_workspace ws = {NULL, 0, o->threads};
+    moe_workspace ws = {0};
+    ws.data = NULL, ws.size = 0, ws.n_threads = o->threads;
     int model_open = 0;
     const char *outs[3] = {o->output, o->experts_out, o->weights_out};
     char tmp[3][4200];

@@ -34,7 +34,8 @@ int main(void) {
     moe_result r = moe_layer_create(&layer, &cfg, &w);
     if (r != MOE_OK) { fprintf(stderr, "moe: %s\n", moe_result_string(r)); return 1; }
     moe_workspace_size(layer, T, &bytes);
-    moe_workspace ws = { malloc(bytes), bytes, 0 };
+    moe_workspace ws = {0};
+    ws.data = malloc(bytes), ws.size = bytes, ws.n_threads = 0;
     int32_t ex[T * K]; int64_t kept[E]; float mean_prob[E];
     moe_trace tr = {0};
     tr.expert = ex; tr.expert_tokens = kept; tr.mean_prob = mean_prob;

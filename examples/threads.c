@@ -36,7 +36,8 @@ int main(void) {
     if (!mem) { fprintf(stderr, "threads: out of memory\n"); moe_layer_free(layer); return 1; }
 
     /* the whole batch, one thread (n_threads 1), then two */
-    moe_workspace ws = { mem, bytes, 1 };
+    moe_workspace ws = {0};
+    ws.data = mem, ws.size = bytes, ws.n_threads = 1;
     r = moe_forward(layer, x, T, y1, &ws, NULL);
     ws.n_threads = 2;
     if (r == MOE_OK) r = moe_forward(layer, x, T, y2, &ws, NULL);
@@ -47,7 +48,8 @@ int main(void) {
 #pragma omp parallel for num_threads(CALLERS)
 #endif
     for (int c = 0; c < CALLERS; c++) {
-        moe_workspace own = { (char *)mem + bytes + (size_t)c * one, one, 1 };
+        moe_workspace own = {0};
+        own.data = (char *)mem + bytes + (size_t)c * one, own.size = one, own.n_threads = 1;
         rc[c] = MOE_OK;
         for (int t = c; t < T && rc[c] == MOE_OK; t += CALLERS)
             rc[c] = moe_forward(layer, x + t * D, 1, yt + t * D, &own, NULL);

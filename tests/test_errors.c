@@ -15,7 +15,9 @@ static void test_free(void *p);
 
 /* The scalar kernels: argument and config checks are the same in every build, and the SIMD tiles only cost compile time here
    (test_kernels.c, test_determinism.c and test_formats.c test those). */
+#ifndef MOE_NO_SIMD
 #define MOE_NO_SIMD
+#endif
 #define MOE_IMPLEMENTATION
 #include "moe.h"
 
@@ -147,7 +149,8 @@ static void test_null_args(void) {
     CHECK_CODE(moe_workspace_size(NULL, 1, &bytes), MOE_E_NULL);
     CHECK_CODE(moe_workspace_size(L, 1, NULL), MOE_E_NULL);
     CHECK_CODE(moe_workspace_size(L, 3, &bytes), MOE_OK);
-    moe_workspace ws = {malloc(bytes), bytes, 0};
+    moe_workspace ws = {0};
+    ws.data = malloc(bytes), ws.size = bytes, ws.n_threads = 0;
     float x[3 * D] = {0}, y[3 * D];
     moe_trace tr;
     memset(&tr, 0, sizeof tr);
@@ -346,7 +349,8 @@ static void test_overflow(void) {
     CHECK_CODE(moe_workspace_size(L, SIZE_MAX / 2, &bytes), MOE_E_OVERFLOW);
     CHECK_CODE(moe_workspace_size(L, (size_t)INT32_MAX / K + 1, &bytes), MOE_E_OVERFLOW);
     CHECK_CODE(moe_workspace_size(L, 1000, &bytes), MOE_OK);
-    moe_workspace ws = {malloc(bytes), bytes, 0};
+    moe_workspace ws = {0};
+    ws.data = malloc(bytes), ws.size = bytes, ws.n_threads = 0;
     float x[D] = {0}, y[D];
     CHECK_CODE(moe_forward(L, x, SIZE_MAX, y, &ws, NULL), MOE_E_OVERFLOW);
     CHECK_CODE(moe_route(L, x, SIZE_MAX, &ws, NULL), MOE_E_OVERFLOW);
@@ -541,7 +545,8 @@ static void test_workspace(void) {
     float x[5 * D] = {0}, y[5 * D];
     moe_trace tr;
     memset(&tr, 0, sizeof tr);
-    moe_workspace ws = {NULL, bytes, 0};
+    moe_workspace ws = {0};
+    ws.data = NULL, ws.size = bytes, ws.n_threads = 0;
     CHECK_CODE(moe_forward(L, x, 5, y, &ws, NULL), MOE_E_WORKSPACE);
     CHECK_CODE(moe_route(L, x, 5, &ws, &tr), MOE_E_WORKSPACE);
     ws.data = mem;

@@ -236,7 +236,8 @@ static float *run(const src *S, moe_format f, moe_format fs, moe_dot dot, size_t
     for (size_t i = 0; i < T * d; i++) x[i] = frand();
     rng_state = keep;
     moe_workspace_size(L, T, &bytes);
-    moe_workspace ws = {malloc(bytes), bytes, nth};
+    moe_workspace ws = {0};
+    ws.data = malloc(bytes), ws.size = bytes, ws.n_threads = nth;
     r = moe_forward(L, x, T, y, &ws, NULL);
     CHECK_MSG(r == MOE_OK, "forward: %s", moe_result_string(r));
     if (packed) *packed = moe_layer_packed_bytes(L);

@@ -9,7 +9,9 @@
    Build: cc -std=c99 -I. tests/test_gating.c -o test_gating -lm ; run from the repo root. */
 /* The scalar kernels: gating is plain C, the same in every build, and the SIMD tiles only cost compile time here
    (test_kernels.c, test_determinism.c and test_formats.c test those). */
+#ifndef MOE_NO_SIMD
 #define MOE_NO_SIMD
+#endif
 #define MOE_IMPLEMENTATION
 #include "moe.h"
 

@@ -823,11 +823,12 @@ static void test_plan(void) {
     int T = 5;
     size_t bytes;
     CHECK_INT(moe_workspace_size(L, (size_t)T, &bytes), MOE_OK);
-    moe_workspace ws = {malloc(bytes), bytes, 1};
+    moe_workspace ws = {0};
+    ws.data = malloc(bytes), ws.size = bytes, ws.n_threads = 1;
     moe__ws wk;
-    CHECK_INT(moe__begin(L, x, (size_t)T, &ws, &wk), MOE_OK);
+    CHECK_INT(moe__begin(L, (size_t)T, (size_t)T * L->k, 1, &ws, &wk), MOE_OK);
     moe__route(L, x, (size_t)T, &wk, 1);
-    moe__plan(L, (size_t)T, &wk);
+    moe__plan(L, (size_t)T, &wk, 1);
     int want_ex[10] = {2, 0, 1, 2, 0, 1, 2, 1, 0, 2};
     int ok = 1;
     for (int i = 0; i < 10; i++) ok &= wk.ex[i] == want_ex[i];
@@ -857,9 +858,9 @@ static void test_plan(void) {
     CHECK_INT(moe_workspace_size(L, (size_t)T, &bytes), MOE_OK);
     ws.data = malloc(bytes);
     ws.size = bytes;
-    CHECK_INT(moe__begin(L, x, (size_t)T, &ws, &wk), MOE_OK);
+    CHECK_INT(moe__begin(L, (size_t)T, (size_t)T * L->k, 1, &ws, &wk), MOE_OK);
     moe__route(L, x, (size_t)T, &wk, 1);
-    moe__plan(L, (size_t)T, &wk);
+    moe__plan(L, (size_t)T, &wk, 1);
     /* pair order: 0:e2 1:e0 2:e1 3:e2 4:e0 5:e1 6:e2(3rd, drop) 7:e1(3rd, drop) 8:e0(drop) 9:e2 */
     int want_drop[10] = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1};
     for (int i = 0; i < 10; i++) CHECK_INT(wk.drop[i], want_drop[i]);
@@ -945,10 +946,11 @@ static void test_combine_order(void) {
     float *x = make_x(T, d, 1.0f), y[40];
     size_t bytes;
     CHECK_INT(moe_workspace_size(L, (size_t)T, &bytes), MOE_OK);
-    moe_workspace ws = {malloc(bytes), bytes, 1};
+    moe_workspace ws = {0};
+    ws.data = malloc(bytes), ws.size = bytes, ws.n_threads = 1;
     CHECK_INT(moe_forward(L, x, (size_t)T, y, &ws, NULL), MOE_OK);
     moe__ws wk; /* the same carve: the expert outputs are still there */
-    CHECK_INT(moe__begin(L, x, (size_t)T, &ws, &wk), MOE_OK);
+    CHECK_INT(moe__begin(L, (size_t)T, (size_t)T * L->k, 1, &ws, &wk), MOE_OK);
     int same = 1, differs_reversed = 0;
     for (int t = 0; t < T; t++) {
         double s = 0.0;
@@ -989,7 +991,8 @@ static void test_edge_T0(void) {
     CHECK_INT(moe_workspace_size(L, 0, &bytes), MOE_OK);
     CHECK(bytes > 0);
     unsigned char *mem = (unsigned char *)malloc(bytes);
-    moe_workspace ws = {mem, bytes, 0};
+    moe_workspace ws = {0};
+    ws.data = mem, ws.size = bytes, ws.n_threads = 0;
     int64_t et[16];
     float mp[16];
     moe_trace tr;
@@ -1016,7 +1019,7 @@ static void test_edge_T0(void) {
        floats. Fill the workspace with a pattern and look at what lies after the scratch. */
     memset(mem, 0xA5, bytes);
     moe__ws wk;
-    CHECK_INT(moe__begin(L, NULL, 0, &ws, &wk), MOE_OK);
+    CHECK_INT(moe__begin(L, 0, 0, 1, &ws, &wk), MOE_OK);
     CHECK_INT(moe_route(L, NULL, 0, &ws, &tr), MOE_OK);
     unsigned char *after = (unsigned char *)wk.ex; /* the region after the scratch */
     int clobbered = 0;
@@ -1048,7 +1051,8 @@ static void test_no_alloc(void) {
     float *x = make_x(T, 17, 1.0f), *y = (float *)malloc((size_t)T * 17 * sizeof(float));
     size_t bytes;
     CHECK_INT(moe_workspace_size(L, (size_t)T, &bytes), MOE_OK);
-    moe_workspace ws = {malloc(bytes), bytes, 0};
+    moe_workspace ws = {0};
+    ws.data = malloc(bytes), ws.size = bytes, ws.n_threads = 0;
     int32_t ex[40];
     float wt[40], lg[120], mp[6];
     int64_t et[6];
@@ -1206,7 +1210,8 @@ static void test_trace_stats(void) {
     moe_trace tr2 = {ex2, wt2, lg2, et2, mp2, 0, 0.0, 0.0};
     size_t bytes;
     CHECK_INT(moe_workspace_size(L, (size_t)T, &bytes), MOE_OK);
-    moe_workspace ws = {malloc(bytes), bytes, 0};
+    moe_workspace ws = {0};
+    ws.data = malloc(bytes), ws.size = bytes, ws.n_threads = 0;
     CHECK_INT(moe_route(L, x, (size_t)T, &ws, &tr2), MOE_OK);
     CHECK(memcmp(ex, ex2, sizeof ex) == 0);
     CHECK(memcmp(wt, wt2, sizeof wt) == 0);
