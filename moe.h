@@ -198,6 +198,10 @@ typedef enum moe_format {
     MOE_FORMAT_F32,          /* 4 bytes a weight */
     MOE_FORMAT_BF16,         /* 2 bytes; from f32 or f16 sources rounded to nearest even */
     MOE_FORMAT_F16,          /* 2 bytes; from f32 or bf16 sources rounded to nearest even */
+    MOE_FORMAT_Q8,           /* int8, symmetric, an f16 scale per 32 inputs (GGUF Q8_0): 8.5 bits */
+    MOE_FORMAT_Q4,           /* 4-bit u - 8, an f16 (or bf16) scale per 32 inputs (GGUF Q4_0,
+                                compressed-tensors INT4 group 32): 4.5 bits; both q formats
+                                compute on int8 activations (see "Integer formats") */
     MOE_FORMAT_COUNT
 } moe_format;
 
@@ -346,6 +350,19 @@ MOEDEF moe_result moe_layer_create_msg(moe_layer **out, const moe_config *cfg,
 MOEDEF void moe_layer_free(moe_layer *layer); /* NULL is fine */
 MOEDEF const moe_config *moe_layer_config(const moe_layer *layer); /* with defaults filled in */
 MOEDEF size_t moe_layer_packed_bytes(const moe_layer *layer);
+
+/* Where a layer's packed bytes go, by expert set and format. */
+typedef struct moe_packed_sizes {
+    size_t router;           /* the router (fp32) and its bias */
+    size_t expert;           /* one routed expert: gate/up and down as packed, biases included */
+    size_t experts;          /* every routed expert the layer holds */
+    size_t shared;           /* the shared experts */
+    size_t total;            /* moe_layer_packed_bytes */
+    moe_format format, shared_format;
+    double bits_per_weight;  /* routed: packed bits (padding and scales included) per weight */
+    double shared_bits_per_weight;
+} moe_packed_sizes;
+MOEDEF moe_result moe_layer_sizes(const moe_layer *layer, moe_packed_sizes *out);
 
 /* ---- workspace and trace ------------------------------------------------------------------ */
 
@@ -509,7 +526,7 @@ extern int madvise(void *addr, size_t len, int advice);
 // Decided here, once. Nothing below tests a compiler ISA macro; it tests MOE__AVX512, MOE__AVX2,
 // MOE__NEON (at most one is 1) and MOE__NR, the panel width of the packed weights.
 
-#if !defined(MOE_NO_SIMD) && defined(__AVX512F__)
+#if !defined(MOE_NO_SIMD) && defined(__AVX512F__) && defined(__AVX512BW__)
 #define MOE__AVX512 1
 #elif !defined(MOE_NO_SIMD) && defined(__AVX2__) && defined(__FMA__)
 #define MOE__AVX2 1
@@ -526,6 +543,9 @@ extern int madvise(void *addr, size_t len, int advice);
 #define MOE__NEON 0
 #endif
 #define MOE__SIMD (MOE__AVX512 || MOE__AVX2 || MOE__NEON)
+#if !MOE__SIMD
+#define MOE__Q8_XOR 0 /* how the packed q8 bytes hold w (see the vector layer) */
+#endif
 #if MOE__AVX512 && defined(__AVX512BF16__)
 #define MOE__DPBF16 1 /* the hardware bf16 dot product (AVX512_BF16) */
 #else
@@ -620,6 +640,40 @@ static MOE__INLINE moe__v moe__vftz(moe__v a) {
     __m512i ai = _mm512_castps_si512(a);
     return _mm512_castsi512_ps(_mm512_mask_and_epi32(ai, tiny, ai, _mm512_set1_epi32((int)0x80000000u)));
 }
+/* integer lanes for the int8 dot products (MOE__KQ8, MOE__KQ4): VW int32 lanes of 4 bytes */
+typedef __m512i moe__vi;
+#define MOE__Q8_XOR 0x80 /* q8 weights stored as u8 = w + 128, the unsigned operand of VPDPBUSD */
+#define MOE__Q8_COMP (-128) /* so a group's sum starts at -128 sum(x) */
+#define MOE__Q4_COMP (-8)   /* q4 nibbles are u = w + 8: -8 sum(x) */
+static MOE__INLINE moe__vi moe__viload(const void *p) { return _mm512_loadu_si512(p); }
+static MOE__INLINE moe__vi moe__viset(int32_t x) { return _mm512_set1_epi32(x); }
+static MOE__INLINE moe__v moe__vicvt(moe__vi a) { return _mm512_maskz_cvtepi32_ps(MOE__ALL, a); }
+static MOE__INLINE moe__vi moe__vnib_lo(moe__vi a) {
+    return _mm512_maskz_and_epi32(MOE__ALL, a, _mm512_set1_epi8(0x0f));
+}
+static MOE__INLINE moe__vi moe__vnib_hi(moe__vi a) {
+    return _mm512_maskz_and_epi32(MOE__ALL, _mm512_maskz_srli_epi32(MOE__ALL, a, 4),
+                                  _mm512_set1_epi8(0x0f));
+}
+/* acc + sum over each lane's 4 bytes of a (u8) * b (s8), exactly */
+static MOE__INLINE moe__vi moe__vdot_us(moe__vi acc, moe__vi a, moe__vi b) {
+#if defined(__AVX512VNNI__)
+    return _mm512_dpbusd_epi32(acc, a, b);
+#else /* AVX512BW: even and odd bytes widened to 16 bits, multiplied and paired (exact) */
+    __m512i m = _mm512_set1_epi16(0x00ff);
+    __m512i ae = _mm512_maskz_and_epi32(MOE__ALL, a, m), ao = _mm512_srli_epi16(a, 8);
+    __m512i be = _mm512_srai_epi16(_mm512_slli_epi16(b, 8), 8), bo = _mm512_srai_epi16(b, 8);
+    return _mm512_add_epi32(acc, _mm512_add_epi32(_mm512_madd_epi16(ae, be), _mm512_madd_epi16(ao, bo)));
+#endif
+}
+static MOE__INLINE moe__vi moe__vq8_prep(moe__vi w) { return w; }
+static MOE__INLINE moe__vi moe__vdot_q8(moe__vi acc, moe__vi wp, moe__vi w, moe__vi x) {
+    (void)w;
+    return moe__vdot_us(acc, wp, x);
+}
+static MOE__INLINE moe__vi moe__vdot_q4(moe__vi acc, moe__vi u, moe__vi x) {
+    return moe__vdot_us(acc, u, x);
+}
 #if MOE__DPBF16
 static MOE__INLINE moe__v moe__vdpbf16(moe__v acc, moe__v x, moe__v w) {
     return _mm512_dpbf16_ps(acc, (__m512bh)_mm512_castps_si512(x), (__m512bh)_mm512_castps_si512(w));
@@ -685,6 +739,29 @@ static MOE__INLINE moe__v moe__vftz(moe__v a) {
     __m256 tiny = _mm256_cmp_ps(moe__vabs(a), _mm256_set1_ps(FLT_MIN), _CMP_LT_OQ);
     return _mm256_blendv_ps(a, _mm256_and_ps(a, _mm256_set1_ps(-0.0f)), tiny);
 }
+typedef __m256i moe__vi;
+#define MOE__Q8_XOR 0       /* q8 weights as s8: the sign trick below needs them signed */
+#define MOE__Q8_COMP 0
+#define MOE__Q4_COMP (-8)
+static MOE__INLINE moe__vi moe__viload(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static MOE__INLINE moe__vi moe__viset(int32_t x) { return _mm256_set1_epi32(x); }
+static MOE__INLINE moe__v moe__vicvt(moe__vi a) { return _mm256_cvtepi32_ps(a); }
+static MOE__INLINE moe__vi moe__vnib_lo(moe__vi a) { return _mm256_and_si256(a, _mm256_set1_epi8(0x0f)); }
+static MOE__INLINE moe__vi moe__vnib_hi(moe__vi a) {
+    return _mm256_and_si256(_mm256_srli_epi32(a, 4), _mm256_set1_epi8(0x0f));
+}
+/* q8: |w| (u8) times x with w's sign (s8): pairs of products stay within 16 bits (|w| <= 128,
+   |x| <= 127), so VPMADDUBSW never saturates, and the sum is exact */
+static MOE__INLINE moe__vi moe__vq8_prep(moe__vi w) { return _mm256_abs_epi8(w); }
+static MOE__INLINE moe__vi moe__vdot_q8(moe__vi acc, moe__vi wp, moe__vi w, moe__vi x) {
+    __m256i p = _mm256_maddubs_epi16(wp, _mm256_sign_epi8(x, w));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+/* q4: nibbles u <= 15 times x: pairs within 16 bits */
+static MOE__INLINE moe__vi moe__vdot_q4(moe__vi acc, moe__vi u, moe__vi x) {
+    __m256i p = _mm256_maddubs_epi16(u, x);
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
 #elif MOE__NEON
 #include <arm_neon.h>
 #define MOE__VW 4
@@ -726,6 +803,37 @@ static MOE__INLINE moe__v moe__vbits(uint32_t u) { return vreinterpretq_f32_u32(
 static MOE__INLINE moe__v moe__vftz(moe__v a) {
     uint32x4_t sign = vandq_u32(vreinterpretq_u32_f32(a), vdupq_n_u32(0x80000000u));
     return vbslq_f32(vcltq_f32(vabsq_f32(a), vdupq_n_f32(FLT_MIN)), vreinterpretq_f32_u32(sign), a);
+}
+typedef int32x4_t moe__vi;
+#define MOE__Q8_XOR 0
+#define MOE__Q8_COMP 0
+#define MOE__Q4_COMP 0 /* the nibbles become w = u - 8 before the signed dot */
+static MOE__INLINE moe__vi moe__viload(const void *p) { return vreinterpretq_s32_u8(vld1q_u8((const uint8_t *)p)); }
+static MOE__INLINE moe__vi moe__viset(int32_t x) { return vdupq_n_s32(x); }
+static MOE__INLINE moe__v moe__vicvt(moe__vi a) { return vcvtq_f32_s32(a); }
+static MOE__INLINE moe__vi moe__vnib_lo(moe__vi a) {
+    return vreinterpretq_s32_s8(vsubq_s8(vreinterpretq_s8_u8(vandq_u8(vreinterpretq_u8_s32(a), vdupq_n_u8(0x0f))), vdupq_n_s8(8)));
+}
+static MOE__INLINE moe__vi moe__vnib_hi(moe__vi a) {
+    return vreinterpretq_s32_s8(vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(vreinterpretq_u8_s32(a), 4)), vdupq_n_s8(8)));
+}
+/* acc + sum over each lane's 4 bytes of a * b (both s8), exactly */
+static MOE__INLINE moe__vi moe__vdot_ss(moe__vi acc, moe__vi a, moe__vi b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, vreinterpretq_s8_s32(a), vreinterpretq_s8_s32(b));
+#else /* products in 16 bits, paired, then the pairs of each lane */
+    int8x16_t x = vreinterpretq_s8_s32(a), y = vreinterpretq_s8_s32(b);
+    int16x8_t lo = vmull_s8(vget_low_s8(x), vget_low_s8(y)), hi = vmull_high_s8(x, y);
+    return vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)));
+#endif
+}
+static MOE__INLINE moe__vi moe__vq8_prep(moe__vi w) { return w; }
+static MOE__INLINE moe__vi moe__vdot_q8(moe__vi acc, moe__vi wp, moe__vi w, moe__vi x) {
+    (void)w;
+    return moe__vdot_ss(acc, wp, x);
+}
+static MOE__INLINE moe__vi moe__vdot_q4(moe__vi acc, moe__vi u, moe__vi x) {
+    return moe__vdot_ss(acc, u, x);
 }
 #endif
 
@@ -938,8 +1046,20 @@ static float moe__act2(const moe__actp *a, float g, float u) {
    of MOE__KBF16 run on bf16-rounded activations. Without AVX512_BF16 (and on AVX2, NEON,
    scalar) the same arithmetic runs as two fp32 FMAs with the flush, bit for bit. */
 #define MOE__KBF16DOT 3
-#define MOE__KIND_COUNT 4
-#define MOE__KBF16DOT_EMU 4 /* kernel only: MOE__KBF16DOT's arithmetic without the instruction */
+/* Integer formats (MOE_FORMAT_Q8, _Q4): a K step is a group of 32 inputs. Its block holds, for
+   each of the group's 8 quads of inputs (k = 4q .. 4q + 3), the w lanes' 4 weights as bytes
+   ([q][lane][4], so one 32-bit lane holds a lane's quad: the operand of VPDPBUSD, SDOT and
+   PMADDUBSW), then the w lanes' scales (f16, or bf16 where the source's scales are bf16).
+   q8 bytes are s8 (u8 = w + 128 on AVX-512, see MOE__Q8_XOR); q4 bytes hold quads 2p and
+   2p + 1 of a lane in their low and high nibbles, u = w + 8. The activations are quantized to
+   int8 per group of 32 (MOE__ACT_Q8), and a group adds to the chain as
+       acc = fmaf((float)isum, fp32(scale_w) * scale_x, acc)
+   where isum = sum of w q_x over the group is an exact integer, groups in K order. */
+#define MOE__KQ8 4
+#define MOE__KQ4 5
+#define MOE__KIND_COUNT 6
+#define MOE__KBF16DOT_EMU 6 /* kernel only: MOE__KBF16DOT's arithmetic without the instruction */
+#define MOE__QG 32 /* the group of the integer formats */
 
 typedef struct moe__mat {
     int kind;                  /* MOE__K*: the format of a lane */
@@ -948,12 +1068,25 @@ typedef struct moe__mat {
     size_t ks;                 /* K steps stored in each panel */
     size_t w;                  /* lanes of a K step: NR, or 2 NR (gate | up) */
     size_t panels, step_bytes, panel_bytes, expert_bytes;
+    int scale_bf16;            /* integer kinds: the scales are bf16 (else f16) */
 } moe__mat;
 
+static int moe__kind_int(int kind) { return kind == MOE__KQ8 || kind == MOE__KQ4; }
 static size_t moe__kind_lane_bytes(int kind) {
     return kind == MOE__KBF16 || kind == MOE__KF16 ? 2 : 4;
 }
-static size_t moe__kind_per_step(int kind) { return kind == MOE__KBF16DOT ? 2 : 1; }
+static size_t moe__kind_per_step(int kind) {
+    return kind == MOE__KBF16DOT ? 2 : moe__kind_int(kind) ? MOE__QG : 1;
+}
+/* bytes of one K step of w lanes; of it, the weights (the rest are the scales) */
+static size_t moe__kind_step_bytes(int kind, size_t w) {
+    if (kind == MOE__KQ8) return (MOE__QG + 2) * w;
+    if (kind == MOE__KQ4) return (MOE__QG / 2 + 2) * w;
+    return w * moe__kind_lane_bytes(kind);
+}
+static size_t moe__kind_weight_bytes(int kind, size_t w) {
+    return kind == MOE__KQ8 ? MOE__QG * w : kind == MOE__KQ4 ? MOE__QG / 2 * w : moe__kind_step_bytes(kind, w);
+}
 
 /* Geometry of an n_out x K matrix in panels of w lanes, n_exp experts; 0 on size overflow. */
 static int moe__mat_init(moe__mat *M, int kind, size_t n_out, size_t K, size_t w, size_t n_exp,
@@ -962,7 +1095,7 @@ static int moe__mat_init(moe__mat *M, int kind, size_t n_out, size_t K, size_t w
     M->kind = kind, M->n_out = n_out, M->K = K, M->w = w;
     M->ks = (K + moe__kind_per_step(kind) - 1) / moe__kind_per_step(kind);
     M->panels = (n_out + MOE__NR - 1) / MOE__NR;
-    M->step_bytes = w * moe__kind_lane_bytes(kind);
+    M->step_bytes = moe__kind_step_bytes(kind, w);
     return moe__mul(M->ks, M->step_bytes, &M->panel_bytes) &&
            moe__mul(M->panels, M->panel_bytes, &M->expert_bytes) &&
            moe__mul(M->expert_bytes, n_exp, bytes);
@@ -1017,19 +1150,64 @@ static float moe__lane(const moe__mat *M, const unsigned char *panel, size_t k, 
     return M->kind == MOE__KF16 ? moe__f16_to_f32(h) : moe__bf16_to_f32(h);
 }
 
-/* Activations in the encoding a kernel reads: fp32 rows, or bf16 pairs (MOE__KBF16DOT; word j
+/* Integer kinds: weight k of lane l of a panel (an integer), and the scale of its group. */
+static int moe__qlane(const moe__mat *M, const unsigned char *panel, size_t k, size_t l) {
+    const unsigned char *g = panel + (k / MOE__QG) * M->step_bytes;
+    size_t j = k % MOE__QG, q = j / 4;
+    if (M->kind == MOE__KQ8) return (int)(signed char)(g[(q * M->w + l) * 4 + j % 4] ^ MOE__Q8_XOR);
+    unsigned char b = g[((q / 2) * M->w + l) * 4 + j % 4];
+    return (int)((q & 1) ? b >> 4 : b & 15) - 8;
+}
+static float moe__qscale(const moe__mat *M, const unsigned char *panel, size_t g, size_t l) {
+    uint16_t h;
+    memcpy(&h, panel + g * M->step_bytes + moe__kind_weight_bytes(M->kind, M->w) + 2 * l, 2);
+    return M->scale_bf16 ? moe__bf16_to_f32(h) : moe__f16_to_f32(h);
+}
+
+/* Activations in the encoding a kernel reads: fp32 rows; bf16 pairs (MOE__KBF16DOT; word j
    of a row = bf16(x[2j]) << 16 | bf16(x[2j + 1]), rounded to nearest even, denormals flushed,
-   0 past n). */
+   0 past n); or int8 groups (the integer kinds): per group of 32, a block
+       { float d; int32 sum; int8 q[32] },  d = amax / 127, q = nearest-even(x * (1 / d))
+   clamped to +-127, sum = the q's sum, zeros past n; a group with a NaN or an infinity gets
+   d = NaN (its token's outputs become NaN), an all-zero group d = 0. */
 #define MOE__ACT_F32 0
 #define MOE__ACT_BF16 1
+#define MOE__ACT_Q8 2
+#define MOE__QBLOCK (8 + MOE__QG) /* bytes of an activation group */
 
 static size_t moe__act_row_bytes(int act, size_t n) {
+    if (act == MOE__ACT_Q8) return MOE__QBLOCK * ((n + MOE__QG - 1) / MOE__QG);
     return act == MOE__ACT_BF16 ? 4 * ((n + 1) / 2) : 4 * n;
+}
+
+static void moe__quant_group(const float *x, size_t n, unsigned char *dst) {
+    float m = 0.0f, d, id;
+    int32_t sum = 0, bad = 0;
+    signed char q[MOE__QG];
+    for (size_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        bad |= !(a <= FLT_MAX);
+        m = a > m ? a : m;
+    }
+    d = bad ? NAN : m / 127.0f;
+    id = bad || d == 0.0f ? 0.0f : 1.0f / d;
+    for (size_t i = 0; i < MOE__QG; i++) {
+        float r = i < n && !bad ? nearbyintf(x[i] * id) : 0.0f;
+        r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
+        q[i] = (signed char)r, sum += q[i];
+    }
+    memcpy(dst, &d, 4), memcpy(dst + 4, &sum, 4), memcpy(dst + 8, q, MOE__QG);
 }
 
 static void moe__act_encode(int act, const float *x, size_t n, unsigned char *dst) {
     if (act == MOE__ACT_F32) {
         memcpy(dst, x, n * sizeof(float));
+        return;
+    }
+    if (act == MOE__ACT_Q8) {
+        for (size_t g = 0; g * MOE__QG < n; g++)
+            moe__quant_group(x + g * MOE__QG, n - g * MOE__QG < MOE__QG ? n - g * MOE__QG : MOE__QG,
+                             dst + g * MOE__QBLOCK);
         return;
     }
     for (size_t j = 0; 2 * j < n; j++) {
@@ -1049,6 +1227,18 @@ static void moe__act_encode(int act, const float *x, size_t n, unsigned char *ds
 static float moe__chain_ref(const moe__mat *M, const unsigned char *panel, size_t l,
                             const unsigned char *xrow) {
     float acc = 0.0f;
+    if (moe__kind_int(M->kind)) { /* per group: the exact integer sum, then one fma */
+        for (size_t g = 0; g < M->ks; g++) {
+            const unsigned char *xb = xrow + g * MOE__QBLOCK;
+            float dx;
+            int32_t isum = 0;
+            memcpy(&dx, xb, 4);
+            for (size_t j = 0; j < MOE__QG; j++)
+                isum += moe__qlane(M, panel, g * MOE__QG + j, l) * (int32_t)(signed char)xb[8 + j];
+            acc = fmaf((float)isum, moe__qscale(M, panel, g, l) * dx, acc);
+        }
+        return acc;
+    }
     if (M->kind == MOE__KBF16DOT) {
         for (size_t j = 0; j < M->ks; j++) { /* x[2j] w[2j], then x[2j+1] w[2j+1], flushed */
             uint32_t xw, ww;
@@ -1155,19 +1345,108 @@ static MOE__INLINE moe__v moe__vw(int kind, const unsigned char *p) {
     return moe__vld((const float *)(const void *)p); /* fp32, or bf16 pairs as 32-bit lanes */
 }
 
+#define MOE__RESUME 1 /* tile flags: start from the partial sums in out */
+#define MOE__SBF16 2  /* the integer kinds' scales are bf16 */
+
+/* The integer kinds' tile: K steps are groups; the fp32 sums live in out (L1), the group's
+   integer sums in registers. */
+static MOE__INLINE void moe__qtile(int kind, size_t mr, size_t na, size_t np,
+                                   const unsigned char *W, size_t ps, size_t k0, size_t k1,
+                                   const unsigned char *const *xr, float *out, int flags,
+                                   const unsigned char *pf, size_t npf) {
+    moe__vi acc[MOE__ACC];
+    size_t w = na * MOE__VW, sb = moe__kind_step_bytes(kind, w), wb = moe__kind_weight_bytes(kind, w);
+    int comp = kind == MOE__KQ8 ? MOE__Q8_COMP : MOE__Q4_COMP;
+    if (!(flags & MOE__RESUME))
+        for (size_t i = 0; i < mr * np * na * MOE__VW; i++) out[i] = 0.0f;
+    for (size_t g = k0; g < k1; g++) {
+        const unsigned char *wg = W + g * sb;
+        if (np > 1 && MOE__PFD > 0) {
+            MOE__UNROLL
+            for (size_t q = 0; q < np; q++)
+                for (size_t o = 0; o < sb; o += 64) MOE__PREFETCH(wg + q * ps + MOE__PFD + o);
+        } else if (pf) {
+            for (size_t j = 0; j < npf; j++) MOE__PREFETCH_L2(pf + ((g - k0) * npf + j) * 64);
+        }
+        int32_t xq[MOE__MR][MOE__QG / 4];
+        float dx[MOE__MR];
+        MOE__UNROLL
+        for (size_t r = 0; r < mr; r++) {
+            const unsigned char *xb = xr[r] + g * MOE__QBLOCK;
+            int32_t sx;
+            memcpy(&dx[r], xb, 4), memcpy(&sx, xb + 4, 4), memcpy(xq[r], xb + 8, MOE__QG);
+            MOE__UNROLL
+            for (size_t i = 0; i < np * na; i++) acc[r * np * na + i] = moe__viset(comp * sx);
+        }
+        if (kind == MOE__KQ8) {
+            for (size_t qd = 0; qd < MOE__QG / 4; qd++) {
+                MOE__UNROLL
+                for (size_t q = 0; q < np; q++) {
+                    MOE__UNROLL
+                    for (size_t v = 0; v < na; v++) {
+                        moe__vi wv = moe__viload(wg + q * ps + (qd * w + v * MOE__VW) * 4);
+                        moe__vi wp = moe__vq8_prep(wv);
+                        MOE__UNROLL
+                        for (size_t r = 0; r < mr; r++) {
+                            size_t i = (r * np + q) * na + v;
+                            acc[i] = moe__vdot_q8(acc[i], wp, wv, moe__viset(xq[r][qd]));
+                        }
+                    }
+                }
+            }
+        } else {
+            for (size_t pr = 0; pr < MOE__QG / 8; pr++) {
+                MOE__UNROLL
+                for (size_t q = 0; q < np; q++) {
+                    MOE__UNROLL
+                    for (size_t v = 0; v < na; v++) {
+                        moe__vi wv = moe__viload(wg + q * ps + (pr * w + v * MOE__VW) * 4);
+                        moe__vi lo = moe__vnib_lo(wv), hi = moe__vnib_hi(wv);
+                        MOE__UNROLL
+                        for (size_t r = 0; r < mr; r++) {
+                            size_t i = (r * np + q) * na + v;
+                            acc[i] = moe__vdot_q4(acc[i], lo, moe__viset(xq[r][2 * pr]));
+                            acc[i] = moe__vdot_q4(acc[i], hi, moe__viset(xq[r][2 * pr + 1]));
+                        }
+                    }
+                }
+            }
+        }
+        MOE__UNROLL
+        for (size_t q = 0; q < np; q++) {
+            MOE__UNROLL
+            for (size_t v = 0; v < na; v++) {
+                const unsigned char *sp = wg + q * ps + wb + v * MOE__VW * 2;
+                moe__v sw = (flags & MOE__SBF16) ? moe__vld_bf16(sp) : moe__vld_f16(sp);
+                MOE__UNROLL
+                for (size_t r = 0; r < mr; r++) {
+                    size_t i = (r * np + q) * na + v;
+                    float *o = out + i * MOE__VW;
+                    moe__vst(o, moe__vfma(moe__vicvt(acc[i]), moe__vmul(sw, moe__vset(dx[r])),
+                                          moe__vld(o)));
+                }
+            }
+        }
+    }
+}
+
 /* Sums K steps k0..k1 of rows xr[0..mr) against np panels (ps bytes apart) of na vectors each,
-   from 0 (init = 0) or from the partial sums in out (init = 1), into out.
+   from 0 or from the partial sums in out (flags & MOE__RESUME), into out.
    Indices are size_t: UBSan's signed-overflow checks on int indices stop clang from unrolling
    the tile (and its compile time explodes with -fno-sanitize-recover). */
 static MOE__INLINE void moe__tile(int kind, size_t mr, size_t na, size_t np,
                                   const unsigned char *W, size_t ps, size_t k0, size_t k1,
-                                  const unsigned char *const *xr, float *out, int init,
+                                  const unsigned char *const *xr, float *out, int flags,
                                   const unsigned char *pf, size_t npf) {
     moe__v acc[MOE__ACC];
     size_t lb = moe__kind_lane_bytes(kind), sb = na * MOE__VW * lb;
+    if (moe__kind_int(kind)) {
+        moe__qtile(kind, mr, na, np, W, ps, k0, k1, xr, out, flags, pf, npf);
+        return;
+    }
     MOE__UNROLL
     for (size_t i = 0; i < mr * np * na; i++)
-        acc[i] = init ? moe__vld(out + i * MOE__VW) : moe__vset(0.0f);
+        acc[i] = (flags & MOE__RESUME) ? moe__vld(out + i * MOE__VW) : moe__vset(0.0f);
     for (size_t k = k0; k < k1; k++) {
         const unsigned char *wk = W + k * sb;
         if (np > 1 && MOE__PFD > 0) {
@@ -1207,6 +1486,7 @@ static MOE__INLINE void moe__tile(int kind, size_t mr, size_t na, size_t np,
                 }
                 continue;
             }
+            if (kind != MOE__KF32) continue; /* 16-bit weights: below */
             moe__v b = moe__vset(((const float *)(const void *)xr[r])[k]);
             MOE__UNROLL
             for (size_t q = 0; q < np; q++) {
@@ -1214,6 +1494,22 @@ static MOE__INLINE void moe__tile(int kind, size_t mr, size_t na, size_t np,
                 for (size_t v = 0; v < na; v++) {
                     size_t i = (r * np + q) * na + v;
                     acc[i] = moe__vfma(b, moe__vw(kind, wk + q * ps + v * MOE__VW * lb), acc[i]);
+                }
+            }
+        }
+        if (kind == MOE__KBF16 || kind == MOE__KF16) {
+            /* widen each weight vector once for all rows (the sums are the same: only the
+               order of independent accumulators changes) */
+            MOE__UNROLL
+            for (size_t q = 0; q < np; q++) {
+                MOE__UNROLL
+                for (size_t v = 0; v < na; v++) {
+                    moe__v wv = moe__vw(kind, wk + q * ps + v * MOE__VW * lb);
+                    MOE__UNROLL
+                    for (size_t r = 0; r < mr; r++) {
+                        size_t i = (r * np + q) * na + v;
+                        acc[i] = moe__vfma(moe__vset(((const float *)(const void *)xr[r])[k]), wv, acc[i]);
+                    }
                 }
             }
         }
@@ -1225,12 +1521,12 @@ static MOE__INLINE void moe__tile(int kind, size_t mr, size_t na, size_t np,
 /* moe__tile with mr, na (1 or 2 halves) and np as constants: one specialisation per case. */
 static MOE__INLINE void moe__tile_run(int kind, int mr, int gated, int np, const unsigned char *W,
                                       size_t ps, size_t k0, size_t k1,
-                                      const unsigned char *const *xr, float *out, int init,
+                                      const unsigned char *const *xr, float *out, int flags,
                                       const unsigned char *pf, size_t npf) {
 #define MOE__T1(r, g, p)                                                                          \
     case r:                                                                                       \
         if (r * g * MOE__NV * p <= MOE__ACC)                                                      \
-            moe__tile(kind, r##u, g##u * MOE__NV, p##u, W, ps, k0, k1, xr, out, init, pf, npf);   \
+            moe__tile(kind, r##u, g##u * MOE__NV, p##u, W, ps, k0, k1, xr, out, flags, pf, npf);  \
         else                                                                                      \
             MOE_ASSERT(0);                                                                        \
         break;
@@ -1257,13 +1553,15 @@ static MOE__INLINE void moe__tile_run(int kind, int mr, int gated, int np, const
     static MOE__NOINLINE void moe__tiles_##name(int mr, int gated, int np, const unsigned char *W, \
                                                 size_t ps, size_t k0, size_t k1,                  \
                                                 const unsigned char *const *xr, float *out,       \
-                                                int init, const unsigned char *pf, size_t npf) {  \
-        moe__tile_run(kind, mr, gated, np, W, ps, k0, k1, xr, out, init, pf, npf);               \
+                                                int flags, const unsigned char *pf, size_t npf) { \
+        moe__tile_run(kind, mr, gated, np, W, ps, k0, k1, xr, out, flags, pf, npf);              \
     }
 MOE__TILES(f32, MOE__KF32)
 MOE__TILES(bf16, MOE__KBF16)
 MOE__TILES(f16, MOE__KF16)
 MOE__TILES(bf16dot, MOE__KBF16DOT)
+MOE__TILES(q8, MOE__KQ8)
+MOE__TILES(q4, MOE__KQ4)
 #if MOE__DPBF16
 MOE__TILES(bf16dot_emu, MOE__KBF16DOT_EMU)
 #endif
@@ -1271,13 +1569,15 @@ MOE__TILES(bf16dot_emu, MOE__KBF16DOT_EMU)
 
 typedef void (*moe__tiles_fn)(int mr, int gated, int np, const unsigned char *W, size_t ps,
                               size_t k0, size_t k1, const unsigned char *const *xr, float *out,
-                              int init, const unsigned char *pf, size_t npf);
+                              int flags, const unsigned char *pf, size_t npf);
 
 static MOE__INLINE moe__tiles_fn moe__tiles_of(int kind) {
     switch (kind) {
     case MOE__KBF16: return moe__tiles_bf16;
     case MOE__KF16: return moe__tiles_f16;
     case MOE__KBF16DOT: return moe__tiles_bf16dot;
+    case MOE__KQ8: return moe__tiles_q8;
+    case MOE__KQ4: return moe__tiles_q4;
 #if MOE__DPBF16
     case MOE__KBF16DOT_EMU: return moe__tiles_bf16dot_emu;
 #endif
@@ -1380,13 +1680,14 @@ static MOE__INLINE void moe__drive(int kind, const moe__actp *a, const moe__mat 
     size_t step = moe__rows_per_tile(m, mrx), nb = (m + step - 1) / step;
     const unsigned char *We = moe__mat_expert(M, e), *xr[MOE__MR];
     float part[MOE__MCB * MOE__ACC * MOE__VW];
+    int sbf = M->scale_bf16 ? MOE__SBF16 : 0;
     if (decode || nb == 1) { /* one row block: every panel is read once anyway */
         for (size_t p = p0; p < p1;) {
             size_t np = moe__decode_panels(decode, m, na, p, p1), npf = 0;
             for (size_t r = 0; r < m; r++) xr[r] = moe__row_in(R, r);
             const unsigned char *pf = NULL;
             if (np == 1 && p + 1 < p1) pf = moe__gemm_prefetch(We + (p + 1) * ps, ps, ks, 0, 1, &npf);
-            moe__tiles_of(kind)((int)m, gated, (int)np, We + p * ps, ps, 0, ks, xr, part, 0, pf,
+            moe__tiles_of(kind)((int)m, gated, (int)np, We + p * ps, ps, 0, ks, xr, part, sbf, pf,
                                 npf);
             moe__finish(a, M, B, R, 0, m, p, np, part);
             p += np;
@@ -1417,7 +1718,8 @@ static MOE__INLINE void moe__drive(int kind, const moe__actp *a, const moe__mat 
                     const unsigned char *pf =
                         moe__gemm_prefetch(next, len, k1 - k0, bi - b0, b1 - b0, &npf);
                     moe__tiles_of(kind)((int)mr, gated, 1, Wp, ps, k0, k1, xr,
-                                  part + (bi - b0) * MOE__ACC * MOE__VW, k0 > 0, pf, npf);
+                                  part + (bi - b0) * MOE__ACC * MOE__VW,
+                                  (k0 > 0 ? MOE__RESUME : 0) | sbf, pf, npf);
                 }
             }
             for (size_t bi = b0; bi < b1; bi++) {
@@ -1442,6 +1744,8 @@ MOE__KERNELS(f32, MOE__KF32)
 MOE__KERNELS(bf16, MOE__KBF16)
 MOE__KERNELS(f16, MOE__KF16)
 MOE__KERNELS(bf16dot, MOE__KBF16DOT)
+MOE__KERNELS(q8, MOE__KQ8)
+MOE__KERNELS(q4, MOE__KQ4)
 #if MOE__DPBF16
 MOE__KERNELS(bf16dot_emu, MOE__KBF16DOT_EMU)
 #endif
@@ -1503,6 +1807,8 @@ static const moe__kern moe__kern_ref[MOE__KIND_COUNT + 1] = {
     {"bf16 reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_F32},
     {"f16 reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_F32},
     {"bf16-dot reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_BF16},
+    {"q8 reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_Q8},
+    {"q4 reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_Q8},
     {"bf16-dot reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_BF16},
 };
 #if MOE__SIMD
@@ -1512,10 +1818,15 @@ static const moe__kern moe__kern_fast[MOE__KIND_COUNT + 1] = {
     {"f16", moe__ffn1_f16, moe__gemm_f16, moe__combine_simd, MOE__ACT_F32},
 #if MOE__DPBF16
     {"bf16-dot (vdpbf16ps)", moe__ffn1_bf16dot, moe__gemm_bf16dot, moe__combine_simd, MOE__ACT_BF16},
+#else
+    {"bf16-dot (emulated)", moe__ffn1_bf16dot, moe__gemm_bf16dot, moe__combine_simd, MOE__ACT_BF16},
+#endif
+    {"q8", moe__ffn1_q8, moe__gemm_q8, moe__combine_simd, MOE__ACT_Q8},
+    {"q4", moe__ffn1_q4, moe__gemm_q4, moe__combine_simd, MOE__ACT_Q8},
+#if MOE__DPBF16
     {"bf16-dot (emulated)", moe__ffn1_bf16dot_emu, moe__gemm_bf16dot_emu, moe__combine_simd,
      MOE__ACT_BF16},
 #else
-    {"bf16-dot (emulated)", moe__ffn1_bf16dot, moe__gemm_bf16dot, moe__combine_simd, MOE__ACT_BF16},
     {"bf16-dot (emulated)", moe__ffn1_bf16dot, moe__gemm_bf16dot, moe__combine_simd, MOE__ACT_BF16},
 #endif
 };
@@ -1608,6 +1919,57 @@ static void moe__put_lane(const moe__mat *M, unsigned char *panel, size_t k, siz
     }
 }
 
+/* Quantizes one lane's group of n <= 32 weights (zeros past n) into its block g: q8 with
+   d = amax / 127, q4 (as GGUF Q4_0) with d = -m / 8 where m is the weight of largest magnitude,
+   d rounded to f16 first, then q = nearest-even(v / d) clamped to -127..127 (q8) or -8..7 (q4);
+   d = 0 for an all-zero group; a non-finite weight makes the group's scale NaN. */
+static void moe__quant_lane(const moe__mat *M, unsigned char *g, size_t l, const float *v, size_t n) {
+    float m = 0.0f, mv = 0.0f, dq;
+    int bad = 0, q8 = M->kind == MOE__KQ8;
+    for (size_t j = 0; j < n; j++) {
+        float a = fabsf(v[j]);
+        bad |= !(a <= FLT_MAX);
+        if (a > m) m = a, mv = v[j];
+    }
+    uint16_t h = moe__f32_to_f16(bad ? NAN : q8 ? m / 127.0f : mv / -8.0f);
+    dq = moe__f16_to_f32(h);
+    memcpy(g + moe__kind_weight_bytes(M->kind, M->w) + 2 * l, &h, 2);
+    for (size_t j = 0; j < MOE__QG; j++) {
+        float r = j < n && dq != 0.0f && !bad ? nearbyintf(v[j] / dq) : 0.0f;
+        size_t q = j / 4;
+        if (q8) {
+            r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
+            g[(q * M->w + l) * 4 + j % 4] = (unsigned char)((int)r & 0xff) ^ MOE__Q8_XOR;
+        } else {
+            r = r > 7.0f ? 7.0f : r < -8.0f ? -8.0f : r;
+            unsigned char *b = g + ((q / 2) * M->w + l) * 4 + j % 4, u = (unsigned char)((int)r + 8);
+            *b = (q & 1) ? (unsigned char)((*b & 0x0f) | u << 4) : (unsigned char)((*b & 0xf0) | u);
+        }
+    }
+}
+
+/* moe__pack_mat for the integer kinds: each lane's weights gathered group by group. */
+static void moe__pack_qmat(const moe__mat *M, unsigned char *We, size_t lane0, const void *src,
+                           moe_dtype dt, moe_layout lay, moe__part pt) {
+    size_t K = M->K;
+    float v[MOE__QG];
+    for (size_t p = 0; p < M->panels; p++) {
+        unsigned char *Wp = We + p * M->panel_bytes;
+        for (size_t l = 0; l < MOE__NR; l++) {
+            size_t o = p * MOE__NR + l;
+            for (size_t g = 0; g < M->ks; g++) {
+                size_t k0 = g * MOE__QG, n = o < M->n_out ? (K - k0 < MOE__QG ? K - k0 : MOE__QG) : 0;
+                for (size_t j = 0; j < n; j++) {
+                    size_t k = k0 + j, at = lay == MOE_OUT_IN ? (pt.off + o * pt.step) * K + k
+                                                              : k * pt.src_out + pt.off + o * pt.step;
+                    v[j] = moe__load(src, dt, at);
+                }
+                moe__quant_lane(M, Wp + g * M->step_bytes, lane0 + l, v, n);
+            }
+        }
+    }
+}
+
 /* Packs lanes lane0..lane0+NR of expert e's panels (lane0 = 0: gate or single, NR: up) from a
    source holding the part pt of that expert, n_out outputs over M->K inputs. Lanes past n_out
    and K steps past K get zeros. */
@@ -1615,6 +1977,10 @@ static void moe__pack_mat(const moe__mat *M, size_t e, size_t lane0, const void 
                           moe_layout lay, moe__part pt) {
     unsigned char *We = M->data + e * M->expert_bytes;
     size_t K = M->K;
+    if (moe__kind_int(M->kind)) {
+        moe__pack_qmat(M, We, lane0, src, dt, lay, pt);
+        return;
+    }
     for (size_t p = 0; p < M->panels; p++) {
         unsigned char *Wp = We + p * M->panel_bytes;
         size_t nl = M->n_out - p * MOE__NR < MOE__NR ? M->n_out - p * MOE__NR : MOE__NR;
@@ -2578,6 +2944,8 @@ static moe_format moe__resolve_format(moe_format f, moe_dot dot, const moe_tenso
 }
 
 static int moe__format_kind(moe_format f, moe_dot dot) {
+    if (f == MOE_FORMAT_Q8) return MOE__KQ8;
+    if (f == MOE_FORMAT_Q4) return MOE__KQ4;
     if (f == MOE_FORMAT_BF16) return dot == MOE_DOT_BF16 ? MOE__KBF16DOT : MOE__KBF16;
     return f == MOE_FORMAT_F16 ? MOE__KF16 : MOE__KF32;
 }
@@ -2746,6 +3114,24 @@ MOEDEF size_t moe_layer_packed_bytes(const moe_layer *layer) {
     return layer ? layer->packed_bytes : 0;
 }
 
+MOEDEF moe_result moe_layer_sizes(const moe_layer *L, moe_packed_sizes *o) {
+    if (!L || !o) return MOE_E_NULL;
+    memset(o, 0, sizeof *o);
+    size_t gw = L->gated ? 3 : 2, b1 = L->ex.b1 ? (L->ex.ff_pad / MOE__NR) * L->ex.w1.w * 4 : 0;
+    size_t b2 = L->ex.b2 ? L->d_pad * 4 : 0;
+    o->router = L->router.expert_bytes + (L->router_bias ? L->e_pad * 4 : 0);
+    o->expert = L->ex.w1.expert_bytes + L->ex.w2.expert_bytes + b1 + b2;
+    o->experts = o->expert * L->ne;
+    o->shared = L->sh.ff ? L->sh.w1.expert_bytes + L->sh.w2.expert_bytes : 0;
+    o->total = L->packed_bytes;
+    o->format = L->cfg.format, o->shared_format = L->cfg.shared_format;
+    o->bits_per_weight = 8.0 * (double)(L->ex.w1.expert_bytes + L->ex.w2.expert_bytes) /
+                         ((double)gw * (double)L->d * (double)L->ex.ff);
+    if (L->sh.ff)
+        o->shared_bits_per_weight = 8.0 * (double)o->shared / ((double)gw * (double)L->d * (double)L->sh.ff);
+    return MOE_OK;
+}
+
 MOEDEF moe_result moe_workspace_size(const moe_layer *layer, size_t n_tokens, size_t *bytes) {
     moe__ws w;
     if (!layer || !bytes) return MOE_E_NULL;
@@ -2893,7 +3279,7 @@ MOEDEF const moe_build *moe_build_info(void) {
 #define MOE__ISA (MOE__AVX512 ? "avx512" : MOE__AVX2 ? "avx2" : MOE__NEON ? "neon" : "scalar")
     static const moe_build b = {
         MOE_VERSION_MAJOR, MOE_VERSION_MINOR, MOE_VERSION_PATCH, MOE__ISA, MOE__NR, MOE__OMP,
-        MOE__DPBF16, "f32 bf16 f16",
+        MOE__DPBF16, "f32 bf16 f16 q8 q4",
         "moe.h " MOE__STR(MOE_VERSION_MAJOR) "." MOE__STR(MOE_VERSION_MINOR) "." MOE__STR(
             MOE_VERSION_PATCH) ", kernels "
 #if MOE__AVX512
@@ -2917,7 +3303,7 @@ MOEDEF const moe_build *moe_build_info(void) {
 #else
         "emulated"
 #endif
-        ", formats f32 bf16 f16"};
+        ", formats f32 bf16 f16 q8 q4"};
 #undef MOE__ISA
     return &b;
 }

@@ -138,6 +138,49 @@ static MOE__INLINE moe__v fma_kind(int shape, int bf16, moe__v a, moe__v b, moe_
 }
 #endif
 
+#if MOE__SIMD
+/* int8 dot loops: the instruction sequence the q8 (kind 3) and q4 (kind 4) kernels issue per
+   4 bytes a lane, on independent accumulators */
+static double int_ceiling(int nth, int kind) {
+    long iters = 1000000;
+    double best = 1e30;
+    int64_t sink = 0;
+    (void)nth;
+    MOE__PRAGMA(omp parallel num_threads(nth) reduction(+ : sink))
+    {
+        for (int pass = -1; pass < NPASS; pass++) {
+            double t0 = 0.0;
+            MOE__PRAGMA(omp barrier)
+            MOE__PRAGMA(omp master)
+            t0 = now_s();
+            /* the activation operand is the accumulator itself, so nothing of the sequence can
+               be hoisted out of the loop (the values do not matter) */
+            moe__vi a[NCH], w = moe__viset(0x05fb07f9);
+            moe__vi wp = moe__vq8_prep(w);
+            for (int j = 0; j < NCH; j++) a[j] = moe__viset(j * 0x01010101);
+            for (long i = 0; i < iters; i++) {
+                MOE__UNROLL
+                for (int j = 0; j < NCH; j++)
+                    a[j] = kind == 3 ? moe__vdot_q8(a[j], wp, w, a[j]) : moe__vdot_q4(a[j], wp, a[j]);
+            }
+            for (int j = 0; j < NCH; j++) {
+                int32_t o[MOE__VW];
+                memcpy(o, &a[j], sizeof o);
+                sink += o[0];
+            }
+            MOE__PRAGMA(omp barrier)
+            MOE__PRAGMA(omp master)
+            {
+                double t = now_s() - t0;
+                if (pass >= 0 && t < best) best = t;
+            }
+        }
+    }
+    if (sink == 12345) printf(" ");
+    return 2.0 * 4.0 * NCH * MOE__VW * (double)iters * nth / best / 1e9; /* GOP/s */
+}
+#endif
+
 /* kind 0, 1: FMA shapes; 2: bf16 dot (counts 2 multiply-adds a lane) */
 static double compute_ceiling(int nth, int kind) {
     long iters = 1000000;
@@ -215,9 +258,10 @@ typedef struct bench_layer {
 } bench_layer;
 
 /* the --dtype names: packed format and dot mode */
-static const char *const dtype_names[] = {"f32", "bf16", "f16", "bf16dot"};
+static const char *const dtype_names[] = {"f32", "bf16", "f16", "bf16dot", "q8", "q4"};
 static const moe_format dtype_format[] = {MOE_FORMAT_F32, MOE_FORMAT_BF16, MOE_FORMAT_F16,
-                                          MOE_FORMAT_BF16};
+                                          MOE_FORMAT_BF16, MOE_FORMAT_Q8, MOE_FORMAT_Q4};
+enum { N_DTYPES = 6 };
 
 static int make_layer(const preset *p, int E, int dtype, bench_layer *b) {
     size_t d = (size_t)p->d, ff = (size_t)p->ff, S = (size_t)p->n_shared * (size_t)p->d_shared;
@@ -412,10 +456,10 @@ int main(int argc, char **argv) {
             snprintf(list, sizeof list, "%s", v);
             for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
                 int k = -1;
-                for (int j = 0; j < 4; j++)
+                for (int j = 0; j < N_DTYPES; j++)
                     if (!strcmp(t, dtype_names[j])) k = j;
                 if (k < 0 || n_dtypes == 8) {
-                    fprintf(stderr, "moe-bench: unknown dtype '%s' (f32, bf16, f16, bf16dot)\n", t);
+                    fprintf(stderr, "moe-bench: unknown dtype '%s' (f32, bf16, f16, bf16dot, q8, q4)\n", t);
                     return 2;
                 }
                 dtypes[n_dtypes++] = k;
@@ -423,7 +467,7 @@ int main(int argc, char **argv) {
         } else {
             fprintf(stderr,
                     "usage: %s [--preset qwen3,dsv2lite,mixtral,dsv3,toy] [--tokens 1,16,128,512]\n"
-                    "          [--dtype f32,bf16,f16,bf16dot] [--threads 1,2] [--experts N]\n"
+                    "          [--dtype f32,bf16,f16,bf16dot,q8,q4] [--threads 1,2] [--experts N]\n"
                     "          [--repeats N] [--no-ref] [--csv] [--quick]\n", argv[0]);
             return 2;
         }
@@ -438,12 +482,17 @@ int main(int argc, char **argv) {
     if (n_tokens <= 0 || n_dtypes <= 0) return 2;
 
     /* ceilings, once per thread count */
-    double rc[16], fc[16], bc[16];
+    double rc[16], fc[16], bc[16], q8c[16], q4c[16];
     int agree[16];
     for (int i = 0; i < n_threads; i++) {
         rc[i] = read_ceiling((int)threads[i], 7);
         fc[i] = fma_ceiling((int)threads[i], &agree[i]);
         bc[i] = MOE__DPBF16 ? compute_ceiling((int)threads[i], 2) : fc[i];
+#if MOE__SIMD
+        q8c[i] = int_ceiling((int)threads[i], 3), q4c[i] = int_ceiling((int)threads[i], 4);
+#else
+        q8c[i] = q4c[i] = fc[i];
+#endif
     }
     const char *isa = MOE__AVX512 ? "avx512" : MOE__AVX2 ? "avx2" : MOE__NEON ? "neon" : "scalar";
     char cc[64];
@@ -453,10 +502,11 @@ int main(int argc, char **argv) {
            MOE__DPBF16 ? "vdpbf16ps" : "emulated", MOE__OMP ? "on" : "off", max_threads(),
            compiler_name(cc, sizeof cc));
     for (int i = 0; i < n_threads; i++)
-        printf("%sceilings, %ld thread%s: read %.1f GB/s, FMA %.1f GFLOP/s%s, bf16 dot %.1f%s\n",
+        printf("%sceilings, %ld thread%s: read %.1f GB/s, FMA %.1f GFLOP/s%s, bf16 dot %.1f%s, "
+               "int8 dot %.1f (q8 kernel's sequence) / %.1f (q4's) GOP/s\n",
                csv ? "# " : "", threads[i], threads[i] > 1 ? "s" : "", rc[i], fc[i],
                agree[i] ? "" : " (the two FMA loop shapes disagree by > 10 %: a noisy machine)",
-               bc[i], MOE__DPBF16 ? " GFLOP/s" : " (emulated: FMA ceiling used)");
+               bc[i], MOE__DPBF16 ? " GFLOP/s" : " (emulated: FMA ceiling used)", q8c[i], q4c[i]);
     if (csv) {
         printf("preset,dtype,isa,experts,threads,tokens,ms,ms_min,ms_max,tokens_per_s,weight_mb,"
                "gbps,gbps_ceiling,gbps_frac,gflops,gflops_ceiling,gflops_frac,ref_ms,"
@@ -500,7 +550,7 @@ int main(int argc, char **argv) {
                     size_t T = (size_t)tokens[ki];
                     int nth = (int)threads[ti];
                     int rep = repeats;
-                    double peak = dot ? bc[ti] : fc[ti];
+                    double peak = dot ? bc[ti] : dt == 4 ? q8c[ti] : dt == 5 ? q4c[ti] : fc[ti];
                     if (rep <= 0) { /* about a second a case, 3..25 runs */
                         result probe = run_case(bl.L, T, nth, 1, 0);
                         rep = (int)(1000.0 / (probe.ms + 1e-3));
@@ -513,7 +563,7 @@ int main(int argc, char **argv) {
                     result r = run_case(bl.L, T, nth, rep, do_ref && !(quick && T > 16));
                     double gbps = r.bytes / (r.ms * 1e-3) / 1e9, gfl = r.flops / (r.ms * 1e-3) / 1e9;
                     const char *compute = dot ? (MOE__DPBF16 && bl.L->dpbf16 ? "bf16dot" : "bf16dot-emu")
-                                              : "fma";
+                                          : dt >= 4 ? "int8" : "fma";
                     if (csv)
                         printf("%s,%s,%s,%d,%d,%zu,%.4f,%.4f,%.4f,%.1f,%.2f,%.2f,%.2f,%.3f,%.2f,"
                                "%.2f,%.3f,%.3f,%.2f,%.4f,%.4f,%.4f,%.4f,%.4f,%s\n",

@@ -72,7 +72,9 @@ static const char *usage_text =
     "  switch_transformers. Switch layers see X as one sequence (one capacity group).\n"
     "\n"
     "Both:\n"
-    "  --dtype F         packed format of the routed experts: auto | f32 | bf16 | f16. auto\n"
+    "  --dtype F         packed format of the routed experts: auto | f32 | bf16 | f16 | q8 | q4\n"
+    "                    (q8, q4: int8 and 4-bit weights, a scale per 32 inputs, int8\n"
+    "                    activations; see the README for their error). auto\n"
     "                    (the default) keeps the checkpoint's precision: a bf16 checkpoint packs\n"
     "                    as bf16, with the bits of an f32 layer in half the memory (toy: f32)\n"
     "  --shared-dtype F  the shared experts' format (default: --dtype)\n"
@@ -153,7 +155,7 @@ static int pick(const char *flag, const char *s, const char *const *names, int n
 static const char *const score_names[] = {"softmax", "sigmoid", "softmax_topk", "sigmoid_topk",
                                           "sparsemixer"};
 static const char *const act_names[] = {"silu", "gelu", "gelu_tanh", "relu", "swiglu_oai"};
-static const char *const format_names[] = {"auto", "f32", "bf16", "f16"}; /* = moe_format */
+static const char *const format_names[] = {"auto", "f32", "bf16", "f16", "q8", "q4"}; /* = moe_format */
 
 /* 0 ok, 1 help printed, 2 error printed */
 static int parse_args(int argc, char **argv, opts *o) {

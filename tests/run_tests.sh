@@ -25,7 +25,7 @@ run() {
 
 C_TESTS=$(ls tests/test_*.c 2>/dev/null)
 # the tests fast enough to run under qemu (all of them, unless marked heavy here)
-QEMU_SKIP="tests/test_io_fuzz.c tests/test_memory.c"
+QEMU_SKIP="tests/test_io_fuzz.c tests/test_memory.c tests/test_accuracy.c"
 
 # variant NAME COMPILER FLAGS [RUNNER]: builds every C test with these flags and runs it
 variant() {

@@ -216,14 +216,16 @@ int main(void) {
     cases[3].cfg.top_k = 1, cases[3].cfg.ffn = MOE_FFN_PLAIN, cases[3].cfg.act = MOE_ACT_RELU;
     cases[3].cfg.capacity = 6, cases[3].cfg.drop = MOE_DROP_IDENTITY;
     /* every case in every packed format, and the bf16 dot */
-    static const char *fname[] = {"f32", "bf16", "f16", "bf16-dot"};
+    static const char *fname[] = {"f32", "bf16", "f16", "bf16-dot", "q8", "q4"};
+    static const moe_format fv[] = {MOE_FORMAT_F32, MOE_FORMAT_BF16, MOE_FORMAT_F16,
+                                    MOE_FORMAT_BF16, MOE_FORMAT_Q8, MOE_FORMAT_Q4};
     for (int i = 0; i < 4; i++)
-        for (int f = 0; f < 4; f++) {
+        for (int f = 0; f < 6; f++) {
             layer_case lc = cases[i];
             char name[96];
             snprintf(name, sizeof name, "%s, %s", cases[i].name, fname[f]);
             lc.name = name;
-            lc.cfg.format = lc.cfg.shared_format = f == 0 ? MOE_FORMAT_F32 : f == 2 ? MOE_FORMAT_F16 : MOE_FORMAT_BF16;
+            lc.cfg.format = lc.cfg.shared_format = fv[f];
             lc.cfg.dot = f == 3 ? MOE_DOT_BF16 : MOE_DOT_EXACT;
             test_case(&lc);
         }

@@ -349,6 +349,55 @@ static void test_dot(const moe_config *c, const char *name) {
     free_src(&s);
 }
 
+/* q8 and q4 weights follow the stated rounding rule, and the sizes report 8.5 / 4.5 bits */
+static void test_quant(void) {
+    enum { d = 64, ff = 32, E = 2 };
+    static float g[E * ff * d], u[E * ff * d], dn[E * d * ff], router[E * d];
+    for (int i = 0; i < E * ff * d; i++) g[i] = frand() * (i % 7 == 0 ? 3.0f : 0.5f), u[i] = frand();
+    for (int i = 0; i < E * d * ff; i++) dn[i] = frand();
+    for (int i = 0; i < 32; i++) g[i] = 0.0f; /* an all-zero group */
+    for (int f = MOE_FORMAT_Q8; f <= MOE_FORMAT_Q4; f++) {
+        moe_config c;
+        memset(&c, 0, sizeof c);
+        c.d_model = d, c.d_ff = ff, c.n_experts = E, c.top_k = 1, c.format = (moe_format)f;
+        moe_weights w;
+        memset(&w, 0, sizeof w);
+        w.router.data = router, w.gate.data = g, w.up.data = u, w.down.data = dn;
+        moe_layer *L = NULL;
+        CHECK_INT(moe_layer_create(&L, &c, &w), MOE_OK);
+        if (!L) continue;
+        const moe__mat *M = &L->ex.w1;
+        int bad = 0;
+        for (size_t e = 0; e < E; e++)
+            for (size_t o = 0; o < ff; o++)
+                for (size_t gi = 0; gi < d / 32; gi++) {
+                    const float *v = g + (e * ff + o) * d + gi * 32;
+                    const unsigned char *panel = M->data + e * M->expert_bytes + (o / MOE__NR) * M->panel_bytes;
+                    double m = 0.0, mv = 0.0;
+                    for (int j = 0; j < 32; j++)
+                        if (fabs(v[j]) > m) m = fabs(v[j]), mv = v[j];
+                    /* the scale: amax / 127, or -m / 8 (signed), as f16 */
+                    float want_d = moe__f16_to_f32(moe__f32_to_f16(f == MOE_FORMAT_Q8 ? (float)m / 127.0f : (float)mv / -8.0f));
+                    float got_d = moe__qscale(M, panel, gi, o % MOE__NR);
+                    bad += memcmp(&want_d, &got_d, 4) != 0;
+                    for (int j = 0; j < 32; j++) {
+                        double r = want_d != 0.0f ? nearbyint((double)v[j] / want_d) : 0.0;
+                        double lo = f == MOE_FORMAT_Q8 ? -127 : -8, hi = f == MOE_FORMAT_Q8 ? 127 : 7;
+                        r = r < lo ? lo : r > hi ? hi : r;
+                        bad += moe__qlane(M, panel, gi * 32 + (size_t)j, o % MOE__NR) != (int)r;
+                    }
+                }
+        CHECK_MSG(bad == 0, "format %d: %d quantized weights or scales off the rule", f, bad);
+        moe_packed_sizes ps;
+        CHECK_INT(moe_layer_sizes(L, &ps), MOE_OK);
+        double want_bits = f == MOE_FORMAT_Q8 ? 8.5 : 4.5; /* ff, d: whole panels and groups */
+        CHECK_MSG(fabs(ps.bits_per_weight - want_bits) < 1e-9 && ps.format == (moe_format)f &&
+                      ps.experts == E * ps.expert && ps.total == moe_layer_packed_bytes(L),
+                  "format %d: %.3f bits a weight", f, ps.bits_per_weight);
+        moe_layer_free(L);
+    }
+}
+
 int main(void) {
     printf("moe.h formats: %s kernels, bf16 dot %s\n",
            MOE__AVX512 ? "AVX-512" : MOE__AVX2 ? "AVX2" : MOE__NEON ? "NEON" : "scalar",
@@ -365,6 +414,7 @@ int main(void) {
     c.score = MOE_SCORE_SOFTMAX_TOPK;
     test_exact(&c, "gpt-oss-like");
     test_auto_and_size();
+    test_quant();
     memset(&c, 0, sizeof c);
     c.d_model = 96, c.d_ff = 80, c.n_experts = 8, c.top_k = 2, c.norm = MOE_NORM_SUM;
     c.n_shared = 1;

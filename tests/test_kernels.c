@@ -93,6 +93,22 @@ static float chain(const moe__mat *M, size_t p, size_t l, const float *x) {
             acc = flush(fmaf(k < M->K ? to_bf16_daz(x[k]) : 0.0f, moe__lane(M, Wp, k, l), acc));
         return acc;
     }
+    if (moe__kind_int(M->kind)) { /* x to int8 per group of 32 (d = amax / 127), exact sums */
+        for (size_t g = 0; g < M->ks; g++) {
+            float amax = 0.0f, d, id;
+            int32_t isum = 0;
+            for (size_t k = g * 32; k < g * 32 + 32 && k < M->K; k++)
+                amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
+            d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+            for (size_t k = g * 32; k < g * 32 + 32 && k < M->K; k++) {
+                long q = lrintf(x[k] * id);
+                q = q > 127 ? 127 : q < -127 ? -127 : q;
+                isum += (int32_t)q * moe__qlane(M, Wp, k, l);
+            }
+            acc = fmaf((float)isum, moe__qscale(M, Wp, g, l) * d, acc);
+        }
+        return acc;
+    }
     for (size_t k = 0; k < M->K; k++) acc = fmaf(x[k], moe__lane(M, Wp, k, l), acc);
     return acc;
 }
@@ -395,10 +411,10 @@ static void test_layer1(const moe_config *c, size_t T) {
 /* every packed format and dot mode of the same layer */
 static void test_layer(const moe_config *c, size_t T) {
     static const moe_format f[] = {MOE_FORMAT_F32, MOE_FORMAT_BF16, MOE_FORMAT_F16, MOE_FORMAT_BF16,
-                                   MOE_FORMAT_F16};
-    for (int v = 0; v < 5; v++) {
+                                   MOE_FORMAT_Q8, MOE_FORMAT_Q4, MOE_FORMAT_F16};
+    for (int v = 0; v < 7; v++) {
         moe_config cc = *c;
-        cc.format = f[v], cc.shared_format = f[(v + 1) % 5];
+        cc.format = f[v], cc.shared_format = f[(v + 1) % 7];
         cc.dot = v == 3 ? MOE_DOT_BF16 : MOE_DOT_EXACT;
         test_layer1(&cc, T);
     }

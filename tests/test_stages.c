@@ -11,7 +11,7 @@
    - errors: bad expert ids, bad offsets, bad subsets, stated sizes that do not match (with the
      tensor named in moe_layer_create_msg's message), e.g. the HF router passed as the experts'
      gate.
-   Every config runs in f32, bf16 and with the bf16 dot.
+   Every config runs in f32, bf16, with the bf16 dot, q8 and q4.
 
    Build: cc -std=c99 -O2 -march=native -fopenmp -I. tests/test_stages.c -o test_stages -lm */
 #define _DEFAULT_SOURCE 1
@@ -175,13 +175,14 @@ static size_t group(const int32_t *ex, size_t T, size_t k, int e0, int n, const 
 }
 
 static void test_config(const moe_config *c0, const char *name) {
-    static const moe_format fmt[3] = {MOE_FORMAT_F32, MOE_FORMAT_BF16, MOE_FORMAT_BF16};
+    static const moe_format fmt[5] = {MOE_FORMAT_F32, MOE_FORMAT_BF16, MOE_FORMAT_BF16,
+                                      MOE_FORMAT_Q8, MOE_FORMAT_Q4};
     size_t T = 29, d = (size_t)c0->d_model, k = (size_t)c0->top_k, E = (size_t)c0->n_experts;
     float *x = rnd(T * d, 1.0f);
     x[3 * d] = 0.0f; /* a token of zeros among them */
     src s;
     src_make(&s, c0);
-    for (int v = 0; v < 3; v++) {
+    for (int v = 0; v < 5; v++) {
         moe_config c = *c0;
         c.format = c.shared_format = fmt[v], c.dot = v == 2 ? MOE_DOT_BF16 : MOE_DOT_EXACT;
         moe_layer *L = make(&s, &c);
