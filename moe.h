@@ -112,7 +112,8 @@ typedef enum moe_result {
     MOE_E_DTYPE = -22,          /* a tensor has an unknown dtype or layout */
     MOE_E_NOMEM = -23,          /* MOE_MALLOC returned NULL */
     MOE_E_WORKSPACE = -24,      /* the workspace is smaller than moe_workspace_size() said */
-    MOE_E_SPARSEMIXER = -25     /* MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only */
+    MOE_E_SPARSEMIXER = -25,    /* MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only */
+    MOE_E_THREADS = -26         /* moe_workspace.n_threads is negative */
 } moe_result;
 
 /* A static, never-NULL English sentence for any value (unknown values get a generic one). */
@@ -283,7 +284,10 @@ MOEDEF size_t moe_layer_packed_bytes(const moe_layer *layer);
 typedef struct moe_workspace {
     void *data;
     size_t size;
-    int n_threads;           /* OpenMP threads for this call; 0 = all (omp_get_max_threads) */
+    int n_threads;           /* OpenMP threads for this call; 0 = all (omp_get_max_threads);
+                                negative: MOE_E_THREADS. More than max(omp_get_max_threads,
+                                omp_get_num_procs) (at most omp_get_thread_limit) is capped
+                                there: it only changes timing, never the output */
 } moe_workspace;
 
 /* Bytes of workspace moe_forward and moe_route need for n_tokens (MOE_E_OVERFLOW if too big). */
@@ -1278,9 +1282,17 @@ static int moe__carve(const moe_layer *L, size_t T, char *base, moe__ws *w, size
     return 1;
 }
 
+/* The team size of one call (n >= 0, checked by moe__begin). A count beyond what the process
+   can usefully run is capped: asked for 2^31 - 1 threads, libgomp fails to allocate the team
+   and calls exit(), and more threads than processors only oversubscribe them. The output does
+   not depend on the count, so the cap changes timing only. */
 static int moe__threads(int n) {
 #if MOE__OMP
-    return n > 0 ? n : omp_get_max_threads();
+    int max = omp_get_max_threads(), procs = omp_get_num_procs(), limit = omp_get_thread_limit();
+    int cap = max > procs ? max : procs;
+    if (cap > limit) cap = limit;
+    if (n == 0) return max;
+    return n < cap ? n : cap;
 #else
     (void)n;
     return 1;
@@ -1566,6 +1578,7 @@ MOEDEF const char *moe_result_string(moe_result r) {
     case MOE_E_NOMEM: return "out of memory";
     case MOE_E_WORKSPACE: return "the workspace is smaller than moe_workspace_size() reports";
     case MOE_E_SPARSEMIXER: return "MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only";
+    case MOE_E_THREADS: return "moe_workspace.n_threads is negative (0 means all threads)";
     }
     return "unknown moe_result code";
 }
@@ -1809,6 +1822,7 @@ static moe_result moe__begin(const moe_layer *L, const float *x, size_t T, const
                              moe__ws *w) {
     size_t need;
     if (!L || !ws || (T && !x)) return MOE_E_NULL;
+    if (ws->n_threads < 0) return MOE_E_THREADS;
     if (T > (size_t)INT32_MAX / L->k) return MOE_E_OVERFLOW;
     if (!moe__carve(L, T, NULL, w, &need)) return MOE_E_OVERFLOW;
     if (!ws->data || ws->size < need) return MOE_E_WORKSPACE;

@@ -103,16 +103,18 @@ static void expect_cfg(const moe_config *c, moe_result want, int line) {
 
 /* ---- tests -------------------------------------------------------------------------------- */
 
+enum { N_CODES = 27 }; /* MOE_OK .. MOE_E_THREADS (-26) */
+
 static void test_strings(void) {
-    const char *s[27];
-    for (int i = 0; i <= 25; i++) {
+    const char *s[N_CODES + 1];
+    for (int i = 0; i < N_CODES; i++) {
         s[i] = moe_result_string((moe_result)-i);
         CHECK(s[i] != NULL && s[i][0] != '\0');
     }
-    s[26] = moe_result_string((moe_result)-26); /* unknown */
-    CHECK(s[26] != NULL && s[26][0] != '\0');
+    s[N_CODES] = moe_result_string((moe_result)-N_CODES); /* unknown */
+    CHECK(s[N_CODES] != NULL && s[N_CODES][0] != '\0');
     int distinct = 1;
-    for (int i = 0; i < 27; i++)
+    for (int i = 0; i <= N_CODES; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(s[i], s[j]) == 0) {
                 distinct = 0;
@@ -121,8 +123,8 @@ static void test_strings(void) {
     CHECK(distinct);
     const char *u1 = moe_result_string((moe_result)1), *u2 = moe_result_string((moe_result)12345);
     const char *u3 = moe_result_string((moe_result)INT_MIN);
-    CHECK(u1 && u2 && u3 && u1[0] && strcmp(u1, s[26]) == 0 && strcmp(u2, s[26]) == 0 &&
-          strcmp(u3, s[26]) == 0);
+    CHECK(u1 && u2 && u3 && u1[0] && strcmp(u1, s[N_CODES]) == 0 &&
+          strcmp(u2, s[N_CODES]) == 0 && strcmp(u3, s[N_CODES]) == 0);
 }
 
 static void test_null_args(void) {
@@ -536,6 +538,45 @@ static void test_workspace(void) {
     moe_layer_free(L);
 }
 
+/* n_threads: negative is an error; any positive count, 2^31 - 1 included, runs (capped at what
+   the process can run; libgomp used to exit() trying to allocate the team) and gives the bits
+   of one thread */
+static void test_threads(void) {
+    enum { T = 300 }; /* enough tokens that every parallel region runs in parallel */
+    moe_config c = good_cfg();
+    moe_weights w = good_w();
+    for (int i = 0; i < E * D; i++) g_router[i] = 0.25f * (float)(i % 7 - 3);
+    for (int i = 0; i < E * FF * D * 2; i++) g_mat[i] = 0.03f * (float)(i % 11 - 5);
+    moe_layer *L = NULL;
+    CHECK_CODE(moe_layer_create(&L, &c, &w), MOE_OK);
+    size_t bytes;
+    CHECK_CODE(moe_workspace_size(L, T, &bytes), MOE_OK);
+    moe_workspace ws = {malloc(bytes), bytes, 1};
+    static float x[T * D], y1[T * D], y[T * D];
+    for (int i = 0; i < T * D; i++) x[i] = 0.01f * (float)(i % 101 - 50);
+    CHECK_CODE(moe_forward(L, x, T, y1, &ws, NULL), MOE_OK);
+    int counts[5] = {0, 2, 1000, INT_MAX - 1, INT_MAX};
+    for (int i = 0; i < 5; i++) {
+        ws.n_threads = counts[i];
+        memset(y, 0xff, sizeof y);
+        CHECK_CODE(moe_forward(L, x, T, y, &ws, NULL), MOE_OK);
+        CHECK_MSG(memcmp(y, y1, sizeof y) == 0, "n_threads %d: output differs from 1 thread",
+                  counts[i]);
+        CHECK_CODE(moe_route(L, x, T, &ws, NULL), MOE_OK);
+    }
+    int bad[3] = {-1, -2, INT_MIN};
+    for (int i = 0; i < 3; i++) {
+        ws.n_threads = bad[i];
+        CHECK_CODE(moe_forward(L, x, T, y, &ws, NULL), MOE_E_THREADS);
+        CHECK_CODE(moe_route(L, x, T, &ws, NULL), MOE_E_THREADS);
+        CHECK_CODE(moe_forward(L, x, 0, y, &ws, NULL), MOE_E_THREADS);
+    }
+    free(ws.data);
+    moe_layer_free(L);
+    memset(g_router, 0, sizeof g_router);
+    memset(g_mat, 0, sizeof g_mat);
+}
+
 int main(void) {
     test_strings();
     test_null_args();
@@ -545,6 +586,7 @@ int main(void) {
     test_dtype_layout();
     test_nomem();
     test_workspace();
+    test_threads();
     CHECK(g_n_malloc == g_n_free); /* every layer was freed */
     if (g_n_malloc != g_n_free)
         printf("  %zu allocations, %zu frees\n", g_n_malloc, g_n_free);
