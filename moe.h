@@ -113,7 +113,8 @@ typedef enum moe_result {
     MOE_E_NOMEM = -23,          /* MOE_MALLOC returned NULL */
     MOE_E_WORKSPACE = -24,      /* the workspace is smaller than moe_workspace_size() said */
     MOE_E_SPARSEMIXER = -25,    /* MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only */
-    MOE_E_THREADS = -26         /* moe_workspace.n_threads is negative */
+    MOE_E_THREADS = -26,        /* moe_workspace.n_threads is negative */
+    MOE_E_NORM_P = -27          /* norm_p is below 1 or above 126 / log2(n_experts) */
 } moe_result;
 
 /* A static, never-NULL English sentence for any value (unknown values get a generic one). */
@@ -192,7 +193,10 @@ typedef struct moe_config {
     moe_group_score group_score;
     moe_norm norm;
     float norm_eps;          /* 0 = 0 (see moe_norm) */
-    float norm_p;            /* MOE_NORM_LP exponent; 0 = 1 */
+    float norm_p;            /* MOE_NORM_LP exponent; 0 = 1. Accepted: 1 <= p <= 126 / log2(E),
+                                else MOE_E_NORM_P: the top-1 weight is >= 1/E under softmax
+                                scores, so its p-th power stays a normal float and the norm is
+                                never 0 (p = 1e30 used to give inf); below 1 it is no norm */
     float scale;             /* routed_scaling_factor, applied after norm; 0 = 1 */
     float jitter_eps;        /* sparsemixer threshold epsilon; 0 = 0.01 (router_jitter_noise) */
     int capacity;            /* per-expert token capacity per forward call; 0 = unlimited */
@@ -314,11 +318,22 @@ typedef struct moe_trace {
 /* ---- forward ------------------------------------------------------------------------------ */
 
 /* y[t] = MoE(x[t]) for t < n_tokens. x and y are [n_tokens][d_model], row-major, and must not
-   overlap. n_tokens = 0 is valid and does nothing (the trace scalars become 0). */
+   overlap. n_tokens = 0 is valid and does nothing: x, y and ws may then be NULL (or ws->data
+   NULL); the trace scalars and counts become 0.
+   Non-finite input: a token whose x row holds a NaN or an infinity is computed by the same
+   rules, with no check and no error. Its logits are NaN or infinite; NaN keys rank after every
+   number, -inf included, then by lower index, so it still gets k distinct valid experts (with
+   a NaN in x every logit is NaN: experts 0..k-1; under group-limited top-k its group scores
+   are all -inf, groups 0..topk_group-1 are kept with NaN keys and lose to the -inf keys of the
+   other groups, whose experts come first). Its y row and weights are whatever fp32 gives them
+   (NaN, in general). Every other token's y, route and logits are bit-identical to a call
+   without it, except under capacity, where it takes its slots like any token; mean_prob,
+   aux_loss and z_loss, means over the tokens, become NaN. */
 MOEDEF moe_result moe_forward(const moe_layer *layer, const float *x, size_t n_tokens, float *y,
                               const moe_workspace *ws, moe_trace *trace);
 
-/* Routing only (router, gating, capacity, trace); no expert is run. */
+/* Routing only (router, gating, capacity, trace); no expert is run. Arguments and non-finite
+   input as for moe_forward. */
 MOEDEF moe_result moe_route(const moe_layer *layer, const float *x, size_t n_tokens,
                             const moe_workspace *ws, moe_trace *trace);
 
@@ -1579,6 +1594,9 @@ MOEDEF const char *moe_result_string(moe_result r) {
     case MOE_E_WORKSPACE: return "the workspace is smaller than moe_workspace_size() reports";
     case MOE_E_SPARSEMIXER: return "MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only";
     case MOE_E_THREADS: return "moe_workspace.n_threads is negative (0 means all threads)";
+    case MOE_E_NORM_P:
+        return "norm_p must be at least 1 and at most 126 / log2(n_experts) (so that the top-1 "
+               "weight to the power norm_p stays a normal float)";
     }
     return "unknown moe_result code";
 }
@@ -1623,6 +1641,10 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
     }
     if (c.d_shared == 0) c.d_shared = c.d_ff;
     if (c.norm_p == 0.0f) c.norm_p = 1.0f;
+    /* under softmax, softmax-of-the-selected and sparsemixer scores the top-1 weight w >= 1/E,
+       so w^p >= 2^-126 keeps the sum a normal float; 1/p and k^(1/p) stay finite for p >= 1 */
+    if (c.norm_p < 1.0f || (double)c.norm_p * log2((double)c.n_experts) > 126.0)
+        return MOE_E_NORM_P;
     if (c.scale == 0.0f) c.scale = 1.0f;
     if (c.jitter_eps == 0.0f) c.jitter_eps = 0.01f;
     if (c.act_alpha == 0.0f) c.act_alpha = 1.702f;
@@ -1817,6 +1839,22 @@ MOEDEF moe_result moe_workspace_size(const moe_layer *layer, size_t n_tokens, si
     return moe__carve(layer, n_tokens, NULL, &w, bytes) ? MOE_OK : MOE_E_OVERFLOW;
 }
 
+/* A call with no tokens computes nothing and needs no workspace (ws may be NULL); the trace
+   gets its zeros. */
+static moe_result moe__no_tokens(const moe_layer *L, const moe_workspace *ws, moe_trace *tr) {
+    if (!L) return MOE_E_NULL;
+    if (ws && ws->n_threads < 0) return MOE_E_THREADS;
+    if (tr) {
+        tr->n_dropped = 0;
+        tr->aux_loss = tr->z_loss = 0.0;
+        for (size_t e = 0; e < L->E; e++) {
+            if (tr->expert_tokens) tr->expert_tokens[e] = 0;
+            if (tr->mean_prob) tr->mean_prob[e] = 0.0f;
+        }
+    }
+    return MOE_OK;
+}
+
 /* Checks the arguments and lays out the workspace. */
 static moe_result moe__begin(const moe_layer *L, const float *x, size_t T, const moe_workspace *ws,
                              moe__ws *w) {
@@ -1835,6 +1873,7 @@ static moe_result moe__begin(const moe_layer *L, const float *x, size_t T, const
 MOEDEF moe_result moe_route(const moe_layer *layer, const float *x, size_t n_tokens,
                             const moe_workspace *ws, moe_trace *trace) {
     moe__ws w;
+    if (n_tokens == 0) return moe__no_tokens(layer, ws, trace);
     moe_result r = moe__begin(layer, x, n_tokens, ws, &w);
     if (r != MOE_OK) return r;
     moe__route(layer, x, n_tokens, &w, moe__threads(ws->n_threads));
@@ -1845,9 +1884,10 @@ MOEDEF moe_result moe_route(const moe_layer *layer, const float *x, size_t n_tok
 MOEDEF moe_result moe_forward(const moe_layer *layer, const float *x, size_t n_tokens, float *y,
                               const moe_workspace *ws, moe_trace *trace) {
     moe__ws w;
+    if (n_tokens == 0) return moe__no_tokens(layer, ws, trace);
     moe_result r = moe__begin(layer, x, n_tokens, ws, &w);
     if (r != MOE_OK) return r;
-    if (n_tokens && !y) return MOE_E_NULL;
+    if (!y) return MOE_E_NULL;
     int nth = moe__threads(ws->n_threads);
     const moe_layer *L = layer;
     moe__route(L, x, n_tokens, &w, nth);

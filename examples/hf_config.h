@@ -530,8 +530,8 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         if (!nw || !mio_json_is_null(nw)) {
             m->norm = MOE_NORM_LP;
             m->norm_p = (float)hf_f(c, fc, "moe_normalize_expert_weights", 1.0);
-            if (!c->bad && !(m->norm_p > 0.0f))
-                hf_fail(c, "moe_normalize_expert_weights must be > 0");
+            if (!c->bad && !(m->norm_p >= 1.0f))
+                hf_fail(c, "moe_normalize_expert_weights must be at least 1 (a p-norm)");
         }
         if (!hf_layer_range(c, layer, hf_i(c, o, "n_layers", 24), "n_layers")) return -1;
         int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;

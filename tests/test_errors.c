@@ -103,7 +103,7 @@ static void expect_cfg(const moe_config *c, moe_result want, int line) {
 
 /* ---- tests -------------------------------------------------------------------------------- */
 
-enum { N_CODES = 27 }; /* MOE_OK .. MOE_E_THREADS (-26) */
+enum { N_CODES = 28 }; /* MOE_OK .. MOE_E_NORM_P (-27) */
 
 static void test_strings(void) {
     const char *s[N_CODES + 1];
@@ -158,6 +158,25 @@ static void test_null_args(void) {
     /* NULL x / y with no tokens, and a NULL trace, are fine */
     CHECK_CODE(moe_forward(L, NULL, 0, NULL, &ws, NULL), MOE_OK);
     CHECK_CODE(moe_route(L, NULL, 0, &ws, NULL), MOE_OK);
+    /* no tokens need no workspace: NULL, or one without memory; the trace gets its zeros */
+    moe_workspace none = {NULL, 0, 0};
+    int64_t load[E];
+    float mp[E];
+    for (int pass = 0; pass < 4; pass++) {
+        memset(&tr, 0xff, sizeof tr);
+        memset(load, 0xff, sizeof load);
+        memset(mp, 0xff, sizeof mp);
+        tr.expert = NULL, tr.weight = NULL, tr.logits = NULL;
+        tr.expert_tokens = load, tr.mean_prob = mp;
+        const moe_workspace *wp = pass & 1 ? &none : NULL;
+        CHECK_CODE(pass < 2 ? moe_forward(L, NULL, 0, NULL, wp, &tr) : moe_route(L, NULL, 0, wp, &tr),
+                   MOE_OK);
+        int zero = tr.n_dropped == 0 && tr.aux_loss == 0.0 && tr.z_loss == 0.0;
+        for (int e = 0; e < E; e++) zero = zero && load[e] == 0 && mp[e] == 0.0f;
+        CHECK_MSG(zero, "pass %d: trace of a zero-token call is not all zeros", pass);
+    }
+    CHECK_CODE(moe_forward(NULL, NULL, 0, NULL, NULL, NULL), MOE_E_NULL);
+    CHECK_CODE(moe_forward(L, x, 3, y, &none, NULL), MOE_E_WORKSPACE);
     CHECK_CODE(moe_route(L, x, 3, &ws, NULL), MOE_OK);
     CHECK_CODE(moe_forward(L, x, 3, y, &ws, NULL), MOE_OK);
     free(ws.data);
@@ -283,6 +302,29 @@ static void test_config_errors(void) {
         c.score = no_bias[i];
         EXPECT_CFG(&c, MOE_E_BIAS_SCORE);
     }
+
+    /* norm_p: 1 <= p <= 126 / log2(E); E = 4 here, so up to 63 */
+    float bad_p[5] = {0.5f, 0.999f, 63.01f, 1e30f, FLT_MAX};
+    for (int i = 0; i < 5; i++) {
+        c = good_cfg();
+        c.norm = MOE_NORM_LP;
+        c.norm_p = bad_p[i];
+        EXPECT_CFG(&c, MOE_E_NORM_P);
+        c.norm = MOE_NORM_NONE; /* checked whatever the norm, as every float option */
+        EXPECT_CFG(&c, MOE_E_NORM_P);
+    }
+    float ok_p[4] = {0.0f, 1.0f, 2.0f, 63.0f};
+    for (int i = 0; i < 4; i++) {
+        c = good_cfg();
+        c.norm = MOE_NORM_LP;
+        c.norm_p = ok_p[i];
+        CHECK_CODE(moe_config_check(&c), MOE_OK);
+    }
+    c = good_cfg();
+    c.n_experts = c.top_k = 1; /* log2(1) = 0: any finite p */
+    c.norm = MOE_NORM_LP;
+    c.norm_p = 1e30f;
+    CHECK_CODE(moe_config_check(&c), MOE_OK);
 
     c = good_cfg();
     c.score = MOE_SCORE_SPARSEMIXER;
