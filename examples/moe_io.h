@@ -439,16 +439,32 @@ static int mio__host_le(void)
     return c == 1;
 }
 
-/* Whole file into malloc'd memory (NUL-terminated for convenience). */
-static int mio__read_file(const char *path, unsigned char **out, size_t *len,
-                          char *err, size_t es)
+static const char *mio__file_kind(mode_t m)
+{
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+#ifdef S_ISSOCK
+    if (S_ISSOCK(m)) return "a socket";
+#endif
+    return "not a plain file";
+}
+
+/* Opens path for reading and checks that it is a regular file, before anything is read or
+   mapped. O_NONBLOCK makes the open of a FIFO return at once (a blocking open would wait for a
+   writer forever); the flag is cleared again for the regular file, where it means nothing. */
+static int mio__open_regular(const char *path, int *fd_out, size_t *size, char *err, size_t es)
 {
     struct stat sb;
-    unsigned char *buf;
-    size_t size, got = 0;
-    int fd = open(path, O_RDONLY);
-    *out = NULL;
-    *len = 0;
+    int fd, fl;
+#ifdef O_CLOEXEC
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+#else
+    fd = open(path, O_RDONLY | O_NONBLOCK);
+#endif
+    *fd_out = -1;
+    *size = 0;
     if (fd < 0) return mio__fail(err, es, MIO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(fd, &sb) != 0) {
         int e = errno;
@@ -457,13 +473,30 @@ static int mio__read_file(const char *path, unsigned char **out, size_t *len,
     }
     if (!S_ISREG(sb.st_mode)) {
         close(fd);
-        return mio__fail(err, es, MIO_ERR_IO, "%s: not a regular file", path);
+        return mio__fail(err, es, MIO_ERR_IO, "%s: not a regular file (%s)", path,
+                         mio__file_kind(sb.st_mode));
     }
     if ((uint64_t)sb.st_size >= (uint64_t)((size_t)-1)) {
         close(fd);
         return mio__fail(err, es, MIO_ERR_NOMEM, "%s: file too large for this address space", path);
     }
-    size = (size_t)sb.st_size;
+    fl = fcntl(fd, F_GETFL);
+    if (fl != -1) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    *size = (size_t)sb.st_size;
+    return MIO_OK;
+}
+
+/* Whole file into malloc'd memory (NUL-terminated for convenience). */
+static int mio__read_file(const char *path, unsigned char **out, size_t *len,
+                          char *err, size_t es)
+{
+    unsigned char *buf;
+    size_t size, got = 0;
+    int fd, rc = mio__open_regular(path, &fd, &size, err, es);
+    *out = NULL;
+    *len = 0;
+    if (rc) return rc;
     buf = (unsigned char *)malloc(size + 1);
     if (!buf) {
         close(fd);
@@ -492,41 +525,23 @@ static int mio__read_file(const char *path, unsigned char **out, size_t *len,
 static int mio__map_file(const char *path, const unsigned char **base, size_t *size,
                          char *err, size_t es)
 {
-    struct stat sb;
     void *p;
-    int fd;
-#ifdef O_CLOEXEC
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-#else
-    fd = open(path, O_RDONLY);
-#endif
+    size_t n;
+    int fd, rc = mio__open_regular(path, &fd, &n, err, es);
     *base = NULL;
     *size = 0;
-    if (fd < 0) return mio__fail(err, es, MIO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return mio__fail(err, es, MIO_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return mio__fail(err, es, MIO_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > (uint64_t)((size_t)-1)) {
-        close(fd);
-        return mio__fail(err, es, MIO_ERR_NOMEM, "%s: file too large for this address space", path);
-    }
-    if (sb.st_size == 0) {
+    if (rc) return rc;
+    if (n == 0) {
         close(fd);
         return MIO_OK;
     }
-    p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd); /* the mapping keeps the file */
     if (p == MAP_FAILED)
-        return mio__fail(err, es, MIO_ERR_IO, "%s: mmap of %zu bytes failed: %s", path,
-                         (size_t)sb.st_size, strerror(errno));
+        return mio__fail(err, es, MIO_ERR_IO, "%s: mmap of %zu bytes failed: %s", path, n,
+                         strerror(errno));
     *base = (const unsigned char *)p;
-    *size = (size_t)sb.st_size;
+    *size = n;
     return MIO_OK;
 }
 

@@ -22,8 +22,9 @@ fixture() { rm -rf "${tmp:?}/$1"; cp -r "$CK/$1" "$tmp/$1"; }
 expect_fail() {
   local name=$1 words=$2 log rc; shift 2
   rm -f "$tmp"/out.*
-  log=$(build/moe run "$@" --output "$tmp/out.y.npy" --experts-out "$tmp/out.e.npy" \
+  log=$(timeout 60 build/moe run "$@" --output "$tmp/out.y.npy" --experts-out "$tmp/out.e.npy" \
         --weights-out "$tmp/out.w.npy" 2>&1); rc=$?
+  [ $rc -eq 124 ] && log="timed out (hangs): $log"
   log=$(printf '%s' "$log" | tr '\n' ' ')
   if [ $rc -eq 0 ]; then bad "$name" "exit 0: $log"
   elif ! printf '%s' "$log" | grep -Eiq -- "$words"; then bad "$name" "message lacks /$words/: $log"
@@ -83,6 +84,17 @@ fixture olmoe; printf '\x0f\x00\x00\x00\x00\x00\x00\x00{"a":[1,2,}    ' > "$tmp/
 expect_fail "corrupt header JSON" "model\.safetensors" --model "$tmp/olmoe" --layer 0 --input "$X"
 fixture olmoe; rm "$tmp/olmoe/model.safetensors"
 expect_fail "no safetensors" "model\.safetensors" --model "$tmp/olmoe" --layer 0 --input "$X"
+
+# -- files that are not regular files (a FIFO blocked the reader forever)
+fixture olmoe; rm "$tmp/olmoe/config.json"; mkfifo "$tmp/olmoe/config.json"
+expect_fail "config.json is a FIFO" "config\.json: not a regular file \(a FIFO\)" --model "$tmp/olmoe" --layer 0 --input "$X"
+mkfifo "$tmp/fifo.npy"
+expect_fail "input is a FIFO" "fifo\.npy: not a regular file \(a FIFO\)" --model "$CK/olmoe" --layer 0 --input "$tmp/fifo.npy"
+fixture mixtral; rm "$tmp/mixtral/model-00002-of-00002.safetensors"; mkfifo "$tmp/mixtral/model-00002-of-00002.safetensors"
+expect_fail "shard is a FIFO" "model-00002-of-00002\.safetensors: not a regular file \(a FIFO\)" --model "$tmp/mixtral" --layer 1 --input "$CK/mixtral/mixtral.1.x.npy"
+fixture olmoe; rm "$tmp/olmoe/model.safetensors"; mkfifo "$tmp/olmoe/model.safetensors"
+expect_fail "model.safetensors is a FIFO" "model\.safetensors: not a regular file \(a FIFO\)" --model "$tmp/olmoe" --layer 0 --input "$X"
+expect_fail "input is a directory" "not a regular file \(a directory\)" --model "$CK/olmoe" --layer 0 --input "$tmp"
 
 # -- input .npy
 expect_fail "npy dtype f64" "dtype is '<f8'" --model "$CK/olmoe" --layer 0 --input "$CK/olmoe/olmoe.0.y.npy"

@@ -928,6 +928,54 @@ static void test_npy_atomic(void)
     CHECK(mio_npy_write_f32(p, NULL, 1, 1, err, sizeof err) == MIO_ERR_ARG);
 }
 
+/* A FIFO (or any file that is not a regular one) is refused at once by every reader; opening
+   one for reading used to block until a writer came, i.e. forever. alarm() turns a hang into a
+   failed test. */
+static void test_not_regular(void)
+{
+    char err[MIO_ERR_SIZE], d[200], p[256];
+    mio_json_doc doc;
+    mio_safetensors st;
+    mio_model m;
+    float *y = NULL;
+    size_t r, c;
+    alarm(20);
+    path_in(p, sizeof p, "fifo.json");
+    CHECK(mkfifo(p, 0600) == 0);
+    CHECK_ERR(mio_json_parse_file(&doc, p, err, sizeof err), MIO_ERR_IO, "fifo.json", "not a regular file (a FIFO)");
+    CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_IO, "fifo.json", "not a regular file (a FIFO)");
+    CHECK_ERR(mio_npy_read(p, &y, &r, &c, err, sizeof err), MIO_ERR_IO, "fifo.json", "not a regular file (a FIFO)");
+    CHECK(y == NULL);
+    CHECK_ERR(mio_npy_read(tmpdir, &y, &r, &c, err, sizeof err), MIO_ERR_IO, "not a regular file (a directory)");
+    CHECK_ERR(mio_json_parse_file(&doc, "/dev/null", err, sizeof err), MIO_ERR_IO, "/dev/null",
+              "not a regular file (a character device)");
+    /* in a model directory: the single file, the index, a shard */
+    path_in(d, sizeof d, "fifo_model");
+    CHECK(mkdir(d, 0755) == 0);
+    snprintf(p, sizeof p, "%s/model.safetensors", d);
+    CHECK(mkfifo(p, 0600) == 0);
+    CHECK_ERR(mio_model_open(&m, d, err, sizeof err), MIO_ERR_IO, "model.safetensors", "not a regular file (a FIFO)");
+    unlink(p);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
+    CHECK(mkfifo(p, 0600) == 0);
+    CHECK_ERR(mio_model_open(&m, d, err, sizeof err), MIO_ERR_IO, "index.json", "not a regular file (a FIFO)");
+    unlink(p);
+    {
+        static const char idx[] = "{\"weight_map\": {\"a\": \"shard.safetensors\"}}";
+        CHECK(write_file(p, idx, strlen(idx)));
+    }
+    snprintf(p, sizeof p, "%s/shard.safetensors", d);
+    CHECK(mkfifo(p, 0600) == 0);
+    CHECK(mio_model_open(&m, d, err, sizeof err) == MIO_OK);
+    {
+        const mio_tensor *t;
+        CHECK_ERR(mio_model_tensor(&m, "a", &t, err, sizeof err), MIO_ERR_IO, "shard.safetensors",
+                  "not a regular file (a FIFO)", "tensor 'a'");
+    }
+    mio_model_close(&m);
+    alarm(0);
+}
+
 int main(void)
 {
     strcpy(tmpdir, "/tmp/moe_test_io_XXXXXX");
@@ -942,6 +990,7 @@ int main(void)
     test_model_dir();
     test_npy();
     test_npy_atomic();
+    test_not_regular();
     CHECK(strstr(mio_result_str(MIO_ERR_FORMAT), "MIO_ERR_FORMAT") != NULL);
     rm_tree(tmpdir, 2);
     printf("%d passed, %d failed\n", n_pass, n_fail);
