@@ -185,6 +185,8 @@ MIODEF const char *mio_json_as_str(const mio_json *v, size_t *len); /* NULL if n
    null (*out untouched, so preset the default); MIO_ERR_TYPE when present with another type,
    with a message such as "'num_experts' is a string, expected an integer". A NULL obj counts
    as absent, so mio_json_get(root, "text_config") can be passed whether it exists or not.
+   get_str refuses (MIO_ERR_TYPE) a string holding an escaped NUL (\u0000): as a C string it
+   would compare equal to its first part; mio_json_as_str gives such strings with their length.
    Messages name the key only: prefix the file name yourself. */
 MIODEF int mio_json_get_f64(const mio_json *obj, const char *key, double *out,
                             char *err, size_t err_size);
@@ -1198,6 +1200,10 @@ MIODEF int mio_json_get_str(const mio_json *obj, const char *key, const char **o
     int rc = mio__json_member(obj, key, MIO_JSON_STRING, "a string", &v, err, err_size);
     if (rc) return rc;
     if (!out) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_get_str: out is NULL");
+    /* a C string ends at its first NUL: "olmoe\u0000x" would compare equal to "olmoe" */
+    if (strlen(v->str) != v->str_len)
+        return mio__fail(err, err_size, MIO_ERR_TYPE, "'%s' holds a NUL character (\\u0000), "
+                         "expected a string without one", key);
     *out = v->str;
     return MIO_OK;
 }
@@ -1298,7 +1304,7 @@ static int mio__st_entry(mio_safetensors *st, const mio_json *e, mio_tensor *t, 
     const char *f = st->path, *nm = e->key, *ds;
     const mio_json *v = NULL;
     uint64_t dims[MIO_MAX_RANK], offs[2], nelem = 1, nbits;
-    size_t rank, noffs, i;
+    size_t rank, noffs, i, dlen = 0;
     char sh[96];
     int bad, bits;
     if (strlen(nm) != e->key_len)
@@ -1307,11 +1313,11 @@ static int mio__st_entry(mio_safetensors *st, const mio_json *e, mio_tensor *t, 
         return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': entry is %s, expected an object with dtype, shape, data_offsets",
                          f, nm, mio_json_type_name(e->type));
     v = mio_json_get(e, "dtype");
-    ds = mio_json_as_str(v, NULL);
+    ds = mio_json_as_str(v, &dlen);
     if (!ds)
         return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': \"dtype\" is %s, expected a string",
                          f, nm, mio_json_type_name(mio_json_type(v)));
-    t->dtype = mio_dtype_from_name(ds);
+    t->dtype = strlen(ds) == dlen ? mio_dtype_from_name(ds) : MIO_DTYPE_UNKNOWN; /* "F32\u0000" */
     if (t->dtype == MIO_DTYPE_UNKNOWN)
         return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%.40s'", f, nm, ds);
     bits = mio__dtypes[t->dtype].bits;

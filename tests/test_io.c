@@ -208,6 +208,10 @@ static void test_json_config(void)
     CHECK(s && len == 21 && memcmp(s, "q\"b\\s/n\nt\tu\xc3\xa9\xf0\x9f\x98\x80z\b\f\r", 21) == 0);
     s = mio_json_as_str(mio_json_get(root, "nul"), &len);
     CHECK(s && len == 3 && s[0] == 'a' && s[1] == '\0' && s[2] == 'b');
+    /* ... but not through get_str, whose C string would read as "a" */
+    s = NULL;
+    CHECK_ERR(mio_json_get_str(root, "nul", &s, err, sizeof err), MIO_ERR_TYPE, "'nul' holds a NUL character");
+    CHECK(s == NULL);
     s = mio_json_as_str(mio_json_get(root, "empty"), &len);
     CHECK(s && len == 0 && s[0] == '\0');
     s = mio_json_as_str(mio_json_get(root, "raw_utf8"), &len);
@@ -563,6 +567,7 @@ static void test_safetensors_errors(void)
         {"{\"__metadata__\":[]}", 0, 0, "__metadata__ is an array", NULL},
         {"{\"__metadata__\":{\"format\":1}}", 0, 0, "__metadata__ 'format' is a number, expected a string", NULL},
         {"{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0, "NUL character", NULL},
+        {"{\"w\":{\"dtype\":\"F32\\u0000junk\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0, "tensor 'w': unknown dtype 'F32'", NULL},
     };
     char err[MIO_ERR_SIZE];
     mio_safetensors st;
