@@ -54,6 +54,9 @@ expect_fail "config int beyond int" "'num_experts' = 4294967304 is out of range"
 # -- layer selection
 expect_fail "layer out of range" "layer 5 is out of range.*1 layers" --model "$CK/olmoe" --layer 5 --input "$X"
 expect_fail "negative layer" "bad --layer" --model "$CK/olmoe" --layer -1 --input "$X"
+expect_fail "layer beyond int" "layer 9223372036854775807 is out of range" --model "$CK/olmoe" --layer 9223372036854775807 --input "$X"
+fixture olmoe; sed -i 's/"num_hidden_layers": 1/"num_hidden_layers": -1/' "$tmp/olmoe/config.json"
+expect_fail "negative layer count" "'num_hidden_layers' = -1 is negative" --model "$tmp/olmoe" --layer 0 --input "$X"
 X3=$CK/deepseek_v3/deepseek_v3.1.x.npy
 expect_fail "dense: first_k_dense_replace" "layer 0 is a dense layer.*first_k_dense_replace" --model "$CK/deepseek_v3" --layer 0 --input "$X3"
 XQ=$CK/qwen2_moe/qwen2_moe.1.x.npy
