@@ -1,4 +1,4 @@
-/* moe_io.h v0.2.0 - JSON, safetensors and .npy readers for the moe.h example CLI.
+/* moe_io.h v0.3.0 - JSON, safetensors and .npy readers for the moe.h example CLI.
    public domain or MIT, see end of file.
 
    This is not part of moe.h: it is the file-format side of the example CLI, which runs one MoE
@@ -41,15 +41,26 @@
       float *x; size_t T, D;
       if (mio_npy_read("x.npy", &x, &T, &D, err, sizeof err)) die(err);
       if (mio_npy_write_f32("y.npy", y, T, D, err, sizeof err)) die(err); // all or nothing
-      free(x);
+      MIO_FREE(x);
 
    Configuration macros (define before including):
       MIO_STATIC            unset    make every function static (private to one file)
+      MIO_MALLOC(sz)        malloc   the allocator of everything moe_io.h allocates (define the
+      MIO_REALLOC(p, sz)    realloc  three together or none); mio_npy_read's array comes from
+      MIO_FREE(p)           free     it, so free that with MIO_FREE
       MIO_JSON_MAX_DEPTH    64       deepest nesting of arrays/objects the JSON parser accepts
+      MIO_JSON_MAX_FILE     4 MiB    largest file mio_json_parse_file reads (config.json)
       MIO_ST_MAX_HEADER     100000000  largest safetensors JSON header accepted, in bytes (the
                                      limit of the reference Rust implementation)
+      MIO_INDEX_MAX_FILE    64 MiB   largest model.safetensors.index.json accepted
       MIO_MAX_RANK          8        most dimensions a safetensors tensor may have
       MIO_NPY_MAX_RANK      32       most dimensions parsed from a .npy header (numpy's limit)
+
+   Memory: every reader's memory is bounded by its input. mio_json_parse (a DOM) takes the
+   input size plus one 80-byte node per value (counted in a first pass, so never more): at
+   most about 41 times the input, which is why it is for small files (MIO_JSON_MAX_FILE). The
+   safetensors header and the index, which can be large, are read by streaming parsers that
+   keep only the tensor names and entries: at most about 10 times the header or index size.
 
    Conventions:
    - Every function that can fail takes (char *err, size_t err_size): err may be NULL; on
@@ -70,7 +81,7 @@
 #include <stdint.h>
 
 #define MIO_VERSION_MAJOR 0
-#define MIO_VERSION_MINOR 2
+#define MIO_VERSION_MINOR 3
 #define MIO_VERSION_PATCH 0
 
 #if defined(MIO_STATIC) && (defined(__GNUC__) || defined(__clang__))
@@ -81,8 +92,24 @@
 #define MIODEF extern
 #endif
 
+#if defined(MIO_MALLOC) && defined(MIO_REALLOC) && defined(MIO_FREE)
+#elif !defined(MIO_MALLOC) && !defined(MIO_REALLOC) && !defined(MIO_FREE)
+#include <stdlib.h>
+#define MIO_MALLOC(sz) malloc(sz)
+#define MIO_REALLOC(p, sz) realloc(p, sz)
+#define MIO_FREE(p) free(p)
+#else
+#error "moe_io.h: define MIO_MALLOC, MIO_REALLOC and MIO_FREE together, or none of them"
+#endif
+
 #ifndef MIO_JSON_MAX_DEPTH
 #define MIO_JSON_MAX_DEPTH 64
+#endif
+#ifndef MIO_JSON_MAX_FILE
+#define MIO_JSON_MAX_FILE ((size_t)4 << 20)
+#endif
+#ifndef MIO_INDEX_MAX_FILE
+#define MIO_INDEX_MAX_FILE ((size_t)64 << 20)
 #endif
 #ifndef MIO_ST_MAX_HEADER
 #define MIO_ST_MAX_HEADER 100000000
@@ -121,9 +148,9 @@ MIODEF const char *mio_result_str(int result); /* "MIO_ERR_FORMAT: malformed fil
    they are written as an integer that fits. Nesting is limited to MIO_JSON_MAX_DEPTH and the
    parser uses no recursion. NaN, Infinity, comments, trailing commas, leading zeros and
    trailing content are rejected; a leading UTF-8 byte-order mark is skipped. Duplicate keys are
-   kept and lookups return the first (the safetensors layer rejects duplicate tensor names).
-   Node pointers stay valid until mio_json_free. Object lookup is a linear scan: fine for a
-   config, and the safetensors/index code builds its own sorted tables. */
+   kept and lookups return the first. Node pointers stay valid until mio_json_free. Object
+   lookup is a linear scan: fine for a config. Memory: len + 1 bytes of strings and exactly one
+   node (sizeof(mio_json), 80 bytes on 64-bit) per value; a first pass validates and counts. */
 enum {
     MIO_JSON_NONE = 0, /* what mio_json_type(NULL) returns: the value is absent */
     MIO_JSON_NULL,
@@ -159,7 +186,8 @@ typedef struct mio_json_doc {
    On failure doc is left empty (mio_json_free is still safe). */
 MIODEF int mio_json_parse(mio_json_doc *doc, const void *text, size_t len, const char *name,
                           char *err, size_t err_size);
-/* Read a whole file and parse it; messages are prefixed with path. */
+/* Read a whole file and parse it; messages are prefixed with path. Files larger than
+   MIO_JSON_MAX_FILE are refused (MIO_ERR_FORMAT) before anything is allocated. */
 MIODEF int mio_json_parse_file(mio_json_doc *doc, const char *path, char *err, size_t err_size);
 MIODEF void mio_json_free(mio_json_doc *doc);                 /* frees nodes and strings */
 MIODEF const mio_json *mio_json_root(const mio_json_doc *doc); /* NULL if empty */
@@ -203,8 +231,11 @@ MIODEF int mio_json_get_str(const mio_json *obj, const char *key, const char **o
    section, to which the offsets are relative. Opening validates everything up front: the
    length against the file size, every entry's dtype, shape and offsets, end-begin ==
    prod(shape) * dtype size (checked products), ranges inside the data section and not
-   overlapping, no duplicate names. Recognised dtypes are listed below; which ones a loader
-   can use is its decision (moe.h takes F32, BF16 and F16). */
+   overlapping, no duplicate names (tensor names, nor keys within an entry). Keys of an entry
+   other than the three are checked as JSON and ignored, as the reference implementation does.
+   The header is read by a streaming parser that keeps the names and the tensor table only:
+   at most about 10 times the header length. Recognised dtypes are listed below; which ones a
+   loader can use is its decision (moe.h takes F32, BF16 and F16). */
 enum {
     MIO_DTYPE_UNKNOWN = 0,
     MIO_DTYPE_F32, MIO_DTYPE_BF16, MIO_DTYPE_F16, MIO_DTYPE_F64, MIO_DTYPE_C64,
@@ -240,7 +271,7 @@ typedef struct mio_safetensors {
     size_t data_start;             /* 8 + header length */
     mio_tensor *tensors;           /* sorted by name, strcmp order */
     size_t n_tensors;
-    mio_json_doc header;
+    char *names;                   /* the decoded tensor names (t->name points in here) */
 } mio_safetensors;
 
 /* mmap the file read-only and validate it. Close with mio_safetensors_close. */
@@ -266,9 +297,11 @@ MIODEF int mio_tensor_release(const mio_tensor *t, size_t offset, size_t len,
 
 /* ---- model directory ----
    DIR/model.safetensors if present, else DIR/model.safetensors.index.json, whose "weight_map"
-   maps each tensor name to a shard file in DIR. Shards are opened lazily at the first lookup
-   of one of their tensors, once each, and stay open until close. A path to a .safetensors file
-   instead of a directory opens that file alone. The struct must not be moved while open. */
+   maps each tensor name to a shard file in DIR (its other members are checked as JSON and
+   ignored; the index is read by a streaming parser, and limited to MIO_INDEX_MAX_FILE). Shards
+   are opened lazily at the first lookup of one of their tensors, once each, and stay open
+   until close. A path to a .safetensors file instead of a directory opens that file alone. The
+   struct must not be moved while open. */
 typedef struct mio_model_shard {
     const char *file;              /* as written in the index */
     int open;
@@ -289,7 +322,7 @@ typedef struct mio_model {
     size_t n_shards;
     mio_model_entry *entries;      /* when sharded: sorted by name */
     size_t n_entries;
-    mio_json_doc index;
+    char *index_strings;           /* when sharded: the decoded names and shard files */
 } mio_model;
 
 MIODEF int mio_model_open(mio_model *m, const char *dir, char *err, size_t err_size);
@@ -306,7 +339,8 @@ MIODEF const char *mio_model_name_at(const mio_model *m, size_t i); /* sorted; N
    Reader: format version 1.0 or 2.0, dtype '<f4', fortran_order False, rank 2. Any other file
    is refused with a message that says what it has ("x.npy: dtype is '<f8', expected '<f4'
    (float32)", "x.npy: shape (3, 5, 7) has rank 3, expected [T][hidden_size]"). The data is
-   copied into a malloc'd buffer the caller frees; a (0, D) array gives a valid 1-byte buffer.
+   copied into a MIO_MALLOC'd buffer the caller frees with MIO_FREE; a (0, D) array gives a
+   valid 1-byte buffer.
    Writers: version 1.0 header padded to 64 bytes as numpy writes it. They write a temporary
    file next to path and rename() it into place only when everything was written and synced,
    so on any failure path is untouched and no temporary file remains. */
@@ -397,7 +431,7 @@ static int mio__fail(char *err, size_t es, int code, const char *fmt, ...)
 
 static char *mio__strndup(const char *s, size_t n)
 {
-    char *d = (char *)malloc(n + 1);
+    char *d = (char *)MIO_MALLOC(n + 1);
     if (d) {
         memcpy(d, s, n);
         d[n] = '\0';
@@ -410,7 +444,7 @@ static char *mio__join(const char *a, const char *b)
 {
     size_t na = strlen(a), nb = strlen(b);
     int slash = na > 0 && a[na - 1] != '/';
-    char *d = (char *)malloc(na + (size_t)slash + nb + 1);
+    char *d = (char *)MIO_MALLOC(na + (size_t)slash + nb + 1);
     if (!d) return NULL;
     memcpy(d, a, na);
     if (slash) d[na] = '/';
@@ -489,8 +523,9 @@ static int mio__open_regular(const char *path, int *fd_out, size_t *size, char *
     return MIO_OK;
 }
 
-/* Whole file into malloc'd memory (NUL-terminated for convenience). */
-static int mio__read_file(const char *path, unsigned char **out, size_t *len,
+/* Whole file into memory (NUL-terminated for convenience); files over `limit` bytes are
+   refused before anything is allocated. */
+static int mio__read_file(const char *path, size_t limit, unsigned char **out, size_t *len,
                           char *err, size_t es)
 {
     unsigned char *buf;
@@ -499,7 +534,12 @@ static int mio__read_file(const char *path, unsigned char **out, size_t *len,
     *out = NULL;
     *len = 0;
     if (rc) return rc;
-    buf = (unsigned char *)malloc(size + 1);
+    if (size > limit) {
+        close(fd);
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: file is %zu bytes, over the limit of %zu bytes for this kind of file",
+                         path, size, limit);
+    }
+    buf = (unsigned char *)MIO_MALLOC(size + 1);
     if (!buf) {
         close(fd);
         return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, size);
@@ -509,7 +549,7 @@ static int mio__read_file(const char *path, unsigned char **out, size_t *len,
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
             int e = errno;
-            free(buf);
+            MIO_FREE(buf);
             close(fd);
             return mio__fail(err, es, MIO_ERR_IO, "%s: read failed after %zu of %zu bytes: %s",
                              path, got, size, r == 0 ? "unexpected end of file" : strerror(e));
@@ -608,7 +648,7 @@ static int mio__jp_node(mio__jp *p, size_t *idx)
         mio_json *nn;
         if (!mio__mul_size(cap, sizeof(mio_json), &bytes))
             return mio__fail(p->err, p->es, MIO_ERR_NOMEM, "%s: too many JSON values", p->name);
-        nn = (mio_json *)realloc(d->nodes, bytes);
+        nn = (mio_json *)MIO_REALLOC(d->nodes, bytes);
         if (!nn)
             return mio__fail(p->err, p->es, MIO_ERR_NOMEM, "%s: out of memory for %zu JSON values",
                              p->name, cap);
@@ -770,7 +810,7 @@ static int mio__strtod(const char *s, size_t n, double *out)
     char small[64], *buf = small, *end;
     int ok;
     if (n + 1 > sizeof small) {
-        buf = (char *)malloc(n + 1);
+        buf = (char *)MIO_MALLOC(n + 1);
         if (!buf) return 0;
     }
     memcpy(buf, s, n);
@@ -786,7 +826,7 @@ static int mio__strtod(const char *s, size_t n, double *out)
             ok = end == buf + n;
         }
     }
-    if (buf != small) free(buf);
+    if (buf != small) MIO_FREE(buf);
     return ok;
 }
 
@@ -893,135 +933,174 @@ static int mio__jp_key(mio__jp *p, const char **key, size_t *key_len)
     return MIO_OK;
 }
 
-MIODEF void mio_json_free(mio_json_doc *doc)
-{
-    if (!doc) return;
-    free(doc->nodes);
-    free(doc->strings);
-    memset(doc, 0, sizeof *doc);
-}
 
-/* Iterative: an explicit stack of open containers bounded by MIO_JSON_MAX_DEPTH, so hostile
-   input cannot exhaust the C stack. `want` says whether a value comes next or a separator. */
-MIODEF int mio_json_parse(mio_json_doc *doc, const void *text, size_t len, const char *name,
-                          char *err, size_t err_size)
+/* The value at p->pos. Iterative: an explicit stack of open containers bounded by
+   MIO_JSON_MAX_DEPTH, so hostile input cannot exhaust the C stack. `want` says whether a value
+   comes next or a separator. doc NULL: only validate and count (*n_values, if given); strings
+   go through the arena and are dropped again, nothing is allocated. doc set: append the nodes
+   (in document order, a container before its children) to doc->nodes. whole: the value must be
+   the rest of the input (whitespace aside). */
+static int mio__jp_value(mio__jp *p, mio_json_doc *doc, int whole, size_t *n_values)
 {
-    struct { size_t node, last; } stack[MIO_JSON_MAX_DEPTH];
-    int depth = 0, want = 1, rc = MIO_OK;
+    struct { size_t node, last, offset; int isobj; } stack[MIO_JSON_MAX_DEPTH];
+    int depth = 0, want = 1, rc;
     const char *key = NULL;
-    size_t key_len = 0, idx = 0;
-    char what[16];
-    mio__jp p;
-    mio__clear(err, err_size);
-    if (!doc) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_parse: doc is NULL");
-    memset(doc, 0, sizeof *doc);
-    if (!text && len) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_parse: text is NULL");
-    p.s = (const unsigned char *)text;
-    p.n = len;
-    p.pos = 0;
-    p.doc = doc;
-    p.name = name ? name : "JSON";
-    p.err = err;
-    p.es = err_size;
-    doc->strings = (char *)malloc(len + 1);
-    if (!doc->strings)
-        return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory (%zu bytes)", p.name, len);
-    p.sp = doc->strings;
-    if (len >= 3 && p.s[0] == 0xEF && p.s[1] == 0xBB && p.s[2] == 0xBF) p.pos = 3;
-    mio__jp_ws(&p);
-    if (p.pos >= p.n) {
-        rc = mio__jp_fail(&p, p.pos, "empty input, expected a JSON value");
-        goto done;
-    }
+    size_t key_len = 0, idx = 0, count = 0;
+    char *arena0 = p->sp, what[16];
+    mio_json scratch;
     for (;;) {
         if (want) {
-            mio_json *v;
+            mio_json *v = &scratch;
             unsigned char c;
-            mio__jp_ws(&p);
-            if (p.pos >= p.n) {
-                rc = mio__jp_fail(&p, p.pos, "unexpected end of input, expected a value");
-                goto done;
+            mio__jp_ws(p);
+            if (p->pos >= p->n) return mio__jp_fail(p, p->pos, "unexpected end of input, expected a value");
+            if (doc) {
+                rc = mio__jp_node(p, &idx);
+                if (rc) return rc;
+                v = &doc->nodes[idx];
+            } else {
+                memset(v, 0, sizeof *v);
             }
-            rc = mio__jp_node(&p, &idx);
-            if (rc) goto done;
-            v = &doc->nodes[idx];
-            v->offset = p.pos;
+            count++;
+            v->offset = p->pos;
             v->key = key;
             v->key_len = key_len;
             key = NULL;
-            if (depth > 0) {
+            if (depth > 0 && doc) {
                 size_t last = stack[depth - 1].last;
                 if (last != MIO__NONE) doc->nodes[last].next = idx - last;
                 stack[depth - 1].last = idx;
                 doc->nodes[stack[depth - 1].node].count++;
             }
-            c = p.s[p.pos];
+            c = p->s[p->pos];
             if (c == '{' || c == '[') {
-                if (depth == MIO_JSON_MAX_DEPTH) {
-                    rc = mio__jp_fail(&p, p.pos, "nesting deeper than %d levels", MIO_JSON_MAX_DEPTH);
-                    goto done;
-                }
+                if (depth == MIO_JSON_MAX_DEPTH)
+                    return mio__jp_fail(p, p->pos, "nesting deeper than %d levels", MIO_JSON_MAX_DEPTH);
                 v->type = c == '{' ? MIO_JSON_OBJECT : MIO_JSON_ARRAY;
-                p.pos++;
+                p->pos++;
                 stack[depth].node = idx;
                 stack[depth].last = MIO__NONE;
+                stack[depth].offset = v->offset;
+                stack[depth].isobj = c == '{';
                 depth++;
-                mio__jp_ws(&p);
-                if (p.pos < p.n && p.s[p.pos] == (c == '{' ? '}' : ']')) {
-                    p.pos++;
+                mio__jp_ws(p);
+                if (p->pos < p->n && p->s[p->pos] == (c == '{' ? '}' : ']')) {
+                    p->pos++;
                     depth--;
                     want = 0;
                 } else if (c == '{') {
-                    rc = mio__jp_key(&p, &key, &key_len);
-                    if (rc) goto done;
+                    rc = mio__jp_key(p, &key, &key_len);
+                    if (rc) return rc;
                 }
                 continue;
             }
             if (c == '"') {
                 v->type = MIO_JSON_STRING;
-                rc = mio__jp_string(&p, &v->str, &v->str_len);
+                rc = mio__jp_string(p, &v->str, &v->str_len);
             } else {
-                rc = mio__jp_literal(&p, v);
+                rc = mio__jp_literal(p, v);
             }
-            if (rc) goto done;
+            if (rc) return rc;
             want = 0;
         } else {
             int isobj;
             unsigned char c;
-            mio__jp_ws(&p);
+            mio__jp_ws(p);
             if (depth == 0) {
-                if (p.pos != p.n) {
-                    rc = mio__jp_fail(&p, p.pos, "unexpected %s after the top-level value",
-                                      mio__jp_what(&p, p.pos, what, sizeof what));
-                    goto done;
-                }
+                if (whole && p->pos != p->n)
+                    return mio__jp_fail(p, p->pos, "unexpected %s after the top-level value",
+                                        mio__jp_what(p, p->pos, what, sizeof what));
                 break;
             }
-            isobj = doc->nodes[stack[depth - 1].node].type == MIO_JSON_OBJECT;
-            if (p.pos >= p.n) {
-                rc = mio__jp_fail(&p, p.pos, "unexpected end of input inside the %s that starts at byte %zu",
-                                  isobj ? "object" : "array", doc->nodes[stack[depth - 1].node].offset);
-                goto done;
-            }
-            c = p.s[p.pos];
+            isobj = stack[depth - 1].isobj;
+            if (p->pos >= p->n)
+                return mio__jp_fail(p, p->pos, "unexpected end of input inside the %s that starts at byte %zu",
+                                    isobj ? "object" : "array", stack[depth - 1].offset);
+            c = p->s[p->pos];
             if (c == ',') {
-                p.pos++;
+                p->pos++;
                 if (isobj) {
-                    rc = mio__jp_key(&p, &key, &key_len);
-                    if (rc) goto done;
+                    rc = mio__jp_key(p, &key, &key_len);
+                    if (rc) return rc;
                 }
                 want = 1;
             } else if (c == (isobj ? '}' : ']')) {
-                p.pos++;
+                p->pos++;
                 depth--;
             } else {
-                rc = mio__jp_fail(&p, p.pos, isobj ? "expected ',' or '}' after an object member, found %s"
-                                                   : "expected ',' or ']' after an array element, found %s",
-                                  mio__jp_what(&p, p.pos, what, sizeof what));
-                goto done;
+                return mio__jp_fail(p, p->pos, isobj ? "expected ',' or '}' after an object member, found %s"
+                                                     : "expected ',' or ']' after an array element, found %s",
+                                    mio__jp_what(p, p->pos, what, sizeof what));
             }
         }
     }
+    if (!doc) p->sp = arena0;
+    if (n_values) *n_values = count;
+    return MIO_OK;
+}
+
+/* A parser over len bytes of text, decoding strings into arena (len + 1 bytes always do);
+   a leading UTF-8 byte-order mark is skipped. */
+static void mio__jp_init(mio__jp *p, const void *text, size_t len, char *arena, const char *name,
+                         char *err, size_t es)
+{
+    p->s = (const unsigned char *)text;
+    p->n = len;
+    p->pos = 0;
+    p->doc = NULL;
+    p->sp = arena;
+    p->name = name;
+    p->err = err;
+    p->es = es;
+    if (len >= 3 && p->s[0] == 0xEF && p->s[1] == 0xBB && p->s[2] == 0xBF) p->pos = 3;
+}
+
+MIODEF void mio_json_free(mio_json_doc *doc)
+{
+    if (!doc) return;
+    MIO_FREE(doc->nodes);
+    MIO_FREE(doc->strings);
+    memset(doc, 0, sizeof *doc);
+}
+
+/* Two passes over the text: the first validates it and counts the values, so the second
+   allocates exactly one node per value; the strings need at most len + 1 bytes. */
+MIODEF int mio_json_parse(mio_json_doc *doc, const void *text, size_t len, const char *name,
+                          char *err, size_t err_size)
+{
+    size_t start, count = 0, bytes;
+    int rc;
+    mio__jp p;
+    mio__clear(err, err_size);
+    if (!doc) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_parse: doc is NULL");
+    memset(doc, 0, sizeof *doc);
+    if (!text && len) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_parse: text is NULL");
+    if (!name) name = "JSON";
+    doc->strings = (char *)MIO_MALLOC(len + 1);
+    if (!doc->strings)
+        return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory (%zu bytes)", name, len);
+    mio__jp_init(&p, text, len, doc->strings, name, err, err_size);
+    p.doc = doc;
+    mio__jp_ws(&p);
+    if (p.pos >= p.n) {
+        rc = mio__jp_fail(&p, p.pos, "empty input, expected a JSON value");
+        goto done;
+    }
+    start = p.pos;
+    rc = mio__jp_value(&p, NULL, 1, &count);
+    if (rc) goto done;
+    if (!mio__mul_size(count, sizeof(mio_json), &bytes)) {
+        rc = mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: too many JSON values", name);
+        goto done;
+    }
+    doc->nodes = (mio_json *)MIO_MALLOC(bytes);
+    if (!doc->nodes) {
+        rc = mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory for %zu JSON values", name, count);
+        goto done;
+    }
+    doc->cap = count;
+    p.pos = start;
+    rc = mio__jp_value(&p, doc, 1, NULL);
 done:
     if (rc) mio_json_free(doc);
     return rc;
@@ -1035,11 +1114,107 @@ MIODEF int mio_json_parse_file(mio_json_doc *doc, const char *path, char *err, s
     mio__clear(err, err_size);
     if (!doc || !path) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_parse_file: NULL argument");
     memset(doc, 0, sizeof *doc);
-    rc = mio__read_file(path, &buf, &len, err, err_size);
+    rc = mio__read_file(path, MIO_JSON_MAX_FILE, &buf, &len, err, err_size);
     if (rc) return rc;
     rc = mio_json_parse(doc, buf, len, path, err, err_size);
-    free(buf);
+    MIO_FREE(buf);
     return rc;
+}
+
+/* ---- streaming reads ----
+   The safetensors header and the index can be large (100 MB, 64 MiB), so they are not built
+   into a DOM: these pull the values they need straight off the tokenizer and check and skip
+   the rest, keeping only what the caller stores. */
+
+/* The JSON type the value at p->pos starts as, MIO_JSON_NONE if no value starts there. */
+static int mio__jp_peek(mio__jp *p)
+{
+    unsigned char c;
+    mio__jp_ws(p);
+    if (p->pos >= p->n) return MIO_JSON_NONE;
+    c = p->s[p->pos];
+    if (c == '{') return MIO_JSON_OBJECT;
+    if (c == '[') return MIO_JSON_ARRAY;
+    if (c == '"') return MIO_JSON_STRING;
+    if (c == 't' || c == 'f') return MIO_JSON_BOOL;
+    if (c == 'n') return MIO_JSON_NULL;
+    if (c == '-' || (c >= '0' && c <= '9')) return MIO_JSON_NUMBER;
+    return MIO_JSON_NONE;
+}
+
+/* One value into *v (type, number, string in the arena); a container is checked and skipped. */
+static int mio__jp_scalar(mio__jp *p, mio_json *v)
+{
+    unsigned char c;
+    memset(v, 0, sizeof *v);
+    mio__jp_ws(p);
+    if (p->pos >= p->n) return mio__jp_fail(p, p->pos, "unexpected end of input, expected a value");
+    v->offset = p->pos;
+    c = p->s[p->pos];
+    if (c == '{' || c == '[') {
+        v->type = c == '{' ? MIO_JSON_OBJECT : MIO_JSON_ARRAY;
+        return mio__jp_value(p, NULL, 0, NULL);
+    }
+    if (c == '"') {
+        v->type = MIO_JSON_STRING;
+        return mio__jp_string(p, &v->str, &v->str_len);
+    }
+    return mio__jp_literal(p, v);
+}
+
+/* After a member or element of the container that starts at `start`: *more = 1 after a ',',
+   0 after the closing bracket. */
+static int mio__jp_sep(mio__jp *p, int isobj, size_t start, int *more)
+{
+    char what[16];
+    mio__jp_ws(p);
+    if (p->pos >= p->n)
+        return mio__jp_fail(p, p->pos, "unexpected end of input inside the %s that starts at byte %zu",
+                            isobj ? "object" : "array", start);
+    if (p->s[p->pos] == ',' || p->s[p->pos] == (isobj ? '}' : ']')) {
+        *more = p->s[p->pos++] == ',';
+        return MIO_OK;
+    }
+    return mio__jp_fail(p, p->pos, isobj ? "expected ',' or '}' after an object member, found %s"
+                                         : "expected ',' or ']' after an array element, found %s",
+                        mio__jp_what(p, p->pos, what, sizeof what));
+}
+
+/* Opens the container at p->pos (a '{' or '['); *more = 0 if it is empty. For an object the
+   first key is left to the caller. */
+static void mio__jp_open(mio__jp *p, int *more)
+{
+    unsigned char close = p->s[p->pos] == '{' ? '}' : ']';
+    p->pos++;
+    mio__jp_ws(p);
+    *more = !(p->pos < p->n && p->s[p->pos] == close);
+    if (!*more) p->pos++;
+}
+
+/* The array at p->pos (a '['), of non-negative integers: count and values (at most max of
+   them); *bad = 1 + the index of the first element that is not one, 0 if none. */
+static int mio__jp_uints(mio__jp *p, uint64_t *vals, size_t max, size_t *count, size_t *bad)
+{
+    size_t start = p->pos;
+    char *sp = p->sp;
+    int more, rc;
+    *count = *bad = 0;
+    mio__jp_open(p, &more);
+    while (more) {
+        mio_json v;
+        rc = mio__jp_scalar(p, &v);
+        if (rc) return rc;
+        p->sp = sp;
+        if (v.type != MIO_JSON_NUMBER || !v.is_int || v.i64 < 0) {
+            if (!*bad) *bad = *count + 1;
+        } else if (*count < max) {
+            vals[*count] = (uint64_t)v.i64;
+        }
+        (*count)++;
+        rc = mio__jp_sep(p, 0, start, &more);
+        if (rc) return rc;
+    }
+    return MIO_OK;
 }
 
 MIODEF const mio_json *mio_json_root(const mio_json_doc *doc)
@@ -1283,114 +1458,293 @@ static int mio__range_cmp(const void *a, const void *b)
     return 0;
 }
 
-/* A JSON array of non-negative integers: count and values (at most max of them). */
-static int mio__st_uints(const mio_json *arr, uint64_t *vals, size_t max, size_t *count)
+/* One header entry as read: the JSON type of each field (MIO_JSON_NONE when absent), the dtype
+   string (left in the arena), the dims and offsets, and for each array 1 + the index of its
+   first element that is not a non-negative integer (0 if none). */
+typedef struct mio__st_fields {
+    int dtype_type, shape_type, offs_type;
+    const char *dtype;
+    size_t dtype_len, rank, noffs, shape_bad, offs_bad;
+    uint64_t dims[MIO_MAX_RANK], offs[2];
+} mio__st_fields;
+
+/* The entry object at p->pos; f and nm for messages. */
+static int mio__st_read_entry(mio__jp *p, const char *f, const char *nm, mio__st_fields *e)
 {
-    const mio_json *c;
-    size_t i = 0;
-    if (!arr || arr->type != MIO_JSON_ARRAY) return -1;
-    *count = arr->count;
-    for (c = mio_json_child(arr); c; c = mio_json_next(c), i++) {
-        if (c->type != MIO_JSON_NUMBER || !c->is_int || c->i64 < 0) return (int)(i + 1);
-        if (i < max) vals[i] = (uint64_t)c->i64;
+    static const char *const names[3] = {"dtype", "shape", "data_offsets"};
+    size_t start = p->pos;
+    int more, rc;
+    memset(e, 0, sizeof *e);
+    mio__jp_open(p, &more);
+    while (more) {
+        const char *key;
+        size_t klen;
+        char *ksp = p->sp;
+        int which = -1, i, type;
+        rc = mio__jp_key(p, &key, &klen);
+        if (rc) return rc;
+        for (i = 0; i < 3; i++)
+            if (klen == strlen(names[i]) && memcmp(key, names[i], klen) == 0) which = i;
+        p->sp = ksp;
+        if (which >= 0 && (which == 0 ? e->dtype_type : which == 1 ? e->shape_type : e->offs_type))
+            return mio__fail(p->err, p->es, MIO_ERR_FORMAT, "%s: tensor '%.200s': \"%s\" appears twice",
+                             f, nm, names[which]);
+        type = mio__jp_peek(p);
+        if (which == 0 && type == MIO_JSON_STRING) {
+            rc = mio__jp_string(p, &e->dtype, &e->dtype_len); /* kept until the entry is checked */
+        } else if (which == 1 && type == MIO_JSON_ARRAY) {
+            rc = mio__jp_uints(p, e->dims, MIO_MAX_RANK, &e->rank, &e->shape_bad);
+        } else if (which == 2 && type == MIO_JSON_ARRAY) {
+            rc = mio__jp_uints(p, e->offs, 2, &e->noffs, &e->offs_bad);
+        } else {
+            mio_json v;
+            rc = mio__jp_scalar(p, &v);
+            type = v.type;
+            p->sp = ksp;
+        }
+        if (rc) return rc;
+        if (which == 0) e->dtype_type = type;
+        if (which == 1) e->shape_type = type;
+        if (which == 2) e->offs_type = type;
+        rc = mio__jp_sep(p, 1, start, &more);
+        if (rc) return rc;
     }
-    return 0;
+    return MIO_OK;
 }
 
-/* Validate one header entry and fill t. */
-static int mio__st_entry(mio_safetensors *st, const mio_json *e, mio_tensor *t, size_t data_size,
-                         char *err, size_t es)
+/* Validate one entry and fill t. */
+static int mio__st_entry(mio_safetensors *st, const char *nm, const mio__st_fields *e,
+                         mio_tensor *t, size_t data_size, char *err, size_t es)
 {
-    const char *f = st->path, *nm = e->key, *ds;
-    const mio_json *v = NULL;
-    uint64_t dims[MIO_MAX_RANK], offs[2], nelem = 1, nbits;
-    size_t rank, noffs, i, dlen = 0;
+    const char *f = st->path, *ds = e->dtype;
+    uint64_t nelem = 1, nbits;
+    size_t rank = e->rank, i;
     char sh[96];
-    int bad, bits;
-    if (strlen(nm) != e->key_len)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: a tensor name contains a NUL character", f);
-    if (e->type != MIO_JSON_OBJECT)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': entry is %s, expected an object with dtype, shape, data_offsets",
-                         f, nm, mio_json_type_name(e->type));
-    v = mio_json_get(e, "dtype");
-    ds = mio_json_as_str(v, &dlen);
-    if (!ds)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': \"dtype\" is %s, expected a string",
-                         f, nm, mio_json_type_name(mio_json_type(v)));
-    t->dtype = strlen(ds) == dlen ? mio_dtype_from_name(ds) : MIO_DTYPE_UNKNOWN; /* "F32\u0000" */
+    int bits;
+    if (e->dtype_type != MIO_JSON_STRING)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': \"dtype\" is %s, expected a string",
+                         f, nm, mio_json_type_name(e->dtype_type));
+    t->dtype = strlen(ds) == e->dtype_len ? mio_dtype_from_name(ds) : MIO_DTYPE_UNKNOWN; /* "F32\u0000" */
     if (t->dtype == MIO_DTYPE_UNKNOWN)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%.40s'", f, nm, ds);
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': unknown dtype '%.40s'", f, nm, ds);
     bits = mio__dtypes[t->dtype].bits;
-
-    v = mio_json_get(e, "shape");
-    bad = mio__st_uints(v, dims, MIO_MAX_RANK, &rank);
-    if (bad < 0)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': \"shape\" is %s, expected an array of integers",
-                         f, nm, mio_json_type_name(mio_json_type(v)));
-    if (bad > 0)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape[%d] is not a non-negative integer",
-                         f, nm, bad - 1);
+    if (e->shape_type != MIO_JSON_ARRAY)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': \"shape\" is %s, expected an array of integers",
+                         f, nm, mio_json_type_name(e->shape_type));
+    if (e->shape_bad)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': shape[%zu] is not a non-negative integer",
+                         f, nm, e->shape_bad - 1);
     if (rank > MIO_MAX_RANK)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': rank %zu exceeds MIO_MAX_RANK (%d)",
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': rank %zu exceeds MIO_MAX_RANK (%d)",
                          f, nm, rank, MIO_MAX_RANK);
+    if (e->offs_type != MIO_JSON_ARRAY || (!e->offs_bad && e->noffs != 2))
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': \"data_offsets\" is %s, expected [begin, end]",
+                         f, nm, e->offs_type != MIO_JSON_ARRAY ? mio_json_type_name(e->offs_type) : "not a pair");
+    if (e->offs_bad)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': data_offsets[%zu] is not a non-negative integer",
+                         f, nm, e->offs_bad - 1);
 
-    v = mio_json_get(e, "data_offsets");
-    bad = mio__st_uints(v, offs, 2, &noffs);
-    if (bad < 0 || (bad == 0 && noffs != 2))
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': \"data_offsets\" is %s, expected [begin, end]",
-                         f, nm, bad < 0 ? mio_json_type_name(mio_json_type(v)) : "not a pair");
-    if (bad > 0)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': data_offsets[%d] is not a non-negative integer",
-                         f, nm, bad - 1);
-
-    mio__fmt_shape(sh, sizeof sh, dims, (int)rank, 0);
+    mio__fmt_shape(sh, sizeof sh, e->dims, (int)rank, 0);
     for (i = 0; i < rank; i++)
-        if (dims[i] == 0) nelem = 0; /* an empty tensor: no bytes, whatever the other sizes */
+        if (e->dims[i] == 0) nelem = 0; /* an empty tensor: no bytes, whatever the other sizes */
     for (i = 0; i < rank && nelem; i++) {
-        if (nelem > UINT64_MAX / dims[i])
-            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape %s: element count overflows",
+        if (nelem > UINT64_MAX / e->dims[i])
+            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': shape %s: element count overflows",
                              f, nm, sh);
-        nelem *= dims[i];
+        nelem *= e->dims[i];
     }
     if (nelem > UINT64_MAX / (uint64_t)bits || nelem > (uint64_t)((size_t)-1))
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape %s of %s: byte size overflows",
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': shape %s of %s: byte size overflows",
                          f, nm, sh, ds);
     nbits = nelem * (uint64_t)bits;
     if (nbits % 8)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape %s of %s is not a whole number of bytes",
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': shape %s of %s is not a whole number of bytes",
                          f, nm, sh, ds);
-    if (offs[0] > offs[1])
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] have begin > end",
-                         f, nm, (unsigned long long)offs[0], (unsigned long long)offs[1]);
-    if (offs[1] > (uint64_t)data_size)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] end past the data section (%zu bytes from file offset %zu; file is %zu bytes)",
-                         f, nm, (unsigned long long)offs[0], (unsigned long long)offs[1], data_size,
+    if (e->offs[0] > e->offs[1])
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': data_offsets [%llu, %llu] have begin > end",
+                         f, nm, (unsigned long long)e->offs[0], (unsigned long long)e->offs[1]);
+    if (e->offs[1] > (uint64_t)data_size)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': data_offsets [%llu, %llu] end past the data section (%zu bytes from file offset %zu; file is %zu bytes)",
+                         f, nm, (unsigned long long)e->offs[0], (unsigned long long)e->offs[1], data_size,
                          st->data_start, st->size);
-    if (offs[1] - offs[0] != nbits / 8)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape %s of %s needs %llu bytes, but data_offsets [%llu, %llu] span %llu",
-                         f, nm, sh, ds, (unsigned long long)(nbits / 8), (unsigned long long)offs[0],
-                         (unsigned long long)offs[1], (unsigned long long)(offs[1] - offs[0]));
+    if (e->offs[1] - e->offs[0] != nbits / 8)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': shape %s of %s needs %llu bytes, but data_offsets [%llu, %llu] span %llu",
+                         f, nm, sh, ds, (unsigned long long)(nbits / 8), (unsigned long long)e->offs[0],
+                         (unsigned long long)e->offs[1], (unsigned long long)(e->offs[1] - e->offs[0]));
     t->name = nm;
     t->rank = (int)rank;
-    for (i = 0; i < MIO_MAX_RANK; i++) t->shape[i] = i < rank ? (int64_t)dims[i] : 0;
+    for (i = 0; i < MIO_MAX_RANK; i++) t->shape[i] = i < rank ? (int64_t)e->dims[i] : 0;
     t->nelem = (size_t)nelem;
     t->nbytes = (size_t)(nbits / 8);
-    t->data = st->base ? st->base + st->data_start + offs[0] : NULL;
-    t->offset = (uint64_t)st->data_start + offs[0];
+    t->data = st->base ? st->base + st->data_start + e->offs[0] : NULL;
+    t->offset = (uint64_t)st->data_start + e->offs[0];
     t->file = st->path;
     t->mapped = st->mapped;
     return MIO_OK;
 }
 
+/* A value that is not the kind asked for: "what is TYPE, expected WANT", or the syntax error of
+   a malformed scalar. A container is not read: it is the wrong kind whatever it holds. */
+static int mio__jp_wrong(mio__jp *p, const char *f, const char *what, const char *want)
+{
+    mio_json v;
+    char *sp = p->sp;
+    int rc = MIO_OK, type = mio__jp_peek(p);
+    if (type == MIO_JSON_OBJECT || type == MIO_JSON_ARRAY) { /* wrong whatever is inside */
+        v.type = type;
+    } else {
+        rc = mio__jp_scalar(p, &v);
+        p->sp = sp;
+    }
+    if (rc) return rc;
+    return mio__fail(p->err, p->es, MIO_ERR_FORMAT, "%s: %s is %s, expected %s", f, what,
+                     mio_json_type_name(v.type), want);
+}
+
+/* The header at hdr (hlen bytes): the tensor table, streamed; only the names are kept. */
+static int mio__st_header(mio_safetensors *st, const unsigned char *hdr, size_t hlen, char *err,
+                          size_t es)
+{
+    const char *f = st->path;
+    size_t data_size = st->size - st->data_start, n = 0, cap = 0, start, i;
+    mio__range *rg;
+    char *jname, what[256];
+    int rc = MIO_OK, more;
+    mio__jp p;
+
+    jname = (char *)MIO_MALLOC(strlen(f) + 40);
+    st->names = (char *)MIO_MALLOC(hlen + 1);
+    if (!jname || !st->names) {
+        MIO_FREE(jname);
+        return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f);
+    }
+    snprintf(jname, strlen(f) + 40, "%s: JSON header at file offset 8", f);
+    mio__jp_init(&p, hdr, hlen, st->names, jname, err, es);
+    if (mio__jp_peek(&p) != MIO_JSON_OBJECT) {
+        if (p.pos >= p.n) rc = mio__jp_fail(&p, p.pos, "empty input, expected a JSON value");
+        else rc = mio__jp_wrong(&p, f, "header", "a JSON object");
+        goto done;
+    }
+    start = p.pos;
+    mio__jp_open(&p, &more);
+    while (more) {
+        const char *nm;
+        size_t nlen;
+        char *nsp = p.sp;
+        rc = mio__jp_key(&p, &nm, &nlen);
+        if (rc) goto done;
+        if (nlen == 12 && memcmp(nm, "__metadata__", 12) == 0) { /* an object of strings */
+            size_t mstart = p.pos;
+            int mmore;
+            p.sp = nsp;
+            if (mio__jp_peek(&p) != MIO_JSON_OBJECT) {
+                rc = mio__jp_wrong(&p, f, "__metadata__", "an object of strings");
+                goto done;
+            }
+            mstart = p.pos;
+            mio__jp_open(&p, &mmore);
+            while (mmore) {
+                const char *mk;
+                size_t mklen;
+                mio_json v;
+                rc = mio__jp_key(&p, &mk, &mklen);
+                if (!rc) rc = mio__jp_scalar(&p, &v);
+                if (rc) goto done;
+                if (v.type != MIO_JSON_STRING) {
+                    snprintf(what, sizeof what, "__metadata__ '%.200s'", mk);
+                    rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: %s is %s, expected a string", f,
+                                   what, mio_json_type_name(v.type));
+                    goto done;
+                }
+                p.sp = nsp;
+                rc = mio__jp_sep(&p, 1, mstart, &mmore);
+                if (rc) goto done;
+            }
+        } else {
+            mio__st_fields e;
+            char *fsp = p.sp;
+            if (strlen(nm) != nlen) {
+                rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: a tensor name contains a NUL character", f);
+                goto done;
+            }
+            if (mio__jp_peek(&p) != MIO_JSON_OBJECT) {
+                snprintf(what, sizeof what, "tensor '%.200s': entry", nm);
+                rc = mio__jp_wrong(&p, f, what, "an object with dtype, shape, data_offsets");
+                goto done;
+            }
+            rc = mio__st_read_entry(&p, f, nm, &e);
+            if (rc) goto done;
+            if (n == cap) { /* grow by half: the table is at most ~2.6 x the header */
+                size_t nc = cap ? cap + cap / 2 : 16, bytes;
+                mio_tensor *nt;
+                if (!mio__mul_size(nc, sizeof(mio_tensor), &bytes) ||
+                    !(nt = (mio_tensor *)MIO_REALLOC(st->tensors, bytes))) {
+                    rc = mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory for %zu tensors", f, nc);
+                    goto done;
+                }
+                st->tensors = nt;
+                cap = nc;
+            }
+            memset(&st->tensors[n], 0, sizeof(mio_tensor));
+            rc = mio__st_entry(st, nm, &e, &st->tensors[n], data_size, err, es);
+            if (rc) goto done;
+            p.sp = fsp; /* the name stays, the dtype string goes */
+            n++;
+        }
+        rc = mio__jp_sep(&p, 1, start, &more);
+        if (rc) goto done;
+    }
+    mio__jp_ws(&p);
+    if (p.pos != p.n) {
+        char w[16];
+        rc = mio__jp_fail(&p, p.pos, "unexpected %s after the top-level value",
+                          mio__jp_what(&p, p.pos, w, sizeof w));
+        goto done;
+    }
+    st->n_tensors = n;
+
+    if (n > 1) qsort(st->tensors, n, sizeof(mio_tensor), mio__tensor_cmp); /* NULL when n = 0 */
+    for (i = 1; i < n; i++)
+        if (strcmp(st->tensors[i - 1].name, st->tensors[i].name) == 0) {
+            rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s' appears twice in the header",
+                           f, st->tensors[i].name);
+            goto done;
+        }
+
+    /* Overlapping data would mean two tensors share bytes; the format forbids it. */
+    rg = (mio__range *)MIO_MALLOC((n ? n : 1) * sizeof(mio__range));
+    if (!rg) {
+        rc = mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f);
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        rg[i].begin = st->tensors[i].offset - st->data_start;
+        rg[i].end = rg[i].begin + st->tensors[i].nbytes;
+        rg[i].i = i;
+    }
+    qsort(rg, n, sizeof(mio__range), mio__range_cmp);
+    {
+        size_t prev = MIO__NONE; /* the non-empty range with the largest end so far */
+        for (i = 0; i < n && !rc; i++) {
+            if (rg[i].begin == rg[i].end) continue;
+            if (prev != MIO__NONE && rg[i].begin < rg[prev].end)
+                rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensors '%.200s' [%llu, %llu] and '%.200s' [%llu, %llu] overlap",
+                               f, st->tensors[rg[prev].i].name, (unsigned long long)rg[prev].begin,
+                               (unsigned long long)rg[prev].end, st->tensors[rg[i].i].name,
+                               (unsigned long long)rg[i].begin, (unsigned long long)rg[i].end);
+            if (prev == MIO__NONE || rg[i].end > rg[prev].end) prev = i;
+        }
+    }
+    MIO_FREE(rg);
+done:
+    MIO_FREE(jname);
+    return rc;
+}
+
 static int mio__st_parse(mio_safetensors *st, char *err, size_t es)
 {
     const char *f = st->path;
-    const mio_json *root, *e;
     uint64_t hlen;
-    size_t data_size, n = 0, i;
-    mio__range *rg;
-    char *jname;
-    int rc;
     if (st->size < 8)
         return mio__fail(err, es, MIO_ERR_FORMAT, "%s: file is %zu bytes, too short for the 8-byte header length (truncated?)",
                          f, st->size);
@@ -1402,78 +1756,16 @@ static int mio__st_parse(mio_safetensors *st, char *err, size_t es)
         return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header length %llu exceeds the limit of %llu bytes",
                          f, (unsigned long long)hlen, (unsigned long long)MIO_ST_MAX_HEADER);
     st->data_start = 8 + (size_t)hlen;
-    data_size = st->size - st->data_start;
-
-    jname = (char *)malloc(strlen(f) + 40);
-    if (!jname) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f);
-    snprintf(jname, strlen(f) + 40, "%s: JSON header at file offset 8", f);
-    rc = mio_json_parse(&st->header, st->base + 8, (size_t)hlen, jname, err, es);
-    free(jname);
-    if (rc) return rc;
-    root = mio_json_root(&st->header);
-    if (!root || root->type != MIO_JSON_OBJECT)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header is %s, expected a JSON object", f,
-                         mio_json_type_name(mio_json_type(root)));
-
-    st->tensors = (mio_tensor *)calloc(root->count ? root->count : 1, sizeof(mio_tensor));
-    if (!st->tensors) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory for %zu tensors", f, root->count);
-    for (e = mio_json_child(root); e; e = mio_json_next(e)) {
-        if (e->key_len == 12 && memcmp(e->key, "__metadata__", 12) == 0) {
-            const mio_json *m;
-            if (e->type != MIO_JSON_OBJECT)
-                return mio__fail(err, es, MIO_ERR_FORMAT, "%s: __metadata__ is %s, expected an object of strings",
-                                 f, mio_json_type_name(e->type));
-            for (m = mio_json_child(e); m; m = mio_json_next(m))
-                if (m->type != MIO_JSON_STRING)
-                    return mio__fail(err, es, MIO_ERR_FORMAT, "%s: __metadata__ '%s' is %s, expected a string",
-                                     f, m->key, mio_json_type_name(m->type));
-            continue;
-        }
-        rc = mio__st_entry(st, e, &st->tensors[n], data_size, err, es);
-        if (rc) return rc;
-        n++;
-    }
-    st->n_tensors = n;
-
-    qsort(st->tensors, n, sizeof(mio_tensor), mio__tensor_cmp);
-    for (i = 1; i < n; i++)
-        if (strcmp(st->tensors[i - 1].name, st->tensors[i].name) == 0)
-            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s' appears twice in the header",
-                             f, st->tensors[i].name);
-
-    /* Overlapping data would mean two tensors share bytes; the format forbids it. */
-    rg = (mio__range *)malloc((n ? n : 1) * sizeof(mio__range));
-    if (!rg) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f);
-    for (i = 0; i < n; i++) {
-        rg[i].begin = st->tensors[i].offset - st->data_start;
-        rg[i].end = rg[i].begin + st->tensors[i].nbytes;
-        rg[i].i = i;
-    }
-    qsort(rg, n, sizeof(mio__range), mio__range_cmp);
-    {
-        size_t prev = MIO__NONE; /* the non-empty range with the largest end so far */
-        rc = MIO_OK;
-        for (i = 0; i < n && !rc; i++) {
-            if (rg[i].begin == rg[i].end) continue;
-            if (prev != MIO__NONE && rg[i].begin < rg[prev].end)
-                rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap",
-                               f, st->tensors[rg[prev].i].name, (unsigned long long)rg[prev].begin,
-                               (unsigned long long)rg[prev].end, st->tensors[rg[i].i].name,
-                               (unsigned long long)rg[i].begin, (unsigned long long)rg[i].end);
-            if (prev == MIO__NONE || rg[i].end > rg[prev].end) prev = i;
-        }
-    }
-    free(rg);
-    return rc;
+    return mio__st_header(st, st->base + 8, (size_t)hlen, err, es);
 }
 
 MIODEF void mio_safetensors_close(mio_safetensors *st)
 {
     if (!st) return;
     if (st->mapped && st->base) munmap((void *)(uintptr_t)st->base, st->size);
-    free(st->tensors);
-    free(st->path);
-    mio_json_free(&st->header);
+    MIO_FREE(st->tensors);
+    MIO_FREE(st->path);
+    MIO_FREE(st->names);
     memset(st, 0, sizeof *st);
 }
 
@@ -1577,11 +1869,6 @@ static int mio__entry_cmp(const void *a, const void *b)
     return strcmp(((const mio_model_entry *)a)->name, ((const mio_model_entry *)b)->name);
 }
 
-static int mio__shard_cmp(const void *a, const void *b)
-{
-    return strcmp(((const mio_model_shard *)a)->file, ((const mio_model_shard *)b)->file);
-}
-
 /* A shard name must stay inside the model directory: relative, no ".." component. */
 static int mio__safe_relpath(const char *s, size_t len)
 {
@@ -1609,59 +1896,156 @@ static size_t mio__model_find(const mio_model *m, const char *name)
     return MIO__NONE;
 }
 
-static int mio__model_index(mio_model *m, char *err, size_t es)
+static int mio__ptr_strcmp(const void *a, const void *b)
 {
-    const char *ip = m->index_path;
-    const mio_json *wm, *e;
-    size_t n = 0, i, k;
-    int rc = mio_json_parse_file(&m->index, ip, err, es);
-    if (rc) return rc;
-    wm = mio_json_get(mio_json_root(&m->index), "weight_map");
-    if (mio_json_type(wm) != MIO_JSON_OBJECT)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: \"weight_map\" is %s, expected an object mapping tensor names to shard files",
-                         ip, mio_json_type_name(mio_json_type(wm)));
-    if (wm->count == 0) return mio__fail(err, es, MIO_ERR_FORMAT, "%s: \"weight_map\" is empty", ip);
-    m->entries = (mio_model_entry *)calloc(wm->count, sizeof(mio_model_entry));
-    m->shards = (mio_model_shard *)calloc(wm->count, sizeof(mio_model_shard));
-    if (!m->entries || !m->shards) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", ip);
-    for (e = mio_json_child(wm); e; e = mio_json_next(e), n++) {
-        if (strlen(e->key) != e->key_len)
-            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: a tensor name in weight_map contains a NUL character", ip);
-        if (e->type != MIO_JSON_STRING)
-            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: weight_map['%s'] is %s, expected a shard file name",
-                             ip, e->key, mio_json_type_name(e->type));
-        if (!mio__safe_relpath(e->str, e->str_len))
-            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: weight_map['%s'] = '%s' is not a file name inside the model directory",
-                             ip, e->key, e->str);
-        m->entries[n].name = e->key;
-        m->shards[n].file = e->str;
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Streams the index: "weight_map" into entries (name, index of its file in `files`), every
+   other member checked and skipped. */
+static int mio__index_read(mio_model *m, mio__jp *p, const char ***files_out, char *err, size_t es)
+{
+    const char *ip = m->index_path, **files = NULL;
+    size_t start, n = 0, cap = 0;
+    int rc, more, seen = 0;
+    *files_out = NULL;
+    if (mio__jp_peek(p) != MIO_JSON_OBJECT) {
+        if (p->pos >= p->n) return mio__jp_fail(p, p->pos, "empty input, expected a JSON value");
+        return mio__jp_wrong(p, ip, "the index", "a JSON object with a \"weight_map\"");
+    }
+    start = p->pos;
+    mio__jp_open(p, &more);
+    while (more) {
+        const char *key;
+        size_t klen;
+        char *ksp = p->sp;
+        rc = mio__jp_key(p, &key, &klen);
+        if (rc) goto fail;
+        p->sp = ksp;
+        if (klen != 10 || memcmp(key, "weight_map", 10) != 0) {
+            rc = mio__jp_value(p, NULL, 0, NULL);
+        } else if (seen) {
+            rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: \"weight_map\" appears twice", ip);
+        } else if (mio__jp_peek(p) != MIO_JSON_OBJECT) {
+            rc = mio__jp_wrong(p, ip, "\"weight_map\"", "an object mapping tensor names to shard files");
+        } else {
+            size_t wstart = p->pos;
+            int wmore;
+            seen = 1;
+            mio__jp_open(p, &wmore);
+            while (wmore) {
+                const char *nm;
+                size_t nlen;
+                mio_json v;
+                rc = mio__jp_key(p, &nm, &nlen);
+                if (!rc) rc = mio__jp_scalar(p, &v);
+                if (rc) goto fail;
+                if (strlen(nm) != nlen) {
+                    rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: a tensor name in weight_map contains a NUL character", ip);
+                    goto fail;
+                }
+                if (v.type != MIO_JSON_STRING) {
+                    rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: weight_map['%.200s'] is %s, expected a shard file name",
+                                   ip, nm, mio_json_type_name(v.type));
+                    goto fail;
+                }
+                if (!mio__safe_relpath(v.str, v.str_len)) {
+                    rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: weight_map['%.200s'] = '%.200s' is not a file name inside the model directory",
+                                   ip, nm, v.str);
+                    goto fail;
+                }
+                if (n == cap) { /* grow by half: 24 bytes an entry, which takes >= 8 bytes */
+                    size_t nc = cap ? cap + cap / 2 : 16, b1, b2;
+                    mio_model_entry *ne = NULL;
+                    const char **nf = NULL;
+                    if (mio__mul_size(nc, sizeof *ne, &b1) && mio__mul_size(nc, sizeof *nf, &b2)) {
+                        ne = (mio_model_entry *)MIO_REALLOC(m->entries, b1);
+                        if (ne) m->entries = ne;
+                        nf = ne ? (const char **)MIO_REALLOC((void *)files, b2) : NULL;
+                        if (nf) files = nf;
+                    }
+                    if (!ne || !nf) {
+                        rc = mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory for %zu entries", ip, nc);
+                        goto fail;
+                    }
+                    cap = nc;
+                }
+                m->entries[n].name = nm;
+                m->entries[n].shard = n;
+                files[n++] = v.str;
+                rc = mio__jp_sep(p, 1, wstart, &wmore);
+                if (rc) goto fail;
+            }
+        }
+        if (!rc) rc = mio__jp_sep(p, 1, start, &more);
+        if (rc) goto fail;
+    }
+    mio__jp_ws(p);
+    if (p->pos != p->n) {
+        char w[16];
+        rc = mio__jp_fail(p, p->pos, "unexpected %s after the top-level value", mio__jp_what(p, p->pos, w, sizeof w));
+        goto fail;
     }
     m->n_entries = n;
-    qsort(m->entries, n, sizeof(mio_model_entry), mio__entry_cmp);
-    for (i = 1; i < n; i++)
-        if (strcmp(m->entries[i - 1].name, m->entries[i].name) == 0)
-            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s' appears twice in weight_map",
-                             ip, m->entries[i].name);
-    /* distinct shard files, then each entry's shard by binary search */
-    qsort(m->shards, n, sizeof(mio_model_shard), mio__shard_cmp);
-    for (i = 0, k = 0; i < n; i++)
-        if (k == 0 || strcmp(m->shards[k - 1].file, m->shards[i].file) != 0) m->shards[k++] = m->shards[i];
-    m->n_shards = k;
-    for (e = mio_json_child(wm), i = 0; e; e = mio_json_next(e), i++) {
-        size_t lo = 0, hi = m->n_shards, at = mio__model_find(m, e->key);
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            int c = strcmp(e->str, m->shards[mid].file);
-            if (c == 0) {
-                lo = mid;
-                break;
-            }
-            if (c < 0) hi = mid;
-            else lo = mid + 1;
-        }
-        m->entries[at].shard = lo;
-    }
+    if (!seen)
+        rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: \"weight_map\" is absent, expected an object mapping tensor names to shard files", ip);
+    else if (n == 0)
+        rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: \"weight_map\" is empty", ip);
+    if (rc) goto fail;
+    *files_out = files;
     return MIO_OK;
+fail:
+    MIO_FREE((void *)files);
+    return rc;
+}
+
+static int mio__model_index(mio_model *m, char *err, size_t es)
+{
+    const char *ip = m->index_path, **files = NULL, **uniq = NULL;
+    unsigned char *text;
+    size_t len, n, i, k;
+    mio__jp p;
+    int rc = mio__read_file(ip, MIO_INDEX_MAX_FILE, &text, &len, err, es);
+    if (rc) return rc;
+    m->index_strings = (char *)MIO_MALLOC(len + 1);
+    if (!m->index_strings) {
+        MIO_FREE(text);
+        return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", ip);
+    }
+    mio__jp_init(&p, text, len, m->index_strings, ip, err, es);
+    rc = mio__index_read(m, &p, &files, err, es);
+    MIO_FREE(text);
+    if (rc) return rc;
+    n = m->n_entries;
+    qsort(m->entries, n, sizeof(mio_model_entry), mio__entry_cmp);
+    for (i = 1; i < n && !rc; i++)
+        if (strcmp(m->entries[i - 1].name, m->entries[i].name) == 0)
+            rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s' appears twice in weight_map",
+                           ip, m->entries[i].name);
+    /* the distinct shard files, then each entry's shard by binary search */
+    if (!rc && !(uniq = (const char **)MIO_MALLOC(n * sizeof *uniq)))
+        rc = mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", ip);
+    if (!rc) {
+        memcpy((void *)uniq, (const void *)files, n * sizeof *uniq);
+        qsort((void *)uniq, n, sizeof *uniq, mio__ptr_strcmp);
+        for (i = 0, k = 0; i < n; i++)
+            if (k == 0 || strcmp(uniq[k - 1], uniq[i]) != 0) uniq[k++] = uniq[i];
+        m->shards = (mio_model_shard *)MIO_MALLOC(k * sizeof(mio_model_shard));
+        if (!m->shards) rc = mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", ip);
+    }
+    if (!rc) {
+        memset(m->shards, 0, k * sizeof(mio_model_shard));
+        for (i = 0; i < k; i++) m->shards[i].file = uniq[i];
+        m->n_shards = k;
+        for (i = 0; i < n; i++) {
+            const char *file = files[m->entries[i].shard];
+            const char **at = (const char **)bsearch(&file, (const void *)uniq, k, sizeof *uniq, mio__ptr_strcmp);
+            m->entries[i].shard = (size_t)(at - uniq);
+        }
+    }
+    MIO_FREE((void *)uniq);
+    MIO_FREE((void *)files);
+    return rc;
 }
 
 MIODEF void mio_model_close(mio_model *m)
@@ -1671,11 +2055,11 @@ MIODEF void mio_model_close(mio_model *m)
     mio_safetensors_close(&m->single);
     for (i = 0; i < m->n_shards; i++)
         if (m->shards[i].open) mio_safetensors_close(&m->shards[i].st);
-    free(m->shards);
-    free(m->entries);
-    mio_json_free(&m->index);
-    free(m->dir);
-    free(m->index_path);
+    MIO_FREE(m->shards);
+    MIO_FREE(m->entries);
+    MIO_FREE(m->index_strings);
+    MIO_FREE(m->dir);
+    MIO_FREE(m->index_path);
     memset(m, 0, sizeof *m);
 }
 
@@ -1704,12 +2088,12 @@ MIODEF int mio_model_open(mio_model *m, const char *dir, char *err, size_t err_s
     single = mio__join(dir, "model.safetensors");
     m->index_path = mio__join(dir, "model.safetensors.index.json");
     if (!single || !m->index_path) {
-        free(single);
+        MIO_FREE(single);
         mio_model_close(m);
         return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory", dir);
     }
     if (stat(single, &sb) == 0) {
-        free(m->index_path);
+        MIO_FREE(m->index_path);
         m->index_path = NULL;
         rc = mio_safetensors_open(&m->single, single, err, err_size);
     } else if (stat(m->index_path, &sb) == 0) {
@@ -1719,7 +2103,7 @@ MIODEF int mio_model_open(mio_model *m, const char *dir, char *err, size_t err_s
         rc = mio__fail(err, err_size, MIO_ERR_IO, "model directory '%s' has neither model.safetensors nor model.safetensors.index.json",
                        dir);
     }
-    free(single);
+    MIO_FREE(single);
     if (rc) mio_model_close(m);
     return rc;
 }
@@ -1746,11 +2130,11 @@ MIODEF int mio_model_tensor(mio_model *m, const char *name, const mio_tensor **o
         if (stat(path, &sb) != 0 && errno == ENOENT) {
             rc = mio__fail(err, err_size, MIO_ERR_IO, "shard file '%s' is missing (model.safetensors.index.json lists it for tensor '%s')",
                            path, name);
-            free(path);
+            MIO_FREE(path);
             return rc;
         }
         rc = mio_safetensors_open(&sh->st, path, why, sizeof why);
-        free(path);
+        MIO_FREE(path);
         if (rc)
             return mio__fail(err, err_size, rc, "%s (shard of tensor '%s' in model.safetensors.index.json)",
                              why, name);
@@ -1971,7 +2355,7 @@ static int mio__npy_read_buf(const void *buf, size_t len, const char *name, int 
     if (avail > nbytes)
         return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: %zu unexpected bytes after the data of shape %s",
                          name, avail - nbytes, sh);
-    out = (unsigned char *)malloc(obytes ? obytes : 1);
+    out = (unsigned char *)MIO_MALLOC(obytes ? obytes : 1);
     if (!out) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory for %zu bytes", name, obytes);
     b += hstart + hlen;
     /* assembling the little-endian bytes into an integer works on a host of either order */
@@ -2087,7 +2471,7 @@ static int mio__npy_write(const char *path, const void *data, const char *descr,
     hdr[9] = (char)((hl - 10) >> 8);
 
     tl = strlen(path) + 32;
-    tmp = (char *)malloc(tl);
+    tmp = (char *)MIO_MALLOC(tl);
     if (!tmp) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", path);
     for (i = 0; i < 100 && fd < 0; i++) {
         snprintf(tmp, tl, "%s.tmp%ld-%d", path, (long)getpid(), i);
@@ -2096,7 +2480,7 @@ static int mio__npy_write(const char *path, const void *data, const char *descr,
     }
     if (fd < 0) {
         int e = errno;
-        free(tmp);
+        MIO_FREE(tmp);
         return mio__fail(err, es, MIO_ERR_IO, "%s: cannot create a temporary file next to it: %s", path, strerror(e));
     }
     ok = mio__write_all(fd, hdr, hl);
@@ -2124,10 +2508,10 @@ static int mio__npy_write(const char *path, const void *data, const char *descr,
     if (!ok) {
         int e = errno;
         unlink(tmp);
-        free(tmp);
+        MIO_FREE(tmp);
         return mio__fail(err, es, MIO_ERR_IO, "%s: write failed, file left untouched: %s", path, strerror(e));
     }
-    free(tmp);
+    MIO_FREE(tmp);
     return MIO_OK;
 }
 
@@ -2152,6 +2536,9 @@ MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows,
    Version history
      0.1.0  first version: JSON, safetensors (single file and sharded), npy read/write.
      0.2.0  mio_npy_read_f64: float32, float64 and int32 arrays as double.
+     0.3.0  reliability: non-regular files refused before they are read; get_str refuses
+            strings with a NUL; memory bounded by the input (streaming header and index
+            parsers, an exact-size DOM, size limits per file); MIO_MALLOC/REALLOC/FREE.
 
 ------------------------------------------------------------------------------
 This software is available under 2 licenses -- choose whichever you prefer.

@@ -1,8 +1,16 @@
 /* test_io.c - tests of examples/moe_io.h: JSON, safetensors (single and sharded), npy.
    Files are written into a fresh directory under /tmp and removed at the end. Every error case
-   checks the result code and that the message names the problem. Last line: "N passed, M failed". */
+   checks the result code and that the message names the problem. moe_io.h allocates through a
+   counting allocator here, so the memory bounds are checked too. Last line: "N passed, M failed". */
 #define _DEFAULT_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#include <stddef.h>
+static void *t_malloc(size_t n);
+static void *t_realloc(void *q, size_t n);
+static void t_free(void *q);
+#define MIO_MALLOC(sz) t_malloc(sz)
+#define MIO_REALLOC(p, sz) t_realloc(p, sz)
+#define MIO_FREE(p) t_free(p)
 #define MOE_IO_IMPLEMENTATION
 #include "../examples/moe_io.h"
 
@@ -11,11 +19,45 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 static int n_pass, n_fail;
 static char tmpdir[64];
+
+/* live and peak bytes moe_io.h holds; a realloc counts old and new at once, as it may */
+static size_t g_live, g_peak;
+static void *t_malloc(size_t n)
+{
+    size_t *h = (size_t *)malloc(n + 16);
+    if (!h) return NULL;
+    h[0] = n;
+    g_live += n;
+    if (g_live > g_peak) g_peak = g_live;
+    return (char *)h + 16;
+}
+static void *t_realloc(void *q, size_t n)
+{
+    size_t *h, old;
+    if (!q) return t_malloc(n);
+    h = (size_t *)(void *)((char *)q - 16);
+    old = h[0];
+    if (g_live + n > g_peak) g_peak = g_live + n;
+    h = (size_t *)realloc(h, n + 16);
+    if (!h) return NULL;
+    h[0] = n;
+    g_live = g_live - old + n;
+    return (char *)h + 16;
+}
+static void t_free(void *q)
+{
+    size_t *h;
+    if (!q) return;
+    h = (size_t *)(void *)((char *)q - 16);
+    g_live -= h[0];
+    free(h);
+}
 
 static void check(int ok, const char *what, int line)
 {
@@ -771,7 +813,7 @@ static void test_npy(void)
     CHECK(mio_npy_write_f32(p, x, 2, 3, err, sizeof err) == MIO_OK && err[0] == '\0');
     rc = mio_npy_read(p, &y, &r, &c, err, sizeof err);
     CHECK(rc == MIO_OK && r == 2 && c == 3 && y && memcmp(x, y, sizeof x) == 0);
-    free(y);
+    MIO_FREE(y);
     /* the bytes are what numpy.save writes: magic, 1.0, header padded so data starts at 128 */
     raw = read_whole(p, &len);
     CHECK(raw && len == 128 + 24);
@@ -795,12 +837,12 @@ static void test_npy(void)
     CHECK(mio_npy_write_f32(p, NULL, 0, 64, err, sizeof err) == MIO_OK);
     rc = mio_npy_read(p, &y, &r, &c, err, sizeof err);
     CHECK(rc == MIO_OK && r == 0 && c == 64 && y != NULL);
-    free(y);
+    MIO_FREE(y);
     /* version 2.0, double-quoted keys, keys in another order, no trailing comma */
     raw = npy_build(2, "{\"shape\": (1, 2), \"fortran_order\": False, \"descr\": \"<f4\"}", x, 8, &len);
     rc = mio_npy_read_mem(raw, len, "v2.npy", &y, &r, &c, err, sizeof err);
     CHECK(rc == MIO_OK && r == 1 && c == 2 && y[0] == 1.5f && y[1] == -2.0f);
-    free(y);
+    MIO_FREE(y);
     free(raw);
 
     /* errors */
@@ -981,6 +1023,112 @@ static void test_not_regular(void)
     alarm(0);
 }
 
+/* Memory is bounded by the input: a DOM needs one node per value and the strings, counted
+   first; the safetensors header and the index are streamed. A 100 MB header holding one long
+   array used to cost 3.8 GiB (a 40-byte node per 2-byte value, doubled while growing). */
+static void test_memory(void)
+{
+    char err[MIO_ERR_SIZE], d[200], p[256];
+    mio_safetensors st;
+    mio_json_doc doc;
+    mio_model m;
+    size_t H = (size_t)16 << 20, len, i, n, at, base;
+    unsigned char *img = (unsigned char *)malloc(8 + H);
+    int rc, fd;
+    /* one long array as the header: refused at its first byte, with the names arena only */
+    for (i = 0; i < 8; i++) img[i] = (unsigned char)((uint64_t)H >> (8 * i));
+    img[8] = '[';
+    for (i = 9; i + 1 < 8 + H; i += 2) img[i] = '0', img[i + 1] = ',';
+    img[8 + H - 2] = ']', img[8 + H - 1] = ' ';
+    g_peak = base = g_live;
+    rc = mio_safetensors_open_mem(&st, img, 8 + H, "long.safetensors", err, sizeof err);
+    CHECK_ERR(rc, MIO_ERR_FORMAT, "header is an array, expected a JSON object");
+    CHECK(g_peak - base <= H + 65536);
+    if (g_peak - base > H + 65536) printf("     peak %zu bytes for a %zu-byte header\n", g_peak - base, H);
+    /* the same array inside an unknown key of an entry, and as a shape: checked, not kept */
+    at = 8;
+    at += (size_t)sprintf((char *)img + at, "{\"w\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0],\"x\":[");
+    for (; at + 16 < 8 + H; at += 2) img[at] = '0', img[at + 1] = ',';
+    memcpy(img + at, "0]}}", 4);
+    for (at += 4; at < 8 + H; at++) img[at] = ' ';
+    g_peak = base = g_live;
+    rc = mio_safetensors_open_mem(&st, img, 8 + H, "key.safetensors", err, sizeof err);
+    CHECK(rc == MIO_OK && st.n_tensors == 1);
+    if (rc) printf("     %s\n", err);
+    CHECK(g_peak - base <= H + 65536 + 200);
+    mio_safetensors_close(&st);
+    at = 8 + (size_t)sprintf((char *)img + 8, "{\"w\":{\"dtype\":\"U8\",\"shape\":[0");
+    for (; at + 40 < 8 + H; at += 2) img[at] = ',', img[at + 1] = '1';
+    at += (size_t)sprintf((char *)img + at, "],\"data_offsets\":[0,0]}}");
+    while (at < 8 + H) img[at++] = ' ';
+    g_peak = base = g_live;
+    rc = mio_safetensors_open_mem(&st, img, 8 + H, "rank.safetensors", err, sizeof err);
+    CHECK_ERR(rc, MIO_ERR_FORMAT, "tensor 'w': rank");
+    CHECK(g_peak - base <= H + 65536);
+    /* as many tensors as fit: the table and the names stay within 10 times the header */
+    at = 8;
+    img[at++] = '{';
+    for (n = 0; at + 80 < 8 + H; n++)
+        at += (size_t)sprintf((char *)img + at, "%s\"%zu\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}",
+                              n ? "," : "", n);
+    img[at++] = '}';
+    while (at < 8 + H) img[at++] = ' ';
+    g_peak = base = g_live;
+    rc = mio_safetensors_open_mem(&st, img, 8 + H, "many.safetensors", err, sizeof err);
+    CHECK(rc == MIO_OK && st.n_tensors == n);
+    if (rc) printf("     %s\n", err);
+    CHECK(g_peak - base <= 10 * H);
+    printf("     %zu tensors in a %zu-byte header: peak %.2f x the header\n", n, H,
+           (double)(g_peak - base) / (double)H);
+    mio_safetensors_close(&st);
+
+    /* the DOM: exactly one node per value plus the strings */
+    n = (size_t)1 << 19;
+    img[0] = '[';
+    for (i = 0; i < n; i++) img[1 + 2 * i] = '0', img[2 + 2 * i] = ',';
+    img[2 * n] = ']';
+    len = 2 * n + 1;
+    g_peak = base = g_live;
+    rc = mio_json_parse(&doc, img, len, "long.json", err, sizeof err);
+    CHECK(rc == MIO_OK && doc.n_nodes == n + 1);
+    CHECK(g_peak - base == len + 1 + doc.n_nodes * sizeof(mio_json));
+    mio_json_free(&doc);
+
+    /* a dense index: within 10 times the file */
+    path_in(d, sizeof d, "dense_index");
+    CHECK(mkdir(d, 0755) == 0);
+    at = (size_t)sprintf((char *)img, "{\"metadata\": {\"total_size\": 1, \"x\": [[1, 2], {\"y\": null}]}, \"weight_map\": {");
+    len = (size_t)8 << 20;
+    for (n = 0; at + 40 < len; n++) at += (size_t)sprintf((char *)img + at, "%s\"%zu\":\"s%zu\"", n ? "," : "", n, n % 7);
+    img[at++] = '}';
+    img[at++] = '}';
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
+    CHECK(write_file(p, img, at));
+    g_peak = base = g_live;
+    rc = mio_model_open(&m, d, err, sizeof err);
+    CHECK(rc == MIO_OK && m.n_entries == n && m.n_shards == 7);
+    if (rc) printf("     %s\n", err);
+    CHECK(g_peak - base <= 10 * at);
+    printf("     %zu index entries in %zu bytes: peak %.2f x the file\n", n, at,
+           (double)(g_peak - base) / (double)at);
+    mio_model_close(&m);
+    /* files over their limit are refused before anything is read */
+    fd = open(p, O_WRONLY | O_TRUNC);
+    CHECK(fd >= 0 && ftruncate(fd, (off_t)MIO_INDEX_MAX_FILE + 1) == 0);
+    close(fd);
+    g_peak = base = g_live;
+    CHECK_ERR(mio_model_open(&m, d, err, sizeof err), MIO_ERR_FORMAT, "index.json: file is 67108865 bytes, over the limit of 67108864");
+    CHECK(g_peak - base < 65536);
+    unlink(p);
+    path_in(p, sizeof p, "big_config.json");
+    fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0 && ftruncate(fd, (off_t)MIO_JSON_MAX_FILE + 1) == 0);
+    close(fd);
+    CHECK_ERR(mio_json_parse_file(&doc, p, err, sizeof err), MIO_ERR_FORMAT, "big_config.json: file is 4194305 bytes, over the limit of 4194304");
+    unlink(p);
+    free(img);
+}
+
 int main(void)
 {
     strcpy(tmpdir, "/tmp/moe_test_io_XXXXXX");
@@ -996,6 +1144,7 @@ int main(void)
     test_npy();
     test_npy_atomic();
     test_not_regular();
+    test_memory();
     CHECK(strstr(mio_result_str(MIO_ERR_FORMAT), "MIO_ERR_FORMAT") != NULL);
     rm_tree(tmpdir, 2);
     printf("%d passed, %d failed\n", n_pass, n_fail);
