@@ -162,7 +162,7 @@ static void hf_set_act(hf_ctx *c, hf_plan *p, const char *name) {
     int a = hf_act(name);
     if (a < 0) {
         char m[160];
-        snprintf(m, sizeof m, "activation '%s' is not supported (silu, gelu, gelu_new, "
+        snprintf(m, sizeof m, "activation '%.64s' is not supported (silu, gelu, gelu_new, "
                  "gelu_pytorch_tanh, relu)", name);
         hf_fail(c, m);
         return;
@@ -290,12 +290,12 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
     }
     snprintf(p->family, sizeof p->family, "%s", mt);
     if (!hf_parse_layer(layer_arg, &stack, &layer)) {
-        snprintf(err, err_size, "bad --layer '%s': expected a layer index%s", layer_arg,
+        snprintf(err, err_size, "bad --layer '%.64s': expected a layer index%s", layer_arg,
                  strcmp(mt, "switch_transformers") ? "" : ", encoder.N or decoder.N");
         return -1;
     }
     if (stack && strcmp(mt, "switch_transformers")) {
-        snprintf(err, err_size, "bad --layer '%s': encoder./decoder. is for switch_transformers "
+        snprintf(err, err_size, "bad --layer '%.64s': encoder./decoder. is for switch_transformers "
                  "only", layer_arg);
         return -1;
     }
@@ -415,7 +415,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
             const char *tm = hf_s(c, o, "topk_method", "greedy");
             const char *sf = hf_s(c, o, "scoring_func", "softmax");
             if (sf && strcmp(sf, "softmax")) {
-                snprintf(msg, sizeof msg, "deepseek_v2 scoring_func '%s' is not supported "
+                snprintf(msg, sizeof msg, "deepseek_v2 scoring_func '%.64s' is not supported "
                          "(softmax)", sf);
                 hf_fail(c, msg);
             }
@@ -428,7 +428,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
                 m->topk_group = (int)kg;
                 m->group_score = MOE_GROUP_MAX;
             } else if (tm && strcmp(tm, "greedy")) {
-                snprintf(msg, sizeof msg, "deepseek_v2 topk_method '%s' is not supported "
+                snprintf(msg, sizeof msg, "deepseek_v2 topk_method '%.64s' is not supported "
                          "(greedy, group_limited_greedy)", tm);
                 hf_fail(c, msg);
             }
@@ -675,7 +675,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         hf_add(p, HF_DOWN, "experts.expert_{e}.wo.weight", 1, MOE_OUT_IN, 2, d, ff, 0);
     } else {
         size_t at = 0;
-        at += (size_t)snprintf(msg, sizeof msg, "unknown model_type '%s'; supported:", mt);
+        at += (size_t)snprintf(msg, sizeof msg, "unknown model_type '%.64s'; supported:", mt);
         for (size_t i = 0; i < sizeof hf_families / sizeof *hf_families && at < sizeof msg; i++)
             at += (size_t)snprintf(msg + at, sizeof msg - at, " %s", hf_families[i]);
         hf_fail(c, msg);

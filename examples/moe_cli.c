@@ -483,7 +483,7 @@ static int dir_writable(const char *path, char *dir, size_t n) {
 }
 
 static int run_model(const opts *o) {
-    char err[1024], e2[MIO_ERR_SIZE], path[4096], dir[4096];
+    char err[MIO_ERR_SIZE + 1024], e2[MIO_ERR_SIZE], path[4096], dir[4096];
     struct stat st;
     int rc = 1;
     mio_json_doc doc;

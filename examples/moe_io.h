@@ -64,8 +64,10 @@
 
    Conventions:
    - Every function that can fail takes (char *err, size_t err_size): err may be NULL; on
-     failure it receives a NUL-terminated message (truncated to err_size), on success "".
-     MIO_ERR_SIZE (256) is enough for every message the library writes.
+     failure it receives a NUL-terminated message, on success "". A message names what failed
+     first and the reason last; one longer than err_size is shortened in the middle (" ... "),
+     so both ends survive. MIO_ERR_SIZE (1024) holds every message short of very long paths;
+     names taken from a file (tensor names, keys) are cut at 200 bytes in messages.
    - Nothing is printed, nothing exits, there is no global state. Objects are not thread-safe;
      distinct objects may be used from distinct threads.
    - Byte offsets in messages count from 0. Sizes are size_t with overflow-checked products.
@@ -121,7 +123,7 @@
 #define MIO_NPY_MAX_RANK 32
 #endif
 
-#define MIO_ERR_SIZE 256
+#define MIO_ERR_SIZE 1024
 
 #ifdef __cplusplus
 extern "C" {
@@ -418,13 +420,31 @@ static void mio__clear(char *err, size_t es)
 }
 
 static int mio__fail(char *err, size_t es, int code, const char *fmt, ...) MIO__PRINTF(4, 5);
+/* The message into err: whole if it fits, else its start and its end, where the reason is,
+   around " ... ". The 12 KiB buffer holds two paths of PATH_MAX and the text around them; no
+   allocation, as this may be an out-of-memory path. */
 static int mio__fail(char *err, size_t es, int code, const char *fmt, ...)
 {
-    if (err && es) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, es, fmt, ap);
-        va_end(ap);
+    char buf[12288];
+    size_t n, head, tail;
+    va_list ap;
+    int r;
+    if (!err || !es) return code;
+    va_start(ap, fmt);
+    r = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    n = r < 0 ? 0 : (size_t)r < sizeof buf ? (size_t)r : sizeof buf - 1;
+    if (n < es) {
+        memcpy(err, buf, n + 1);
+    } else if (es < 32) {
+        memcpy(err, buf + n - (es - 1), es); /* the reason alone */
+    } else {
+        head = (es - 6) / 3;
+        tail = es - 6 - head;
+        memcpy(err, buf, head);
+        memcpy(err + head, " ... ", 5);
+        memcpy(err + head + 5, buf + n - tail, tail);
+        err[es - 1] = '\0';
     }
     return code;
 }
@@ -1749,6 +1769,12 @@ static int mio__st_parse(mio_safetensors *st, char *err, size_t es)
         return mio__fail(err, es, MIO_ERR_FORMAT, "%s: file is %zu bytes, too short for the 8-byte header length (truncated?)",
                          f, st->size);
     hlen = mio__le64(st->base);
+    /* the spec: the JSON header must start with '{'. A length that does not fit the file and no
+       '{' after it is some other file (a pytorch .bin, an HTML error page, an index) */
+    if ((hlen > (uint64_t)(st->size - 8) || hlen > (uint64_t)MIO_ST_MAX_HEADER) &&
+        (st->size == 8 || st->base[8] != '{'))
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: not a safetensors file (its first 8 bytes are no header length that fits the file, and no '{' follows them)",
+                         f);
     if (hlen > (uint64_t)(st->size - 8))
         return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header length %llu is larger than the file allows (%zu bytes after the 8-byte length; file is %zu bytes): truncated or not a safetensors file",
                          f, (unsigned long long)hlen, st->size - 8, st->size);
@@ -2136,8 +2162,8 @@ MIODEF int mio_model_tensor(mio_model *m, const char *name, const mio_tensor **o
         rc = mio_safetensors_open(&sh->st, path, why, sizeof why);
         MIO_FREE(path);
         if (rc)
-            return mio__fail(err, err_size, rc, "%s (shard of tensor '%s' in model.safetensors.index.json)",
-                             why, name);
+            return mio__fail(err, err_size, rc, "shard of tensor '%s' (model.safetensors.index.json): %s",
+                             name, why);
         sh->open = 1;
     }
     *out = mio_safetensors_find(&sh->st, name);
@@ -2538,7 +2564,8 @@ MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows,
      0.2.0  mio_npy_read_f64: float32, float64 and int32 arrays as double.
      0.3.0  reliability: non-regular files refused before they are read; get_str refuses
             strings with a NUL; memory bounded by the input (streaming header and index
-            parsers, an exact-size DOM, size limits per file); MIO_MALLOC/REALLOC/FREE.
+            parsers, an exact-size DOM, size limits per file); MIO_MALLOC/REALLOC/FREE;
+            long messages cut in the middle, keeping the reason; "not a safetensors file".
 
 ------------------------------------------------------------------------------
 This software is available under 2 licenses -- choose whichever you prefer.

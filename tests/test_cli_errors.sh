@@ -111,6 +111,10 @@ dict="{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 24), }"
 expect_fail "npy rank 3" "rank 3" --model "$CK/olmoe" --layer 0 --input "$tmp/rank3.npy"
 expect_fail "npy width" "width 40, expected hidden_size 24" --model "$CK/olmoe" --layer 0 --input "$CK/dbrx/dbrx.0.x.npy"
 expect_fail "missing input" "nope\.npy" --model "$CK/olmoe" --layer 0 --input "$tmp/nope.npy"
+long=$tmp; while [ ${#long} -lt 3400 ]; do long=$long/$(printf 'd%.0s' $(seq 200)); done
+expect_fail "long path keeps the reason" "^moe: input $tmp/d+.* \.\.\. d+/.*x\.npy: cannot open: No such file or directory$" --model "$CK/olmoe" --layer 0 --input "$long/x.npy"
+fixture mixtral; printf 'PK\003\004\024\000\000\000\010\000archive/data.pkl' > "$tmp/mixtral/model-00002-of-00002.safetensors"
+expect_fail "shard is not safetensors" "model-00002-of-00002\.safetensors: not a safetensors file" --model "$tmp/mixtral" --layer 1 --input "$CK/mixtral/mixtral.1.x.npy"
 
 # -- outputs
 rm -f "$tmp"/out.*

@@ -1129,6 +1129,65 @@ static void test_memory(void)
     free(img);
 }
 
+/* Messages keep their reason: one longer than the buffer is cut in the middle, and names from
+   a file are cut at 200 bytes. Also: a file that is not safetensors is called that. */
+static void test_messages(void)
+{
+    char err[MIO_ERR_SIZE], small[64], p[4096], name[5001], hdr[5200];
+    mio_safetensors st;
+    float *y = NULL;
+    size_t r, c, at, n, len;
+    unsigned char *img;
+    static const char enoent[] = "No such file or directory";
+    at = (size_t)snprintf(p, sizeof p, "%s", tmpdir);
+    while (at + 220 < 3400) {
+        p[at++] = '/';
+        memset(p + at, 'd', 200);
+        at += 200;
+    }
+    snprintf(p + at, sizeof p - at, "/x.npy");
+    CHECK(mio_npy_read(p, &y, &r, &c, err, sizeof err) == MIO_ERR_IO);
+    n = strlen(err);
+    CHECK(n == sizeof err - 1 && strncmp(err, tmpdir, strlen(tmpdir)) == 0 && strstr(err, " ... ") &&
+          strcmp(err + n - strlen(enoent), enoent) == 0);
+    CHECK(mio_safetensors_open(&st, p, small, sizeof small) == MIO_ERR_IO);
+    n = strlen(small);
+    CHECK(n == sizeof small - 1 && strcmp(small + n - strlen(enoent), enoent) == 0 && strstr(small, " ... "));
+    /* the cut is exact at every buffer size */
+    for (r = 1; r < 200; r++) {
+        char b[200];
+        mio_npy_read(p, &y, &c, &c, b, r);
+        if (strlen(b) != (r - 1 < 3000 ? r - 1 : 0) ||
+            (r > 48 && strcmp(b + strlen(b) - strlen(enoent), enoent) != 0)) {
+            printf("FAIL line %d: a %zu-byte buffer holds \"%s\"\n", __LINE__, r, b);
+            n_fail++;
+            break;
+        }
+    }
+    /* a 5000-byte tensor name: cut, and the reason still there */
+    memset(name, 'n', 5000);
+    name[5000] = 0;
+    snprintf(hdr, sizeof hdr, "{\"%s\":{\"dtype\":\"Q9\",\"shape\":[1],\"data_offsets\":[0,1]}}", name);
+    img = st_raw(hdr, 1, 0, &len);
+    CHECK_ERR(mio_safetensors_open_mem(&st, img, len, "long.safetensors", err, sizeof err), MIO_ERR_FORMAT,
+              "long.safetensors: tensor 'nnnn", "': unknown dtype 'Q9'");
+    CHECK(strlen(err) < 300);
+    free(img);
+    /* other files as shards */
+    path_in(p, sizeof p, "model.bin");
+    {
+        static const char zip[] = "PK\x03\x04\x14\0\0\0\x08\0archive/data.pkl";
+        CHECK(write_file(p, zip, sizeof zip - 1));
+    }
+    CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_FORMAT, "model.bin: not a safetensors file");
+    path_in(p, sizeof p, "index.safetensors");
+    CHECK(write_file(p, "{\"weight_map\": {}}", 18));
+    CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_FORMAT, "index.safetensors: not a safetensors file");
+    path_in(p, sizeof p, "eight.safetensors");
+    CHECK(write_file(p, "\x08\0\0\0\0\0\0\0", 8));
+    CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_FORMAT, "not a safetensors file");
+}
+
 int main(void)
 {
     strcpy(tmpdir, "/tmp/moe_test_io_XXXXXX");
@@ -1145,6 +1204,7 @@ int main(void)
     test_npy_atomic();
     test_not_regular();
     test_memory();
+    test_messages();
     CHECK(strstr(mio_result_str(MIO_ERR_FORMAT), "MIO_ERR_FORMAT") != NULL);
     rm_tree(tmpdir, 2);
     printf("%d passed, %d failed\n", n_pass, n_fail);
