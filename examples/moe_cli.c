@@ -66,7 +66,8 @@ static const char *usage_text =
     "  --experts-out E.npy  int32 [T][k]: selected experts, slot order (key descending)\n"
     "  --weights-out W.npy  float32 [T][k]: each slot's weight (0 for a slot dropped by\n"
     "                    capacity; Llama-4 applies it to the expert's input)\n"
-    "  Outputs are written only when the whole run succeeds, each atomically.\n"
+    "  The outputs appear together, only when the whole run succeeds; a failed run leaves\n"
+    "  every file as it was. An output may not be the input or a file of the checkpoint.\n"
     "  Families (model_type): mixtral qwen2_moe qwen3_moe olmoe deepseek_v2 deepseek_v3\n"
     "  kimi_k2 glm4_moe gpt_oss llama4 jamba dbrx granitemoe phimoe ernie4_5_moe\n"
     "  switch_transformers. Switch layers see X as one sequence (one capacity group).\n"
@@ -482,6 +483,61 @@ static int dir_writable(const char *path, char *dir, size_t n) {
     return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && access(dir, W_OK) == 0;
 }
 
+static const char *const out_flags[3] = {"--output", "--experts-out", "--weights-out"};
+
+/* The outputs before anything is read: each in a writable directory, not something other than
+   a file, no two the same file. 0 ok, else the message is printed. */
+static int check_outputs(const char *const outs[3]) {
+    char dir[4096];
+    struct stat st;
+    for (int i = 0; i < 3; i++) {
+        if (!outs[i]) continue;
+        if (!dir_writable(outs[i], dir, sizeof dir)) {
+            fprintf(stderr, "moe: cannot write output '%s': directory '%s' is missing or not "
+                    "writable\n", outs[i], dir);
+            return -1;
+        }
+        if (stat(outs[i], &st) == 0 && !S_ISREG(st.st_mode)) {
+            fprintf(stderr, "moe: cannot write output '%s' (%s): it exists and is not a regular "
+                    "file\n", outs[i], out_flags[i]);
+            return -1;
+        }
+        for (int j = 0; j < i; j++)
+            if (outs[j] && mio_same_file(outs[i], outs[j])) {
+                fprintf(stderr, "moe: %s '%s' and %s '%s' name the same file\n", out_flags[j],
+                        outs[j], out_flags[i], outs[i]);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+/* No output may be one of the files the run reads (realpath, device and inode): the input,
+   config.json, or any file of the checkpoint, whether this layer reads it or not. */
+static int check_not_inputs(const char *const outs[3], const char *input, const char *config,
+                            const mio_model *m) {
+    char path[4096];
+    size_t n = m->sharded ? m->n_shards + 1 : 1;
+    for (int i = 0; i < 3; i++) {
+        if (!outs[i]) continue;
+        const char *why = NULL, *what = NULL;
+        if (mio_same_file(outs[i], input)) why = "the input (--input)", what = input;
+        else if (mio_same_file(outs[i], config)) why = "the model's config.json", what = config;
+        for (size_t k = 0; k < n && !why; k++) {
+            if (!m->sharded) snprintf(path, sizeof path, "%s", m->single.path);
+            else if (k == 0) snprintf(path, sizeof path, "%s", m->index_path);
+            else snprintf(path, sizeof path, "%s/%s", m->dir, m->shards[k - 1].file);
+            if (mio_same_file(outs[i], path)) why = "a file of the checkpoint", what = path;
+        }
+        if (why) {
+            fprintf(stderr, "moe: refusing to write %s '%s': it is %s, '%s'\n", out_flags[i],
+                    outs[i], why, what);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int run_model(const opts *o) {
     char err[MIO_ERR_SIZE + 1024], e2[MIO_ERR_SIZE], path[4096], dir[4096];
     struct stat st;
@@ -497,21 +553,16 @@ static int run_model(const opts *o) {
     moe_layer *layer = NULL;
     moe_workspace ws = {NULL, 0, o->threads};
     int model_open = 0;
-    const char *outs[3] = {o->output, o->experts_out, o->weights_out};
-    char tmp[3][4200];
-    int n_tmp = 0;
+    const char *const outs[3] = {o->output, o->experts_out, o->weights_out};
+    mio_outputs written;
 
     memset(&doc, 0, sizeof doc);
+    mio_outputs_init(&written);
     if (!o->layer || !o->input || !o->output) {
         fprintf(stderr, "moe: run --model needs --layer, --input and --output (see moe --help)\n");
         return 2;
     }
-    for (int i = 0; i < 3; i++)
-        if (outs[i] && !dir_writable(outs[i], dir, sizeof dir)) {
-            fprintf(stderr, "moe: cannot write output '%s': directory '%s' is missing or not "
-                    "writable\n", outs[i], dir);
-            return 1;
-        }
+    if (check_outputs(outs)) return 1;
     double t_start = now_s();
     if (stat(o->model, &st) || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "moe: model directory '%s' not found (or not a directory)\n", o->model);
@@ -551,6 +602,8 @@ static int run_model(const opts *o) {
         goto done;
     }
     model_open = 1;
+    snprintf(dir, sizeof dir, "%s/config.json", o->model);
+    if (check_not_inputs(outs, o->input, dir, &model)) goto done;
     const char *prefix = NULL;
     for (int i = 0; i < plan.n_prefix && !prefix; i++) {
         tensor_name(path, sizeof path, plan.prefix[i], plan.t[0].name, 0);
@@ -630,28 +683,21 @@ static int run_model(const opts *o) {
     double t_fwd;
     if (forward_traced(layer, x, T, y, ex, wt, load, &ws, &tr, &t_fwd)) goto done;
 
-    /* outputs: each to OUT.partial (itself written atomically), then all renamed together */
+    /* the outputs appear together or not at all (moe_io.h: mio_outputs) */
     for (int i = 0; i < 3; i++) {
         if (!outs[i]) continue;
-        snprintf(tmp[i], sizeof tmp[i], "%s.partial", outs[i]);
-        int wr = i == 0 ? mio_npy_write_f32(tmp[i], y, T, d, e2, sizeof e2)
-               : i == 1 ? mio_npy_write_i32(tmp[i], ex, T, K, e2, sizeof e2)
-                        : mio_npy_write_f32(tmp[i], wt, T, K, e2, sizeof e2);
+        int wr = i == 0 ? mio_outputs_npy_f32(&written, outs[i], y, T, d, e2, sizeof e2)
+               : i == 1 ? mio_outputs_npy_i32(&written, outs[i], ex, T, K, e2, sizeof e2)
+                        : mio_outputs_npy_f32(&written, outs[i], wt, T, K, e2, sizeof e2);
         if (wr) {
             fprintf(stderr, "moe: cannot write output '%s': %s\n", outs[i], e2);
             goto done;
         }
-        n_tmp = i + 1;
     }
-    for (int i = 0; i < 3; i++) {
-        if (!outs[i]) continue;
-        if (rename(tmp[i], outs[i])) {
-            fprintf(stderr, "moe: cannot write output '%s': %s\n", outs[i], strerror(errno));
-            goto done;
-        }
-        tmp[i][0] = 0;
+    if (mio_outputs_commit(&written, e2, sizeof e2)) {
+        fprintf(stderr, "moe: cannot write the outputs: %s\n", e2);
+        goto done;
     }
-    n_tmp = 0;
 
     printf("%s %s (%s): %zu tokens, d=%zu, experts %d, top-%zu -> %s\n", plan.family,
            plan.layer_name, prefix, T, d, E, K, o->output);
@@ -669,14 +715,13 @@ static int run_model(const opts *o) {
     }
     rc = 0;
 done:
-    for (int i = 0; i < n_tmp; i++)
-        if (outs[i] && tmp[i][0]) unlink(tmp[i]);
+    mio_outputs_discard(&written);
     free(ld);
     for (int i = 0; i < HF_MAX_TENSORS; i++) free((void *)pe[i]);
     moe_layer_free(layer);
     if (model_open) mio_model_close(&model);
     mio_json_free(&doc);
-    free(ws.data); free(x); free(y); free(ex); free(wt); free(load);
+    free(ws.data); MIO_FREE(x); free(y); free(ex); free(wt); free(load);
     return rc;
 }
 

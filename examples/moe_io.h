@@ -343,9 +343,10 @@ MIODEF const char *mio_model_name_at(const mio_model *m, size_t i); /* sorted; N
    (float32)", "x.npy: shape (3, 5, 7) has rank 3, expected [T][hidden_size]"). The data is
    copied into a MIO_MALLOC'd buffer the caller frees with MIO_FREE; a (0, D) array gives a
    valid 1-byte buffer.
-   Writers: version 1.0 header padded to 64 bytes as numpy writes it. They write a temporary
-   file next to path and rename() it into place only when everything was written and synced,
-   so on any failure path is untouched and no temporary file remains. */
+   Writers: version 1.0 header padded to 64 bytes as numpy writes it. Each is an output set of
+   one file (below): written to a temporary file next to path and renamed into place only when
+   everything was written and synced, so on any failure path is untouched and no temporary
+   file remains. */
 MIODEF int mio_npy_read(const char *path, float **data, size_t *rows, size_t *cols,
                         char *err, size_t err_size);
 MIODEF int mio_npy_read_mem(const void *buf, size_t len, const char *name, float **data,
@@ -358,6 +359,42 @@ MIODEF int mio_npy_write_f32(const char *path, const float *data, size_t rows, s
                              char *err, size_t err_size);
 MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows, size_t cols,
                              char *err, size_t err_size);
+
+/* ---- outputs that appear together ----
+   A set of files that become visible together or not at all. Each is written to a temporary
+   file in its target's directory (".mio-" and 10 random letters, created with O_EXCL and mode
+   0666 less the umask, as any new file; mkstemp's 0600 would leave outputs unreadable to the
+   group), synced, and renamed into place by mio_outputs_commit, which renames them all. An
+   existing target is kept under a temporary hard link until every rename has succeeded; if
+   one fails, every target is put back as it was (a file system without hard links cannot get
+   an existing target back). So a failure at any step, writing, syncing
+   or renaming, leaves the targets byte for byte as they were and no file behind (short of the
+   process being killed in the commit). A target that exists but is not a regular file, and
+   two targets naming the same file (by path or by inode), are refused when added. */
+#define MIO_MAX_OUTPUTS 8
+typedef struct mio_output {
+    char *path, *tmp, *bak;        /* target; its temporary file; the hard link kept during commit */
+    int existed;                   /* the target existed when the commit began */
+} mio_output;
+typedef struct mio_outputs {
+    mio_output f[MIO_MAX_OUTPUTS];
+    int n;
+} mio_outputs;
+
+MIODEF void mio_outputs_init(mio_outputs *o);
+/* Writes the array to a temporary file for path (npy, as mio_npy_write_*). */
+MIODEF int mio_outputs_npy_f32(mio_outputs *o, const char *path, const float *data, size_t rows,
+                               size_t cols, char *err, size_t err_size);
+MIODEF int mio_outputs_npy_i32(mio_outputs *o, const char *path, const int32_t *data, size_t rows,
+                               size_t cols, char *err, size_t err_size);
+/* Renames every temporary file into place; on failure restores every target. */
+MIODEF int mio_outputs_commit(mio_outputs *o, char *err, size_t err_size);
+/* Removes what is left (the temporary files of a set not committed) and frees; always call. */
+MIODEF void mio_outputs_discard(mio_outputs *o);
+
+/* 1 if the two paths name the same file: the same device and inode when both exist, the same
+   real directory and name when neither does (a target not yet written); 0 otherwise. */
+MIODEF int mio_same_file(const char *a, const char *b);
 
 #ifdef __cplusplus
 }
@@ -383,6 +420,8 @@ MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows,
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
+#include <limits.h>
 #include <unistd.h>
 
 #if defined(__GLIBC__) && !defined(__USE_MISC)
@@ -2463,6 +2502,102 @@ MIODEF int mio_npy_read_f64(const char *path, double **data, size_t *rows, size_
     return rc;
 }
 
+/* ---- outputs that appear together ---- */
+
+MIODEF void mio_outputs_init(mio_outputs *o)
+{
+    if (o) memset(o, 0, sizeof *o);
+}
+
+/* dir part of path ("." if none) into a fresh string */
+static char *mio__dirname(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) return mio__strndup(".", 1);
+    if (slash == path) return mio__strndup("/", 1);
+    return mio__strndup(path, (size_t)(slash - path));
+}
+
+/* realpath of path's directory, then '/' and its last component; 0 if the directory is not
+   there */
+static int mio__canon(const char *path, char *out, size_t n)
+{
+    char dir[PATH_MAX], *d = mio__dirname(path);
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    int ok = d && realpath(d, dir) != NULL;
+    MIO_FREE(d);
+    return ok && (size_t)snprintf(out, n, "%s/%s", dir, base) < n;
+}
+
+MIODEF int mio_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    char ca[PATH_MAX + 256], cb[PATH_MAX + 256];
+    int ea, eb;
+    if (!a || !b) return 0;
+    ea = stat(a, &sa) == 0;
+    eb = stat(b, &sb) == 0;
+    if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    if (ea || eb) return 0;
+    if (mio__canon(a, ca, sizeof ca) && mio__canon(b, cb, sizeof cb)) return strcmp(ca, cb) == 0;
+    return strcmp(a, b) == 0;
+}
+
+/* dir + "/.mio-" + 10 random letters into a fresh string; the letters mix the clock, the pid,
+   an address and the attempt, so no state is kept between calls */
+static char *mio__tmpname(const char *dir, const void *salt, int attempt)
+{
+    static const char abc[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    struct timespec ts;
+    uint64_t z;
+    size_t n = strlen(dir);
+    char *s = (char *)MIO_MALLOC(n + 17);
+    int i;
+    if (!s) return NULL;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    z = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 20) ^
+        (uint64_t)(uintptr_t)salt ^ (uint64_t)attempt * 0x9E3779B97F4A7C15ULL;
+    memcpy(s, dir, n);
+    memcpy(s + n, "/.mio-", 6);
+    for (i = 0; i < 10; i++) { /* splitmix64 */
+        z += 0x9E3779B97F4A7C15ULL;
+        {
+            uint64_t x = z;
+            x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+            x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+            s[n + 6 + i] = abc[(x ^ (x >> 31)) % 36];
+        }
+    }
+    s[n + 16] = '\0';
+    return s;
+}
+
+/* A new file next to path: the fd, and its name in *tmp */
+static int mio__tmp_create(const char *path, char **tmp, int *fd_out, char *err, size_t es)
+{
+    char *dir = mio__dirname(path);
+    int i, fd = -1, e = 0;
+    *tmp = NULL;
+    if (!dir) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", path);
+    for (i = 0; i < 100 && fd < 0; i++) {
+        MIO_FREE(*tmp);
+        *tmp = mio__tmpname(dir, tmp, i);
+        if (!*tmp) break;
+        fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        e = errno;
+        if (fd < 0 && e != EEXIST) break;
+    }
+    MIO_FREE(dir);
+    if (fd < 0) {
+        MIO_FREE(*tmp);
+        *tmp = NULL;
+        if (e == 0) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", path);
+        return mio__fail(err, es, MIO_ERR_IO, "%s: cannot create a temporary file next to it: %s", path, strerror(e));
+    }
+    *fd_out = fd;
+    return MIO_OK;
+}
+
 static int mio__write_all(int fd, const void *p, size_t n)
 {
     const char *c = (const char *)p;
@@ -2476,17 +2611,25 @@ static int mio__write_all(int fd, const void *p, size_t n)
     return 1;
 }
 
-/* Write header + elements (4 bytes each, stored little-endian) to path via a temporary file
-   in the same directory, renamed into place after fsync. */
-static int mio__npy_write(const char *path, const void *data, const char *descr, size_t rows,
-                          size_t cols, char *err, size_t es)
+/* Header + elements (4 bytes each, stored little-endian) into a temporary file for path. */
+static int mio__npy_stage(mio_outputs *o, const char *path, const void *data, const char *descr,
+                          size_t rows, size_t cols, char *err, size_t es)
 {
-    char hdr[256], *tmp;
-    size_t nbytes, hl, tl;
-    int fd = -1, i, ok;
-    if (!path || (!data && rows && cols)) return mio__fail(err, es, MIO_ERR_ARG, "npy write: NULL argument");
+    char hdr[256];
+    size_t nbytes, hl;
+    struct stat sb;
+    mio_output *f;
+    int fd = -1, i, ok, rc;
+    if (!o || !path || (!data && rows && cols)) return mio__fail(err, es, MIO_ERR_ARG, "npy write: NULL argument");
+    if (o->n == MIO_MAX_OUTPUTS)
+        return mio__fail(err, es, MIO_ERR_ARG, "%s: more than %d outputs in one set", path, MIO_MAX_OUTPUTS);
     if (!mio__mul_size(rows, cols, &nbytes) || !mio__mul_size(nbytes, 4, &nbytes))
         return mio__fail(err, es, MIO_ERR_ARG, "%s: shape (%zu, %zu): byte size overflows", path, rows, cols);
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return mio__fail(err, es, MIO_ERR_IO, "%s: is %s, not a file to replace", path, mio__file_kind(sb.st_mode));
+    for (i = 0; i < o->n; i++)
+        if (mio_same_file(o->f[i].path, path))
+            return mio__fail(err, es, MIO_ERR_ARG, "%s: names the same file as the output '%s'", path, o->f[i].path);
     /* 10-byte preamble + dict, padded with spaces and ended by '\n' to a multiple of 64 */
     memcpy(hdr, "\x93NUMPY\x01\x00\x00\x00", 10);
     hl = 10 + (size_t)snprintf(hdr + 10, sizeof hdr - 10, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }",
@@ -2496,19 +2639,17 @@ static int mio__npy_write(const char *path, const void *data, const char *descr,
     hdr[8] = (char)((hl - 10) & 0xff);
     hdr[9] = (char)((hl - 10) >> 8);
 
-    tl = strlen(path) + 32;
-    tmp = (char *)MIO_MALLOC(tl);
-    if (!tmp) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", path);
-    for (i = 0; i < 100 && fd < 0; i++) {
-        snprintf(tmp, tl, "%s.tmp%ld-%d", path, (long)getpid(), i);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-        if (fd < 0 && errno != EEXIST) break;
+    f = &o->f[o->n];
+    memset(f, 0, sizeof *f);
+    f->path = mio__strndup(path, strlen(path));
+    if (!f->path) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", path);
+    rc = mio__tmp_create(path, &f->tmp, &fd, err, es);
+    if (rc) {
+        MIO_FREE(f->path);
+        f->path = NULL;
+        return rc;
     }
-    if (fd < 0) {
-        int e = errno;
-        MIO_FREE(tmp);
-        return mio__fail(err, es, MIO_ERR_IO, "%s: cannot create a temporary file next to it: %s", path, strerror(e));
-    }
+    o->n++; /* from here discard removes the temporary file */
     ok = mio__write_all(fd, hdr, hl);
     if (ok && mio__host_le()) {
         ok = nbytes == 0 || mio__write_all(fd, data, nbytes);
@@ -2529,16 +2670,119 @@ static int mio__npy_write(const char *path, const void *data, const char *descr,
         }
     }
     if (ok && fsync(fd) != 0 && errno != EINVAL) ok = 0;
-    if (close(fd) != 0) ok = 0;
-    if (ok && rename(tmp, path) != 0) ok = 0;
-    if (!ok) {
+    {
         int e = errno;
-        unlink(tmp);
-        MIO_FREE(tmp);
-        return mio__fail(err, es, MIO_ERR_IO, "%s: write failed, file left untouched: %s", path, strerror(e));
+        if (close(fd) != 0 && ok) ok = 0, e = errno;
+        if (!ok) return mio__fail(err, es, MIO_ERR_IO, "%s: write failed, file left untouched: %s", path, strerror(e));
     }
-    MIO_FREE(tmp);
     return MIO_OK;
+}
+
+MIODEF int mio_outputs_npy_f32(mio_outputs *o, const char *path, const float *data, size_t rows,
+                               size_t cols, char *err, size_t err_size)
+{
+    mio__clear(err, err_size);
+    return mio__npy_stage(o, path, data, "<f4", rows, cols, err, err_size);
+}
+
+MIODEF int mio_outputs_npy_i32(mio_outputs *o, const char *path, const int32_t *data, size_t rows,
+                               size_t cols, char *err, size_t err_size)
+{
+    mio__clear(err, err_size);
+    return mio__npy_stage(o, path, data, "<i4", rows, cols, err, err_size);
+}
+
+/* Keeps an existing target under a hard link with a fresh name next to it (f->bak), so a
+   failed commit can put it back. A file system without hard links gets no keeping: the commit
+   then cannot put that target back should a later rename fail. */
+static void mio__keep(mio_output *f)
+{
+    struct stat sb;
+    char *dir;
+    int i;
+    f->existed = lstat(f->path, &sb) == 0;
+    if (!f->existed || !(dir = mio__dirname(f->path))) return;
+    for (i = 0; i < 100; i++) {
+        f->bak = mio__tmpname(dir, f, i);
+        if (!f->bak || link(f->path, f->bak) == 0) break;
+        MIO_FREE(f->bak);
+        f->bak = NULL;
+        if (errno != EEXIST) break;
+    }
+    MIO_FREE(dir);
+}
+
+MIODEF int mio_outputs_commit(mio_outputs *o, char *err, size_t err_size)
+{
+    int i, done = 0, rc = MIO_OK;
+    mio__clear(err, err_size);
+    if (!o) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_outputs_commit: NULL argument");
+    for (i = 0; i < o->n; i++) mio__keep(&o->f[i]);
+    while (done < o->n) {
+        mio_output *f = &o->f[done];
+        if (rename(f->tmp, f->path) != 0) {
+            rc = mio__fail(err, err_size, MIO_ERR_IO, "%s: write failed, every output left as it was: %s",
+                           f->path, strerror(errno));
+            break;
+        }
+        MIO_FREE(f->tmp);
+        f->tmp = NULL;
+        done++;
+    }
+    for (i = 0; i < done && rc; i++) { /* put back what was renamed: the kept file, or none */
+        mio_output *f = &o->f[i];
+        if (f->bak && rename(f->bak, f->path) != 0) {
+            MIO_FREE(f->bak); /* could not put it back: leave the kept copy where it is */
+            f->bak = NULL;
+        } else if (f->bak) {
+            MIO_FREE(f->bak);
+            f->bak = NULL;
+        } else if (!f->existed) {
+            unlink(f->path);
+        }
+    }
+    for (i = 0; i < o->n; i++)
+        if (o->f[i].bak) {
+            unlink(o->f[i].bak);
+            MIO_FREE(o->f[i].bak);
+            o->f[i].bak = NULL;
+        }
+    for (i = 0; i < o->n && !rc; i++) { /* the renames to disk, where the system allows it */
+        char *dir = mio__dirname(o->f[i].path);
+        int dfd = dir ? open(dir, O_RDONLY) : -1;
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+        MIO_FREE(dir);
+    }
+    return rc;
+}
+
+MIODEF void mio_outputs_discard(mio_outputs *o)
+{
+    int i;
+    if (!o) return;
+    for (i = 0; i < o->n; i++) {
+        if (o->f[i].tmp) unlink(o->f[i].tmp);
+        if (o->f[i].bak) unlink(o->f[i].bak);
+        MIO_FREE(o->f[i].tmp);
+        MIO_FREE(o->f[i].bak);
+        MIO_FREE(o->f[i].path);
+    }
+    memset(o, 0, sizeof *o);
+}
+
+static int mio__npy_write(const char *path, const void *data, const char *descr, size_t rows,
+                          size_t cols, char *err, size_t es)
+{
+    mio_outputs o;
+    int rc;
+    mio_outputs_init(&o);
+    rc = mio__npy_stage(&o, path, data, descr, rows, cols, err, es);
+    if (!rc) rc = mio_outputs_commit(&o, err, es);
+    mio_outputs_discard(&o);
+    return rc;
 }
 
 MIODEF int mio_npy_write_f32(const char *path, const float *data, size_t rows, size_t cols,
@@ -2566,6 +2810,8 @@ MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows,
             strings with a NUL; memory bounded by the input (streaming header and index
             parsers, an exact-size DOM, size limits per file); MIO_MALLOC/REALLOC/FREE;
             long messages cut in the middle, keeping the reason; "not a safetensors file".
+            mio_outputs: outputs that appear together, put back on failure; O_EXCL random
+            temporary names; mio_same_file.
 
 ------------------------------------------------------------------------------
 This software is available under 2 licenses -- choose whichever you prefer.

@@ -930,7 +930,7 @@ static int count_tmp_files(const char *dir)
     int n = 0;
     if (!d) return -1;
     while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, ".tmp")) n++;
+        if (strncmp(e->d_name, ".mio-", 5) == 0) n++;
     closedir(d);
     return n;
 }
@@ -968,7 +968,7 @@ static void test_npy_atomic(void)
     /* the output path is a directory: rename fails, the temporary file is removed */
     path_in(p, sizeof p, "adir");
     CHECK(mkdir(p, 0755) == 0);
-    CHECK_ERR(mio_npy_write_i32(p, (const int32_t *)x, 2, 2, err, sizeof err), MIO_ERR_IO, "adir", "write failed, file left untouched");
+    CHECK_ERR(mio_npy_write_i32(p, (const int32_t *)x, 2, 2, err, sizeof err), MIO_ERR_IO, "adir", "is a directory, not a file to replace");
     CHECK(stat(p, &sb) == 0 && S_ISDIR(sb.st_mode));
     CHECK(count_tmp_files(tmpdir) == 0);
     CHECK(mio_npy_write_f32(NULL, x, 1, 1, err, sizeof err) == MIO_ERR_ARG);
@@ -1188,6 +1188,120 @@ static void test_messages(void)
     CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_FORMAT, "not a safetensors file");
 }
 
+static int same_bytes(const char *path, const unsigned char *want, size_t n)
+{
+    size_t len;
+    unsigned char *b = read_whole(path, &len);
+    int ok = b && len == n && memcmp(b, want, n) == 0;
+    free(b);
+    return ok;
+}
+
+/* A set of outputs appears together or not at all; targets are put back when a rename fails */
+static void test_outputs(void)
+{
+    char err[MIO_ERR_SIZE], d[200], pa[256], pb[256], pc[256], q[512], name[300];
+    static const float x[4] = {1, 2, 3, 4}, z[4] = {5, 6, 7, 8};
+    unsigned char *a0, *b0;
+    size_t na, nb;
+    mio_outputs o;
+    struct stat sb;
+    path_in(d, sizeof d, "outs");
+    CHECK(mkdir(d, 0755) == 0);
+    snprintf(pa, sizeof pa, "%s/a.npy", d);
+    snprintf(pb, sizeof pb, "%s/b.npy", d);
+    snprintf(pc, sizeof pc, "%s/c.npy", d);
+    CHECK(mio_npy_write_f32(pa, x, 2, 2, err, sizeof err) == MIO_OK);
+    CHECK(mio_npy_write_f32(pb, x, 4, 1, err, sizeof err) == MIO_OK);
+    a0 = read_whole(pa, &na);
+    b0 = read_whole(pb, &nb);
+    /* staged but not committed: nothing changes, nothing stays */
+    mio_outputs_init(&o);
+    CHECK(mio_outputs_npy_f32(&o, pa, z, 2, 2, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_npy_i32(&o, pc, (const int32_t *)z, 1, 4, err, sizeof err) == MIO_OK);
+    CHECK(count_tmp_files(d) == 2 && stat(pc, &sb) != 0 && same_bytes(pa, a0, na));
+    mio_outputs_discard(&o);
+    CHECK(count_tmp_files(d) == 0 && stat(pc, &sb) != 0 && same_bytes(pa, a0, na));
+    /* the same file twice: by name, by another spelling, through a symlink, a hard link */
+    mio_outputs_init(&o);
+    CHECK(mio_outputs_npy_f32(&o, pa, z, 2, 2, err, sizeof err) == MIO_OK);
+    CHECK_ERR(mio_outputs_npy_f32(&o, pa, z, 2, 2, err, sizeof err), MIO_ERR_ARG, "names the same file as the output");
+    snprintf(q, sizeof q, "%s/../outs/./a.npy", d);
+    CHECK_ERR(mio_outputs_npy_f32(&o, q, z, 2, 2, err, sizeof err), MIO_ERR_ARG, "names the same file");
+    snprintf(q, sizeof q, "%s/link.npy", d);
+    CHECK(symlink("a.npy", q) == 0);
+    CHECK_ERR(mio_outputs_npy_f32(&o, q, z, 2, 2, err, sizeof err), MIO_ERR_ARG, "names the same file");
+    unlink(q);
+    CHECK(link(pa, q) == 0);
+    CHECK_ERR(mio_outputs_npy_f32(&o, q, z, 2, 2, err, sizeof err), MIO_ERR_ARG, "names the same file");
+    unlink(q);
+    CHECK(mio_outputs_npy_f32(&o, pc, z, 2, 2, err, sizeof err) == MIO_OK); /* a new one is fine */
+    snprintf(q, sizeof q, "%s/./c.npy", d);
+    CHECK_ERR(mio_outputs_npy_f32(&o, q, z, 2, 2, err, sizeof err), MIO_ERR_ARG, "names the same file"); /* not there yet */
+    mio_outputs_discard(&o);
+    CHECK(count_tmp_files(d) == 0 && same_bytes(pa, a0, na));
+    /* the third rename fails (its target became a directory): the first two are put back */
+    mio_outputs_init(&o);
+    CHECK(mio_outputs_npy_f32(&o, pa, z, 2, 2, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_npy_f32(&o, pb, z, 4, 1, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_npy_f32(&o, pc, z, 1, 4, err, sizeof err) == MIO_OK);
+    CHECK(mkdir(pc, 0755) == 0);
+    snprintf(q, sizeof q, "%s/inside", pc);
+    CHECK(write_file(q, "x", 1));
+    CHECK_ERR(mio_outputs_commit(&o, err, sizeof err), MIO_ERR_IO, "c.npy", "every output left as it was");
+    mio_outputs_discard(&o);
+    CHECK(same_bytes(pa, a0, na) && same_bytes(pb, b0, nb) && stat(pc, &sb) == 0 && S_ISDIR(sb.st_mode));
+    CHECK(count_tmp_files(d) == 0);
+    unlink(q);
+    rmdir(pc);
+    /* the same with the failure on the second, the first new */
+    unlink(pa);
+    mio_outputs_init(&o);
+    CHECK(mio_outputs_npy_f32(&o, pa, z, 2, 2, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_npy_f32(&o, pc, z, 1, 4, err, sizeof err) == MIO_OK);
+    CHECK(mkdir(pc, 0755) == 0);
+    snprintf(q, sizeof q, "%s/inside", pc);
+    CHECK(write_file(q, "x", 1));
+    CHECK(mio_outputs_commit(&o, err, sizeof err) == MIO_ERR_IO);
+    mio_outputs_discard(&o);
+    CHECK(stat(pa, &sb) != 0 && count_tmp_files(d) == 0);
+    unlink(q);
+    rmdir(pc);
+    /* and when all goes well: every target replaced, nothing else left */
+    mio_outputs_init(&o);
+    CHECK(mio_outputs_npy_f32(&o, pa, z, 2, 2, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_npy_f32(&o, pb, z, 4, 1, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_npy_i32(&o, pc, (const int32_t *)z, 1, 4, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_commit(&o, err, sizeof err) == MIO_OK);
+    mio_outputs_discard(&o);
+    {
+        float *y = NULL;
+        size_t r = 0, c = 0;
+        CHECK(mio_npy_read(pb, &y, &r, &c, err, sizeof err) == MIO_OK && r == 4 && c == 1 && memcmp(y, z, 16) == 0);
+        MIO_FREE(y);
+    }
+    CHECK(count_tmp_files(d) == 0 && stat(pc, &sb) == 0 && S_ISREG(sb.st_mode));
+    /* a name of 250 bytes (a suffix on it would pass NAME_MAX) */
+    memset(name, 'y', 246);
+    memcpy(name + 246, ".npy", 5);
+    snprintf(q, sizeof q, "%s/%s", d, name);
+    CHECK_ERR(mio_npy_write_f32(q, x, 2, 2, err, sizeof err), MIO_OK, "");
+    CHECK(stat(q, &sb) == 0 && count_tmp_files(d) == 0);
+    unlink(q);
+    /* new files get 0666 less the umask, not mkstemp's 0600 */
+    {
+        mode_t um = umask(022);
+        CHECK(mio_npy_write_f32(pa, x, 2, 2, err, sizeof err) == MIO_OK);
+        CHECK(stat(pa, &sb) == 0 && (sb.st_mode & 0777) == 0644);
+        umask(um);
+    }
+    unlink(pa);
+    unlink(pb);
+    unlink(pc);
+    free(a0);
+    free(b0);
+}
+
 int main(void)
 {
     strcpy(tmpdir, "/tmp/moe_test_io_XXXXXX");
@@ -1205,6 +1319,7 @@ int main(void)
     test_not_regular();
     test_memory();
     test_messages();
+    test_outputs();
     CHECK(strstr(mio_result_str(MIO_ERR_FORMAT), "MIO_ERR_FORMAT") != NULL);
     rm_tree(tmpdir, 2);
     printf("%d passed, %d failed\n", n_pass, n_fail);
