@@ -8,9 +8,10 @@
       build/moe --help
 
    The checkpoint side: hf_config.h maps config.json to a moe_config and names the layer's
-   tensors; moe_io.h maps the safetensors files (only the pages of the layer's tensors are ever
-   read) and reads/writes .npy. After moe_layer_create has packed a source tensor, its pages are
-   dropped (moe_weights.on_packed -> madvise), so the peak memory is about one packed layer. */
+   tensors; moe_io.h reads the layer's tensors from the safetensors files (with pread into
+   memory of its own by default, immune to a file that shrinks; through mmap with --mmap) and
+   reads/writes .npy. After moe_layer_create has packed a source tensor, its pages are dropped
+   (moe_weights.on_packed -> madvise), and the sources are closed once the layer is built. */
 #define _DEFAULT_SOURCE 1
 #define MOE_IMPLEMENTATION
 #include "moe.h"
@@ -66,6 +67,9 @@ static const char *usage_text =
     "  --experts-out E.npy  int32 [T][k]: selected experts, slot order (key descending)\n"
     "  --weights-out W.npy  float32 [T][k]: each slot's weight (0 for a slot dropped by\n"
     "                    capacity; Llama-4 applies it to the expert's input)\n"
+    "  --mmap            map the checkpoint instead of reading it (the default, --no-mmap):\n"
+    "                    the sources are not copied, so the peak memory is lower, but a file\n"
+    "                    that shrinks while it is mapped kills the process with SIGBUS\n"
     "  The outputs appear together, only when the whole run succeeds; a failed run leaves\n"
     "  every file as it was. An output may not be the input or a file of the checkpoint.\n"
     "  Families (model_type): mixtral qwen2_moe qwen3_moe olmoe deepseek_v2 deepseek_v3\n"
@@ -100,6 +104,7 @@ typedef struct opts {
     moe_act act;
     /* checkpoint */
     const char *model, *layer, *input, *output, *experts_out, *weights_out;
+    int use_mmap;            /* --mmap: map the checkpoint instead of reading it */
     /* both */
     int threads, stats;
 } opts;
@@ -164,6 +169,8 @@ static int parse_args(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--norm")) o->norm = 1;
         else if (!strcmp(a, "--no-norm")) o->norm = 0;
         else if (!strcmp(a, "--stats")) o->stats = 1;
+        else if (!strcmp(a, "--mmap")) o->use_mmap = 1;
+        else if (!strcmp(a, "--no-mmap")) o->use_mmap = 0;
         else if (VAL("--d")) { if (!parse_int(a, v, 1, 1 << 16, &o->d)) return 2; }
         else if (VAL("--ff")) { if (!parse_int(a, v, 1, 1 << 18, &o->ff)) return 2; }
         else if (VAL("--experts")) { if (!parse_int(a, v, 1, 4096, &o->experts)) return 2; }
@@ -597,7 +604,7 @@ static int run_model(const opts *o) {
         goto done;
     }
 
-    if (mio_model_open(&model, o->model, e2, sizeof e2)) {
+    if (mio_model_open_as(&model, o->model, o->use_mmap ? MIO_MAP : MIO_READ, e2, sizeof e2)) {
         fprintf(stderr, "moe: %s\n", e2);
         goto done;
     }
@@ -669,6 +676,8 @@ static int run_model(const opts *o) {
         goto done;
     }
     double t_load = now_s() - t_start;
+    mio_model_close(&model); /* the layer has its packed copy: the sources (or their maps) go */
+    model_open = 0;
 
     size_t K = (size_t)plan.cfg.top_k, d = (size_t)plan.cfg.d_model;
     y = malloc((T ? T : 1) * d * sizeof *y);

@@ -258,11 +258,14 @@ typedef struct mio_tensor {
     int rank;                      /* 0 (a scalar) .. MIO_MAX_RANK */
     int64_t shape[MIO_MAX_RANK];   /* shape[0..rank-1], row-major; unused entries are 0 */
     size_t nelem;                  /* product of the shape (1 for a scalar) */
-    const void *data;              /* into the file mapping; NOT aligned in general */
+    const void *data;              /* MIO_MAP: into the file mapping, NOT aligned in general;
+                                      MIO_READ: NULL until loaded, then a page-aligned copy */
     size_t nbytes;
     uint64_t offset;               /* file offset of the first data byte */
     const char *file;              /* path of the file that holds it, for messages */
-    int mapped;                    /* data lies in an mmap of a file (see mio_tensor_release) */
+    int mapped;                    /* data lies in an mmap, of the file or of the copy (see
+                                      mio_tensor_release) */
+    size_t copy_len;               /* MIO_READ: bytes of the loaded copy's mapping, else 0 */
 } mio_tensor;
 
 typedef struct mio_safetensors {
@@ -274,9 +277,27 @@ typedef struct mio_safetensors {
     mio_tensor *tensors;           /* sorted by name, strcmp order */
     size_t n_tensors;
     char *names;                   /* the decoded tensor names (t->name points in here) */
+    int how;                       /* MIO_MAP (also for memory) or MIO_READ */
+    int fd;                        /* MIO_READ: the open file */
 } mio_safetensors;
 
-/* mmap the file read-only and validate it. Close with mio_safetensors_close. */
+/* How tensor data is reached.
+   MIO_MAP: the file is mapped (mmap) and tensors point into it. Cheapest in memory, but the
+     file must not shrink while it is open: a page past the new end of a truncated or
+     rewritten file is a SIGBUS that kills the process, and no library can catch it.
+   MIO_READ: only the header is read at open; a tensor is read with pread into anonymous
+     memory when loaded (mio_safetensors_load, or mio_model_tensor of a model opened so). A
+     file that shrinks gives an error ("the file ended after N of its M bytes"), never a
+     signal; one rewritten in place gives wrong values. Costs the copy: a loader that holds
+     every source tensor of a layer at once needs their bytes in memory besides the packed
+     layer (mio_tensor_release frees them as they are packed). */
+enum { MIO_MAP = 0, MIO_READ = 1 };
+
+/* Open the file (MIO_MAP or MIO_READ) and validate its header. Close with
+   mio_safetensors_close. */
+MIODEF int mio_safetensors_open_as(mio_safetensors *st, const char *path, int how,
+                                   char *err, size_t err_size);
+/* = mio_safetensors_open_as(st, path, MIO_MAP, ...) */
 MIODEF int mio_safetensors_open(mio_safetensors *st, const char *path,
                                 char *err, size_t err_size);
 /* The same on a buffer the caller keeps alive and unchanged until close; name is used in
@@ -288,11 +309,15 @@ MIODEF const mio_tensor *mio_safetensors_find(const mio_safetensors *st, const c
 /* Like find, but MIO_ERR_NOT_FOUND with "FILE: tensor 'NAME' not found" when absent. */
 MIODEF int mio_safetensors_get(const mio_safetensors *st, const char *name,
                                const mio_tensor **out, char *err, size_t err_size);
+/* Like get, and in MIO_READ mode reads the tensor's bytes (once; they stay until close). */
+MIODEF int mio_safetensors_load(mio_safetensors *st, const char *name, const mio_tensor **out,
+                                char *err, size_t err_size);
 
 /* Tell the kernel it may drop the pages of bytes [offset, offset+len) of t's data (rounded
    inward to whole pages; madvise(MADV_DONTNEED)). The mapping stays valid: a later read faults
-   the bytes in from the file again. For a loader that has packed the tensor and wants its
-   resident memory back. No-op for memory-opened files. MIO_ERR_ARG if the range is outside
+   the bytes in from the file again (MIO_MAP), or reads zeros (a MIO_READ copy, whose memory
+   is freed). For a loader that has packed the tensor and wants its resident memory back.
+   No-op for memory-opened files. MIO_ERR_ARG if the range is outside
    the tensor, MIO_ERR_IO if madvise fails. */
 MIODEF int mio_tensor_release(const mio_tensor *t, size_t offset, size_t len,
                               char *err, size_t err_size);
@@ -325,9 +350,12 @@ typedef struct mio_model {
     mio_model_entry *entries;      /* when sharded: sorted by name */
     size_t n_entries;
     char *index_strings;           /* when sharded: the decoded names and shard files */
+    int how;                       /* MIO_MAP or MIO_READ, for the shards */
 } mio_model;
 
 MIODEF int mio_model_open(mio_model *m, const char *dir, char *err, size_t err_size);
+/* The same with the files opened MIO_MAP or MIO_READ (mio_model_tensor then loads). */
+MIODEF int mio_model_open_as(mio_model *m, const char *dir, int how, char *err, size_t err_size);
 MIODEF void mio_model_close(mio_model *m);
 /* Find a tensor, opening its shard if needed. MIO_ERR_NOT_FOUND names the tensor; a missing or
    broken shard is reported with the shard's path and the tensor that needed it. */
@@ -342,7 +370,8 @@ MIODEF const char *mio_model_name_at(const mio_model *m, size_t i); /* sorted; N
    is refused with a message that says what it has ("x.npy: dtype is '<f8', expected '<f4'
    (float32)", "x.npy: shape (3, 5, 7) has rank 3, expected [T][hidden_size]"). The data is
    copied into a MIO_MALLOC'd buffer the caller frees with MIO_FREE; a (0, D) array gives a
-   valid 1-byte buffer.
+   valid 1-byte buffer. Files are read, not mapped (a file cut while it is read is an error,
+   not a SIGBUS); the whole file is in memory once while it is converted.
    Writers: version 1.0 header padded to 64 bytes as numpy writes it. Each is an output set of
    one file (below): written to a temporary file next to path and renamed into place only when
    everything was written and synced, so on any failure path is untouched and no temporary
@@ -1800,55 +1829,160 @@ done:
     return rc;
 }
 
-static int mio__st_parse(mio_safetensors *st, char *err, size_t es)
+/* The 8-byte header length and the byte after it (b: the file's first min(size, 9) bytes). */
+static int mio__st_length(mio_safetensors *st, const unsigned char *b, uint64_t *hlen, char *err,
+                          size_t es)
 {
     const char *f = st->path;
-    uint64_t hlen;
     if (st->size < 8)
         return mio__fail(err, es, MIO_ERR_FORMAT, "%s: file is %zu bytes, too short for the 8-byte header length (truncated?)",
                          f, st->size);
-    hlen = mio__le64(st->base);
+    *hlen = mio__le64(b);
     /* the spec: the JSON header must start with '{'. A length that does not fit the file and no
        '{' after it is some other file (a pytorch .bin, an HTML error page, an index) */
-    if ((hlen > (uint64_t)(st->size - 8) || hlen > (uint64_t)MIO_ST_MAX_HEADER) &&
-        (st->size == 8 || st->base[8] != '{'))
+    if ((*hlen > (uint64_t)(st->size - 8) || *hlen > (uint64_t)MIO_ST_MAX_HEADER) &&
+        (st->size == 8 || b[8] != '{'))
         return mio__fail(err, es, MIO_ERR_FORMAT, "%s: not a safetensors file (its first 8 bytes are no header length that fits the file, and no '{' follows them)",
                          f);
-    if (hlen > (uint64_t)(st->size - 8))
+    if (*hlen > (uint64_t)(st->size - 8))
         return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header length %llu is larger than the file allows (%zu bytes after the 8-byte length; file is %zu bytes): truncated or not a safetensors file",
-                         f, (unsigned long long)hlen, st->size - 8, st->size);
-    if (hlen > (uint64_t)MIO_ST_MAX_HEADER)
+                         f, (unsigned long long)*hlen, st->size - 8, st->size);
+    if (*hlen > (uint64_t)MIO_ST_MAX_HEADER)
         return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header length %llu exceeds the limit of %llu bytes",
-                         f, (unsigned long long)hlen, (unsigned long long)MIO_ST_MAX_HEADER);
-    st->data_start = 8 + (size_t)hlen;
-    return mio__st_header(st, st->base + 8, (size_t)hlen, err, es);
+                         f, (unsigned long long)*hlen, (unsigned long long)MIO_ST_MAX_HEADER);
+    st->data_start = 8 + (size_t)*hlen;
+    return MIO_OK;
+}
+
+static int mio__st_parse(mio_safetensors *st, char *err, size_t es)
+{
+    uint64_t hlen;
+    int rc = mio__st_length(st, st->base, &hlen, err, es);
+    return rc ? rc : mio__st_header(st, st->base + 8, (size_t)hlen, err, es);
+}
+
+/* n bytes at file offset off into buf: the count read, short at the end of the file; -1 with
+   errno on an error */
+static long long mio__pread_all(int fd, void *buf, size_t n, uint64_t off)
+{
+    size_t got = 0;
+    while (got < n) {
+        size_t k = n - got < ((size_t)1 << 30) ? n - got : ((size_t)1 << 30);
+        ssize_t r = pread(fd, (char *)buf + got, k, (off_t)(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    return (long long)got;
+}
+
+/* MIO_READ: the header through pread; the file stays open for the loads */
+static int mio__st_open_read(mio_safetensors *st, char *err, size_t es)
+{
+    unsigned char b[9], *hdr;
+    uint64_t hlen;
+    size_t want;
+    long long got;
+    int rc = mio__open_regular(st->path, &st->fd, &st->size, err, es);
+    if (rc) return rc;
+    want = st->size < 9 ? st->size : 9;
+    got = mio__pread_all(st->fd, b, want, 0);
+    if (got != (long long)want)
+        return mio__fail(err, es, MIO_ERR_IO, "%s: read failed: %s", st->path,
+                         got < 0 ? strerror(errno) : "the file got shorter");
+    rc = mio__st_length(st, b, &hlen, err, es);
+    if (rc) return rc;
+    hdr = (unsigned char *)MIO_MALLOC(hlen ? (size_t)hlen : 1);
+    if (!hdr) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory for the %llu-byte header", st->path,
+                               (unsigned long long)hlen);
+    got = mio__pread_all(st->fd, hdr, (size_t)hlen, 8);
+    if (got != (long long)hlen)
+        rc = mio__fail(err, es, MIO_ERR_IO, "%s: read of the header failed: %s", st->path,
+                       got < 0 ? strerror(errno) : "the file got shorter");
+    else
+        rc = mio__st_header(st, hdr, (size_t)hlen, err, es);
+    MIO_FREE(hdr);
+    return rc;
+}
+
+/* MIO_READ: t's bytes into anonymous memory, once */
+static int mio__st_load(mio_safetensors *st, mio_tensor *t, char *err, size_t es)
+{
+    long sys = sysconf(_SC_PAGESIZE);
+    size_t ps = sys > 0 ? (size_t)sys : 4096u, len;
+    long long got;
+    void *p;
+    if (st->how != MIO_READ || t->data) return MIO_OK;
+    if (t->nbytes == 0) {
+        t->data = st->names; /* any valid address: there is nothing to read */
+        return MIO_OK;
+    }
+    len = (t->nbytes + ps - 1) / ps * ps;
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return mio__fail(err, es, MIO_ERR_NOMEM, "%s: tensor '%.200s': out of memory for %zu bytes", t->file,
+                         t->name, t->nbytes);
+#if defined(MADV_HUGEPAGE)
+    if (len >= ((size_t)8 << 20)) (void)madvise(p, len, MADV_HUGEPAGE); /* fewer page faults */
+#endif
+    got = mio__pread_all(st->fd, p, t->nbytes, t->offset);
+    if (got != (long long)t->nbytes) {
+        int e = errno;
+        munmap(p, len);
+        if (got < 0)
+            return mio__fail(err, es, MIO_ERR_IO, "%s: tensor '%.200s': read failed: %s", t->file, t->name, strerror(e));
+        return mio__fail(err, es, MIO_ERR_IO, "%s: tensor '%.200s': the file ended after %lld of its %zu bytes (cut while it was open?)",
+                         t->file, t->name, got, t->nbytes);
+    }
+    t->data = p;
+    t->copy_len = len;
+    t->mapped = 1;
+    return MIO_OK;
 }
 
 MIODEF void mio_safetensors_close(mio_safetensors *st)
 {
+    size_t i;
     if (!st) return;
     if (st->mapped && st->base) munmap((void *)(uintptr_t)st->base, st->size);
+    for (i = 0; i < st->n_tensors; i++)
+        if (st->tensors[i].copy_len) munmap((void *)(uintptr_t)st->tensors[i].data, st->tensors[i].copy_len);
+    if (st->how == MIO_READ && st->fd >= 0) close(st->fd);
     MIO_FREE(st->tensors);
     MIO_FREE(st->path);
     MIO_FREE(st->names);
     memset(st, 0, sizeof *st);
 }
 
-MIODEF int mio_safetensors_open(mio_safetensors *st, const char *path, char *err, size_t err_size)
+MIODEF int mio_safetensors_open_as(mio_safetensors *st, const char *path, int how, char *err,
+                                   size_t err_size)
 {
     int rc;
     mio__clear(err, err_size);
-    if (!st || !path) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_safetensors_open: NULL argument");
+    if (!st || !path || (how != MIO_MAP && how != MIO_READ))
+        return mio__fail(err, err_size, MIO_ERR_ARG, "mio_safetensors_open: NULL or bad argument");
     memset(st, 0, sizeof *st);
+    st->fd = -1;
     st->path = mio__strndup(path, strlen(path));
     if (!st->path) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory", path);
-    rc = mio__map_file(path, &st->base, &st->size, err, err_size);
-    if (!rc) {
-        st->mapped = st->base != NULL;
-        rc = mio__st_parse(st, err, err_size);
+    if (how == MIO_READ) {
+        st->how = MIO_READ;
+        rc = mio__st_open_read(st, err, err_size);
+    } else {
+        rc = mio__map_file(path, &st->base, &st->size, err, err_size);
+        if (!rc) {
+            st->mapped = st->base != NULL;
+            rc = mio__st_parse(st, err, err_size);
+        }
     }
     if (rc) mio_safetensors_close(st);
     return rc;
+}
+
+MIODEF int mio_safetensors_open(mio_safetensors *st, const char *path, char *err, size_t err_size)
+{
+    return mio_safetensors_open_as(st, path, MIO_MAP, err, err_size);
 }
 
 MIODEF int mio_safetensors_open_mem(mio_safetensors *st, const void *buf, size_t len,
@@ -1892,6 +2026,16 @@ MIODEF int mio_safetensors_get(const mio_safetensors *st, const char *name,
     *out = mio_safetensors_find(st, name);
     if (!*out) return mio__fail(err, err_size, MIO_ERR_NOT_FOUND, "%s: tensor '%s' not found", st->path, name);
     return MIO_OK;
+}
+
+MIODEF int mio_safetensors_load(mio_safetensors *st, const char *name, const mio_tensor **out,
+                                char *err, size_t err_size)
+{
+    int rc = mio_safetensors_get(st, name, out, err, err_size);
+    if (rc) return rc;
+    rc = mio__st_load(st, &st->tensors[*out - st->tensors], err, err_size);
+    if (rc) *out = NULL;
+    return rc;
 }
 
 MIODEF int mio_tensor_release(const mio_tensor *t, size_t offset, size_t len,
@@ -2130,19 +2274,26 @@ MIODEF void mio_model_close(mio_model *m)
 
 MIODEF int mio_model_open(mio_model *m, const char *dir, char *err, size_t err_size)
 {
+    return mio_model_open_as(m, dir, MIO_MAP, err, err_size);
+}
+
+MIODEF int mio_model_open_as(mio_model *m, const char *dir, int how, char *err, size_t err_size)
+{
     struct stat sb;
     char *single;
     int rc;
     mio__clear(err, err_size);
-    if (!m || !dir) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_model_open: NULL argument");
+    if (!m || !dir || (how != MIO_MAP && how != MIO_READ))
+        return mio__fail(err, err_size, MIO_ERR_ARG, "mio_model_open: NULL or bad argument");
     memset(m, 0, sizeof *m);
+    m->how = how;
     if (stat(dir, &sb) != 0)
         return mio__fail(err, err_size, MIO_ERR_IO, "model directory '%s' cannot be opened: %s", dir,
                          strerror(errno));
     m->dir = mio__strndup(dir, strlen(dir));
     if (!m->dir) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory", dir);
     if (S_ISREG(sb.st_mode)) {
-        rc = mio_safetensors_open(&m->single, dir, err, err_size);
+        rc = mio_safetensors_open_as(&m->single, dir, how, err, err_size);
         if (rc) mio_model_close(m);
         return rc;
     }
@@ -2160,7 +2311,7 @@ MIODEF int mio_model_open(mio_model *m, const char *dir, char *err, size_t err_s
     if (stat(single, &sb) == 0) {
         MIO_FREE(m->index_path);
         m->index_path = NULL;
-        rc = mio_safetensors_open(&m->single, single, err, err_size);
+        rc = mio_safetensors_open_as(&m->single, single, how, err, err_size);
     } else if (stat(m->index_path, &sb) == 0) {
         m->sharded = 1;
         rc = mio__model_index(m, err, err_size);
@@ -2181,7 +2332,7 @@ MIODEF int mio_model_tensor(mio_model *m, const char *name, const mio_tensor **o
     mio__clear(err, err_size);
     if (!m || !name || !out) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_model_tensor: NULL argument");
     *out = NULL;
-    if (!m->sharded) return mio_safetensors_get(&m->single, name, out, err, err_size);
+    if (!m->sharded) return mio_safetensors_load(&m->single, name, out, err, err_size);
     at = mio__model_find(m, name);
     if (at == MIO__NONE)
         return mio__fail(err, err_size, MIO_ERR_NOT_FOUND, "tensor '%s' not found in %s", name, m->index_path);
@@ -2198,7 +2349,7 @@ MIODEF int mio_model_tensor(mio_model *m, const char *name, const mio_tensor **o
             MIO_FREE(path);
             return rc;
         }
-        rc = mio_safetensors_open(&sh->st, path, why, sizeof why);
+        rc = mio_safetensors_open_as(&sh->st, path, m->how, why, sizeof why);
         MIO_FREE(path);
         if (rc)
             return mio__fail(err, err_size, rc, "shard of tensor '%s' (model.safetensors.index.json): %s",
@@ -2209,7 +2360,7 @@ MIODEF int mio_model_tensor(mio_model *m, const char *name, const mio_tensor **o
     if (!*out)
         return mio__fail(err, err_size, MIO_ERR_FORMAT, "tensor '%s': model.safetensors.index.json maps it to '%s', but that shard has no such tensor",
                          name, sh->file);
-    return MIO_OK;
+    return mio_safetensors_load(&sh->st, name, out, err, err_size);
 }
 
 MIODEF int mio_model_has(const mio_model *m, const char *name)
@@ -2452,16 +2603,16 @@ static int mio__npy_read_buf(const void *buf, size_t len, const char *name, int 
     return MIO_OK;
 }
 
-/* Maps path and reads it with mio__npy_read_buf. */
+/* Reads path and parses it with mio__npy_read_buf. */
 static int mio__npy_read_file(const char *path, int to_f64, void **data, size_t *rows, size_t *cols,
                               char *err, size_t err_size)
 {
-    const unsigned char *base;
+    unsigned char *buf;
     size_t size;
-    int rc = mio__map_file(path, &base, &size, err, err_size);
+    int rc = mio__read_file(path, (size_t)-2, &buf, &size, err, err_size); /* read, not mapped */
     if (rc) return rc;
-    rc = mio__npy_read_buf(base, size, path, to_f64, data, rows, cols, err, err_size);
-    if (base) munmap((void *)(uintptr_t)base, size);
+    rc = mio__npy_read_buf(buf, size, path, to_f64, data, rows, cols, err, err_size);
+    MIO_FREE(buf);
     return rc;
 }
 
@@ -2812,6 +2963,8 @@ MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows,
             long messages cut in the middle, keeping the reason; "not a safetensors file".
             mio_outputs: outputs that appear together, put back on failure; O_EXCL random
             temporary names; mio_same_file.
+            MIO_READ (mio_safetensors_open_as, mio_model_open_as, mio_safetensors_load):
+            tensors read with pread, immune to a file that shrinks; npy files read, not mapped.
 
 ------------------------------------------------------------------------------
 This software is available under 2 licenses -- choose whichever you prefer.

@@ -20,7 +20,9 @@ static void t_free(void *q);
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int n_pass, n_fail;
@@ -1302,6 +1304,80 @@ static void test_outputs(void)
     free(b0);
 }
 
+/* MIO_READ: the header through pread, a tensor copied when loaded; a file that shrinks is an
+   error. MIO_MAP on the same file dies of SIGBUS (in a child here): the contract it documents. */
+static void test_read_mode(void)
+{
+    char err[MIO_ERR_SIZE], p[256];
+    mio_safetensors st;
+    mio_model m;
+    const mio_tensor *t, *h;
+    unsigned char *img;
+    size_t len, i;
+    long ps = sysconf(_SC_PAGESIZE);
+    int rc, status = 0;
+    pid_t pid;
+    img = st_build(main_tensors, 8, &len);
+    path_in(p, sizeof p, "read.safetensors");
+    CHECK(write_file(p, img, len));
+    rc = mio_safetensors_open_as(&st, p, MIO_READ, err, sizeof err);
+    CHECK(rc == MIO_OK && st.n_tensors == 8 && st.base == NULL);
+    if (rc) {
+        printf("     %s\n", err);
+        free(img);
+        return;
+    }
+    CHECK(mio_safetensors_get(&st, "big", &t, err, sizeof err) == MIO_OK && t->data == NULL);
+    CHECK(mio_safetensors_load(&st, "big", &t, err, sizeof err) == MIO_OK && t->data &&
+          memcmp(t->data, big, sizeof big) == 0 && t->mapped && t->copy_len >= t->nbytes &&
+          (uintptr_t)t->data % (uintptr_t)ps == 0);
+    CHECK(mio_safetensors_load(&st, "big", &h, err, sizeof err) == MIO_OK && h == t); /* once */
+    CHECK(mio_safetensors_load(&st, "empty", &h, err, sizeof err) == MIO_OK && h->data != NULL);
+    CHECK_ERR(mio_safetensors_load(&st, "nope", &h, err, sizeof err), MIO_ERR_NOT_FOUND, "tensor 'nope' not found");
+    /* a released copy is freed: its whole pages read zeros */
+    CHECK(mio_tensor_release(t, 0, t->nbytes, err, sizeof err) == MIO_OK);
+    {
+        const unsigned char *b = (const unsigned char *)t->data;
+        int zero = 1;
+        for (i = 0; i < (size_t)ps && i < t->nbytes; i++) zero &= b[i] == 0;
+        CHECK(zero);
+    }
+    CHECK(mio_safetensors_load(&st, "h", &h, err, sizeof err) == MIO_OK);
+    /* the file is cut to its header: what was loaded stays, what was not is an error */
+    CHECK(truncate(p, (off_t)st.data_start) == 0);
+    CHECK(memcmp(h->data, f16s, sizeof f16s) == 0);
+    CHECK_ERR(mio_safetensors_load(&st, "model.layers.0.mlp.gate.weight", &t, err, sizeof err), MIO_ERR_IO,
+              "tensor 'model.layers.0.mlp.gate.weight': the file ended after 0 of its 24 bytes");
+    CHECK(t == NULL);
+    mio_safetensors_close(&st);
+    /* the same cut under MIO_MAP: the first touch of a page past the end is SIGBUS */
+    CHECK(write_file(p, img, len));
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        volatile unsigned sum = 0;
+        if (mio_safetensors_open(&st, p, err, sizeof err) != MIO_OK) _exit(3);
+        t = mio_safetensors_find(&st, "big");
+        if (!t || truncate(p, (off_t)st.data_start) != 0) _exit(4);
+        rc = open("/dev/null", O_WRONLY); /* a sanitizer's report of the SIGBUS is no news */
+        if (rc >= 0) dup2(rc, 2);
+        for (i = 0; i < t->nbytes; i++) sum += ((const unsigned char *)t->data)[i];
+        _exit(0); /* not reached: the read above faults */
+    }
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    /* killed by SIGBUS, or (under a sanitizer, which catches it) an exit that says so */
+    CHECK(WIFSIGNALED(status) ? WTERMSIG(status) == SIGBUS
+                              : WIFEXITED(status) && WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 3 &&
+                                    WEXITSTATUS(status) != 4);
+    /* a model opened MIO_READ loads on lookup, shards included */
+    CHECK(write_file(p, img, len));
+    rc = mio_model_open_as(&m, p, MIO_READ, err, sizeof err);
+    CHECK(rc == MIO_OK && mio_model_tensor(&m, "big", &t, err, sizeof err) == MIO_OK && t->data &&
+          memcmp(t->data, big, sizeof big) == 0 && t->copy_len);
+    mio_model_close(&m);
+    free(img);
+}
+
 int main(void)
 {
     strcpy(tmpdir, "/tmp/moe_test_io_XXXXXX");
@@ -1320,6 +1396,7 @@ int main(void)
     test_memory();
     test_messages();
     test_outputs();
+    test_read_mode();
     CHECK(strstr(mio_result_str(MIO_ERR_FORMAT), "MIO_ERR_FORMAT") != NULL);
     rm_tree(tmpdir, 2);
     printf("%d passed, %d failed\n", n_pass, n_fail);
