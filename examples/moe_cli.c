@@ -82,6 +82,17 @@ static const char *usage_text =
     "                    load time and peak RSS\n"
     "  --help            this text\n";
 
+/* Every allocation of the CLI goes through moe_io.h's MIO_MALLOC (malloc unless a program that
+   includes this file says otherwise, as tests/test_faults.c does to fail each one in turn). */
+static void *cli_calloc(size_t n, size_t size) {
+    size_t bytes = n * size;
+    void *p;
+    if (n && bytes / n != size) return NULL;
+    p = MIO_MALLOC(bytes > 0 ? bytes : 1);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -256,7 +267,8 @@ static int forward_traced(const moe_layer *layer, const float *x, size_t T, floa
                           int32_t *ex, float *wt, int64_t *load, moe_workspace *ws,
                           moe_trace *tr, double *secs) {
     size_t bytes;
-    if (moe_workspace_size(layer, T, &bytes) != MOE_OK || !(ws->data = malloc(bytes ? bytes : 1))) {
+    if (moe_workspace_size(layer, T, &bytes) != MOE_OK ||
+        !(ws->data = MIO_MALLOC(bytes ? bytes : 1))) {
         fprintf(stderr, "moe: out of memory for the workspace of %zu tokens\n", T);
         return -1;
     }
@@ -309,14 +321,17 @@ static int run_toy(const opts *o) {
     size_t d = (size_t)o->d, ff = (size_t)o->ff, E = (size_t)o->experts, T = (size_t)o->tokens;
     size_t S = (size_t)o->shared * ff, K = (size_t)o->k;
     uint64_t s = o->seed;
-    float *router = malloc(E * d * sizeof *router), *gate = malloc(E * ff * d * sizeof(float));
-    float *up = malloc(E * ff * d * sizeof(float)), *down = malloc(E * d * ff * sizeof(float));
-    float *sg = malloc((S ? S : 1) * d * sizeof(float)), *su = malloc((S ? S : 1) * d * sizeof(float));
-    float *sd = malloc((S ? S : 1) * d * sizeof(float));
-    float *x = malloc((T ? T : 1) * d * sizeof(float)), *y = malloc((T ? T : 1) * d * sizeof(float));
-    int32_t *ex = malloc((T ? T : 1) * K * sizeof(int32_t));
-    float *wt = malloc((T ? T : 1) * K * sizeof(float));
-    int64_t *load = malloc(E * sizeof(int64_t));
+    float *router = MIO_MALLOC(E * d * sizeof *router);
+    float *gate = MIO_MALLOC(E * ff * d * sizeof(float)), *up = MIO_MALLOC(E * ff * d * sizeof(float));
+    float *down = MIO_MALLOC(E * d * ff * sizeof(float));
+    float *sg = MIO_MALLOC((S ? S : 1) * d * sizeof(float));
+    float *su = MIO_MALLOC((S ? S : 1) * d * sizeof(float));
+    float *sd = MIO_MALLOC((S ? S : 1) * d * sizeof(float));
+    float *x = MIO_MALLOC((T ? T : 1) * d * sizeof(float));
+    float *y = MIO_MALLOC((T ? T : 1) * d * sizeof(float));
+    int32_t *ex = MIO_MALLOC((T ? T : 1) * K * sizeof(int32_t));
+    float *wt = MIO_MALLOC((T ? T : 1) * K * sizeof(float));
+    int64_t *load = MIO_MALLOC(E * sizeof(int64_t));
     if (!router || !gate || !up || !down || !sg || !su || !sd || !x || !y || !ex || !wt || !load) {
         fprintf(stderr, "moe: out of memory\n");
         goto done;
@@ -363,8 +378,9 @@ static int run_toy(const opts *o) {
     rc = 0;
 done:
     moe_layer_free(layer);
-    free(ws.data); free(router); free(gate); free(up); free(down); free(sg); free(su); free(sd);
-    free(x); free(y); free(ex); free(wt); free(load);
+    MIO_FREE(ws.data); MIO_FREE(router); MIO_FREE(gate); MIO_FREE(up); MIO_FREE(down);
+    MIO_FREE(sg); MIO_FREE(su); MIO_FREE(sd); MIO_FREE(x); MIO_FREE(y); MIO_FREE(ex);
+    MIO_FREE(wt); MIO_FREE(load);
     return rc;
 }
 
@@ -626,7 +642,7 @@ static int run_model(const opts *o) {
     int E = plan.cfg.n_experts;
     size_t cap = 0;
     for (int i = 0; i < plan.n; i++) cap += plan.t[i].per_expert ? (size_t)E : 1;
-    ld = calloc(1, sizeof *ld + cap * sizeof *ld->used);
+    ld = cli_calloc(1, sizeof *ld + cap * sizeof *ld->used);
     if (!ld) { fprintf(stderr, "moe: out of memory\n"); goto done; }
     ld->cap = cap;
     moe_weights w;
@@ -646,7 +662,7 @@ static int run_model(const opts *o) {
             }
             continue;
         }
-        pe[i] = calloc((size_t)E, sizeof *pe[i]);
+        pe[i] = cli_calloc((size_t)E, sizeof *pe[i]);
         if (!pe[i]) { fprintf(stderr, "moe: out of memory\n"); goto done; }
         for (int e = 0; e < E; e++) {
             moe_dtype dt;
@@ -680,10 +696,10 @@ static int run_model(const opts *o) {
     model_open = 0;
 
     size_t K = (size_t)plan.cfg.top_k, d = (size_t)plan.cfg.d_model;
-    y = malloc((T ? T : 1) * d * sizeof *y);
-    ex = malloc((T ? T : 1) * K * sizeof *ex);
-    wt = malloc((T ? T : 1) * K * sizeof *wt);
-    load = malloc((size_t)E * sizeof *load);
+    y = MIO_MALLOC((T ? T : 1) * d * sizeof *y);
+    ex = MIO_MALLOC((T ? T : 1) * K * sizeof *ex);
+    wt = MIO_MALLOC((T ? T : 1) * K * sizeof *wt);
+    load = MIO_MALLOC((size_t)E * sizeof *load);
     if (!y || !ex || !wt || !load) {
         fprintf(stderr, "moe: out of memory for %zu tokens\n", T);
         goto done;
@@ -725,12 +741,12 @@ static int run_model(const opts *o) {
     rc = 0;
 done:
     mio_outputs_discard(&written);
-    free(ld);
-    for (int i = 0; i < HF_MAX_TENSORS; i++) free((void *)pe[i]);
+    MIO_FREE(ld);
+    for (int i = 0; i < HF_MAX_TENSORS; i++) MIO_FREE((void *)pe[i]);
     moe_layer_free(layer);
     if (model_open) mio_model_close(&model);
     mio_json_free(&doc);
-    free(ws.data); MIO_FREE(x); free(y); free(ex); free(wt); free(load);
+    MIO_FREE(ws.data); MIO_FREE(x); MIO_FREE(y); MIO_FREE(ex); MIO_FREE(wt); MIO_FREE(load);
     return rc;
 }
 

@@ -2208,22 +2208,18 @@ fail:
     return rc;
 }
 
-static int mio__model_index(mio_model *m, char *err, size_t es)
+/* The index from its text (len bytes): entries sorted by name, the distinct shards. */
+static int mio__model_index_text(mio_model *m, const unsigned char *text, size_t len, char *err,
+                                 size_t es)
 {
     const char *ip = m->index_path, **files = NULL, **uniq = NULL;
-    unsigned char *text;
-    size_t len, n, i, k;
+    size_t n, i, k;
     mio__jp p;
-    int rc = mio__read_file(ip, MIO_INDEX_MAX_FILE, &text, &len, err, es);
-    if (rc) return rc;
+    int rc;
     m->index_strings = (char *)MIO_MALLOC(len + 1);
-    if (!m->index_strings) {
-        MIO_FREE(text);
-        return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", ip);
-    }
+    if (!m->index_strings) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", ip);
     mio__jp_init(&p, text, len, m->index_strings, ip, err, es);
     rc = mio__index_read(m, &p, &files, err, es);
-    MIO_FREE(text);
     if (rc) return rc;
     n = m->n_entries;
     qsort(m->entries, n, sizeof(mio_model_entry), mio__entry_cmp);
@@ -2254,6 +2250,17 @@ static int mio__model_index(mio_model *m, char *err, size_t es)
     }
     MIO_FREE((void *)uniq);
     MIO_FREE((void *)files);
+    return rc;
+}
+
+static int mio__model_index(mio_model *m, char *err, size_t es)
+{
+    unsigned char *text;
+    size_t len;
+    int rc = mio__read_file(m->index_path, MIO_INDEX_MAX_FILE, &text, &len, err, es);
+    if (rc) return rc;
+    rc = mio__model_index_text(m, text, len, err, es);
+    MIO_FREE(text);
     return rc;
 }
 
@@ -2669,15 +2676,25 @@ static char *mio__dirname(const char *path)
     return mio__strndup(path, (size_t)(slash - path));
 }
 
+/* path's directory ("." if none) into d; 0 if it does not fit */
+static int mio__dirpart(const char *path, char *d, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+    size_t k = slash ? (size_t)(slash - path) : 0;
+    if (k + 2 > n) return 0;
+    memcpy(d, path, k);
+    strcpy(d + k, !slash ? "." : k ? "" : "/");
+    return 1;
+}
+
 /* realpath of path's directory, then '/' and its last component; 0 if the directory is not
-   there */
+   there. No allocation: a safety check must not change its answer when memory is short. */
 static int mio__canon(const char *path, char *out, size_t n)
 {
-    char dir[PATH_MAX], *d = mio__dirname(path);
-    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
-    int ok = d && realpath(d, dir) != NULL;
-    MIO_FREE(d);
-    return ok && (size_t)snprintf(out, n, "%s/%s", dir, base) < n;
+    char d[PATH_MAX], dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    return mio__dirpart(path, d, sizeof d) && realpath(d, dir) != NULL &&
+           (size_t)snprintf(out, n, "%s/%s", dir, slash ? slash + 1 : path) < n;
 }
 
 MIODEF int mio_same_file(const char *a, const char *b)
@@ -2846,21 +2863,27 @@ MIODEF int mio_outputs_npy_i32(mio_outputs *o, const char *path, const int32_t *
 /* Keeps an existing target under a hard link with a fresh name next to it (f->bak), so a
    failed commit can put it back. A file system without hard links gets no keeping: the commit
    then cannot put that target back should a later rename fail. */
-static void mio__keep(mio_output *f)
+static int mio__keep(mio_output *f, char *err, size_t es)
 {
     struct stat sb;
     char *dir;
     int i;
     f->existed = lstat(f->path, &sb) == 0;
-    if (!f->existed || !(dir = mio__dirname(f->path))) return;
+    if (!f->existed) return MIO_OK;
+    if (!(dir = mio__dirname(f->path))) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f->path);
     for (i = 0; i < 100; i++) {
         f->bak = mio__tmpname(dir, f, i);
-        if (!f->bak || link(f->path, f->bak) == 0) break;
+        if (!f->bak) {
+            MIO_FREE(dir);
+            return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f->path);
+        }
+        if (link(f->path, f->bak) == 0) break;
         MIO_FREE(f->bak);
         f->bak = NULL;
         if (errno != EEXIST) break;
     }
     MIO_FREE(dir);
+    return MIO_OK;
 }
 
 MIODEF int mio_outputs_commit(mio_outputs *o, char *err, size_t err_size)
@@ -2868,8 +2891,8 @@ MIODEF int mio_outputs_commit(mio_outputs *o, char *err, size_t err_size)
     int i, done = 0, rc = MIO_OK;
     mio__clear(err, err_size);
     if (!o) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_outputs_commit: NULL argument");
-    for (i = 0; i < o->n; i++) mio__keep(&o->f[i]);
-    while (done < o->n) {
+    for (i = 0; i < o->n && !rc; i++) rc = mio__keep(&o->f[i], err, err_size);
+    while (!rc && done < o->n) {
         mio_output *f = &o->f[done];
         if (rename(f->tmp, f->path) != 0) {
             rc = mio__fail(err, err_size, MIO_ERR_IO, "%s: write failed, every output left as it was: %s",
@@ -2899,13 +2922,13 @@ MIODEF int mio_outputs_commit(mio_outputs *o, char *err, size_t err_size)
             o->f[i].bak = NULL;
         }
     for (i = 0; i < o->n && !rc; i++) { /* the renames to disk, where the system allows it */
-        char *dir = mio__dirname(o->f[i].path);
-        int dfd = dir ? open(dir, O_RDONLY) : -1;
-        if (dfd >= 0) {
+        char dir[PATH_MAX];
+        int dfd;
+        if (!mio__dirpart(o->f[i].path, dir, sizeof dir)) continue;
+        if ((dfd = open(dir, O_RDONLY)) >= 0) {
             (void)fsync(dfd);
             close(dfd);
         }
-        MIO_FREE(dir);
     }
     return rc;
 }
