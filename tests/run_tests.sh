@@ -66,6 +66,7 @@ want_v() { [ ${#sel[@]} -eq 0 ] && return 0; local v; for v in "${sel[@]}"; do [
 cpu_has() { grep -qw "$1" /proc/cpuinfo 2>/dev/null; }
 # can CC build and link a program with these flags?
 probe() { local cc=$1; shift; echo 'int main(void){return 0;}' | $cc -x c "$@" - -o "$B/probe" >/dev/null 2>&1; }
+FUZZ_SECONDS=${FUZZ_SECONDS:-4}
 
 # the ISA variants (scalar, avx2) do not rerun the tests of file handling and configuration,
 # which no kernel choice changes
@@ -121,6 +122,30 @@ if want_v valgrind; then
       "valgrind -q --error-exitcode=99 --child-silent-after-fork=yes --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect" \
       "test_io_fuzz test_faults"
   else echo "== valgrind"; skipped "valgrind not installed"; fi
+fi
+if want_v fuzz; then
+  # every libFuzzer target of tests/fuzz/ on its committed corpus, then FUZZ_SECONDS of fuzzing;
+  # what it finds new goes to build/, never into tests/corpus/
+  if have clang && echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n); int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return d && n ? 0 : 0; }' |
+       clang -x c -fsanitize=fuzzer,address,undefined - -o "$B/probe" >/dev/null 2>&1; then
+    echo "== fuzz: clang -fsanitize=fuzzer,address,undefined, ${FUZZ_SECONDS}s a target"
+    for f in tests/fuzz/fuzz_*.c; do
+      t=$(basename "$f" .c); t=${t#fuzz_}; exe="$B/fuzz-$t"
+      # shellcheck disable=SC2086
+      build_bg "$exe" clang -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+        $WARN -I. -Iexamples "$f" -o "$exe" -lm
+    done
+    wait
+    for f in tests/fuzz/fuzz_*.c; do
+      t=$(basename "$f" .c); t=${t#fuzz_}; exe="$B/fuzz-$t"
+      if [ "$(cat "$exe.rc")" != 0 ]; then
+        bad "fuzz $t (build)"; sed 's/^/        /' "$exe.log" | head -20; continue
+      fi
+      rm -rf "$exe.new"; mkdir -p "$exe.new" "tests/corpus/fuzz/$t"
+      run "fuzz $t" "./$exe" -seed=1 -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 \
+        -artifact_prefix="$exe." "$exe.new" "tests/corpus/fuzz/$t"
+    done
+  else echo "== fuzz"; skipped "clang with libFuzzer (libclang-rt-14-dev) not installed"; fi
 fi
 if want_v compile; then
   echo "== compile: C++, MOE_STATIC, two translation units, quick start = examples/basic.c"
