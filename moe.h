@@ -196,7 +196,8 @@ typedef struct moe_config {
     float norm_p;            /* MOE_NORM_LP exponent; 0 = 1. Accepted: 1 <= p <= 126 / log2(E),
                                 else MOE_E_NORM_P: the top-1 weight is >= 1/E under softmax
                                 scores, so its p-th power stays a normal float and the norm is
-                                never 0 (p = 1e30 used to give inf); below 1 it is no norm */
+                                never 0 (p = 1e30 made it 0 and the weights inf); below 1 it
+                                is no norm */
     float scale;             /* routed_scaling_factor, applied after norm; 0 = 1 */
     float jitter_eps;        /* sparsemixer threshold epsilon; 0 = 0.01 (router_jitter_noise) */
     int capacity;            /* per-expert token capacity per forward call; 0 = unlimited */

@@ -322,7 +322,8 @@ static int run_toy(const opts *o) {
     size_t S = (size_t)o->shared * ff, K = (size_t)o->k;
     uint64_t s = o->seed;
     float *router = MIO_MALLOC(E * d * sizeof *router);
-    float *gate = MIO_MALLOC(E * ff * d * sizeof(float)), *up = MIO_MALLOC(E * ff * d * sizeof(float));
+    float *gate = MIO_MALLOC(E * ff * d * sizeof(float));
+    float *up = MIO_MALLOC(E * ff * d * sizeof(float));
     float *down = MIO_MALLOC(E * d * ff * sizeof(float));
     float *sg = MIO_MALLOC((S ? S : 1) * d * sizeof(float));
     float *su = MIO_MALLOC((S ? S : 1) * d * sizeof(float));
