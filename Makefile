@@ -12,7 +12,7 @@ CFLAGS  ?= -std=c99 -O2 $(WARN)
 NATIVE  ?= -march=native
 OMP     ?= -fopenmp
 INC      = -I. -Iexamples
-LDLIBS   = -lm
+LDLIBS   = -lm -pthread
 
 EXAMPLES = build/moe $(patsubst examples/%.c,build/%,$(filter-out examples/moe_cli.c,$(wildcard examples/*.c)))
 TESTS    = $(patsubst tests/%.c,build/%,$(wildcard tests/test_*.c tests/npy_compare.c))

@@ -123,7 +123,9 @@ typedef enum moe_result {
     MOE_E_SUBSET = -27,         /* expert_begin / expert_count reach outside 0..n_experts */
     MOE_E_EXPERT = -28,         /* a given expert id is not an expert, MOE_SLOT_NONE or _IDENTITY */
     MOE_E_SIZE = -29,           /* a tensor's stated n_elems is not what the config needs */
-    MOE_E_OFFSETS = -30         /* moe_experts offsets do not start at 0 and never decrease */
+    MOE_E_OFFSETS = -30,        /* moe_experts offsets do not start at 0 and never decrease */
+    MOE_E_THREADS = -31,        /* moe_workspace.n_threads is negative */
+    MOE_E_NORM_P = -32          /* norm_p is below 1 or above 126 / log2(n_experts) */
 } moe_result;
 
 /* A static, never-NULL English sentence for any value (unknown values get a generic one). */
@@ -239,7 +241,11 @@ typedef struct moe_config {
     moe_group_score group_score;
     moe_norm norm;
     float norm_eps;          /* 0 = 0 (see moe_norm) */
-    float norm_p;            /* MOE_NORM_LP exponent; 0 = 1 */
+    float norm_p;            /* MOE_NORM_LP exponent; 0 = 1. Accepted: 1 <= p <= 126 / log2(E),
+                                else MOE_E_NORM_P: the top-1 weight is >= 1/E under softmax
+                                scores, so its p-th power stays a normal float and the norm is
+                                never 0 (p = 1e30 made it 0 and the weights inf); below 1 it
+                                is no norm */
     float scale;             /* routed_scaling_factor, applied after norm; 0 = 1 */
     float jitter_eps;        /* sparsemixer threshold epsilon; 0 = 0.01 (router_jitter_noise) */
     int capacity;            /* per-expert token capacity per forward call; 0 = unlimited */
@@ -371,7 +377,10 @@ MOEDEF moe_result moe_layer_sizes(const moe_layer *layer, moe_packed_sizes *out)
 typedef struct moe_workspace {
     void *data;
     size_t size;
-    int n_threads;           /* OpenMP threads for this call; 0 = all (omp_get_max_threads); with
+    int n_threads;           /* OpenMP threads for this call; 0 = all (omp_get_max_threads);
+                                negative: MOE_E_THREADS. More than max(omp_get_max_threads,
+                                omp_get_num_procs) (at most omp_get_thread_limit) is capped
+                                there: it only changes timing, never the output. With
                                 cfg.parallel_for, the tasks are sized for cfg.pool_threads */
 } moe_workspace;
 
@@ -399,11 +408,22 @@ typedef struct moe_trace {
 /* ---- forward ------------------------------------------------------------------------------ */
 
 /* y[t] = MoE(x[t]) for t < n_tokens. x and y are [n_tokens][d_model], row-major, and must not
-   overlap. n_tokens = 0 is valid and does nothing (the trace scalars become 0). */
+   overlap. n_tokens = 0 is valid and does nothing: x, y and ws may then be NULL (or ws->data
+   NULL); the trace scalars and counts become 0.
+   Non-finite input: a token whose x row holds a NaN or an infinity is computed by the same
+   rules, with no check and no error. Its logits are NaN or infinite; NaN keys rank after every
+   number, -inf included, then by lower index, so it still gets k distinct valid experts (with
+   a NaN in x every logit is NaN: experts 0..k-1; under group-limited top-k its group scores
+   are all -inf, groups 0..topk_group-1 are kept with NaN keys and lose to the -inf keys of the
+   other groups, whose experts come first). Its y row and weights are whatever fp32 gives them
+   (NaN, in general). Every other token's y, route and logits are bit-identical to a call
+   without it, except under capacity, where it takes its slots like any token; mean_prob,
+   aux_loss and z_loss, means over the tokens, become NaN. */
 MOEDEF moe_result moe_forward(const moe_layer *layer, const float *x, size_t n_tokens, float *y,
                               const moe_workspace *ws, moe_trace *trace);
 
-/* Routing only (router, gating, capacity, trace); no expert is run. */
+/* Routing only (router, gating, capacity, trace); no expert is run. Arguments and non-finite
+   input as for moe_forward. */
 MOEDEF moe_result moe_route(const moe_layer *layer, const float *x, size_t n_tokens,
                             const moe_workspace *ws, moe_trace *trace);
 
@@ -2318,10 +2338,18 @@ static int moe__carve(const moe_layer *L, size_t T, size_t R, int z, char *base,
     return 1;
 }
 
+/* The team size of one call (n_threads >= 0, checked by moe__begin). A count beyond what the
+   process can usefully run is capped: asked for 2^31 - 1 threads, libgomp fails to allocate the
+   team and calls exit(), and more threads than processors only oversubscribe them. The output
+   does not depend on the count, so the cap changes timing only. */
 static int moe__threads(const moe_layer *L, const moe_workspace *ws) {
     if (L->cfg.parallel_for) return L->cfg.pool_threads > 0 ? L->cfg.pool_threads : 1;
 #if MOE__OMP
-    return ws->n_threads > 0 ? ws->n_threads : omp_get_max_threads();
+    int max = omp_get_max_threads(), procs = omp_get_num_procs(), limit = omp_get_thread_limit();
+    int cap = max > procs ? max : procs, n = ws->n_threads;
+    if (cap > limit) cap = limit;
+    if (n == 0) return max;
+    return n < cap ? n : cap;
 #else
     (void)ws;
     return 1;
@@ -2748,6 +2776,10 @@ MOEDEF const char *moe_result_string(moe_result r) {
     case MOE_E_SIZE: return "a weight tensor's n_elems is not the size the config needs";
     case MOE_E_OFFSETS:
         return "moe_experts offsets must start at 0, never decrease, and hold under 2^31 rows";
+    case MOE_E_THREADS: return "moe_workspace.n_threads is negative (0 means all threads)";
+    case MOE_E_NORM_P:
+        return "norm_p must be at least 1 and at most 126 / log2(n_experts) (so that the top-1 "
+               "weight to the power norm_p stays a normal float)";
     }
     return "unknown moe_result code";
 }
@@ -2801,6 +2833,10 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
     if (c.expert_count == 0) c.expert_count = c.n_experts - c.expert_begin;
     if (c.d_shared == 0) c.d_shared = c.d_ff;
     if (c.norm_p == 0.0f) c.norm_p = 1.0f;
+    /* under softmax, softmax-of-the-selected and sparsemixer scores the top-1 weight w >= 1/E,
+       so w^p >= 2^-126 keeps the sum a normal float; 1/p and k^(1/p) stay finite for p >= 1 */
+    if (c.norm_p < 1.0f || (double)c.norm_p * log2((double)c.n_experts) > 126.0)
+        return MOE_E_NORM_P;
     if (c.scale == 0.0f) c.scale = 1.0f;
     if (c.jitter_eps == 0.0f) c.jitter_eps = 0.01f;
     if (c.act_alpha == 0.0f) c.act_alpha = 1.702f;
@@ -3149,11 +3185,28 @@ MOEDEF moe_result moe_experts_workspace_size(const moe_layer *layer, size_t n_ro
     return moe__carve(layer, 0, n_rows, 0, NULL, &w, bytes) ? MOE_OK : MOE_E_OVERFLOW;
 }
 
+/* A call with no tokens computes nothing and needs no workspace (ws may be NULL); the trace
+   gets its zeros. */
+static moe_result moe__no_tokens(const moe_layer *L, const moe_workspace *ws, moe_trace *tr) {
+    if (!L) return MOE_E_NULL;
+    if (ws && ws->n_threads < 0) return MOE_E_THREADS;
+    if (tr) {
+        tr->n_dropped = 0;
+        tr->aux_loss = tr->z_loss = 0.0;
+        for (size_t e = 0; e < L->E; e++) {
+            if (tr->expert_tokens) tr->expert_tokens[e] = 0;
+            if (tr->mean_prob) tr->mean_prob[e] = 0.0f;
+        }
+    }
+    return MOE_OK;
+}
+
 /* Checks the workspace and lays it out for T tokens and R rows. */
 static moe_result moe__begin(const moe_layer *L, size_t T, size_t R, int z, const moe_workspace *ws,
                              moe__ws *w) {
     size_t need;
     if (!ws) return MOE_E_NULL;
+    if (ws->n_threads < 0) return MOE_E_THREADS;
     if (T > (size_t)INT32_MAX / L->k || R > (size_t)INT32_MAX) return MOE_E_OVERFLOW;
     if (!moe__carve(L, T, R, z, NULL, w, &need)) return MOE_E_OVERFLOW;
     if (!ws->data || ws->size < need) return MOE_E_WORKSPACE;
@@ -3178,7 +3231,8 @@ static moe_result moe__take_slots(const moe_layer *L, size_t T, const int32_t *e
 MOEDEF moe_result moe_route(const moe_layer *layer, const float *x, size_t n_tokens,
                             const moe_workspace *ws, moe_trace *trace) {
     moe__ws w;
-    if (!layer || (n_tokens && !x)) return MOE_E_NULL;
+    if (n_tokens == 0) return moe__no_tokens(layer, ws, trace);
+    if (!layer || !x) return MOE_E_NULL;
     moe_result r = moe__begin(layer, n_tokens, n_tokens * layer->k, 1, ws, &w);
     if (r != MOE_OK) return r;
     moe__route(layer, x, n_tokens, &w, moe__threads(layer, ws));
@@ -3190,7 +3244,8 @@ MOEDEF moe_result moe_route_slots(const moe_layer *layer, const float *x, size_t
                                   int32_t *expert, float *weight, const moe_workspace *ws,
                                   moe_trace *trace) {
     moe__ws w;
-    if (!layer || (n_tokens && (!x || !expert || !weight))) return MOE_E_NULL;
+    if (n_tokens == 0) return moe__no_tokens(layer, ws, trace);
+    if (!layer || !x || !expert || !weight) return MOE_E_NULL;
     moe_result r = moe__begin(layer, n_tokens, n_tokens * layer->k, 1, ws, &w);
     if (r != MOE_OK) return r;
     moe__route(layer, x, n_tokens, &w, moe__threads(layer, ws));
@@ -3203,7 +3258,8 @@ MOEDEF moe_result moe_route_slots(const moe_layer *layer, const float *x, size_t
 MOEDEF moe_result moe_forward(const moe_layer *layer, const float *x, size_t n_tokens, float *y,
                               const moe_workspace *ws, moe_trace *trace) {
     moe__ws w;
-    if (!layer || (n_tokens && (!x || !y))) return MOE_E_NULL;
+    if (n_tokens == 0) return moe__no_tokens(layer, ws, trace);
+    if (!layer || !x || !y) return MOE_E_NULL;
     moe_result r = moe__begin(layer, n_tokens, n_tokens * layer->k, 1, ws, &w);
     if (r != MOE_OK) return r;
     int nth = moe__threads(layer, ws);
@@ -3220,7 +3276,8 @@ MOEDEF moe_result moe_forward_routed(const moe_layer *layer, const float *x, siz
                                      const int32_t *expert, const float *weight, float *y,
                                      const moe_workspace *ws) {
     moe__ws w;
-    if (!layer || (n_tokens && (!x || !y || !expert || !weight))) return MOE_E_NULL;
+    if (n_tokens == 0) return moe__no_tokens(layer, ws, NULL);
+    if (!layer || !x || !y || !expert || !weight) return MOE_E_NULL;
     moe_result r = moe__begin(layer, n_tokens, n_tokens * layer->k, 1, ws, &w);
     if (r != MOE_OK) return r;
     if ((r = moe__take_slots(layer, n_tokens, expert, weight, &w)) != MOE_OK) return r;
@@ -3241,7 +3298,8 @@ MOEDEF moe_result moe_experts(const moe_layer *layer, const float *rows, const i
     for (size_t e = 0; e < ne; e++)
         if (offsets[e + 1] < offsets[e]) return MOE_E_OFFSETS;
     n = (size_t)offsets[ne];
-    if (n && (!rows || !out || (layer->cfg.weight_on_input && !row_weight))) return MOE_E_NULL;
+    if (n == 0) return moe__no_tokens(layer, ws, NULL);
+    if (!rows || !out || (layer->cfg.weight_on_input && !row_weight)) return MOE_E_NULL;
     moe_result r = moe__begin(layer, 0, n, 0, ws, &w);
     if (r != MOE_OK) return r;
     memcpy(w.off, offsets, (ne + 1) * sizeof *offsets);
@@ -3257,7 +3315,8 @@ MOEDEF moe_result moe_combine(const moe_layer *layer, const float *x, size_t n_t
                               const int32_t *expert, const float *weight, const float *z,
                               float *y, const moe_workspace *ws) {
     moe__ws w;
-    if (!layer || (n_tokens && (!x || !y || !expert || !weight))) return MOE_E_NULL;
+    if (n_tokens == 0) return moe__no_tokens(layer, ws, NULL);
+    if (!layer || !x || !y || !expert || !weight) return MOE_E_NULL;
     moe_result r = moe__begin(layer, n_tokens, n_tokens * layer->k, 0, ws, &w);
     if (r != MOE_OK) return r;
     if ((r = moe__take_slots(layer, n_tokens, expert, weight, &w)) != MOE_OK) return r;

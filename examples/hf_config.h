@@ -21,6 +21,7 @@
 #ifndef HF_CONFIG_H
 #define HF_CONFIG_H
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,18 @@ static int64_t hf_i(hf_ctx *c, const mio_json *o, const char *key, int64_t def) 
     return r ? def : v;
 }
 
+/* A count (layers, sparse layers): an int that must not be negative. */
+static int64_t hf_count(hf_ctx *c, const mio_json *o, const char *key, int64_t def) {
+    int64_t v = hf_i(c, o, key, def);
+    if (v < 0) {
+        char e[MIO_ERR_SIZE];
+        snprintf(e, sizeof e, "'%s' = %lld is negative", key, (long long)v);
+        hf_fail(c, e);
+        return def;
+    }
+    return v;
+}
+
 static double hf_f(hf_ctx *c, const mio_json *o, const char *key, double def) {
     char e[MIO_ERR_SIZE];
     double v = def;
@@ -149,7 +162,7 @@ static void hf_set_act(hf_ctx *c, hf_plan *p, const char *name) {
     int a = hf_act(name);
     if (a < 0) {
         char m[160];
-        snprintf(m, sizeof m, "activation '%s' is not supported (silu, gelu, gelu_new, "
+        snprintf(m, sizeof m, "activation '%.64s' is not supported (silu, gelu, gelu_new, "
                  "gelu_pytorch_tanh, relu)", name);
         hf_fail(c, m);
         return;
@@ -219,8 +232,13 @@ static int hf_layer_range(hf_ctx *c, int64_t layer, int64_t n_layers,
                           const char *key) {
     if (layer < 0 || layer >= n_layers) {
         char m[200];
-        snprintf(m, sizeof m, "layer %lld is out of range: the model has %lld layers (%s), "
-                 "0..%lld", (long long)layer, (long long)n_layers, key, (long long)n_layers - 1);
+        if (n_layers == 0)
+            snprintf(m, sizeof m, "layer %lld is out of range: the model has no layers (%s = 0)",
+                     (long long)layer, key);
+        else
+            snprintf(m, sizeof m, "layer %lld is out of range: the model has %lld layers (%s), "
+                     "0..%lld", (long long)layer, (long long)n_layers, key,
+                     (long long)n_layers - 1);
         hf_fail(c, m);
         return 0;
     }
@@ -228,7 +246,7 @@ static int hf_layer_range(hf_ctx *c, int64_t layer, int64_t n_layers,
 }
 
 static void hf_dense(hf_ctx *c, int64_t layer, const char *why) {
-    char m[240];
+    char m[480];
     snprintf(m, sizeof m, "layer %lld is a dense layer (%s): it has no experts", (long long)layer,
              why);
     hf_fail(c, m);
@@ -241,8 +259,9 @@ static int hf_parse_layer(const char *s, int *stack, int64_t *layer) {
     if (!strncmp(s, "encoder.", 8)) { *stack = 1; s += 8; }
     else if (!strncmp(s, "decoder.", 8)) { *stack = 2; s += 8; }
     if (!*s || *s == '-' || *s == '+') return 0;
+    errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (*end) return 0;
+    if (*end || errno) return 0; /* ERANGE: beyond int64, and so beyond every model */
     *layer = v;
     return 1;
 }
@@ -271,12 +290,12 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
     }
     snprintf(p->family, sizeof p->family, "%s", mt);
     if (!hf_parse_layer(layer_arg, &stack, &layer)) {
-        snprintf(err, err_size, "bad --layer '%s': expected a layer index%s", layer_arg,
+        snprintf(err, err_size, "bad --layer '%.64s': expected a layer index%s", layer_arg,
                  strcmp(mt, "switch_transformers") ? "" : ", encoder.N or decoder.N");
         return -1;
     }
     if (stack && strcmp(mt, "switch_transformers")) {
-        snprintf(err, err_size, "bad --layer '%s': encoder./decoder. is for switch_transformers "
+        snprintf(err, err_size, "bad --layer '%.64s': encoder./decoder. is for switch_transformers "
                  "only", layer_arg);
         return -1;
     }
@@ -298,7 +317,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         } else {
             m->norm = MOE_NORM_SUM;
         }
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
+        if (!hf_layer_range(c, layer, hf_count(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
             return -1;
         hf_prefix(p, "model.layers.{L}.", layer);
         hf_modulelist(p, "block_sparse_moe.", "gate.weight", "w1", "w3", "w2");
@@ -313,7 +332,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->norm = hf_b(c, o, "norm_topk_prob", 0) ? MOE_NORM_SUM : MOE_NORM_NONE;
         hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
         int64_t step = hf_i(c, o, "decoder_sparse_step", 1);
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 24), /* both configs */
+        if (!hf_layer_range(c, layer, hf_count(c, o, "num_hidden_layers", 24), /* both configs */
                             "num_hidden_layers"))
             return -1;
         if (hf_in_list(c, o, "mlp_only_layers", layer)) {
@@ -347,7 +366,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 8);
         m->norm = hf_b(c, o, "norm_topk_prob", 0) ? MOE_NORM_SUM : MOE_NORM_NONE;
         hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 16), "num_hidden_layers"))
+        if (!hf_layer_range(c, layer, hf_count(c, o, "num_hidden_layers", 16), "num_hidden_layers"))
             return -1;
         hf_prefix(p, "model.layers.{L}.", layer);
         hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
@@ -359,7 +378,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 2);
         hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
         int64_t period = hf_i(c, o, "expert_layer_period", 2), off = hf_i(c, o, "expert_layer_offset", 1);
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
+        if (!hf_layer_range(c, layer, hf_count(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
             return -1;
         if (m->n_experts <= 1 || period <= 0 || layer % period != off) {
             snprintf(msg, sizeof msg, "expert_layer_period = %lld, expert_layer_offset = %lld",
@@ -396,7 +415,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
             const char *tm = hf_s(c, o, "topk_method", "greedy");
             const char *sf = hf_s(c, o, "scoring_func", "softmax");
             if (sf && strcmp(sf, "softmax")) {
-                snprintf(msg, sizeof msg, "deepseek_v2 scoring_func '%s' is not supported "
+                snprintf(msg, sizeof msg, "deepseek_v2 scoring_func '%.64s' is not supported "
                          "(softmax)", sf);
                 hf_fail(c, msg);
             }
@@ -409,7 +428,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
                 m->topk_group = (int)kg;
                 m->group_score = MOE_GROUP_MAX;
             } else if (tm && strcmp(tm, "greedy")) {
-                snprintf(msg, sizeof msg, "deepseek_v2 topk_method '%s' is not supported "
+                snprintf(msg, sizeof msg, "deepseek_v2 topk_method '%.64s' is not supported "
                          "(greedy, group_limited_greedy)", tm);
                 hf_fail(c, msg);
             }
@@ -428,7 +447,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
                 m->norm_eps = 1e-20f;
             }
         }
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", v2 ? 32 : glm ? 46 : 61),
+        if (!hf_layer_range(c, layer, hf_count(c, o, "num_hidden_layers", v2 ? 32 : glm ? 46 : 61),
                             "num_hidden_layers"))
             return -1;
         if (layer < fk) {
@@ -466,7 +485,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
            modeling_gpt_oss.py hard-codes 1.702) */
         m->act_alpha = (float)hf_f(c, o, "swiglu_alpha", 1.702);
         m->act_limit = (float)hf_f(c, o, "swiglu_limit", 7.0);
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 36), "num_hidden_layers"))
+        if (!hf_layer_range(c, layer, hf_count(c, o, "num_hidden_layers", 36), "num_hidden_layers"))
             return -1;
         int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
         p->split = MOE_SPLIT_INTERLEAVED;
@@ -490,7 +509,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->weight_on_input = 1;
         hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
         int64_t step = hf_i(c, o, "interleave_moe_layer_step", 1);
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 48), "num_hidden_layers"))
+        if (!hf_layer_range(c, layer, hf_count(c, o, "num_hidden_layers", 48), "num_hidden_layers"))
             return -1;
         const mio_json *ml = mio_json_get(o, "moe_layers");
         if (ml && !mio_json_is_null(ml)) {
@@ -530,10 +549,10 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         if (!nw || !mio_json_is_null(nw)) {
             m->norm = MOE_NORM_LP;
             m->norm_p = (float)hf_f(c, fc, "moe_normalize_expert_weights", 1.0);
-            if (!c->bad && !(m->norm_p > 0.0f))
-                hf_fail(c, "moe_normalize_expert_weights must be > 0");
+            if (!c->bad && !(m->norm_p >= 1.0f))
+                hf_fail(c, "moe_normalize_expert_weights must be at least 1 (a p-norm)");
         }
-        if (!hf_layer_range(c, layer, hf_i(c, o, "n_layers", 24), "n_layers")) return -1;
+        if (!hf_layer_range(c, layer, hf_count(c, o, "n_layers", 24), "n_layers")) return -1;
         int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
         hf_prefix(p, "transformer.blocks.{L}.", layer);
         hf_add(p, HF_ROUTER, "ffn.router.layer.weight", 0, MOE_OUT_IN, 2, E, d, 0);
@@ -548,7 +567,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 2);
         m->score = MOE_SCORE_SOFTMAX_TOPK;
         hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
+        if (!hf_layer_range(c, layer, hf_count(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
             return -1;
         int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
         p->split = MOE_SPLIT_HALVES;
@@ -571,7 +590,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->n_experts = (int)hf_i(c, o, "moe_num_experts", 64);
         m->top_k = (int)hf_i(c, o, "moe_k", 6);
         int64_t ns = hf_i(c, o, "moe_num_shared_experts", 2);
-        int64_t nl = hf_i(c, o, "num_hidden_layers", 28);
+        int64_t nl = hf_count(c, o, "num_hidden_layers", 28);
         int64_t start = hf_i(c, o, "moe_layer_start_index", 1);
         int64_t end = hf_i(c, o, "moe_layer_end_index", -1);
         int64_t iv = hf_i(c, o, "moe_layer_interval", 1);
@@ -602,12 +621,12 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
     } else if (!strcmp(mt, "switch_transformers")) {
         /* HF SwitchTransformersConfig: sparse step = num_layers // num_sparse_*_layers; block i
            is sparse if i % step == 1 or step == 1. */
-        int64_t nl = hf_i(c, o, "num_layers", 12);
+        int64_t nl = hf_count(c, o, "num_layers", 12);
         /* configuration_switch_transformers.py: absent -> 12, explicit null -> num_layers */
         const mio_json *ndj = mio_json_get(o, "num_decoder_layers");
-        int64_t ndl = ndj && mio_json_is_null(ndj) ? nl : hf_i(c, o, "num_decoder_layers", 12);
-        int64_t nse = hf_i(c, o, "num_sparse_encoder_layers", 3);
-        int64_t nsd = hf_i(c, o, "num_sparse_decoder_layers", 3);
+        int64_t ndl = ndj && mio_json_is_null(ndj) ? nl : hf_count(c, o, "num_decoder_layers", 12);
+        int64_t nse = hf_count(c, o, "num_sparse_encoder_layers", 3);
+        int64_t nsd = hf_count(c, o, "num_sparse_decoder_layers", 3);
         m->d_model = (int)hf_i(c, o, "d_model", 768);
         m->d_ff = (int)hf_i(c, o, "d_ff", 2048);
         m->n_experts = (int)hf_i(c, o, "num_experts", 8);
@@ -618,9 +637,20 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->router_bias = hf_b(c, o, "router_bias", 0);
         hf_set_act(c, p, hf_s(c, o, "dense_act_fn", "relu"));
         if (c->bad) return -1;
-        if (!stack) {
-            if (layer >= 0 && layer < nl) stack = 1;
-            else if (layer >= nl) { stack = 2; layer -= nl; }
+        if (!stack) { /* a flat index: range-checked before any arithmetic on it */
+            if (layer < nl) {
+                stack = 1;
+            } else if (layer - nl < ndl) { /* 0 <= nl <= layer: no overflow */
+                stack = 2;
+                layer -= nl;
+            } else {
+                snprintf(msg, sizeof msg, "layer %lld is out of range: the model has %lld encoder "
+                         "and %lld decoder layers (num_layers, num_decoder_layers), flat index "
+                         "0..%lld", (long long)layer, (long long)nl, (long long)ndl,
+                         (long long)(nl + ndl - 1));
+                hf_fail(c, msg);
+                return -1;
+            }
         }
         int dec = stack == 2;
         int64_t n = dec ? ndl : nl, ns = dec ? nsd : nse;
@@ -645,7 +675,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         hf_add(p, HF_DOWN, "experts.expert_{e}.wo.weight", 1, MOE_OUT_IN, 2, d, ff, 0);
     } else {
         size_t at = 0;
-        at += (size_t)snprintf(msg, sizeof msg, "unknown model_type '%s'; supported:", mt);
+        at += (size_t)snprintf(msg, sizeof msg, "unknown model_type '%.64s'; supported:", mt);
         for (size_t i = 0; i < sizeof hf_families / sizeof *hf_families && at < sizeof msg; i++)
             at += (size_t)snprintf(msg + at, sizeof msg - at, " %s", hf_families[i]);
         hf_fail(c, msg);

@@ -8,9 +8,10 @@
       build/moe --help
 
    The checkpoint side: hf_config.h maps config.json to a moe_config and names the layer's
-   tensors; moe_io.h maps the safetensors files (only the pages of the layer's tensors are ever
-   read) and reads/writes .npy. After moe_layer_create has packed a source tensor, its pages are
-   dropped (moe_weights.on_packed -> madvise), so the peak memory is about one packed layer. */
+   tensors; moe_io.h reads the layer's tensors from the safetensors files (with pread into
+   memory of its own by default, immune to a file that shrinks; through mmap with --mmap) and
+   reads/writes .npy. After moe_layer_create has packed a source tensor, its pages are dropped
+   (moe_weights.on_packed -> madvise), and the sources are closed once the layer is built. */
 #define _DEFAULT_SOURCE 1
 #define MOE_IMPLEMENTATION
 #include "moe.h"
@@ -66,7 +67,11 @@ static const char *usage_text =
     "  --experts-out E.npy  int32 [T][k]: selected experts, slot order (key descending)\n"
     "  --weights-out W.npy  float32 [T][k]: each slot's weight (0 for a slot dropped by\n"
     "                    capacity; Llama-4 applies it to the expert's input)\n"
-    "  Outputs are written only when the whole run succeeds, each atomically.\n"
+    "  --mmap            map the checkpoint instead of reading it (the default, --no-mmap):\n"
+    "                    the sources are not copied, so the peak memory is lower, but a file\n"
+    "                    that shrinks while it is mapped kills the process with SIGBUS\n"
+    "  The outputs appear together, only when the whole run succeeds; a failed run leaves\n"
+    "  every file as it was. An output may not be the input or a file of the checkpoint.\n"
     "  Families (model_type): mixtral qwen2_moe qwen3_moe olmoe deepseek_v2 deepseek_v3\n"
     "  kimi_k2 glm4_moe gpt_oss llama4 jamba dbrx granitemoe phimoe ernie4_5_moe\n"
     "  switch_transformers. Switch layers see X as one sequence (one capacity group).\n"
@@ -85,6 +90,17 @@ static const char *usage_text =
     "  --stats           per-expert load, aux loss, z-loss, dropped slots, packed bytes,\n"
     "                    load time and peak RSS\n"
     "  --help            this text\n";
+
+/* Every allocation of the CLI goes through moe_io.h's MIO_MALLOC (malloc unless a program that
+   includes this file says otherwise, as tests/test_faults.c does to fail each one in turn). */
+static void *cli_calloc(size_t n, size_t size) {
+    size_t bytes = n * size;
+    void *p;
+    if (n && bytes / n != size) return NULL;
+    p = MIO_MALLOC(bytes > 0 ? bytes : 1);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -108,6 +124,7 @@ typedef struct opts {
     moe_act act;
     /* checkpoint */
     const char *model, *layer, *input, *output, *experts_out, *weights_out;
+    int use_mmap;            /* --mmap: map the checkpoint instead of reading it */
     /* both */
     int threads, stats;
     int format, shared_format, bf16_dot; /* moe_format values (0 = as the checkpoint) */
@@ -175,6 +192,8 @@ static int parse_args(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--norm")) o->norm = 1;
         else if (!strcmp(a, "--no-norm")) o->norm = 0;
         else if (!strcmp(a, "--stats")) o->stats = 1;
+        else if (!strcmp(a, "--mmap")) o->use_mmap = 1;
+        else if (!strcmp(a, "--no-mmap")) o->use_mmap = 0;
         else if (VAL("--d")) { if (!parse_int(a, v, 1, 1 << 16, &o->d)) return 2; }
         else if (VAL("--ff")) { if (!parse_int(a, v, 1, 1 << 18, &o->ff)) return 2; }
         else if (VAL("--experts")) { if (!parse_int(a, v, 1, 4096, &o->experts)) return 2; }
@@ -274,7 +293,8 @@ static int forward_traced(const moe_layer *layer, const float *x, size_t T, floa
                           int32_t *ex, float *wt, int64_t *load, moe_workspace *ws,
                           moe_trace *tr, double *secs) {
     size_t bytes;
-    if (moe_workspace_size(layer, T, &bytes) != MOE_OK || !(ws->data = malloc(bytes ? bytes : 1))) {
+    if (moe_workspace_size(layer, T, &bytes) != MOE_OK ||
+        !(ws->data = MIO_MALLOC(bytes ? bytes : 1))) {
         fprintf(stderr, "moe: out of memory for the workspace of %zu tokens\n", T);
         return -1;
     }
@@ -330,14 +350,18 @@ static int run_toy(const opts *o) {
     size_t d = (size_t)o->d, ff = (size_t)o->ff, E = (size_t)o->experts, T = (size_t)o->tokens;
     size_t S = (size_t)o->shared * ff, K = (size_t)o->k;
     uint64_t s = o->seed;
-    float *router = malloc(E * d * sizeof *router), *gate = malloc(E * ff * d * sizeof(float));
-    float *up = malloc(E * ff * d * sizeof(float)), *down = malloc(E * d * ff * sizeof(float));
-    float *sg = malloc((S ? S : 1) * d * sizeof(float)), *su = malloc((S ? S : 1) * d * sizeof(float));
-    float *sd = malloc((S ? S : 1) * d * sizeof(float));
-    float *x = malloc((T ? T : 1) * d * sizeof(float)), *y = malloc((T ? T : 1) * d * sizeof(float));
-    int32_t *ex = malloc((T ? T : 1) * K * sizeof(int32_t));
-    float *wt = malloc((T ? T : 1) * K * sizeof(float));
-    int64_t *load = malloc(E * sizeof(int64_t));
+    float *router = MIO_MALLOC(E * d * sizeof *router);
+    float *gate = MIO_MALLOC(E * ff * d * sizeof(float));
+    float *up = MIO_MALLOC(E * ff * d * sizeof(float));
+    float *down = MIO_MALLOC(E * d * ff * sizeof(float));
+    float *sg = MIO_MALLOC((S ? S : 1) * d * sizeof(float));
+    float *su = MIO_MALLOC((S ? S : 1) * d * sizeof(float));
+    float *sd = MIO_MALLOC((S ? S : 1) * d * sizeof(float));
+    float *x = MIO_MALLOC((T ? T : 1) * d * sizeof(float));
+    float *y = MIO_MALLOC((T ? T : 1) * d * sizeof(float));
+    int32_t *ex = MIO_MALLOC((T ? T : 1) * K * sizeof(int32_t));
+    float *wt = MIO_MALLOC((T ? T : 1) * K * sizeof(float));
+    int64_t *load = MIO_MALLOC(E * sizeof(int64_t));
     if (!router || !gate || !up || !down || !sg || !su || !sd || !x || !y || !ex || !wt || !load) {
         fprintf(stderr, "moe: out of memory\n");
         goto done;
@@ -384,8 +408,9 @@ static int run_toy(const opts *o) {
     rc = 0;
 done:
     moe_layer_free(layer);
-    free(ws.data); free(router); free(gate); free(up); free(down); free(sg); free(su); free(sd);
-    free(x); free(y); free(ex); free(wt); free(load);
+    MIO_FREE(ws.data); MIO_FREE(router); MIO_FREE(gate); MIO_FREE(up); MIO_FREE(down);
+    MIO_FREE(sg); MIO_FREE(su); MIO_FREE(sd); MIO_FREE(x); MIO_FREE(y); MIO_FREE(ex);
+    MIO_FREE(wt); MIO_FREE(load);
     return rc;
 }
 
@@ -511,8 +536,63 @@ static int dir_writable(const char *path, char *dir, size_t n) {
     return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && access(dir, W_OK) == 0;
 }
 
+static const char *const out_flags[3] = {"--output", "--experts-out", "--weights-out"};
+
+/* The outputs before anything is read: each in a writable directory, not something other than
+   a file, no two the same file. 0 ok, else the message is printed. */
+static int check_outputs(const char *const outs[3]) {
+    char dir[4096];
+    struct stat st;
+    for (int i = 0; i < 3; i++) {
+        if (!outs[i]) continue;
+        if (!dir_writable(outs[i], dir, sizeof dir)) {
+            fprintf(stderr, "moe: cannot write output '%s': directory '%s' is missing or not "
+                    "writable\n", outs[i], dir);
+            return -1;
+        }
+        if (stat(outs[i], &st) == 0 && !S_ISREG(st.st_mode)) {
+            fprintf(stderr, "moe: cannot write output '%s' (%s): it exists and is not a regular "
+                    "file\n", outs[i], out_flags[i]);
+            return -1;
+        }
+        for (int j = 0; j < i; j++)
+            if (outs[j] && mio_same_file(outs[i], outs[j])) {
+                fprintf(stderr, "moe: %s '%s' and %s '%s' name the same file\n", out_flags[j],
+                        outs[j], out_flags[i], outs[i]);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+/* No output may be one of the files the run reads (realpath, device and inode): the input,
+   config.json, or any file of the checkpoint, whether this layer reads it or not. */
+static int check_not_inputs(const char *const outs[3], const char *input, const char *config,
+                            const mio_model *m) {
+    char path[4096];
+    size_t n = m->sharded ? m->n_shards + 1 : 1;
+    for (int i = 0; i < 3; i++) {
+        if (!outs[i]) continue;
+        const char *why = NULL, *what = NULL;
+        if (mio_same_file(outs[i], input)) why = "the input (--input)", what = input;
+        else if (mio_same_file(outs[i], config)) why = "the model's config.json", what = config;
+        for (size_t k = 0; k < n && !why; k++) {
+            if (!m->sharded) snprintf(path, sizeof path, "%s", m->single.path);
+            else if (k == 0) snprintf(path, sizeof path, "%s", m->index_path);
+            else snprintf(path, sizeof path, "%s/%s", m->dir, m->shards[k - 1].file);
+            if (mio_same_file(outs[i], path)) why = "a file of the checkpoint", what = path;
+        }
+        if (why) {
+            fprintf(stderr, "moe: refusing to write %s '%s': it is %s, '%s'\n", out_flags[i],
+                    outs[i], why, what);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int run_model(const opts *o) {
-    char err[1024], e2[MIO_ERR_SIZE], path[4096], dir[4096];
+    char err[MIO_ERR_SIZE + 1024], e2[MIO_ERR_SIZE], path[4096], dir[4096];
     struct stat st;
     int rc = 1;
     mio_json_doc doc;
@@ -527,21 +607,16 @@ static int run_model(const opts *o) {
     moe_workspace ws = {0};
     ws.data = NULL, ws.size = 0, ws.n_threads = o->threads;
     int model_open = 0;
-    const char *outs[3] = {o->output, o->experts_out, o->weights_out};
-    char tmp[3][4200];
-    int n_tmp = 0;
+    const char *const outs[3] = {o->output, o->experts_out, o->weights_out};
+    mio_outputs written;
 
     memset(&doc, 0, sizeof doc);
+    mio_outputs_init(&written);
     if (!o->layer || !o->input || !o->output) {
         fprintf(stderr, "moe: run --model needs --layer, --input and --output (see moe --help)\n");
         return 2;
     }
-    for (int i = 0; i < 3; i++)
-        if (outs[i] && !dir_writable(outs[i], dir, sizeof dir)) {
-            fprintf(stderr, "moe: cannot write output '%s': directory '%s' is missing or not "
-                    "writable\n", outs[i], dir);
-            return 1;
-        }
+    if (check_outputs(outs)) return 1;
     double t_start = now_s();
     if (stat(o->model, &st) || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "moe: model directory '%s' not found (or not a directory)\n", o->model);
@@ -576,11 +651,13 @@ static int run_model(const opts *o) {
         goto done;
     }
 
-    if (mio_model_open(&model, o->model, e2, sizeof e2)) {
+    if (mio_model_open_as(&model, o->model, o->use_mmap ? MIO_MAP : MIO_READ, e2, sizeof e2)) {
         fprintf(stderr, "moe: %s\n", e2);
         goto done;
     }
     model_open = 1;
+    snprintf(dir, sizeof dir, "%s/config.json", o->model);
+    if (check_not_inputs(outs, o->input, dir, &model)) goto done;
     const char *prefix = NULL;
     for (int i = 0; i < plan.n_prefix && !prefix; i++) {
         tensor_name(path, sizeof path, plan.prefix[i], plan.t[0].name, 0);
@@ -596,7 +673,7 @@ static int run_model(const opts *o) {
     int E = plan.cfg.n_experts;
     size_t cap = 0;
     for (int i = 0; i < plan.n; i++) cap += plan.t[i].per_expert ? (size_t)E : 1;
-    ld = calloc(1, sizeof *ld + cap * sizeof *ld->used);
+    ld = cli_calloc(1, sizeof *ld + cap * sizeof *ld->used);
     if (!ld) { fprintf(stderr, "moe: out of memory\n"); goto done; }
     ld->cap = cap;
     moe_weights w;
@@ -616,7 +693,7 @@ static int run_model(const opts *o) {
             }
             continue;
         }
-        pe[i] = calloc((size_t)E, sizeof *pe[i]);
+        pe[i] = cli_calloc((size_t)E, sizeof *pe[i]);
         if (!pe[i]) { fprintf(stderr, "moe: out of memory\n"); goto done; }
         for (int e = 0; e < E; e++) {
             moe_dtype dt;
@@ -648,12 +725,14 @@ static int run_model(const opts *o) {
         goto done;
     }
     double t_load = now_s() - t_start;
+    mio_model_close(&model); /* the layer has its packed copy: the sources (or their maps) go */
+    model_open = 0;
 
     size_t K = (size_t)plan.cfg.top_k, d = (size_t)plan.cfg.d_model;
-    y = malloc((T ? T : 1) * d * sizeof *y);
-    ex = malloc((T ? T : 1) * K * sizeof *ex);
-    wt = malloc((T ? T : 1) * K * sizeof *wt);
-    load = malloc((size_t)E * sizeof *load);
+    y = MIO_MALLOC((T ? T : 1) * d * sizeof *y);
+    ex = MIO_MALLOC((T ? T : 1) * K * sizeof *ex);
+    wt = MIO_MALLOC((T ? T : 1) * K * sizeof *wt);
+    load = MIO_MALLOC((size_t)E * sizeof *load);
     if (!y || !ex || !wt || !load) {
         fprintf(stderr, "moe: out of memory for %zu tokens\n", T);
         goto done;
@@ -662,28 +741,21 @@ static int run_model(const opts *o) {
     double t_fwd;
     if (forward_traced(layer, x, T, y, ex, wt, load, &ws, &tr, &t_fwd)) goto done;
 
-    /* outputs: each to OUT.partial (itself written atomically), then all renamed together */
+    /* the outputs appear together or not at all (moe_io.h: mio_outputs) */
     for (int i = 0; i < 3; i++) {
         if (!outs[i]) continue;
-        snprintf(tmp[i], sizeof tmp[i], "%s.partial", outs[i]);
-        int wr = i == 0 ? mio_npy_write_f32(tmp[i], y, T, d, e2, sizeof e2)
-               : i == 1 ? mio_npy_write_i32(tmp[i], ex, T, K, e2, sizeof e2)
-                        : mio_npy_write_f32(tmp[i], wt, T, K, e2, sizeof e2);
+        int wr = i == 0 ? mio_outputs_npy_f32(&written, outs[i], y, T, d, e2, sizeof e2)
+               : i == 1 ? mio_outputs_npy_i32(&written, outs[i], ex, T, K, e2, sizeof e2)
+                        : mio_outputs_npy_f32(&written, outs[i], wt, T, K, e2, sizeof e2);
         if (wr) {
             fprintf(stderr, "moe: cannot write output '%s': %s\n", outs[i], e2);
             goto done;
         }
-        n_tmp = i + 1;
     }
-    for (int i = 0; i < 3; i++) {
-        if (!outs[i]) continue;
-        if (rename(tmp[i], outs[i])) {
-            fprintf(stderr, "moe: cannot write output '%s': %s\n", outs[i], strerror(errno));
-            goto done;
-        }
-        tmp[i][0] = 0;
+    if (mio_outputs_commit(&written, e2, sizeof e2)) {
+        fprintf(stderr, "moe: cannot write the outputs: %s\n", e2);
+        goto done;
     }
-    n_tmp = 0;
 
     printf("%s %s (%s): %zu tokens, d=%zu, experts %d, top-%zu -> %s\n", plan.family,
            plan.layer_name, prefix, T, d, E, K, o->output);
@@ -701,14 +773,13 @@ static int run_model(const opts *o) {
     }
     rc = 0;
 done:
-    for (int i = 0; i < n_tmp; i++)
-        if (outs[i] && tmp[i][0]) unlink(tmp[i]);
-    free(ld);
-    for (int i = 0; i < HF_MAX_TENSORS; i++) free((void *)pe[i]);
+    mio_outputs_discard(&written);
+    MIO_FREE(ld);
+    for (int i = 0; i < HF_MAX_TENSORS; i++) MIO_FREE((void *)pe[i]);
     moe_layer_free(layer);
     if (model_open) mio_model_close(&model);
     mio_json_free(&doc);
-    free(ws.data); free(x); free(y); free(ex); free(wt); free(load);
+    MIO_FREE(ws.data); MIO_FREE(x); MIO_FREE(y); MIO_FREE(ex); MIO_FREE(wt); MIO_FREE(load);
     return rc;
 }
 

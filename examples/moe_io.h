@@ -1,4 +1,4 @@
-/* moe_io.h v0.2.0 - JSON, safetensors and .npy readers for the moe.h example CLI.
+/* moe_io.h v0.3.0 - JSON, safetensors and .npy readers for the moe.h example CLI.
    public domain or MIT, see end of file.
 
    This is not part of moe.h: it is the file-format side of the example CLI, which runs one MoE
@@ -41,20 +41,33 @@
       float *x; size_t T, D;
       if (mio_npy_read("x.npy", &x, &T, &D, err, sizeof err)) die(err);
       if (mio_npy_write_f32("y.npy", y, T, D, err, sizeof err)) die(err); // all or nothing
-      free(x);
+      MIO_FREE(x);
 
    Configuration macros (define before including):
       MIO_STATIC            unset    make every function static (private to one file)
+      MIO_MALLOC(sz)        malloc   the allocator of everything moe_io.h allocates (define the
+      MIO_REALLOC(p, sz)    realloc  three together or none); mio_npy_read's array comes from
+      MIO_FREE(p)           free     it, so free that with MIO_FREE
       MIO_JSON_MAX_DEPTH    64       deepest nesting of arrays/objects the JSON parser accepts
+      MIO_JSON_MAX_FILE     4 MiB    largest file mio_json_parse_file reads (config.json)
       MIO_ST_MAX_HEADER     100000000  largest safetensors JSON header accepted, in bytes (the
                                      limit of the reference Rust implementation)
+      MIO_INDEX_MAX_FILE    64 MiB   largest model.safetensors.index.json accepted
       MIO_MAX_RANK          8        most dimensions a safetensors tensor may have
       MIO_NPY_MAX_RANK      32       most dimensions parsed from a .npy header (numpy's limit)
 
+   Memory: every reader's memory is bounded by its input. mio_json_parse (a DOM) takes the
+   input size plus one 80-byte node per value (counted in a first pass, so never more): at
+   most about 41 times the input, which is why it is for small files (MIO_JSON_MAX_FILE). The
+   safetensors header and the index, which can be large, are read by streaming parsers that
+   keep only the tensor names and entries: at most about 10 times the header or index size.
+
    Conventions:
    - Every function that can fail takes (char *err, size_t err_size): err may be NULL; on
-     failure it receives a NUL-terminated message (truncated to err_size), on success "".
-     MIO_ERR_SIZE (256) is enough for every message the library writes.
+     failure it receives a NUL-terminated message, on success "". A message names what failed
+     first and the reason last; one longer than err_size is shortened in the middle (" ... "),
+     so both ends survive. MIO_ERR_SIZE (1024) holds every message short of very long paths;
+     names taken from a file (tensor names, keys) are cut at 200 bytes in messages.
    - Nothing is printed, nothing exits, there is no global state. Objects are not thread-safe;
      distinct objects may be used from distinct threads.
    - Byte offsets in messages count from 0. Sizes are size_t with overflow-checked products.
@@ -70,7 +83,7 @@
 #include <stdint.h>
 
 #define MIO_VERSION_MAJOR 0
-#define MIO_VERSION_MINOR 2
+#define MIO_VERSION_MINOR 3
 #define MIO_VERSION_PATCH 0
 
 #if defined(MIO_STATIC) && (defined(__GNUC__) || defined(__clang__))
@@ -81,8 +94,24 @@
 #define MIODEF extern
 #endif
 
+#if defined(MIO_MALLOC) && defined(MIO_REALLOC) && defined(MIO_FREE)
+#elif !defined(MIO_MALLOC) && !defined(MIO_REALLOC) && !defined(MIO_FREE)
+#include <stdlib.h>
+#define MIO_MALLOC(sz) malloc(sz)
+#define MIO_REALLOC(p, sz) realloc(p, sz)
+#define MIO_FREE(p) free(p)
+#else
+#error "moe_io.h: define MIO_MALLOC, MIO_REALLOC and MIO_FREE together, or none of them"
+#endif
+
 #ifndef MIO_JSON_MAX_DEPTH
 #define MIO_JSON_MAX_DEPTH 64
+#endif
+#ifndef MIO_JSON_MAX_FILE
+#define MIO_JSON_MAX_FILE ((size_t)4 << 20)
+#endif
+#ifndef MIO_INDEX_MAX_FILE
+#define MIO_INDEX_MAX_FILE ((size_t)64 << 20)
 #endif
 #ifndef MIO_ST_MAX_HEADER
 #define MIO_ST_MAX_HEADER 100000000
@@ -94,7 +123,7 @@
 #define MIO_NPY_MAX_RANK 32
 #endif
 
-#define MIO_ERR_SIZE 256
+#define MIO_ERR_SIZE 1024
 
 #ifdef __cplusplus
 extern "C" {
@@ -121,9 +150,9 @@ MIODEF const char *mio_result_str(int result); /* "MIO_ERR_FORMAT: malformed fil
    they are written as an integer that fits. Nesting is limited to MIO_JSON_MAX_DEPTH and the
    parser uses no recursion. NaN, Infinity, comments, trailing commas, leading zeros and
    trailing content are rejected; a leading UTF-8 byte-order mark is skipped. Duplicate keys are
-   kept and lookups return the first (the safetensors layer rejects duplicate tensor names).
-   Node pointers stay valid until mio_json_free. Object lookup is a linear scan: fine for a
-   config, and the safetensors/index code builds its own sorted tables. */
+   kept and lookups return the first. Node pointers stay valid until mio_json_free. Object
+   lookup is a linear scan: fine for a config. Memory: len + 1 bytes of strings and exactly one
+   node (sizeof(mio_json), 80 bytes on 64-bit) per value; a first pass validates and counts. */
 enum {
     MIO_JSON_NONE = 0, /* what mio_json_type(NULL) returns: the value is absent */
     MIO_JSON_NULL,
@@ -159,7 +188,8 @@ typedef struct mio_json_doc {
    On failure doc is left empty (mio_json_free is still safe). */
 MIODEF int mio_json_parse(mio_json_doc *doc, const void *text, size_t len, const char *name,
                           char *err, size_t err_size);
-/* Read a whole file and parse it; messages are prefixed with path. */
+/* Read a whole file and parse it; messages are prefixed with path. Files larger than
+   MIO_JSON_MAX_FILE are refused (MIO_ERR_FORMAT) before anything is allocated. */
 MIODEF int mio_json_parse_file(mio_json_doc *doc, const char *path, char *err, size_t err_size);
 MIODEF void mio_json_free(mio_json_doc *doc);                 /* frees nodes and strings */
 MIODEF const mio_json *mio_json_root(const mio_json_doc *doc); /* NULL if empty */
@@ -185,6 +215,8 @@ MIODEF const char *mio_json_as_str(const mio_json *v, size_t *len); /* NULL if n
    null (*out untouched, so preset the default); MIO_ERR_TYPE when present with another type,
    with a message such as "'num_experts' is a string, expected an integer". A NULL obj counts
    as absent, so mio_json_get(root, "text_config") can be passed whether it exists or not.
+   get_str refuses (MIO_ERR_TYPE) a string holding an escaped NUL (\u0000): as a C string it
+   would compare equal to its first part; mio_json_as_str gives such strings with their length.
    Messages name the key only: prefix the file name yourself. */
 MIODEF int mio_json_get_f64(const mio_json *obj, const char *key, double *out,
                             char *err, size_t err_size);
@@ -201,8 +233,11 @@ MIODEF int mio_json_get_str(const mio_json *obj, const char *key, const char **o
    section, to which the offsets are relative. Opening validates everything up front: the
    length against the file size, every entry's dtype, shape and offsets, end-begin ==
    prod(shape) * dtype size (checked products), ranges inside the data section and not
-   overlapping, no duplicate names. Recognised dtypes are listed below; which ones a loader
-   can use is its decision (moe.h takes F32, BF16 and F16). */
+   overlapping, no duplicate names (tensor names, nor keys within an entry). Keys of an entry
+   other than the three are checked as JSON and ignored, as the reference implementation does.
+   The header is read by a streaming parser that keeps the names and the tensor table only:
+   at most about 10 times the header length. Recognised dtypes are listed below; which ones a
+   loader can use is its decision (moe.h takes F32, BF16 and F16). */
 enum {
     MIO_DTYPE_UNKNOWN = 0,
     MIO_DTYPE_F32, MIO_DTYPE_BF16, MIO_DTYPE_F16, MIO_DTYPE_F64, MIO_DTYPE_C64,
@@ -223,11 +258,14 @@ typedef struct mio_tensor {
     int rank;                      /* 0 (a scalar) .. MIO_MAX_RANK */
     int64_t shape[MIO_MAX_RANK];   /* shape[0..rank-1], row-major; unused entries are 0 */
     size_t nelem;                  /* product of the shape (1 for a scalar) */
-    const void *data;              /* into the file mapping; NOT aligned in general */
+    const void *data;              /* MIO_MAP: into the file mapping, NOT aligned in general;
+                                      MIO_READ: NULL until loaded, then a page-aligned copy */
     size_t nbytes;
     uint64_t offset;               /* file offset of the first data byte */
     const char *file;              /* path of the file that holds it, for messages */
-    int mapped;                    /* data lies in an mmap of a file (see mio_tensor_release) */
+    int mapped;                    /* data lies in an mmap, of the file or of the copy (see
+                                      mio_tensor_release) */
+    size_t copy_len;               /* MIO_READ: bytes of the loaded copy's mapping, else 0 */
 } mio_tensor;
 
 typedef struct mio_safetensors {
@@ -238,10 +276,28 @@ typedef struct mio_safetensors {
     size_t data_start;             /* 8 + header length */
     mio_tensor *tensors;           /* sorted by name, strcmp order */
     size_t n_tensors;
-    mio_json_doc header;
+    char *names;                   /* the decoded tensor names (t->name points in here) */
+    int how;                       /* MIO_MAP (also for memory) or MIO_READ */
+    int fd;                        /* MIO_READ: the open file */
 } mio_safetensors;
 
-/* mmap the file read-only and validate it. Close with mio_safetensors_close. */
+/* How tensor data is reached.
+   MIO_MAP: the file is mapped (mmap) and tensors point into it. Cheapest in memory, but the
+     file must not shrink while it is open: a page past the new end of a truncated or
+     rewritten file is a SIGBUS that kills the process, and no library can catch it.
+   MIO_READ: only the header is read at open; a tensor is read with pread into anonymous
+     memory when loaded (mio_safetensors_load, or mio_model_tensor of a model opened so). A
+     file that shrinks gives an error ("the file ended after N of its M bytes"), never a
+     signal; one rewritten in place gives wrong values. Costs the copy: a loader that holds
+     every source tensor of a layer at once needs their bytes in memory besides the packed
+     layer (mio_tensor_release frees them as they are packed). */
+enum { MIO_MAP = 0, MIO_READ = 1 };
+
+/* Open the file (MIO_MAP or MIO_READ) and validate its header. Close with
+   mio_safetensors_close. */
+MIODEF int mio_safetensors_open_as(mio_safetensors *st, const char *path, int how,
+                                   char *err, size_t err_size);
+/* = mio_safetensors_open_as(st, path, MIO_MAP, ...) */
 MIODEF int mio_safetensors_open(mio_safetensors *st, const char *path,
                                 char *err, size_t err_size);
 /* The same on a buffer the caller keeps alive and unchanged until close; name is used in
@@ -253,20 +309,26 @@ MIODEF const mio_tensor *mio_safetensors_find(const mio_safetensors *st, const c
 /* Like find, but MIO_ERR_NOT_FOUND with "FILE: tensor 'NAME' not found" when absent. */
 MIODEF int mio_safetensors_get(const mio_safetensors *st, const char *name,
                                const mio_tensor **out, char *err, size_t err_size);
+/* Like get, and in MIO_READ mode reads the tensor's bytes (once; they stay until close). */
+MIODEF int mio_safetensors_load(mio_safetensors *st, const char *name, const mio_tensor **out,
+                                char *err, size_t err_size);
 
 /* Tell the kernel it may drop the pages of bytes [offset, offset+len) of t's data (rounded
    inward to whole pages; madvise(MADV_DONTNEED)). The mapping stays valid: a later read faults
-   the bytes in from the file again. For a loader that has packed the tensor and wants its
-   resident memory back. No-op for memory-opened files. MIO_ERR_ARG if the range is outside
+   the bytes in from the file again (MIO_MAP), or reads zeros (a MIO_READ copy, whose memory
+   is freed). For a loader that has packed the tensor and wants its resident memory back.
+   No-op for memory-opened files. MIO_ERR_ARG if the range is outside
    the tensor, MIO_ERR_IO if madvise fails. */
 MIODEF int mio_tensor_release(const mio_tensor *t, size_t offset, size_t len,
                               char *err, size_t err_size);
 
 /* ---- model directory ----
    DIR/model.safetensors if present, else DIR/model.safetensors.index.json, whose "weight_map"
-   maps each tensor name to a shard file in DIR. Shards are opened lazily at the first lookup
-   of one of their tensors, once each, and stay open until close. A path to a .safetensors file
-   instead of a directory opens that file alone. The struct must not be moved while open. */
+   maps each tensor name to a shard file in DIR (its other members are checked as JSON and
+   ignored; the index is read by a streaming parser, and limited to MIO_INDEX_MAX_FILE). Shards
+   are opened lazily at the first lookup of one of their tensors, once each, and stay open
+   until close. A path to a .safetensors file instead of a directory opens that file alone. The
+   struct must not be moved while open. */
 typedef struct mio_model_shard {
     const char *file;              /* as written in the index */
     int open;
@@ -287,10 +349,13 @@ typedef struct mio_model {
     size_t n_shards;
     mio_model_entry *entries;      /* when sharded: sorted by name */
     size_t n_entries;
-    mio_json_doc index;
+    char *index_strings;           /* when sharded: the decoded names and shard files */
+    int how;                       /* MIO_MAP or MIO_READ, for the shards */
 } mio_model;
 
 MIODEF int mio_model_open(mio_model *m, const char *dir, char *err, size_t err_size);
+/* The same with the files opened MIO_MAP or MIO_READ (mio_model_tensor then loads). */
+MIODEF int mio_model_open_as(mio_model *m, const char *dir, int how, char *err, size_t err_size);
 MIODEF void mio_model_close(mio_model *m);
 /* Find a tensor, opening its shard if needed. MIO_ERR_NOT_FOUND names the tensor; a missing or
    broken shard is reported with the shard's path and the tensor that needed it. */
@@ -304,10 +369,13 @@ MIODEF const char *mio_model_name_at(const mio_model *m, size_t i); /* sorted; N
    Reader: format version 1.0 or 2.0, dtype '<f4', fortran_order False, rank 2. Any other file
    is refused with a message that says what it has ("x.npy: dtype is '<f8', expected '<f4'
    (float32)", "x.npy: shape (3, 5, 7) has rank 3, expected [T][hidden_size]"). The data is
-   copied into a malloc'd buffer the caller frees; a (0, D) array gives a valid 1-byte buffer.
-   Writers: version 1.0 header padded to 64 bytes as numpy writes it. They write a temporary
-   file next to path and rename() it into place only when everything was written and synced,
-   so on any failure path is untouched and no temporary file remains. */
+   copied into a MIO_MALLOC'd buffer the caller frees with MIO_FREE; a (0, D) array gives a
+   valid 1-byte buffer. Files are read, not mapped (a file cut while it is read is an error,
+   not a SIGBUS); the whole file is in memory once while it is converted.
+   Writers: version 1.0 header padded to 64 bytes as numpy writes it. Each is an output set of
+   one file (below): written to a temporary file next to path and renamed into place only when
+   everything was written and synced, so on any failure path is untouched and no temporary
+   file remains. */
 MIODEF int mio_npy_read(const char *path, float **data, size_t *rows, size_t *cols,
                         char *err, size_t err_size);
 MIODEF int mio_npy_read_mem(const void *buf, size_t len, const char *name, float **data,
@@ -320,6 +388,42 @@ MIODEF int mio_npy_write_f32(const char *path, const float *data, size_t rows, s
                              char *err, size_t err_size);
 MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows, size_t cols,
                              char *err, size_t err_size);
+
+/* ---- outputs that appear together ----
+   A set of files that become visible together or not at all. Each is written to a temporary
+   file in its target's directory (".mio-" and 10 random letters, created with O_EXCL and mode
+   0666 less the umask, as any new file; mkstemp's 0600 would leave outputs unreadable to the
+   group), synced, and renamed into place by mio_outputs_commit, which renames them all. An
+   existing target is kept under a temporary hard link until every rename has succeeded; if
+   one fails, every target is put back as it was (a file system without hard links cannot get
+   an existing target back). So a failure at any step, writing, syncing
+   or renaming, leaves the targets byte for byte as they were and no file behind (short of the
+   process being killed in the commit). A target that exists but is not a regular file, and
+   two targets naming the same file (by path or by inode), are refused when added. */
+#define MIO_MAX_OUTPUTS 8
+typedef struct mio_output {
+    char *path, *tmp, *bak;        /* target; its temporary file; the hard link kept during commit */
+    int existed;                   /* the target existed when the commit began */
+} mio_output;
+typedef struct mio_outputs {
+    mio_output f[MIO_MAX_OUTPUTS];
+    int n;
+} mio_outputs;
+
+MIODEF void mio_outputs_init(mio_outputs *o);
+/* Writes the array to a temporary file for path (npy, as mio_npy_write_*). */
+MIODEF int mio_outputs_npy_f32(mio_outputs *o, const char *path, const float *data, size_t rows,
+                               size_t cols, char *err, size_t err_size);
+MIODEF int mio_outputs_npy_i32(mio_outputs *o, const char *path, const int32_t *data, size_t rows,
+                               size_t cols, char *err, size_t err_size);
+/* Renames every temporary file into place; on failure restores every target. */
+MIODEF int mio_outputs_commit(mio_outputs *o, char *err, size_t err_size);
+/* Removes what is left (the temporary files of a set not committed) and frees; always call. */
+MIODEF void mio_outputs_discard(mio_outputs *o);
+
+/* 1 if the two paths name the same file: the same device and inode when both exist, the same
+   real directory and name when neither does (a target not yet written); 0 otherwise. */
+MIODEF int mio_same_file(const char *a, const char *b);
 
 #ifdef __cplusplus
 }
@@ -345,6 +449,8 @@ MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows,
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
+#include <limits.h>
 #include <unistd.h>
 
 #if defined(__GLIBC__) && !defined(__USE_MISC)
@@ -382,20 +488,38 @@ static void mio__clear(char *err, size_t es)
 }
 
 static int mio__fail(char *err, size_t es, int code, const char *fmt, ...) MIO__PRINTF(4, 5);
+/* The message into err: whole if it fits, else its start and its end, where the reason is,
+   around " ... ". The 12 KiB buffer holds two paths of PATH_MAX and the text around them; no
+   allocation, as this may be an out-of-memory path. */
 static int mio__fail(char *err, size_t es, int code, const char *fmt, ...)
 {
-    if (err && es) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, es, fmt, ap);
-        va_end(ap);
+    char buf[12288];
+    size_t n, head, tail;
+    va_list ap;
+    int r;
+    if (!err || !es) return code;
+    va_start(ap, fmt);
+    r = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    n = r < 0 ? 0 : (size_t)r < sizeof buf ? (size_t)r : sizeof buf - 1;
+    if (n < es) {
+        memcpy(err, buf, n + 1);
+    } else if (es < 32) {
+        memcpy(err, buf + n - (es - 1), es); /* the reason alone */
+    } else {
+        head = (es - 6) / 3;
+        tail = es - 6 - head;
+        memcpy(err, buf, head);
+        memcpy(err + head, " ... ", 5);
+        memcpy(err + head + 5, buf + n - tail, tail);
+        err[es - 1] = '\0';
     }
     return code;
 }
 
 static char *mio__strndup(const char *s, size_t n)
 {
-    char *d = (char *)malloc(n + 1);
+    char *d = (char *)MIO_MALLOC(n + 1);
     if (d) {
         memcpy(d, s, n);
         d[n] = '\0';
@@ -408,7 +532,7 @@ static char *mio__join(const char *a, const char *b)
 {
     size_t na = strlen(a), nb = strlen(b);
     int slash = na > 0 && a[na - 1] != '/';
-    char *d = (char *)malloc(na + (size_t)slash + nb + 1);
+    char *d = (char *)MIO_MALLOC(na + (size_t)slash + nb + 1);
     if (!d) return NULL;
     memcpy(d, a, na);
     if (slash) d[na] = '/';
@@ -439,16 +563,32 @@ static int mio__host_le(void)
     return c == 1;
 }
 
-/* Whole file into malloc'd memory (NUL-terminated for convenience). */
-static int mio__read_file(const char *path, unsigned char **out, size_t *len,
-                          char *err, size_t es)
+static const char *mio__file_kind(mode_t m)
+{
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+#ifdef S_ISSOCK
+    if (S_ISSOCK(m)) return "a socket";
+#endif
+    return "not a plain file";
+}
+
+/* Opens path for reading and checks that it is a regular file, before anything is read or
+   mapped. O_NONBLOCK makes the open of a FIFO return at once (a blocking open would wait for a
+   writer forever); the flag is cleared again for the regular file, where it means nothing. */
+static int mio__open_regular(const char *path, int *fd_out, size_t *size, char *err, size_t es)
 {
     struct stat sb;
-    unsigned char *buf;
-    size_t size, got = 0;
-    int fd = open(path, O_RDONLY);
-    *out = NULL;
-    *len = 0;
+    int fd, fl;
+#ifdef O_CLOEXEC
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+#else
+    fd = open(path, O_RDONLY | O_NONBLOCK);
+#endif
+    *fd_out = -1;
+    *size = 0;
     if (fd < 0) return mio__fail(err, es, MIO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(fd, &sb) != 0) {
         int e = errno;
@@ -457,14 +597,37 @@ static int mio__read_file(const char *path, unsigned char **out, size_t *len,
     }
     if (!S_ISREG(sb.st_mode)) {
         close(fd);
-        return mio__fail(err, es, MIO_ERR_IO, "%s: not a regular file", path);
+        return mio__fail(err, es, MIO_ERR_IO, "%s: not a regular file (%s)", path,
+                         mio__file_kind(sb.st_mode));
     }
     if ((uint64_t)sb.st_size >= (uint64_t)((size_t)-1)) {
         close(fd);
         return mio__fail(err, es, MIO_ERR_NOMEM, "%s: file too large for this address space", path);
     }
-    size = (size_t)sb.st_size;
-    buf = (unsigned char *)malloc(size + 1);
+    fl = fcntl(fd, F_GETFL);
+    if (fl != -1) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    *size = (size_t)sb.st_size;
+    return MIO_OK;
+}
+
+/* Whole file into memory (NUL-terminated for convenience); files over `limit` bytes are
+   refused before anything is allocated. */
+static int mio__read_file(const char *path, size_t limit, unsigned char **out, size_t *len,
+                          char *err, size_t es)
+{
+    unsigned char *buf;
+    size_t size, got = 0;
+    int fd, rc = mio__open_regular(path, &fd, &size, err, es);
+    *out = NULL;
+    *len = 0;
+    if (rc) return rc;
+    if (size > limit) {
+        close(fd);
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: file is %zu bytes, over the limit of %zu bytes for this kind of file",
+                         path, size, limit);
+    }
+    buf = (unsigned char *)MIO_MALLOC(size + 1);
     if (!buf) {
         close(fd);
         return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, size);
@@ -474,7 +637,7 @@ static int mio__read_file(const char *path, unsigned char **out, size_t *len,
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
             int e = errno;
-            free(buf);
+            MIO_FREE(buf);
             close(fd);
             return mio__fail(err, es, MIO_ERR_IO, "%s: read failed after %zu of %zu bytes: %s",
                              path, got, size, r == 0 ? "unexpected end of file" : strerror(e));
@@ -492,41 +655,23 @@ static int mio__read_file(const char *path, unsigned char **out, size_t *len,
 static int mio__map_file(const char *path, const unsigned char **base, size_t *size,
                          char *err, size_t es)
 {
-    struct stat sb;
     void *p;
-    int fd;
-#ifdef O_CLOEXEC
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-#else
-    fd = open(path, O_RDONLY);
-#endif
+    size_t n;
+    int fd, rc = mio__open_regular(path, &fd, &n, err, es);
     *base = NULL;
     *size = 0;
-    if (fd < 0) return mio__fail(err, es, MIO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return mio__fail(err, es, MIO_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return mio__fail(err, es, MIO_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > (uint64_t)((size_t)-1)) {
-        close(fd);
-        return mio__fail(err, es, MIO_ERR_NOMEM, "%s: file too large for this address space", path);
-    }
-    if (sb.st_size == 0) {
+    if (rc) return rc;
+    if (n == 0) {
         close(fd);
         return MIO_OK;
     }
-    p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd); /* the mapping keeps the file */
     if (p == MAP_FAILED)
-        return mio__fail(err, es, MIO_ERR_IO, "%s: mmap of %zu bytes failed: %s", path,
-                         (size_t)sb.st_size, strerror(errno));
+        return mio__fail(err, es, MIO_ERR_IO, "%s: mmap of %zu bytes failed: %s", path, n,
+                         strerror(errno));
     *base = (const unsigned char *)p;
-    *size = (size_t)sb.st_size;
+    *size = n;
     return MIO_OK;
 }
 
@@ -591,7 +736,7 @@ static int mio__jp_node(mio__jp *p, size_t *idx)
         mio_json *nn;
         if (!mio__mul_size(cap, sizeof(mio_json), &bytes))
             return mio__fail(p->err, p->es, MIO_ERR_NOMEM, "%s: too many JSON values", p->name);
-        nn = (mio_json *)realloc(d->nodes, bytes);
+        nn = (mio_json *)MIO_REALLOC(d->nodes, bytes);
         if (!nn)
             return mio__fail(p->err, p->es, MIO_ERR_NOMEM, "%s: out of memory for %zu JSON values",
                              p->name, cap);
@@ -753,7 +898,7 @@ static int mio__strtod(const char *s, size_t n, double *out)
     char small[64], *buf = small, *end;
     int ok;
     if (n + 1 > sizeof small) {
-        buf = (char *)malloc(n + 1);
+        buf = (char *)MIO_MALLOC(n + 1);
         if (!buf) return 0;
     }
     memcpy(buf, s, n);
@@ -769,7 +914,7 @@ static int mio__strtod(const char *s, size_t n, double *out)
             ok = end == buf + n;
         }
     }
-    if (buf != small) free(buf);
+    if (buf != small) MIO_FREE(buf);
     return ok;
 }
 
@@ -876,135 +1021,174 @@ static int mio__jp_key(mio__jp *p, const char **key, size_t *key_len)
     return MIO_OK;
 }
 
-MIODEF void mio_json_free(mio_json_doc *doc)
-{
-    if (!doc) return;
-    free(doc->nodes);
-    free(doc->strings);
-    memset(doc, 0, sizeof *doc);
-}
 
-/* Iterative: an explicit stack of open containers bounded by MIO_JSON_MAX_DEPTH, so hostile
-   input cannot exhaust the C stack. `want` says whether a value comes next or a separator. */
-MIODEF int mio_json_parse(mio_json_doc *doc, const void *text, size_t len, const char *name,
-                          char *err, size_t err_size)
+/* The value at p->pos. Iterative: an explicit stack of open containers bounded by
+   MIO_JSON_MAX_DEPTH, so hostile input cannot exhaust the C stack. `want` says whether a value
+   comes next or a separator. doc NULL: only validate and count (*n_values, if given); strings
+   go through the arena and are dropped again, nothing is allocated. doc set: append the nodes
+   (in document order, a container before its children) to doc->nodes. whole: the value must be
+   the rest of the input (whitespace aside). */
+static int mio__jp_value(mio__jp *p, mio_json_doc *doc, int whole, size_t *n_values)
 {
-    struct { size_t node, last; } stack[MIO_JSON_MAX_DEPTH];
-    int depth = 0, want = 1, rc = MIO_OK;
+    struct { size_t node, last, offset; int isobj; } stack[MIO_JSON_MAX_DEPTH];
+    int depth = 0, want = 1, rc;
     const char *key = NULL;
-    size_t key_len = 0, idx = 0;
-    char what[16];
-    mio__jp p;
-    mio__clear(err, err_size);
-    if (!doc) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_parse: doc is NULL");
-    memset(doc, 0, sizeof *doc);
-    if (!text && len) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_parse: text is NULL");
-    p.s = (const unsigned char *)text;
-    p.n = len;
-    p.pos = 0;
-    p.doc = doc;
-    p.name = name ? name : "JSON";
-    p.err = err;
-    p.es = err_size;
-    doc->strings = (char *)malloc(len + 1);
-    if (!doc->strings)
-        return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory (%zu bytes)", p.name, len);
-    p.sp = doc->strings;
-    if (len >= 3 && p.s[0] == 0xEF && p.s[1] == 0xBB && p.s[2] == 0xBF) p.pos = 3;
-    mio__jp_ws(&p);
-    if (p.pos >= p.n) {
-        rc = mio__jp_fail(&p, p.pos, "empty input, expected a JSON value");
-        goto done;
-    }
+    size_t key_len = 0, idx = 0, count = 0;
+    char *arena0 = p->sp, what[16];
+    mio_json scratch;
     for (;;) {
         if (want) {
-            mio_json *v;
+            mio_json *v = &scratch;
             unsigned char c;
-            mio__jp_ws(&p);
-            if (p.pos >= p.n) {
-                rc = mio__jp_fail(&p, p.pos, "unexpected end of input, expected a value");
-                goto done;
+            mio__jp_ws(p);
+            if (p->pos >= p->n) return mio__jp_fail(p, p->pos, "unexpected end of input, expected a value");
+            if (doc) {
+                rc = mio__jp_node(p, &idx);
+                if (rc) return rc;
+                v = &doc->nodes[idx];
+            } else {
+                memset(v, 0, sizeof *v);
             }
-            rc = mio__jp_node(&p, &idx);
-            if (rc) goto done;
-            v = &doc->nodes[idx];
-            v->offset = p.pos;
+            count++;
+            v->offset = p->pos;
             v->key = key;
             v->key_len = key_len;
             key = NULL;
-            if (depth > 0) {
+            if (depth > 0 && doc) {
                 size_t last = stack[depth - 1].last;
                 if (last != MIO__NONE) doc->nodes[last].next = idx - last;
                 stack[depth - 1].last = idx;
                 doc->nodes[stack[depth - 1].node].count++;
             }
-            c = p.s[p.pos];
+            c = p->s[p->pos];
             if (c == '{' || c == '[') {
-                if (depth == MIO_JSON_MAX_DEPTH) {
-                    rc = mio__jp_fail(&p, p.pos, "nesting deeper than %d levels", MIO_JSON_MAX_DEPTH);
-                    goto done;
-                }
+                if (depth == MIO_JSON_MAX_DEPTH)
+                    return mio__jp_fail(p, p->pos, "nesting deeper than %d levels", MIO_JSON_MAX_DEPTH);
                 v->type = c == '{' ? MIO_JSON_OBJECT : MIO_JSON_ARRAY;
-                p.pos++;
+                p->pos++;
                 stack[depth].node = idx;
                 stack[depth].last = MIO__NONE;
+                stack[depth].offset = v->offset;
+                stack[depth].isobj = c == '{';
                 depth++;
-                mio__jp_ws(&p);
-                if (p.pos < p.n && p.s[p.pos] == (c == '{' ? '}' : ']')) {
-                    p.pos++;
+                mio__jp_ws(p);
+                if (p->pos < p->n && p->s[p->pos] == (c == '{' ? '}' : ']')) {
+                    p->pos++;
                     depth--;
                     want = 0;
                 } else if (c == '{') {
-                    rc = mio__jp_key(&p, &key, &key_len);
-                    if (rc) goto done;
+                    rc = mio__jp_key(p, &key, &key_len);
+                    if (rc) return rc;
                 }
                 continue;
             }
             if (c == '"') {
                 v->type = MIO_JSON_STRING;
-                rc = mio__jp_string(&p, &v->str, &v->str_len);
+                rc = mio__jp_string(p, &v->str, &v->str_len);
             } else {
-                rc = mio__jp_literal(&p, v);
+                rc = mio__jp_literal(p, v);
             }
-            if (rc) goto done;
+            if (rc) return rc;
             want = 0;
         } else {
             int isobj;
             unsigned char c;
-            mio__jp_ws(&p);
+            mio__jp_ws(p);
             if (depth == 0) {
-                if (p.pos != p.n) {
-                    rc = mio__jp_fail(&p, p.pos, "unexpected %s after the top-level value",
-                                      mio__jp_what(&p, p.pos, what, sizeof what));
-                    goto done;
-                }
+                if (whole && p->pos != p->n)
+                    return mio__jp_fail(p, p->pos, "unexpected %s after the top-level value",
+                                        mio__jp_what(p, p->pos, what, sizeof what));
                 break;
             }
-            isobj = doc->nodes[stack[depth - 1].node].type == MIO_JSON_OBJECT;
-            if (p.pos >= p.n) {
-                rc = mio__jp_fail(&p, p.pos, "unexpected end of input inside the %s that starts at byte %zu",
-                                  isobj ? "object" : "array", doc->nodes[stack[depth - 1].node].offset);
-                goto done;
-            }
-            c = p.s[p.pos];
+            isobj = stack[depth - 1].isobj;
+            if (p->pos >= p->n)
+                return mio__jp_fail(p, p->pos, "unexpected end of input inside the %s that starts at byte %zu",
+                                    isobj ? "object" : "array", stack[depth - 1].offset);
+            c = p->s[p->pos];
             if (c == ',') {
-                p.pos++;
+                p->pos++;
                 if (isobj) {
-                    rc = mio__jp_key(&p, &key, &key_len);
-                    if (rc) goto done;
+                    rc = mio__jp_key(p, &key, &key_len);
+                    if (rc) return rc;
                 }
                 want = 1;
             } else if (c == (isobj ? '}' : ']')) {
-                p.pos++;
+                p->pos++;
                 depth--;
             } else {
-                rc = mio__jp_fail(&p, p.pos, isobj ? "expected ',' or '}' after an object member, found %s"
-                                                   : "expected ',' or ']' after an array element, found %s",
-                                  mio__jp_what(&p, p.pos, what, sizeof what));
-                goto done;
+                return mio__jp_fail(p, p->pos, isobj ? "expected ',' or '}' after an object member, found %s"
+                                                     : "expected ',' or ']' after an array element, found %s",
+                                    mio__jp_what(p, p->pos, what, sizeof what));
             }
         }
     }
+    if (!doc) p->sp = arena0;
+    if (n_values) *n_values = count;
+    return MIO_OK;
+}
+
+/* A parser over len bytes of text, decoding strings into arena (len + 1 bytes always do);
+   a leading UTF-8 byte-order mark is skipped. */
+static void mio__jp_init(mio__jp *p, const void *text, size_t len, char *arena, const char *name,
+                         char *err, size_t es)
+{
+    p->s = (const unsigned char *)text;
+    p->n = len;
+    p->pos = 0;
+    p->doc = NULL;
+    p->sp = arena;
+    p->name = name;
+    p->err = err;
+    p->es = es;
+    if (len >= 3 && p->s[0] == 0xEF && p->s[1] == 0xBB && p->s[2] == 0xBF) p->pos = 3;
+}
+
+MIODEF void mio_json_free(mio_json_doc *doc)
+{
+    if (!doc) return;
+    MIO_FREE(doc->nodes);
+    MIO_FREE(doc->strings);
+    memset(doc, 0, sizeof *doc);
+}
+
+/* Two passes over the text: the first validates it and counts the values, so the second
+   allocates exactly one node per value; the strings need at most len + 1 bytes. */
+MIODEF int mio_json_parse(mio_json_doc *doc, const void *text, size_t len, const char *name,
+                          char *err, size_t err_size)
+{
+    size_t start, count = 0, bytes;
+    int rc;
+    mio__jp p;
+    mio__clear(err, err_size);
+    if (!doc) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_parse: doc is NULL");
+    memset(doc, 0, sizeof *doc);
+    if (!text && len) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_parse: text is NULL");
+    if (!name) name = "JSON";
+    doc->strings = (char *)MIO_MALLOC(len + 1);
+    if (!doc->strings)
+        return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory (%zu bytes)", name, len);
+    mio__jp_init(&p, text, len, doc->strings, name, err, err_size);
+    p.doc = doc;
+    mio__jp_ws(&p);
+    if (p.pos >= p.n) {
+        rc = mio__jp_fail(&p, p.pos, "empty input, expected a JSON value");
+        goto done;
+    }
+    start = p.pos;
+    rc = mio__jp_value(&p, NULL, 1, &count);
+    if (rc) goto done;
+    if (!mio__mul_size(count, sizeof(mio_json), &bytes)) {
+        rc = mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: too many JSON values", name);
+        goto done;
+    }
+    doc->nodes = (mio_json *)MIO_MALLOC(bytes);
+    if (!doc->nodes) {
+        rc = mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory for %zu JSON values", name, count);
+        goto done;
+    }
+    doc->cap = count;
+    p.pos = start;
+    rc = mio__jp_value(&p, doc, 1, NULL);
 done:
     if (rc) mio_json_free(doc);
     return rc;
@@ -1018,11 +1202,107 @@ MIODEF int mio_json_parse_file(mio_json_doc *doc, const char *path, char *err, s
     mio__clear(err, err_size);
     if (!doc || !path) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_parse_file: NULL argument");
     memset(doc, 0, sizeof *doc);
-    rc = mio__read_file(path, &buf, &len, err, err_size);
+    rc = mio__read_file(path, MIO_JSON_MAX_FILE, &buf, &len, err, err_size);
     if (rc) return rc;
     rc = mio_json_parse(doc, buf, len, path, err, err_size);
-    free(buf);
+    MIO_FREE(buf);
     return rc;
+}
+
+/* ---- streaming reads ----
+   The safetensors header and the index can be large (100 MB, 64 MiB), so they are not built
+   into a DOM: these pull the values they need straight off the tokenizer and check and skip
+   the rest, keeping only what the caller stores. */
+
+/* The JSON type the value at p->pos starts as, MIO_JSON_NONE if no value starts there. */
+static int mio__jp_peek(mio__jp *p)
+{
+    unsigned char c;
+    mio__jp_ws(p);
+    if (p->pos >= p->n) return MIO_JSON_NONE;
+    c = p->s[p->pos];
+    if (c == '{') return MIO_JSON_OBJECT;
+    if (c == '[') return MIO_JSON_ARRAY;
+    if (c == '"') return MIO_JSON_STRING;
+    if (c == 't' || c == 'f') return MIO_JSON_BOOL;
+    if (c == 'n') return MIO_JSON_NULL;
+    if (c == '-' || (c >= '0' && c <= '9')) return MIO_JSON_NUMBER;
+    return MIO_JSON_NONE;
+}
+
+/* One value into *v (type, number, string in the arena); a container is checked and skipped. */
+static int mio__jp_scalar(mio__jp *p, mio_json *v)
+{
+    unsigned char c;
+    memset(v, 0, sizeof *v);
+    mio__jp_ws(p);
+    if (p->pos >= p->n) return mio__jp_fail(p, p->pos, "unexpected end of input, expected a value");
+    v->offset = p->pos;
+    c = p->s[p->pos];
+    if (c == '{' || c == '[') {
+        v->type = c == '{' ? MIO_JSON_OBJECT : MIO_JSON_ARRAY;
+        return mio__jp_value(p, NULL, 0, NULL);
+    }
+    if (c == '"') {
+        v->type = MIO_JSON_STRING;
+        return mio__jp_string(p, &v->str, &v->str_len);
+    }
+    return mio__jp_literal(p, v);
+}
+
+/* After a member or element of the container that starts at `start`: *more = 1 after a ',',
+   0 after the closing bracket. */
+static int mio__jp_sep(mio__jp *p, int isobj, size_t start, int *more)
+{
+    char what[16];
+    mio__jp_ws(p);
+    if (p->pos >= p->n)
+        return mio__jp_fail(p, p->pos, "unexpected end of input inside the %s that starts at byte %zu",
+                            isobj ? "object" : "array", start);
+    if (p->s[p->pos] == ',' || p->s[p->pos] == (isobj ? '}' : ']')) {
+        *more = p->s[p->pos++] == ',';
+        return MIO_OK;
+    }
+    return mio__jp_fail(p, p->pos, isobj ? "expected ',' or '}' after an object member, found %s"
+                                         : "expected ',' or ']' after an array element, found %s",
+                        mio__jp_what(p, p->pos, what, sizeof what));
+}
+
+/* Opens the container at p->pos (a '{' or '['); *more = 0 if it is empty. For an object the
+   first key is left to the caller. */
+static void mio__jp_open(mio__jp *p, int *more)
+{
+    unsigned char close = p->s[p->pos] == '{' ? '}' : ']';
+    p->pos++;
+    mio__jp_ws(p);
+    *more = !(p->pos < p->n && p->s[p->pos] == close);
+    if (!*more) p->pos++;
+}
+
+/* The array at p->pos (a '['), of non-negative integers: count and values (at most max of
+   them); *bad = 1 + the index of the first element that is not one, 0 if none. */
+static int mio__jp_uints(mio__jp *p, uint64_t *vals, size_t max, size_t *count, size_t *bad)
+{
+    size_t start = p->pos;
+    char *sp = p->sp;
+    int more, rc;
+    *count = *bad = 0;
+    mio__jp_open(p, &more);
+    while (more) {
+        mio_json v;
+        rc = mio__jp_scalar(p, &v);
+        if (rc) return rc;
+        p->sp = sp;
+        if (v.type != MIO_JSON_NUMBER || !v.is_int || v.i64 < 0) {
+            if (!*bad) *bad = *count + 1;
+        } else if (*count < max) {
+            vals[*count] = (uint64_t)v.i64;
+        }
+        (*count)++;
+        rc = mio__jp_sep(p, 0, start, &more);
+        if (rc) return rc;
+    }
+    return MIO_OK;
 }
 
 MIODEF const mio_json *mio_json_root(const mio_json_doc *doc)
@@ -1183,6 +1463,10 @@ MIODEF int mio_json_get_str(const mio_json *obj, const char *key, const char **o
     int rc = mio__json_member(obj, key, MIO_JSON_STRING, "a string", &v, err, err_size);
     if (rc) return rc;
     if (!out) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_json_get_str: out is NULL");
+    /* a C string ends at its first NUL: "olmoe\u0000x" would compare equal to "olmoe" */
+    if (strlen(v->str) != v->str_len)
+        return mio__fail(err, err_size, MIO_ERR_TYPE, "'%s' holds a NUL character (\\u0000), "
+                         "expected a string without one", key);
     *out = v->str;
     return MIO_OK;
 }
@@ -1262,167 +1546,265 @@ static int mio__range_cmp(const void *a, const void *b)
     return 0;
 }
 
-/* A JSON array of non-negative integers: count and values (at most max of them). */
-static int mio__st_uints(const mio_json *arr, uint64_t *vals, size_t max, size_t *count)
+/* One header entry as read: the JSON type of each field (MIO_JSON_NONE when absent), the dtype
+   string (left in the arena), the dims and offsets, and for each array 1 + the index of its
+   first element that is not a non-negative integer (0 if none). */
+typedef struct mio__st_fields {
+    int dtype_type, shape_type, offs_type;
+    const char *dtype;
+    size_t dtype_len, rank, noffs, shape_bad, offs_bad;
+    uint64_t dims[MIO_MAX_RANK], offs[2];
+} mio__st_fields;
+
+/* The entry object at p->pos; f and nm for messages. */
+static int mio__st_read_entry(mio__jp *p, const char *f, const char *nm, mio__st_fields *e)
 {
-    const mio_json *c;
-    size_t i = 0;
-    if (!arr || arr->type != MIO_JSON_ARRAY) return -1;
-    *count = arr->count;
-    for (c = mio_json_child(arr); c; c = mio_json_next(c), i++) {
-        if (c->type != MIO_JSON_NUMBER || !c->is_int || c->i64 < 0) return (int)(i + 1);
-        if (i < max) vals[i] = (uint64_t)c->i64;
+    static const char *const names[3] = {"dtype", "shape", "data_offsets"};
+    size_t start = p->pos;
+    int more, rc;
+    memset(e, 0, sizeof *e);
+    mio__jp_open(p, &more);
+    while (more) {
+        const char *key;
+        size_t klen;
+        char *ksp = p->sp;
+        int which = -1, i, type;
+        rc = mio__jp_key(p, &key, &klen);
+        if (rc) return rc;
+        for (i = 0; i < 3; i++)
+            if (klen == strlen(names[i]) && memcmp(key, names[i], klen) == 0) which = i;
+        p->sp = ksp;
+        if (which >= 0 && (which == 0 ? e->dtype_type : which == 1 ? e->shape_type : e->offs_type))
+            return mio__fail(p->err, p->es, MIO_ERR_FORMAT, "%s: tensor '%.200s': \"%s\" appears twice",
+                             f, nm, names[which]);
+        type = mio__jp_peek(p);
+        if (which == 0 && type == MIO_JSON_STRING) {
+            rc = mio__jp_string(p, &e->dtype, &e->dtype_len); /* kept until the entry is checked */
+        } else if (which == 1 && type == MIO_JSON_ARRAY) {
+            rc = mio__jp_uints(p, e->dims, MIO_MAX_RANK, &e->rank, &e->shape_bad);
+        } else if (which == 2 && type == MIO_JSON_ARRAY) {
+            rc = mio__jp_uints(p, e->offs, 2, &e->noffs, &e->offs_bad);
+        } else {
+            mio_json v;
+            rc = mio__jp_scalar(p, &v);
+            type = v.type;
+            p->sp = ksp;
+        }
+        if (rc) return rc;
+        if (which == 0) e->dtype_type = type;
+        if (which == 1) e->shape_type = type;
+        if (which == 2) e->offs_type = type;
+        rc = mio__jp_sep(p, 1, start, &more);
+        if (rc) return rc;
     }
-    return 0;
+    return MIO_OK;
 }
 
-/* Validate one header entry and fill t. */
-static int mio__st_entry(mio_safetensors *st, const mio_json *e, mio_tensor *t, size_t data_size,
-                         char *err, size_t es)
+/* Validate one entry and fill t. */
+static int mio__st_entry(mio_safetensors *st, const char *nm, const mio__st_fields *e,
+                         mio_tensor *t, size_t data_size, char *err, size_t es)
 {
-    const char *f = st->path, *nm = e->key, *ds;
-    const mio_json *v = NULL;
-    uint64_t dims[MIO_MAX_RANK], offs[2], nelem = 1, nbits;
-    size_t rank, noffs, i;
+    const char *f = st->path, *ds = e->dtype;
+    uint64_t nelem = 1, nbits;
+    size_t rank = e->rank, i;
     char sh[96];
-    int bad, bits;
-    if (strlen(nm) != e->key_len)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: a tensor name contains a NUL character", f);
-    if (e->type != MIO_JSON_OBJECT)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': entry is %s, expected an object with dtype, shape, data_offsets",
-                         f, nm, mio_json_type_name(e->type));
-    v = mio_json_get(e, "dtype");
-    ds = mio_json_as_str(v, NULL);
-    if (!ds)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': \"dtype\" is %s, expected a string",
-                         f, nm, mio_json_type_name(mio_json_type(v)));
-    t->dtype = mio_dtype_from_name(ds);
+    int bits;
+    if (e->dtype_type != MIO_JSON_STRING)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': \"dtype\" is %s, expected a string",
+                         f, nm, mio_json_type_name(e->dtype_type));
+    t->dtype = strlen(ds) == e->dtype_len ? mio_dtype_from_name(ds) : MIO_DTYPE_UNKNOWN; /* "F32\u0000" */
     if (t->dtype == MIO_DTYPE_UNKNOWN)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%.40s'", f, nm, ds);
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': unknown dtype '%.40s'", f, nm, ds);
     bits = mio__dtypes[t->dtype].bits;
-
-    v = mio_json_get(e, "shape");
-    bad = mio__st_uints(v, dims, MIO_MAX_RANK, &rank);
-    if (bad < 0)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': \"shape\" is %s, expected an array of integers",
-                         f, nm, mio_json_type_name(mio_json_type(v)));
-    if (bad > 0)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape[%d] is not a non-negative integer",
-                         f, nm, bad - 1);
+    if (e->shape_type != MIO_JSON_ARRAY)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': \"shape\" is %s, expected an array of integers",
+                         f, nm, mio_json_type_name(e->shape_type));
+    if (e->shape_bad)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': shape[%zu] is not a non-negative integer",
+                         f, nm, e->shape_bad - 1);
     if (rank > MIO_MAX_RANK)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': rank %zu exceeds MIO_MAX_RANK (%d)",
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': rank %zu exceeds MIO_MAX_RANK (%d)",
                          f, nm, rank, MIO_MAX_RANK);
+    if (e->offs_type != MIO_JSON_ARRAY || (!e->offs_bad && e->noffs != 2))
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': \"data_offsets\" is %s, expected [begin, end]",
+                         f, nm, e->offs_type != MIO_JSON_ARRAY ? mio_json_type_name(e->offs_type) : "not a pair");
+    if (e->offs_bad)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': data_offsets[%zu] is not a non-negative integer",
+                         f, nm, e->offs_bad - 1);
 
-    v = mio_json_get(e, "data_offsets");
-    bad = mio__st_uints(v, offs, 2, &noffs);
-    if (bad < 0 || (bad == 0 && noffs != 2))
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': \"data_offsets\" is %s, expected [begin, end]",
-                         f, nm, bad < 0 ? mio_json_type_name(mio_json_type(v)) : "not a pair");
-    if (bad > 0)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': data_offsets[%d] is not a non-negative integer",
-                         f, nm, bad - 1);
-
-    mio__fmt_shape(sh, sizeof sh, dims, (int)rank, 0);
+    mio__fmt_shape(sh, sizeof sh, e->dims, (int)rank, 0);
     for (i = 0; i < rank; i++)
-        if (dims[i] == 0) nelem = 0; /* an empty tensor: no bytes, whatever the other sizes */
+        if (e->dims[i] == 0) nelem = 0; /* an empty tensor: no bytes, whatever the other sizes */
     for (i = 0; i < rank && nelem; i++) {
-        if (nelem > UINT64_MAX / dims[i])
-            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape %s: element count overflows",
+        if (nelem > UINT64_MAX / e->dims[i])
+            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': shape %s: element count overflows",
                              f, nm, sh);
-        nelem *= dims[i];
+        nelem *= e->dims[i];
     }
     if (nelem > UINT64_MAX / (uint64_t)bits || nelem > (uint64_t)((size_t)-1))
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape %s of %s: byte size overflows",
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': shape %s of %s: byte size overflows",
                          f, nm, sh, ds);
     nbits = nelem * (uint64_t)bits;
     if (nbits % 8)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape %s of %s is not a whole number of bytes",
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': shape %s of %s is not a whole number of bytes",
                          f, nm, sh, ds);
-    if (offs[0] > offs[1])
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] have begin > end",
-                         f, nm, (unsigned long long)offs[0], (unsigned long long)offs[1]);
-    if (offs[1] > (uint64_t)data_size)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] end past the data section (%zu bytes from file offset %zu; file is %zu bytes)",
-                         f, nm, (unsigned long long)offs[0], (unsigned long long)offs[1], data_size,
+    if (e->offs[0] > e->offs[1])
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': data_offsets [%llu, %llu] have begin > end",
+                         f, nm, (unsigned long long)e->offs[0], (unsigned long long)e->offs[1]);
+    if (e->offs[1] > (uint64_t)data_size)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': data_offsets [%llu, %llu] end past the data section (%zu bytes from file offset %zu; file is %zu bytes)",
+                         f, nm, (unsigned long long)e->offs[0], (unsigned long long)e->offs[1], data_size,
                          st->data_start, st->size);
-    if (offs[1] - offs[0] != nbits / 8)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s': shape %s of %s needs %llu bytes, but data_offsets [%llu, %llu] span %llu",
-                         f, nm, sh, ds, (unsigned long long)(nbits / 8), (unsigned long long)offs[0],
-                         (unsigned long long)offs[1], (unsigned long long)(offs[1] - offs[0]));
+    if (e->offs[1] - e->offs[0] != nbits / 8)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s': shape %s of %s needs %llu bytes, but data_offsets [%llu, %llu] span %llu",
+                         f, nm, sh, ds, (unsigned long long)(nbits / 8), (unsigned long long)e->offs[0],
+                         (unsigned long long)e->offs[1], (unsigned long long)(e->offs[1] - e->offs[0]));
     t->name = nm;
     t->rank = (int)rank;
-    for (i = 0; i < MIO_MAX_RANK; i++) t->shape[i] = i < rank ? (int64_t)dims[i] : 0;
+    for (i = 0; i < MIO_MAX_RANK; i++) t->shape[i] = i < rank ? (int64_t)e->dims[i] : 0;
     t->nelem = (size_t)nelem;
     t->nbytes = (size_t)(nbits / 8);
-    t->data = st->base ? st->base + st->data_start + offs[0] : NULL;
-    t->offset = (uint64_t)st->data_start + offs[0];
+    t->data = st->base ? st->base + st->data_start + e->offs[0] : NULL;
+    t->offset = (uint64_t)st->data_start + e->offs[0];
     t->file = st->path;
     t->mapped = st->mapped;
     return MIO_OK;
 }
 
-static int mio__st_parse(mio_safetensors *st, char *err, size_t es)
+/* A value that is not the kind asked for: "what is TYPE, expected WANT", or the syntax error of
+   a malformed scalar. A container is not read: it is the wrong kind whatever it holds. */
+static int mio__jp_wrong(mio__jp *p, const char *f, const char *what, const char *want)
+{
+    mio_json v;
+    char *sp = p->sp;
+    int rc = MIO_OK, type = mio__jp_peek(p);
+    if (type == MIO_JSON_OBJECT || type == MIO_JSON_ARRAY) { /* wrong whatever is inside */
+        v.type = type;
+    } else {
+        rc = mio__jp_scalar(p, &v);
+        p->sp = sp;
+    }
+    if (rc) return rc;
+    return mio__fail(p->err, p->es, MIO_ERR_FORMAT, "%s: %s is %s, expected %s", f, what,
+                     mio_json_type_name(v.type), want);
+}
+
+/* The header at hdr (hlen bytes): the tensor table, streamed; only the names are kept. */
+static int mio__st_header(mio_safetensors *st, const unsigned char *hdr, size_t hlen, char *err,
+                          size_t es)
 {
     const char *f = st->path;
-    const mio_json *root, *e;
-    uint64_t hlen;
-    size_t data_size, n = 0, i;
+    size_t data_size = st->size - st->data_start, n = 0, cap = 0, start, i;
     mio__range *rg;
-    char *jname;
-    int rc;
-    if (st->size < 8)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: file is %zu bytes, too short for the 8-byte header length (truncated?)",
-                         f, st->size);
-    hlen = mio__le64(st->base);
-    if (hlen > (uint64_t)(st->size - 8))
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header length %llu is larger than the file allows (%zu bytes after the 8-byte length; file is %zu bytes): truncated or not a safetensors file",
-                         f, (unsigned long long)hlen, st->size - 8, st->size);
-    if (hlen > (uint64_t)MIO_ST_MAX_HEADER)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header length %llu exceeds the limit of %llu bytes",
-                         f, (unsigned long long)hlen, (unsigned long long)MIO_ST_MAX_HEADER);
-    st->data_start = 8 + (size_t)hlen;
-    data_size = st->size - st->data_start;
+    char *jname, what[256];
+    int rc = MIO_OK, more;
+    mio__jp p;
 
-    jname = (char *)malloc(strlen(f) + 40);
-    if (!jname) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f);
+    jname = (char *)MIO_MALLOC(strlen(f) + 40);
+    st->names = (char *)MIO_MALLOC(hlen + 1);
+    if (!jname || !st->names) {
+        MIO_FREE(jname);
+        return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f);
+    }
     snprintf(jname, strlen(f) + 40, "%s: JSON header at file offset 8", f);
-    rc = mio_json_parse(&st->header, st->base + 8, (size_t)hlen, jname, err, es);
-    free(jname);
-    if (rc) return rc;
-    root = mio_json_root(&st->header);
-    if (!root || root->type != MIO_JSON_OBJECT)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header is %s, expected a JSON object", f,
-                         mio_json_type_name(mio_json_type(root)));
-
-    st->tensors = (mio_tensor *)calloc(root->count ? root->count : 1, sizeof(mio_tensor));
-    if (!st->tensors) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory for %zu tensors", f, root->count);
-    for (e = mio_json_child(root); e; e = mio_json_next(e)) {
-        if (e->key_len == 12 && memcmp(e->key, "__metadata__", 12) == 0) {
-            const mio_json *m;
-            if (e->type != MIO_JSON_OBJECT)
-                return mio__fail(err, es, MIO_ERR_FORMAT, "%s: __metadata__ is %s, expected an object of strings",
-                                 f, mio_json_type_name(e->type));
-            for (m = mio_json_child(e); m; m = mio_json_next(m))
-                if (m->type != MIO_JSON_STRING)
-                    return mio__fail(err, es, MIO_ERR_FORMAT, "%s: __metadata__ '%s' is %s, expected a string",
-                                     f, m->key, mio_json_type_name(m->type));
-            continue;
+    mio__jp_init(&p, hdr, hlen, st->names, jname, err, es);
+    if (mio__jp_peek(&p) != MIO_JSON_OBJECT) {
+        if (p.pos >= p.n) rc = mio__jp_fail(&p, p.pos, "empty input, expected a JSON value");
+        else rc = mio__jp_wrong(&p, f, "header", "a JSON object");
+        goto done;
+    }
+    start = p.pos;
+    mio__jp_open(&p, &more);
+    while (more) {
+        const char *nm;
+        size_t nlen;
+        char *nsp = p.sp;
+        rc = mio__jp_key(&p, &nm, &nlen);
+        if (rc) goto done;
+        if (nlen == 12 && memcmp(nm, "__metadata__", 12) == 0) { /* an object of strings */
+            size_t mstart = p.pos;
+            int mmore;
+            p.sp = nsp;
+            if (mio__jp_peek(&p) != MIO_JSON_OBJECT) {
+                rc = mio__jp_wrong(&p, f, "__metadata__", "an object of strings");
+                goto done;
+            }
+            mstart = p.pos;
+            mio__jp_open(&p, &mmore);
+            while (mmore) {
+                const char *mk;
+                size_t mklen;
+                mio_json v;
+                rc = mio__jp_key(&p, &mk, &mklen);
+                if (!rc) rc = mio__jp_scalar(&p, &v);
+                if (rc) goto done;
+                if (v.type != MIO_JSON_STRING) {
+                    snprintf(what, sizeof what, "__metadata__ '%.200s'", mk);
+                    rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: %s is %s, expected a string", f,
+                                   what, mio_json_type_name(v.type));
+                    goto done;
+                }
+                p.sp = nsp;
+                rc = mio__jp_sep(&p, 1, mstart, &mmore);
+                if (rc) goto done;
+            }
+        } else {
+            mio__st_fields e;
+            char *fsp = p.sp;
+            if (strlen(nm) != nlen) {
+                rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: a tensor name contains a NUL character", f);
+                goto done;
+            }
+            if (mio__jp_peek(&p) != MIO_JSON_OBJECT) {
+                snprintf(what, sizeof what, "tensor '%.200s': entry", nm);
+                rc = mio__jp_wrong(&p, f, what, "an object with dtype, shape, data_offsets");
+                goto done;
+            }
+            rc = mio__st_read_entry(&p, f, nm, &e);
+            if (rc) goto done;
+            if (n == cap) { /* grow by half: the table is at most ~2.6 x the header */
+                size_t nc = cap ? cap + cap / 2 : 16, bytes;
+                mio_tensor *nt;
+                if (!mio__mul_size(nc, sizeof(mio_tensor), &bytes) ||
+                    !(nt = (mio_tensor *)MIO_REALLOC(st->tensors, bytes))) {
+                    rc = mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory for %zu tensors", f, nc);
+                    goto done;
+                }
+                st->tensors = nt;
+                cap = nc;
+            }
+            memset(&st->tensors[n], 0, sizeof(mio_tensor));
+            rc = mio__st_entry(st, nm, &e, &st->tensors[n], data_size, err, es);
+            if (rc) goto done;
+            p.sp = fsp; /* the name stays, the dtype string goes */
+            n++;
         }
-        rc = mio__st_entry(st, e, &st->tensors[n], data_size, err, es);
-        if (rc) return rc;
-        n++;
+        rc = mio__jp_sep(&p, 1, start, &more);
+        if (rc) goto done;
+    }
+    mio__jp_ws(&p);
+    if (p.pos != p.n) {
+        char w[16];
+        rc = mio__jp_fail(&p, p.pos, "unexpected %s after the top-level value",
+                          mio__jp_what(&p, p.pos, w, sizeof w));
+        goto done;
     }
     st->n_tensors = n;
 
-    qsort(st->tensors, n, sizeof(mio_tensor), mio__tensor_cmp);
+    if (n > 1) qsort(st->tensors, n, sizeof(mio_tensor), mio__tensor_cmp); /* NULL when n = 0 */
     for (i = 1; i < n; i++)
-        if (strcmp(st->tensors[i - 1].name, st->tensors[i].name) == 0)
-            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s' appears twice in the header",
-                             f, st->tensors[i].name);
+        if (strcmp(st->tensors[i - 1].name, st->tensors[i].name) == 0) {
+            rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s' appears twice in the header",
+                           f, st->tensors[i].name);
+            goto done;
+        }
 
     /* Overlapping data would mean two tensors share bytes; the format forbids it. */
-    rg = (mio__range *)malloc((n ? n : 1) * sizeof(mio__range));
-    if (!rg) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f);
+    rg = (mio__range *)MIO_MALLOC((n ? n : 1) * sizeof(mio__range));
+    if (!rg) {
+        rc = mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f);
+        goto done;
+    }
     for (i = 0; i < n; i++) {
         rg[i].begin = st->tensors[i].offset - st->data_start;
         rg[i].end = rg[i].begin + st->tensors[i].nbytes;
@@ -1431,46 +1813,176 @@ static int mio__st_parse(mio_safetensors *st, char *err, size_t es)
     qsort(rg, n, sizeof(mio__range), mio__range_cmp);
     {
         size_t prev = MIO__NONE; /* the non-empty range with the largest end so far */
-        rc = MIO_OK;
         for (i = 0; i < n && !rc; i++) {
             if (rg[i].begin == rg[i].end) continue;
             if (prev != MIO__NONE && rg[i].begin < rg[prev].end)
-                rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap",
+                rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensors '%.200s' [%llu, %llu] and '%.200s' [%llu, %llu] overlap",
                                f, st->tensors[rg[prev].i].name, (unsigned long long)rg[prev].begin,
                                (unsigned long long)rg[prev].end, st->tensors[rg[i].i].name,
                                (unsigned long long)rg[i].begin, (unsigned long long)rg[i].end);
             if (prev == MIO__NONE || rg[i].end > rg[prev].end) prev = i;
         }
     }
-    free(rg);
+    MIO_FREE(rg);
+done:
+    MIO_FREE(jname);
     return rc;
+}
+
+/* The 8-byte header length and the byte after it (b: the file's first min(size, 9) bytes). */
+static int mio__st_length(mio_safetensors *st, const unsigned char *b, uint64_t *hlen, char *err,
+                          size_t es)
+{
+    const char *f = st->path;
+    if (st->size < 8)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: file is %zu bytes, too short for the 8-byte header length (truncated?)",
+                         f, st->size);
+    *hlen = mio__le64(b);
+    /* the spec: the JSON header must start with '{'. A length that does not fit the file and no
+       '{' after it is some other file (a pytorch .bin, an HTML error page, an index) */
+    if ((*hlen > (uint64_t)(st->size - 8) || *hlen > (uint64_t)MIO_ST_MAX_HEADER) &&
+        (st->size == 8 || b[8] != '{'))
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: not a safetensors file (its first 8 bytes are no header length that fits the file, and no '{' follows them)",
+                         f);
+    if (*hlen > (uint64_t)(st->size - 8))
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header length %llu is larger than the file allows (%zu bytes after the 8-byte length; file is %zu bytes): truncated or not a safetensors file",
+                         f, (unsigned long long)*hlen, st->size - 8, st->size);
+    if (*hlen > (uint64_t)MIO_ST_MAX_HEADER)
+        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: header length %llu exceeds the limit of %llu bytes",
+                         f, (unsigned long long)*hlen, (unsigned long long)MIO_ST_MAX_HEADER);
+    st->data_start = 8 + (size_t)*hlen;
+    return MIO_OK;
+}
+
+static int mio__st_parse(mio_safetensors *st, char *err, size_t es)
+{
+    uint64_t hlen;
+    int rc = mio__st_length(st, st->base, &hlen, err, es);
+    return rc ? rc : mio__st_header(st, st->base + 8, (size_t)hlen, err, es);
+}
+
+/* n bytes at file offset off into buf: the count read, short at the end of the file; -1 with
+   errno on an error */
+static long long mio__pread_all(int fd, void *buf, size_t n, uint64_t off)
+{
+    size_t got = 0;
+    while (got < n) {
+        size_t k = n - got < ((size_t)1 << 30) ? n - got : ((size_t)1 << 30);
+        ssize_t r = pread(fd, (char *)buf + got, k, (off_t)(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    return (long long)got;
+}
+
+/* MIO_READ: the header through pread; the file stays open for the loads */
+static int mio__st_open_read(mio_safetensors *st, char *err, size_t es)
+{
+    unsigned char b[9], *hdr;
+    uint64_t hlen;
+    size_t want;
+    long long got;
+    int rc = mio__open_regular(st->path, &st->fd, &st->size, err, es);
+    if (rc) return rc;
+    want = st->size < 9 ? st->size : 9;
+    got = mio__pread_all(st->fd, b, want, 0);
+    if (got != (long long)want)
+        return mio__fail(err, es, MIO_ERR_IO, "%s: read failed: %s", st->path,
+                         got < 0 ? strerror(errno) : "the file got shorter");
+    rc = mio__st_length(st, b, &hlen, err, es);
+    if (rc) return rc;
+    hdr = (unsigned char *)MIO_MALLOC(hlen ? (size_t)hlen : 1);
+    if (!hdr) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory for the %llu-byte header", st->path,
+                               (unsigned long long)hlen);
+    got = mio__pread_all(st->fd, hdr, (size_t)hlen, 8);
+    if (got != (long long)hlen)
+        rc = mio__fail(err, es, MIO_ERR_IO, "%s: read of the header failed: %s", st->path,
+                       got < 0 ? strerror(errno) : "the file got shorter");
+    else
+        rc = mio__st_header(st, hdr, (size_t)hlen, err, es);
+    MIO_FREE(hdr);
+    return rc;
+}
+
+/* MIO_READ: t's bytes into anonymous memory, once */
+static int mio__st_load(mio_safetensors *st, mio_tensor *t, char *err, size_t es)
+{
+    long sys = sysconf(_SC_PAGESIZE);
+    size_t ps = sys > 0 ? (size_t)sys : 4096u, len;
+    long long got;
+    void *p;
+    if (st->how != MIO_READ || t->data) return MIO_OK;
+    if (t->nbytes == 0) {
+        t->data = st->names; /* any valid address: there is nothing to read */
+        return MIO_OK;
+    }
+    len = (t->nbytes + ps - 1) / ps * ps;
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return mio__fail(err, es, MIO_ERR_NOMEM, "%s: tensor '%.200s': out of memory for %zu bytes", t->file,
+                         t->name, t->nbytes);
+#if defined(MADV_HUGEPAGE)
+    if (len >= ((size_t)8 << 20)) (void)madvise(p, len, MADV_HUGEPAGE); /* fewer page faults */
+#endif
+    got = mio__pread_all(st->fd, p, t->nbytes, t->offset);
+    if (got != (long long)t->nbytes) {
+        int e = errno;
+        munmap(p, len);
+        if (got < 0)
+            return mio__fail(err, es, MIO_ERR_IO, "%s: tensor '%.200s': read failed: %s", t->file, t->name, strerror(e));
+        return mio__fail(err, es, MIO_ERR_IO, "%s: tensor '%.200s': the file ended after %lld of its %zu bytes (cut while it was open?)",
+                         t->file, t->name, got, t->nbytes);
+    }
+    t->data = p;
+    t->copy_len = len;
+    t->mapped = 1;
+    return MIO_OK;
 }
 
 MIODEF void mio_safetensors_close(mio_safetensors *st)
 {
+    size_t i;
     if (!st) return;
     if (st->mapped && st->base) munmap((void *)(uintptr_t)st->base, st->size);
-    free(st->tensors);
-    free(st->path);
-    mio_json_free(&st->header);
+    for (i = 0; i < st->n_tensors; i++)
+        if (st->tensors[i].copy_len) munmap((void *)(uintptr_t)st->tensors[i].data, st->tensors[i].copy_len);
+    if (st->how == MIO_READ && st->fd >= 0) close(st->fd);
+    MIO_FREE(st->tensors);
+    MIO_FREE(st->path);
+    MIO_FREE(st->names);
     memset(st, 0, sizeof *st);
+}
+
+MIODEF int mio_safetensors_open_as(mio_safetensors *st, const char *path, int how, char *err,
+                                   size_t err_size)
+{
+    int rc;
+    mio__clear(err, err_size);
+    if (!st || !path || (how != MIO_MAP && how != MIO_READ))
+        return mio__fail(err, err_size, MIO_ERR_ARG, "mio_safetensors_open: NULL or bad argument");
+    memset(st, 0, sizeof *st);
+    st->fd = -1;
+    st->path = mio__strndup(path, strlen(path));
+    if (!st->path) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory", path);
+    if (how == MIO_READ) {
+        st->how = MIO_READ;
+        rc = mio__st_open_read(st, err, err_size);
+    } else {
+        rc = mio__map_file(path, &st->base, &st->size, err, err_size);
+        if (!rc) {
+            st->mapped = st->base != NULL;
+            rc = mio__st_parse(st, err, err_size);
+        }
+    }
+    if (rc) mio_safetensors_close(st);
+    return rc;
 }
 
 MIODEF int mio_safetensors_open(mio_safetensors *st, const char *path, char *err, size_t err_size)
 {
-    int rc;
-    mio__clear(err, err_size);
-    if (!st || !path) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_safetensors_open: NULL argument");
-    memset(st, 0, sizeof *st);
-    st->path = mio__strndup(path, strlen(path));
-    if (!st->path) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory", path);
-    rc = mio__map_file(path, &st->base, &st->size, err, err_size);
-    if (!rc) {
-        st->mapped = st->base != NULL;
-        rc = mio__st_parse(st, err, err_size);
-    }
-    if (rc) mio_safetensors_close(st);
-    return rc;
+    return mio_safetensors_open_as(st, path, MIO_MAP, err, err_size);
 }
 
 MIODEF int mio_safetensors_open_mem(mio_safetensors *st, const void *buf, size_t len,
@@ -1516,6 +2028,16 @@ MIODEF int mio_safetensors_get(const mio_safetensors *st, const char *name,
     return MIO_OK;
 }
 
+MIODEF int mio_safetensors_load(mio_safetensors *st, const char *name, const mio_tensor **out,
+                                char *err, size_t err_size)
+{
+    int rc = mio_safetensors_get(st, name, out, err, err_size);
+    if (rc) return rc;
+    rc = mio__st_load(st, &st->tensors[*out - st->tensors], err, err_size);
+    if (rc) *out = NULL;
+    return rc;
+}
+
 MIODEF int mio_tensor_release(const mio_tensor *t, size_t offset, size_t len,
                               char *err, size_t err_size)
 {
@@ -1556,11 +2078,6 @@ static int mio__entry_cmp(const void *a, const void *b)
     return strcmp(((const mio_model_entry *)a)->name, ((const mio_model_entry *)b)->name);
 }
 
-static int mio__shard_cmp(const void *a, const void *b)
-{
-    return strcmp(((const mio_model_shard *)a)->file, ((const mio_model_shard *)b)->file);
-}
-
 /* A shard name must stay inside the model directory: relative, no ".." component. */
 static int mio__safe_relpath(const char *s, size_t len)
 {
@@ -1588,59 +2105,163 @@ static size_t mio__model_find(const mio_model *m, const char *name)
     return MIO__NONE;
 }
 
-static int mio__model_index(mio_model *m, char *err, size_t es)
+static int mio__ptr_strcmp(const void *a, const void *b)
 {
-    const char *ip = m->index_path;
-    const mio_json *wm, *e;
-    size_t n = 0, i, k;
-    int rc = mio_json_parse_file(&m->index, ip, err, es);
-    if (rc) return rc;
-    wm = mio_json_get(mio_json_root(&m->index), "weight_map");
-    if (mio_json_type(wm) != MIO_JSON_OBJECT)
-        return mio__fail(err, es, MIO_ERR_FORMAT, "%s: \"weight_map\" is %s, expected an object mapping tensor names to shard files",
-                         ip, mio_json_type_name(mio_json_type(wm)));
-    if (wm->count == 0) return mio__fail(err, es, MIO_ERR_FORMAT, "%s: \"weight_map\" is empty", ip);
-    m->entries = (mio_model_entry *)calloc(wm->count, sizeof(mio_model_entry));
-    m->shards = (mio_model_shard *)calloc(wm->count, sizeof(mio_model_shard));
-    if (!m->entries || !m->shards) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", ip);
-    for (e = mio_json_child(wm); e; e = mio_json_next(e), n++) {
-        if (strlen(e->key) != e->key_len)
-            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: a tensor name in weight_map contains a NUL character", ip);
-        if (e->type != MIO_JSON_STRING)
-            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: weight_map['%s'] is %s, expected a shard file name",
-                             ip, e->key, mio_json_type_name(e->type));
-        if (!mio__safe_relpath(e->str, e->str_len))
-            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: weight_map['%s'] = '%s' is not a file name inside the model directory",
-                             ip, e->key, e->str);
-        m->entries[n].name = e->key;
-        m->shards[n].file = e->str;
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Streams the index: "weight_map" into entries (name, index of its file in `files`), every
+   other member checked and skipped. */
+static int mio__index_read(mio_model *m, mio__jp *p, const char ***files_out, char *err, size_t es)
+{
+    const char *ip = m->index_path, **files = NULL;
+    size_t start, n = 0, cap = 0;
+    int rc, more, seen = 0;
+    *files_out = NULL;
+    if (mio__jp_peek(p) != MIO_JSON_OBJECT) {
+        if (p->pos >= p->n) return mio__jp_fail(p, p->pos, "empty input, expected a JSON value");
+        return mio__jp_wrong(p, ip, "the index", "a JSON object with a \"weight_map\"");
+    }
+    start = p->pos;
+    mio__jp_open(p, &more);
+    while (more) {
+        const char *key;
+        size_t klen;
+        char *ksp = p->sp;
+        rc = mio__jp_key(p, &key, &klen);
+        if (rc) goto fail;
+        p->sp = ksp;
+        if (klen != 10 || memcmp(key, "weight_map", 10) != 0) {
+            rc = mio__jp_value(p, NULL, 0, NULL);
+        } else if (seen) {
+            rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: \"weight_map\" appears twice", ip);
+        } else if (mio__jp_peek(p) != MIO_JSON_OBJECT) {
+            rc = mio__jp_wrong(p, ip, "\"weight_map\"", "an object mapping tensor names to shard files");
+        } else {
+            size_t wstart = p->pos;
+            int wmore;
+            seen = 1;
+            mio__jp_open(p, &wmore);
+            while (wmore) {
+                const char *nm;
+                size_t nlen;
+                mio_json v;
+                rc = mio__jp_key(p, &nm, &nlen);
+                if (!rc) rc = mio__jp_scalar(p, &v);
+                if (rc) goto fail;
+                if (strlen(nm) != nlen) {
+                    rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: a tensor name in weight_map contains a NUL character", ip);
+                    goto fail;
+                }
+                if (v.type != MIO_JSON_STRING) {
+                    rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: weight_map['%.200s'] is %s, expected a shard file name",
+                                   ip, nm, mio_json_type_name(v.type));
+                    goto fail;
+                }
+                if (!mio__safe_relpath(v.str, v.str_len)) {
+                    rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: weight_map['%.200s'] = '%.200s' is not a file name inside the model directory",
+                                   ip, nm, v.str);
+                    goto fail;
+                }
+                if (n == cap) { /* grow by half: 24 bytes an entry, which takes >= 8 bytes */
+                    size_t nc = cap ? cap + cap / 2 : 16, b1, b2;
+                    mio_model_entry *ne = NULL;
+                    const char **nf = NULL;
+                    if (mio__mul_size(nc, sizeof *ne, &b1) && mio__mul_size(nc, sizeof *nf, &b2)) {
+                        ne = (mio_model_entry *)MIO_REALLOC(m->entries, b1);
+                        if (ne) m->entries = ne;
+                        nf = ne ? (const char **)MIO_REALLOC((void *)files, b2) : NULL;
+                        if (nf) files = nf;
+                    }
+                    if (!ne || !nf) {
+                        rc = mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory for %zu entries", ip, nc);
+                        goto fail;
+                    }
+                    cap = nc;
+                }
+                m->entries[n].name = nm;
+                m->entries[n].shard = n;
+                files[n++] = v.str;
+                rc = mio__jp_sep(p, 1, wstart, &wmore);
+                if (rc) goto fail;
+            }
+        }
+        if (!rc) rc = mio__jp_sep(p, 1, start, &more);
+        if (rc) goto fail;
+    }
+    mio__jp_ws(p);
+    if (p->pos != p->n) {
+        char w[16];
+        rc = mio__jp_fail(p, p->pos, "unexpected %s after the top-level value", mio__jp_what(p, p->pos, w, sizeof w));
+        goto fail;
     }
     m->n_entries = n;
-    qsort(m->entries, n, sizeof(mio_model_entry), mio__entry_cmp);
-    for (i = 1; i < n; i++)
-        if (strcmp(m->entries[i - 1].name, m->entries[i].name) == 0)
-            return mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%s' appears twice in weight_map",
-                             ip, m->entries[i].name);
-    /* distinct shard files, then each entry's shard by binary search */
-    qsort(m->shards, n, sizeof(mio_model_shard), mio__shard_cmp);
-    for (i = 0, k = 0; i < n; i++)
-        if (k == 0 || strcmp(m->shards[k - 1].file, m->shards[i].file) != 0) m->shards[k++] = m->shards[i];
-    m->n_shards = k;
-    for (e = mio_json_child(wm), i = 0; e; e = mio_json_next(e), i++) {
-        size_t lo = 0, hi = m->n_shards, at = mio__model_find(m, e->key);
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            int c = strcmp(e->str, m->shards[mid].file);
-            if (c == 0) {
-                lo = mid;
-                break;
-            }
-            if (c < 0) hi = mid;
-            else lo = mid + 1;
-        }
-        m->entries[at].shard = lo;
-    }
+    if (!seen)
+        rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: \"weight_map\" is absent, expected an object mapping tensor names to shard files", ip);
+    else if (n == 0)
+        rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: \"weight_map\" is empty", ip);
+    if (rc) goto fail;
+    *files_out = files;
     return MIO_OK;
+fail:
+    MIO_FREE((void *)files);
+    return rc;
+}
+
+/* The index from its text (len bytes): entries sorted by name, the distinct shards. */
+static int mio__model_index_text(mio_model *m, const unsigned char *text, size_t len, char *err,
+                                 size_t es)
+{
+    const char *ip = m->index_path, **files = NULL, **uniq = NULL;
+    size_t n, i, k;
+    mio__jp p;
+    int rc;
+    m->index_strings = (char *)MIO_MALLOC(len + 1);
+    if (!m->index_strings) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", ip);
+    mio__jp_init(&p, text, len, m->index_strings, ip, err, es);
+    rc = mio__index_read(m, &p, &files, err, es);
+    if (rc) return rc;
+    n = m->n_entries;
+    qsort(m->entries, n, sizeof(mio_model_entry), mio__entry_cmp);
+    for (i = 1; i < n && !rc; i++)
+        if (strcmp(m->entries[i - 1].name, m->entries[i].name) == 0)
+            rc = mio__fail(err, es, MIO_ERR_FORMAT, "%s: tensor '%.200s' appears twice in weight_map",
+                           ip, m->entries[i].name);
+    /* the distinct shard files, then each entry's shard by binary search */
+    if (!rc && !(uniq = (const char **)MIO_MALLOC(n * sizeof *uniq)))
+        rc = mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", ip);
+    if (!rc) {
+        memcpy((void *)uniq, (const void *)files, n * sizeof *uniq);
+        qsort((void *)uniq, n, sizeof *uniq, mio__ptr_strcmp);
+        for (i = 0, k = 0; i < n; i++)
+            if (k == 0 || strcmp(uniq[k - 1], uniq[i]) != 0) uniq[k++] = uniq[i];
+        m->shards = (mio_model_shard *)MIO_MALLOC(k * sizeof(mio_model_shard));
+        if (!m->shards) rc = mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", ip);
+    }
+    if (!rc) {
+        memset(m->shards, 0, k * sizeof(mio_model_shard));
+        for (i = 0; i < k; i++) m->shards[i].file = uniq[i];
+        m->n_shards = k;
+        for (i = 0; i < n; i++) {
+            const char *file = files[m->entries[i].shard];
+            const char **at = (const char **)bsearch(&file, (const void *)uniq, k, sizeof *uniq, mio__ptr_strcmp);
+            m->entries[i].shard = (size_t)(at - uniq);
+        }
+    }
+    MIO_FREE((void *)uniq);
+    MIO_FREE((void *)files);
+    return rc;
+}
+
+static int mio__model_index(mio_model *m, char *err, size_t es)
+{
+    unsigned char *text;
+    size_t len;
+    int rc = mio__read_file(m->index_path, MIO_INDEX_MAX_FILE, &text, &len, err, es);
+    if (rc) return rc;
+    rc = mio__model_index_text(m, text, len, err, es);
+    MIO_FREE(text);
+    return rc;
 }
 
 MIODEF void mio_model_close(mio_model *m)
@@ -1650,29 +2271,36 @@ MIODEF void mio_model_close(mio_model *m)
     mio_safetensors_close(&m->single);
     for (i = 0; i < m->n_shards; i++)
         if (m->shards[i].open) mio_safetensors_close(&m->shards[i].st);
-    free(m->shards);
-    free(m->entries);
-    mio_json_free(&m->index);
-    free(m->dir);
-    free(m->index_path);
+    MIO_FREE(m->shards);
+    MIO_FREE(m->entries);
+    MIO_FREE(m->index_strings);
+    MIO_FREE(m->dir);
+    MIO_FREE(m->index_path);
     memset(m, 0, sizeof *m);
 }
 
 MIODEF int mio_model_open(mio_model *m, const char *dir, char *err, size_t err_size)
 {
+    return mio_model_open_as(m, dir, MIO_MAP, err, err_size);
+}
+
+MIODEF int mio_model_open_as(mio_model *m, const char *dir, int how, char *err, size_t err_size)
+{
     struct stat sb;
     char *single;
     int rc;
     mio__clear(err, err_size);
-    if (!m || !dir) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_model_open: NULL argument");
+    if (!m || !dir || (how != MIO_MAP && how != MIO_READ))
+        return mio__fail(err, err_size, MIO_ERR_ARG, "mio_model_open: NULL or bad argument");
     memset(m, 0, sizeof *m);
+    m->how = how;
     if (stat(dir, &sb) != 0)
         return mio__fail(err, err_size, MIO_ERR_IO, "model directory '%s' cannot be opened: %s", dir,
                          strerror(errno));
     m->dir = mio__strndup(dir, strlen(dir));
     if (!m->dir) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory", dir);
     if (S_ISREG(sb.st_mode)) {
-        rc = mio_safetensors_open(&m->single, dir, err, err_size);
+        rc = mio_safetensors_open_as(&m->single, dir, how, err, err_size);
         if (rc) mio_model_close(m);
         return rc;
     }
@@ -1683,14 +2311,14 @@ MIODEF int mio_model_open(mio_model *m, const char *dir, char *err, size_t err_s
     single = mio__join(dir, "model.safetensors");
     m->index_path = mio__join(dir, "model.safetensors.index.json");
     if (!single || !m->index_path) {
-        free(single);
+        MIO_FREE(single);
         mio_model_close(m);
         return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory", dir);
     }
     if (stat(single, &sb) == 0) {
-        free(m->index_path);
+        MIO_FREE(m->index_path);
         m->index_path = NULL;
-        rc = mio_safetensors_open(&m->single, single, err, err_size);
+        rc = mio_safetensors_open_as(&m->single, single, how, err, err_size);
     } else if (stat(m->index_path, &sb) == 0) {
         m->sharded = 1;
         rc = mio__model_index(m, err, err_size);
@@ -1698,7 +2326,7 @@ MIODEF int mio_model_open(mio_model *m, const char *dir, char *err, size_t err_s
         rc = mio__fail(err, err_size, MIO_ERR_IO, "model directory '%s' has neither model.safetensors nor model.safetensors.index.json",
                        dir);
     }
-    free(single);
+    MIO_FREE(single);
     if (rc) mio_model_close(m);
     return rc;
 }
@@ -1711,7 +2339,7 @@ MIODEF int mio_model_tensor(mio_model *m, const char *name, const mio_tensor **o
     mio__clear(err, err_size);
     if (!m || !name || !out) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_model_tensor: NULL argument");
     *out = NULL;
-    if (!m->sharded) return mio_safetensors_get(&m->single, name, out, err, err_size);
+    if (!m->sharded) return mio_safetensors_load(&m->single, name, out, err, err_size);
     at = mio__model_find(m, name);
     if (at == MIO__NONE)
         return mio__fail(err, err_size, MIO_ERR_NOT_FOUND, "tensor '%s' not found in %s", name, m->index_path);
@@ -1725,21 +2353,21 @@ MIODEF int mio_model_tensor(mio_model *m, const char *name, const mio_tensor **o
         if (stat(path, &sb) != 0 && errno == ENOENT) {
             rc = mio__fail(err, err_size, MIO_ERR_IO, "shard file '%s' is missing (model.safetensors.index.json lists it for tensor '%s')",
                            path, name);
-            free(path);
+            MIO_FREE(path);
             return rc;
         }
-        rc = mio_safetensors_open(&sh->st, path, why, sizeof why);
-        free(path);
+        rc = mio_safetensors_open_as(&sh->st, path, m->how, why, sizeof why);
+        MIO_FREE(path);
         if (rc)
-            return mio__fail(err, err_size, rc, "%s (shard of tensor '%s' in model.safetensors.index.json)",
-                             why, name);
+            return mio__fail(err, err_size, rc, "shard of tensor '%s' (model.safetensors.index.json): %s",
+                             name, why);
         sh->open = 1;
     }
     *out = mio_safetensors_find(&sh->st, name);
     if (!*out)
         return mio__fail(err, err_size, MIO_ERR_FORMAT, "tensor '%s': model.safetensors.index.json maps it to '%s', but that shard has no such tensor",
                          name, sh->file);
-    return MIO_OK;
+    return mio_safetensors_load(&sh->st, name, out, err, err_size);
 }
 
 MIODEF int mio_model_has(const mio_model *m, const char *name)
@@ -1950,7 +2578,7 @@ static int mio__npy_read_buf(const void *buf, size_t len, const char *name, int 
     if (avail > nbytes)
         return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: %zu unexpected bytes after the data of shape %s",
                          name, avail - nbytes, sh);
-    out = (unsigned char *)malloc(obytes ? obytes : 1);
+    out = (unsigned char *)MIO_MALLOC(obytes ? obytes : 1);
     if (!out) return mio__fail(err, err_size, MIO_ERR_NOMEM, "%s: out of memory for %zu bytes", name, obytes);
     b += hstart + hlen;
     /* assembling the little-endian bytes into an integer works on a host of either order */
@@ -1982,16 +2610,16 @@ static int mio__npy_read_buf(const void *buf, size_t len, const char *name, int 
     return MIO_OK;
 }
 
-/* Maps path and reads it with mio__npy_read_buf. */
+/* Reads path and parses it with mio__npy_read_buf. */
 static int mio__npy_read_file(const char *path, int to_f64, void **data, size_t *rows, size_t *cols,
                               char *err, size_t err_size)
 {
-    const unsigned char *base;
+    unsigned char *buf;
     size_t size;
-    int rc = mio__map_file(path, &base, &size, err, err_size);
+    int rc = mio__read_file(path, (size_t)-2, &buf, &size, err, err_size); /* read, not mapped */
     if (rc) return rc;
-    rc = mio__npy_read_buf(base, size, path, to_f64, data, rows, cols, err, err_size);
-    if (base) munmap((void *)(uintptr_t)base, size);
+    rc = mio__npy_read_buf(buf, size, path, to_f64, data, rows, cols, err, err_size);
+    MIO_FREE(buf);
     return rc;
 }
 
@@ -2032,6 +2660,112 @@ MIODEF int mio_npy_read_f64(const char *path, double **data, size_t *rows, size_
     return rc;
 }
 
+/* ---- outputs that appear together ---- */
+
+MIODEF void mio_outputs_init(mio_outputs *o)
+{
+    if (o) memset(o, 0, sizeof *o);
+}
+
+/* dir part of path ("." if none) into a fresh string */
+static char *mio__dirname(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) return mio__strndup(".", 1);
+    if (slash == path) return mio__strndup("/", 1);
+    return mio__strndup(path, (size_t)(slash - path));
+}
+
+/* path's directory ("." if none) into d; 0 if it does not fit */
+static int mio__dirpart(const char *path, char *d, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+    size_t k = slash ? (size_t)(slash - path) : 0;
+    if (k + 2 > n) return 0;
+    memcpy(d, path, k);
+    strcpy(d + k, !slash ? "." : k ? "" : "/");
+    return 1;
+}
+
+/* realpath of path's directory, then '/' and its last component; 0 if the directory is not
+   there. No allocation: a safety check must not change its answer when memory is short. */
+static int mio__canon(const char *path, char *out, size_t n)
+{
+    char d[PATH_MAX], dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    return mio__dirpart(path, d, sizeof d) && realpath(d, dir) != NULL &&
+           (size_t)snprintf(out, n, "%s/%s", dir, slash ? slash + 1 : path) < n;
+}
+
+MIODEF int mio_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    char ca[PATH_MAX + 256], cb[PATH_MAX + 256];
+    int ea, eb;
+    if (!a || !b) return 0;
+    ea = stat(a, &sa) == 0;
+    eb = stat(b, &sb) == 0;
+    if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    if (ea || eb) return 0;
+    if (mio__canon(a, ca, sizeof ca) && mio__canon(b, cb, sizeof cb)) return strcmp(ca, cb) == 0;
+    return strcmp(a, b) == 0;
+}
+
+/* dir + "/.mio-" + 10 random letters into a fresh string; the letters mix the clock, the pid,
+   an address and the attempt, so no state is kept between calls */
+static char *mio__tmpname(const char *dir, const void *salt, int attempt)
+{
+    static const char abc[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    struct timespec ts;
+    uint64_t z;
+    size_t n = strlen(dir);
+    char *s = (char *)MIO_MALLOC(n + 17);
+    int i;
+    if (!s) return NULL;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    z = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 20) ^
+        (uint64_t)(uintptr_t)salt ^ (uint64_t)attempt * 0x9E3779B97F4A7C15ULL;
+    memcpy(s, dir, n);
+    memcpy(s + n, "/.mio-", 6);
+    for (i = 0; i < 10; i++) { /* splitmix64 */
+        z += 0x9E3779B97F4A7C15ULL;
+        {
+            uint64_t x = z;
+            x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+            x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+            s[n + 6 + i] = abc[(x ^ (x >> 31)) % 36];
+        }
+    }
+    s[n + 16] = '\0';
+    return s;
+}
+
+/* A new file next to path: the fd, and its name in *tmp */
+static int mio__tmp_create(const char *path, char **tmp, int *fd_out, char *err, size_t es)
+{
+    char *dir = mio__dirname(path);
+    int i, fd = -1, e = 0;
+    *tmp = NULL;
+    if (!dir) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", path);
+    for (i = 0; i < 100 && fd < 0; i++) {
+        MIO_FREE(*tmp);
+        *tmp = mio__tmpname(dir, tmp, i);
+        if (!*tmp) break;
+        fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        e = errno;
+        if (fd < 0 && e != EEXIST) break;
+    }
+    MIO_FREE(dir);
+    if (fd < 0) {
+        MIO_FREE(*tmp);
+        *tmp = NULL;
+        if (e == 0) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", path);
+        return mio__fail(err, es, MIO_ERR_IO, "%s: cannot create a temporary file next to it: %s", path, strerror(e));
+    }
+    *fd_out = fd;
+    return MIO_OK;
+}
+
 static int mio__write_all(int fd, const void *p, size_t n)
 {
     const char *c = (const char *)p;
@@ -2045,17 +2779,25 @@ static int mio__write_all(int fd, const void *p, size_t n)
     return 1;
 }
 
-/* Write header + elements (4 bytes each, stored little-endian) to path via a temporary file
-   in the same directory, renamed into place after fsync. */
-static int mio__npy_write(const char *path, const void *data, const char *descr, size_t rows,
-                          size_t cols, char *err, size_t es)
+/* Header + elements (4 bytes each, stored little-endian) into a temporary file for path. */
+static int mio__npy_stage(mio_outputs *o, const char *path, const void *data, const char *descr,
+                          size_t rows, size_t cols, char *err, size_t es)
 {
-    char hdr[256], *tmp;
-    size_t nbytes, hl, tl;
-    int fd = -1, i, ok;
-    if (!path || (!data && rows && cols)) return mio__fail(err, es, MIO_ERR_ARG, "npy write: NULL argument");
+    char hdr[256];
+    size_t nbytes, hl;
+    struct stat sb;
+    mio_output *f;
+    int fd = -1, i, ok, rc;
+    if (!o || !path || (!data && rows && cols)) return mio__fail(err, es, MIO_ERR_ARG, "npy write: NULL argument");
+    if (o->n == MIO_MAX_OUTPUTS)
+        return mio__fail(err, es, MIO_ERR_ARG, "%s: more than %d outputs in one set", path, MIO_MAX_OUTPUTS);
     if (!mio__mul_size(rows, cols, &nbytes) || !mio__mul_size(nbytes, 4, &nbytes))
         return mio__fail(err, es, MIO_ERR_ARG, "%s: shape (%zu, %zu): byte size overflows", path, rows, cols);
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return mio__fail(err, es, MIO_ERR_IO, "%s: is %s, not a file to replace", path, mio__file_kind(sb.st_mode));
+    for (i = 0; i < o->n; i++)
+        if (mio_same_file(o->f[i].path, path))
+            return mio__fail(err, es, MIO_ERR_ARG, "%s: names the same file as the output '%s'", path, o->f[i].path);
     /* 10-byte preamble + dict, padded with spaces and ended by '\n' to a multiple of 64 */
     memcpy(hdr, "\x93NUMPY\x01\x00\x00\x00", 10);
     hl = 10 + (size_t)snprintf(hdr + 10, sizeof hdr - 10, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }",
@@ -2065,19 +2807,17 @@ static int mio__npy_write(const char *path, const void *data, const char *descr,
     hdr[8] = (char)((hl - 10) & 0xff);
     hdr[9] = (char)((hl - 10) >> 8);
 
-    tl = strlen(path) + 32;
-    tmp = (char *)malloc(tl);
-    if (!tmp) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", path);
-    for (i = 0; i < 100 && fd < 0; i++) {
-        snprintf(tmp, tl, "%s.tmp%ld-%d", path, (long)getpid(), i);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-        if (fd < 0 && errno != EEXIST) break;
+    f = &o->f[o->n];
+    memset(f, 0, sizeof *f);
+    f->path = mio__strndup(path, strlen(path));
+    if (!f->path) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", path);
+    rc = mio__tmp_create(path, &f->tmp, &fd, err, es);
+    if (rc) {
+        MIO_FREE(f->path);
+        f->path = NULL;
+        return rc;
     }
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return mio__fail(err, es, MIO_ERR_IO, "%s: cannot create a temporary file next to it: %s", path, strerror(e));
-    }
+    o->n++; /* from here discard removes the temporary file */
     ok = mio__write_all(fd, hdr, hl);
     if (ok && mio__host_le()) {
         ok = nbytes == 0 || mio__write_all(fd, data, nbytes);
@@ -2098,16 +2838,125 @@ static int mio__npy_write(const char *path, const void *data, const char *descr,
         }
     }
     if (ok && fsync(fd) != 0 && errno != EINVAL) ok = 0;
-    if (close(fd) != 0) ok = 0;
-    if (ok && rename(tmp, path) != 0) ok = 0;
-    if (!ok) {
+    {
         int e = errno;
-        unlink(tmp);
-        free(tmp);
-        return mio__fail(err, es, MIO_ERR_IO, "%s: write failed, file left untouched: %s", path, strerror(e));
+        if (close(fd) != 0 && ok) ok = 0, e = errno;
+        if (!ok) return mio__fail(err, es, MIO_ERR_IO, "%s: write failed, file left untouched: %s", path, strerror(e));
     }
-    free(tmp);
     return MIO_OK;
+}
+
+MIODEF int mio_outputs_npy_f32(mio_outputs *o, const char *path, const float *data, size_t rows,
+                               size_t cols, char *err, size_t err_size)
+{
+    mio__clear(err, err_size);
+    return mio__npy_stage(o, path, data, "<f4", rows, cols, err, err_size);
+}
+
+MIODEF int mio_outputs_npy_i32(mio_outputs *o, const char *path, const int32_t *data, size_t rows,
+                               size_t cols, char *err, size_t err_size)
+{
+    mio__clear(err, err_size);
+    return mio__npy_stage(o, path, data, "<i4", rows, cols, err, err_size);
+}
+
+/* Keeps an existing target under a hard link with a fresh name next to it (f->bak), so a
+   failed commit can put it back. A file system without hard links gets no keeping: the commit
+   then cannot put that target back should a later rename fail. */
+static int mio__keep(mio_output *f, char *err, size_t es)
+{
+    struct stat sb;
+    char *dir;
+    int i;
+    f->existed = lstat(f->path, &sb) == 0;
+    if (!f->existed) return MIO_OK;
+    if (!(dir = mio__dirname(f->path))) return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f->path);
+    for (i = 0; i < 100; i++) {
+        f->bak = mio__tmpname(dir, f, i);
+        if (!f->bak) {
+            MIO_FREE(dir);
+            return mio__fail(err, es, MIO_ERR_NOMEM, "%s: out of memory", f->path);
+        }
+        if (link(f->path, f->bak) == 0) break;
+        MIO_FREE(f->bak);
+        f->bak = NULL;
+        if (errno != EEXIST) break;
+    }
+    MIO_FREE(dir);
+    return MIO_OK;
+}
+
+MIODEF int mio_outputs_commit(mio_outputs *o, char *err, size_t err_size)
+{
+    int i, done = 0, rc = MIO_OK;
+    mio__clear(err, err_size);
+    if (!o) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_outputs_commit: NULL argument");
+    for (i = 0; i < o->n && !rc; i++) rc = mio__keep(&o->f[i], err, err_size);
+    while (!rc && done < o->n) {
+        mio_output *f = &o->f[done];
+        if (rename(f->tmp, f->path) != 0) {
+            rc = mio__fail(err, err_size, MIO_ERR_IO, "%s: write failed, every output left as it was: %s",
+                           f->path, strerror(errno));
+            break;
+        }
+        MIO_FREE(f->tmp);
+        f->tmp = NULL;
+        done++;
+    }
+    for (i = 0; i < done && rc; i++) { /* put back what was renamed: the kept file, or none */
+        mio_output *f = &o->f[i];
+        if (f->bak && rename(f->bak, f->path) != 0) {
+            MIO_FREE(f->bak); /* could not put it back: leave the kept copy where it is */
+            f->bak = NULL;
+        } else if (f->bak) {
+            MIO_FREE(f->bak);
+            f->bak = NULL;
+        } else if (!f->existed) {
+            unlink(f->path);
+        }
+    }
+    for (i = 0; i < o->n; i++)
+        if (o->f[i].bak) {
+            unlink(o->f[i].bak);
+            MIO_FREE(o->f[i].bak);
+            o->f[i].bak = NULL;
+        }
+    for (i = 0; i < o->n && !rc; i++) { /* the renames to disk, where the system allows it */
+        char dir[PATH_MAX];
+        int dfd;
+        if (!mio__dirpart(o->f[i].path, dir, sizeof dir)) continue;
+        if ((dfd = open(dir, O_RDONLY)) >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+    }
+    return rc;
+}
+
+MIODEF void mio_outputs_discard(mio_outputs *o)
+{
+    int i;
+    if (!o) return;
+    for (i = 0; i < o->n; i++) {
+        if (o->f[i].tmp) unlink(o->f[i].tmp);
+        if (o->f[i].bak) unlink(o->f[i].bak);
+        MIO_FREE(o->f[i].tmp);
+        MIO_FREE(o->f[i].bak);
+        MIO_FREE(o->f[i].path);
+    }
+    memset(o, 0, sizeof *o);
+}
+
+static int mio__npy_write(const char *path, const void *data, const char *descr, size_t rows,
+                          size_t cols, char *err, size_t es)
+{
+    mio_outputs o;
+    int rc;
+    mio_outputs_init(&o);
+    rc = mio__npy_stage(&o, path, data, descr, rows, cols, err, es);
+    if (!rc) rc = mio_outputs_commit(&o, err, es);
+    mio_outputs_discard(&o);
+    return rc;
 }
 
 MIODEF int mio_npy_write_f32(const char *path, const float *data, size_t rows, size_t cols,
@@ -2131,6 +2980,14 @@ MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows,
    Version history
      0.1.0  first version: JSON, safetensors (single file and sharded), npy read/write.
      0.2.0  mio_npy_read_f64: float32, float64 and int32 arrays as double.
+     0.3.0  reliability: non-regular files refused before they are read; get_str refuses
+            strings with a NUL; memory bounded by the input (streaming header and index
+            parsers, an exact-size DOM, size limits per file); MIO_MALLOC/REALLOC/FREE;
+            long messages cut in the middle, keeping the reason; "not a safetensors file".
+            mio_outputs: outputs that appear together, put back on failure; O_EXCL random
+            temporary names; mio_same_file.
+            MIO_READ (mio_safetensors_open_as, mio_model_open_as, mio_safetensors_load):
+            tensors read with pread, immune to a file that shrinks; npy files read, not mapped.
 
 ------------------------------------------------------------------------------
 This software is available under 2 licenses -- choose whichever you prefer.

@@ -4,6 +4,7 @@
 #   Y  max|y - ref| <= TOL * max(1, max|ref|)
 #   E  exactly (the fixtures have clear routing margins)
 #   W  the same tolerance as Y
+# and --mmap (the mapped load path) gives the same bytes of Y as the default read path.
 # TOL = 1e-5: moe.h computes in fp32 from the stored (already rounded) weights, so the error
 # is fp32 rounding of the matmuls (K <= 48 terms) and the routing arithmetic; the worst seen is
 # printed per case. Needs build/moe and build/npy_compare (made here if stale); no Python.
@@ -23,6 +24,11 @@ while read -r name dir layer stem; do
   if ! log=$(build/moe run --model "$d" --layer "$layer" --input "$d/$stem.x.npy" --output "$out.y.npy" \
         --experts-out "$out.e.npy" --weights-out "$out.w.npy" 2>&1); then
     fail=$((fail + 1)); printf 'FAIL  %-32s moe run failed: %s\n' "$name" "$log"; continue
+  fi
+  # the mapped load path gives the same bytes as the default (read) one
+  if ! build/moe run --mmap --model "$d" --layer "$layer" --input "$d/$stem.x.npy" --output "$out.my.npy" \
+        >/dev/null 2>&1 || ! cmp -s "$out.y.npy" "$out.my.npy"; then
+    fail=$((fail + 1)); printf 'FAIL  %-32s --mmap gives other bytes than the default read\n' "$name"; continue
   fi
   ry=$(build/npy_compare "$out.y.npy" "$d/$stem.y.npy" "$TOL" 2>&1); cy=$?
   re=$(build/npy_compare "$out.e.npy" "$d/$stem.e.npy" exact 2>&1); ce=$?

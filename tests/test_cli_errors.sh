@@ -22,8 +22,9 @@ fixture() { rm -rf "${tmp:?}/$1"; cp -r "$CK/$1" "$tmp/$1"; }
 expect_fail() {
   local name=$1 words=$2 log rc; shift 2
   rm -f "$tmp"/out.*
-  log=$(build/moe run "$@" --output "$tmp/out.y.npy" --experts-out "$tmp/out.e.npy" \
+  log=$(timeout 60 build/moe run "$@" --output "$tmp/out.y.npy" --experts-out "$tmp/out.e.npy" \
         --weights-out "$tmp/out.w.npy" 2>&1); rc=$?
+  [ $rc -eq 124 ] && log="timed out (hangs): $log"
   log=$(printf '%s' "$log" | tr '\n' ' ')
   if [ $rc -eq 0 ]; then bad "$name" "exit 0: $log"
   elif ! printf '%s' "$log" | grep -Eiq -- "$words"; then bad "$name" "message lacks /$words/: $log"
@@ -41,6 +42,10 @@ fixture olmoe; sed -i 's/"model_type": "olmoe"/"model_type": "olmo_fancy"/' "$tm
 expect_fail "unknown model_type" "unknown model_type 'olmo_fancy'.*supported:.*mixtral" --model "$tmp/olmoe" --layer 0 --input "$X"
 fixture olmoe; sed -i 's/"num_experts": 8/"num_experts": "eight"/' "$tmp/olmoe/config.json"
 expect_fail "config key of wrong type" "num_experts" --model "$tmp/olmoe" --layer 0 --input "$X"
+fixture olmoe; sed -i 's/"model_type": "olmoe"/"model_type": "olmoe\\u0000anything"/' "$tmp/olmoe/config.json"
+expect_fail "NUL inside model_type" "config\.json: 'model_type' holds a NUL character" --model "$tmp/olmoe" --layer 0 --input "$X"
+fixture olmoe; sed -i 's/"hidden_act": "silu"/"hidden_act": "silu\\u0000x"/' "$tmp/olmoe/config.json"
+expect_fail "NUL inside hidden_act" "'hidden_act' holds a NUL character" --model "$tmp/olmoe" --layer 0 --input "$X"
 fixture olmoe; printf '{"model_type": "olmoe",' > "$tmp/olmoe/config.json"
 expect_fail "malformed config.json" "config\.json" --model "$tmp/olmoe" --layer 0 --input "$X"
 fixture olmoe; sed -i 's/"num_experts": 8/"num_experts": 4294967304/' "$tmp/olmoe/config.json"
@@ -49,6 +54,9 @@ expect_fail "config int beyond int" "'num_experts' = 4294967304 is out of range"
 # -- layer selection
 expect_fail "layer out of range" "layer 5 is out of range.*1 layers" --model "$CK/olmoe" --layer 5 --input "$X"
 expect_fail "negative layer" "bad --layer" --model "$CK/olmoe" --layer -1 --input "$X"
+expect_fail "layer beyond int" "layer 9223372036854775807 is out of range" --model "$CK/olmoe" --layer 9223372036854775807 --input "$X"
+fixture olmoe; sed -i 's/"num_hidden_layers": 1/"num_hidden_layers": -1/' "$tmp/olmoe/config.json"
+expect_fail "negative layer count" "'num_hidden_layers' = -1 is negative" --model "$tmp/olmoe" --layer 0 --input "$X"
 X3=$CK/deepseek_v3/deepseek_v3.1.x.npy
 expect_fail "dense: first_k_dense_replace" "layer 0 is a dense layer.*first_k_dense_replace" --model "$CK/deepseek_v3" --layer 0 --input "$X3"
 XQ=$CK/qwen2_moe/qwen2_moe.1.x.npy
@@ -84,6 +92,17 @@ expect_fail "corrupt header JSON" "model\.safetensors" --model "$tmp/olmoe" --la
 fixture olmoe; rm "$tmp/olmoe/model.safetensors"
 expect_fail "no safetensors" "model\.safetensors" --model "$tmp/olmoe" --layer 0 --input "$X"
 
+# -- files that are not regular files (a FIFO blocked the reader forever)
+fixture olmoe; rm "$tmp/olmoe/config.json"; mkfifo "$tmp/olmoe/config.json"
+expect_fail "config.json is a FIFO" "config\.json: not a regular file \(a FIFO\)" --model "$tmp/olmoe" --layer 0 --input "$X"
+mkfifo "$tmp/fifo.npy"
+expect_fail "input is a FIFO" "fifo\.npy: not a regular file \(a FIFO\)" --model "$CK/olmoe" --layer 0 --input "$tmp/fifo.npy"
+fixture mixtral; rm "$tmp/mixtral/model-00002-of-00002.safetensors"; mkfifo "$tmp/mixtral/model-00002-of-00002.safetensors"
+expect_fail "shard is a FIFO" "model-00002-of-00002\.safetensors: not a regular file \(a FIFO\)" --model "$tmp/mixtral" --layer 1 --input "$CK/mixtral/mixtral.1.x.npy"
+fixture olmoe; rm "$tmp/olmoe/model.safetensors"; mkfifo "$tmp/olmoe/model.safetensors"
+expect_fail "model.safetensors is a FIFO" "model\.safetensors: not a regular file \(a FIFO\)" --model "$tmp/olmoe" --layer 0 --input "$X"
+expect_fail "input is a directory" "not a regular file \(a directory\)" --model "$CK/olmoe" --layer 0 --input "$tmp"
+
 # -- input .npy
 expect_fail "npy dtype f64" "dtype is '<f8'" --model "$CK/olmoe" --layer 0 --input "$CK/olmoe/olmoe.0.y.npy"
 expect_fail "npy dtype i32" "dtype is '<i4'" --model "$CK/olmoe" --layer 0 --input "$CK/olmoe/olmoe.0.e.npy"
@@ -92,6 +111,10 @@ dict="{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 24), }"
 expect_fail "npy rank 3" "rank 3" --model "$CK/olmoe" --layer 0 --input "$tmp/rank3.npy"
 expect_fail "npy width" "width 40, expected hidden_size 24" --model "$CK/olmoe" --layer 0 --input "$CK/dbrx/dbrx.0.x.npy"
 expect_fail "missing input" "nope\.npy" --model "$CK/olmoe" --layer 0 --input "$tmp/nope.npy"
+long=$tmp; while [ ${#long} -lt 3400 ]; do long=$long/$(printf 'd%.0s' $(seq 200)); done
+expect_fail "long path keeps the reason" "^moe: input $tmp/d+.* \.\.\. d+/.*x\.npy: cannot open: No such file or directory$" --model "$CK/olmoe" --layer 0 --input "$long/x.npy"
+fixture mixtral; printf 'PK\003\004\024\000\000\000\010\000archive/data.pkl' > "$tmp/mixtral/model-00002-of-00002.safetensors"
+expect_fail "shard is not safetensors" "model-00002-of-00002\.safetensors: not a safetensors file" --model "$tmp/mixtral" --layer 1 --input "$CK/mixtral/mixtral.1.x.npy"
 
 # -- outputs
 rm -f "$tmp"/out.*

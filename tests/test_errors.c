@@ -108,18 +108,18 @@ static void expect_cfg(const moe_config *c, moe_result want, int line) {
 
 /* ---- tests -------------------------------------------------------------------------------- */
 
+enum { N_CODES = 33 }; /* MOE_OK .. MOE_E_NORM_P (-32) */
+
 static void test_strings(void) {
-    /* the codes are 0, -1, -2, ... up to the first one moe_result_string does not know */
-    const char *unknown = moe_result_string((moe_result)12345), *s[64];
-    int n = 0;
-    while (n < 64 && (s[n] = moe_result_string((moe_result)-n)) != NULL && strcmp(s[n], unknown) != 0)
-        n++;
-    CHECK_MSG(n >= 27 && n < 64, "%d result codes", n); /* MOE_OK .. MOE_E_DOT at least */
-    for (int i = 0; i < n; i++) CHECK(s[i] != NULL && s[i][0] != '\0');
-    s[n] = unknown;
-    CHECK(unknown != NULL && unknown[0] != '\0');
+    const char *s[N_CODES + 1];
+    for (int i = 0; i < N_CODES; i++) {
+        s[i] = moe_result_string((moe_result)-i);
+        CHECK(s[i] != NULL && s[i][0] != '\0');
+    }
+    s[N_CODES] = moe_result_string((moe_result)-N_CODES); /* unknown */
+    CHECK(s[N_CODES] != NULL && s[N_CODES][0] != '\0');
     int distinct = 1;
-    for (int i = 0; i <= n; i++)
+    for (int i = 0; i <= N_CODES; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(s[i], s[j]) == 0) {
                 distinct = 0;
@@ -128,8 +128,8 @@ static void test_strings(void) {
     CHECK(distinct);
     const char *u1 = moe_result_string((moe_result)1), *u2 = moe_result_string((moe_result)12345);
     const char *u3 = moe_result_string((moe_result)INT_MIN);
-    CHECK(u1 && u2 && u3 && u1[0] && strcmp(u1, unknown) == 0 && strcmp(u2, unknown) == 0 &&
-          strcmp(u3, unknown) == 0);
+    CHECK(u1 && u2 && u3 && u1[0] && strcmp(u1, s[N_CODES]) == 0 &&
+          strcmp(u2, s[N_CODES]) == 0 && strcmp(u3, s[N_CODES]) == 0);
 }
 
 static void test_null_args(void) {
@@ -164,6 +164,25 @@ static void test_null_args(void) {
     /* NULL x / y with no tokens, and a NULL trace, are fine */
     CHECK_CODE(moe_forward(L, NULL, 0, NULL, &ws, NULL), MOE_OK);
     CHECK_CODE(moe_route(L, NULL, 0, &ws, NULL), MOE_OK);
+    /* no tokens need no workspace: NULL, or one without memory; the trace gets its zeros */
+    moe_workspace none = {NULL, 0, 0};
+    int64_t load[E];
+    float mp[E];
+    for (int pass = 0; pass < 4; pass++) {
+        memset(&tr, 0xff, sizeof tr);
+        memset(load, 0xff, sizeof load);
+        memset(mp, 0xff, sizeof mp);
+        tr.expert = NULL, tr.weight = NULL, tr.logits = NULL;
+        tr.expert_tokens = load, tr.mean_prob = mp;
+        const moe_workspace *wp = pass & 1 ? &none : NULL;
+        CHECK_CODE(pass < 2 ? moe_forward(L, NULL, 0, NULL, wp, &tr) : moe_route(L, NULL, 0, wp, &tr),
+                   MOE_OK);
+        int zero = tr.n_dropped == 0 && tr.aux_loss == 0.0 && tr.z_loss == 0.0;
+        for (int e = 0; e < E; e++) zero = zero && load[e] == 0 && mp[e] == 0.0f;
+        CHECK_MSG(zero, "pass %d: trace of a zero-token call is not all zeros", pass);
+    }
+    CHECK_CODE(moe_forward(NULL, NULL, 0, NULL, NULL, NULL), MOE_E_NULL);
+    CHECK_CODE(moe_forward(L, x, 3, y, &none, NULL), MOE_E_WORKSPACE);
     CHECK_CODE(moe_route(L, x, 3, &ws, NULL), MOE_OK);
     CHECK_CODE(moe_forward(L, x, 3, y, &ws, NULL), MOE_OK);
     free(ws.data);
@@ -310,6 +329,29 @@ static void test_config_errors(void) {
         c.score = no_bias[i];
         EXPECT_CFG(&c, MOE_E_BIAS_SCORE);
     }
+
+    /* norm_p: 1 <= p <= 126 / log2(E); E = 4 here, so up to 63 */
+    float bad_p[5] = {0.5f, 0.999f, 63.01f, 1e30f, FLT_MAX};
+    for (int i = 0; i < 5; i++) {
+        c = good_cfg();
+        c.norm = MOE_NORM_LP;
+        c.norm_p = bad_p[i];
+        EXPECT_CFG(&c, MOE_E_NORM_P);
+        c.norm = MOE_NORM_NONE; /* checked whatever the norm, as every float option */
+        EXPECT_CFG(&c, MOE_E_NORM_P);
+    }
+    float ok_p[4] = {0.0f, 1.0f, 2.0f, 63.0f};
+    for (int i = 0; i < 4; i++) {
+        c = good_cfg();
+        c.norm = MOE_NORM_LP;
+        c.norm_p = ok_p[i];
+        CHECK_CODE(moe_config_check(&c), MOE_OK);
+    }
+    c = good_cfg();
+    c.n_experts = c.top_k = 1; /* log2(1) = 0: any finite p */
+    c.norm = MOE_NORM_LP;
+    c.norm_p = 1e30f;
+    CHECK_CODE(moe_config_check(&c), MOE_OK);
 
     c = good_cfg();
     c.score = MOE_SCORE_SPARSEMIXER;
@@ -567,6 +609,45 @@ static void test_workspace(void) {
     moe_layer_free(L);
 }
 
+/* n_threads: negative is an error; any positive count, 2^31 - 1 included, runs (capped at what
+   the process can run; libgomp used to exit() trying to allocate the team) and gives the bits
+   of one thread */
+static void test_threads(void) {
+    enum { T = 300 }; /* enough tokens that every parallel region runs in parallel */
+    moe_config c = good_cfg();
+    moe_weights w = good_w();
+    for (int i = 0; i < E * D; i++) g_router[i] = 0.25f * (float)(i % 7 - 3);
+    for (int i = 0; i < E * FF * D * 2; i++) g_mat[i] = 0.03f * (float)(i % 11 - 5);
+    moe_layer *L = NULL;
+    CHECK_CODE(moe_layer_create(&L, &c, &w), MOE_OK);
+    size_t bytes;
+    CHECK_CODE(moe_workspace_size(L, T, &bytes), MOE_OK);
+    moe_workspace ws = {malloc(bytes), bytes, 1};
+    static float x[T * D], y1[T * D], y[T * D];
+    for (int i = 0; i < T * D; i++) x[i] = 0.01f * (float)(i % 101 - 50);
+    CHECK_CODE(moe_forward(L, x, T, y1, &ws, NULL), MOE_OK);
+    int counts[5] = {0, 2, 1000, INT_MAX - 1, INT_MAX};
+    for (int i = 0; i < 5; i++) {
+        ws.n_threads = counts[i];
+        memset(y, 0xff, sizeof y);
+        CHECK_CODE(moe_forward(L, x, T, y, &ws, NULL), MOE_OK);
+        CHECK_MSG(memcmp(y, y1, sizeof y) == 0, "n_threads %d: output differs from 1 thread",
+                  counts[i]);
+        CHECK_CODE(moe_route(L, x, T, &ws, NULL), MOE_OK);
+    }
+    int bad[3] = {-1, -2, INT_MIN};
+    for (int i = 0; i < 3; i++) {
+        ws.n_threads = bad[i];
+        CHECK_CODE(moe_forward(L, x, T, y, &ws, NULL), MOE_E_THREADS);
+        CHECK_CODE(moe_route(L, x, T, &ws, NULL), MOE_E_THREADS);
+        CHECK_CODE(moe_forward(L, x, 0, y, &ws, NULL), MOE_E_THREADS);
+    }
+    free(ws.data);
+    moe_layer_free(L);
+    memset(g_router, 0, sizeof g_router);
+    memset(g_mat, 0, sizeof g_mat);
+}
+
 int main(void) {
     test_strings();
     test_null_args();
@@ -576,6 +657,7 @@ int main(void) {
     test_dtype_layout();
     test_nomem();
     test_workspace();
+    test_threads();
     CHECK(g_n_malloc == g_n_free); /* every layer was freed */
     if (g_n_malloc != g_n_free)
         printf("  %zu allocations, %zu frees\n", g_n_malloc, g_n_free);

@@ -1,8 +1,16 @@
 /* test_io.c - tests of examples/moe_io.h: JSON, safetensors (single and sharded), npy.
    Files are written into a fresh directory under /tmp and removed at the end. Every error case
-   checks the result code and that the message names the problem. Last line: "N passed, M failed". */
+   checks the result code and that the message names the problem. moe_io.h allocates through a
+   counting allocator here, so the memory bounds are checked too. Last line: "N passed, M failed". */
 #define _DEFAULT_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#include <stddef.h>
+static void *t_malloc(size_t n);
+static void *t_realloc(void *q, size_t n);
+static void t_free(void *q);
+#define MIO_MALLOC(sz) t_malloc(sz)
+#define MIO_REALLOC(p, sz) t_realloc(p, sz)
+#define MIO_FREE(p) t_free(p)
 #define MOE_IO_IMPLEMENTATION
 #include "../examples/moe_io.h"
 
@@ -11,11 +19,48 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int n_pass, n_fail;
 static char tmpdir[64];
+
+/* live and peak bytes moe_io.h holds; a realloc counts old and new at once, as it may */
+static size_t g_live, g_peak;
+static volatile unsigned g_sink; /* reads the compiler must keep */
+static void *t_malloc(size_t n)
+{
+    size_t *h = (size_t *)malloc(n + 16);
+    if (!h) return NULL;
+    h[0] = n;
+    g_live += n;
+    if (g_live > g_peak) g_peak = g_live;
+    return (char *)h + 16;
+}
+static void *t_realloc(void *q, size_t n)
+{
+    size_t *h, old;
+    if (!q) return t_malloc(n);
+    h = (size_t *)(void *)((char *)q - 16);
+    old = h[0];
+    if (g_live + n > g_peak) g_peak = g_live + n;
+    h = (size_t *)realloc(h, n + 16);
+    if (!h) return NULL;
+    h[0] = n;
+    g_live = g_live - old + n;
+    return (char *)h + 16;
+}
+static void t_free(void *q)
+{
+    size_t *h;
+    if (!q) return;
+    h = (size_t *)(void *)((char *)q - 16);
+    g_live -= h[0];
+    free(h);
+}
 
 static void check(int ok, const char *what, int line)
 {
@@ -208,6 +253,10 @@ static void test_json_config(void)
     CHECK(s && len == 21 && memcmp(s, "q\"b\\s/n\nt\tu\xc3\xa9\xf0\x9f\x98\x80z\b\f\r", 21) == 0);
     s = mio_json_as_str(mio_json_get(root, "nul"), &len);
     CHECK(s && len == 3 && s[0] == 'a' && s[1] == '\0' && s[2] == 'b');
+    /* ... but not through get_str, whose C string would read as "a" */
+    s = NULL;
+    CHECK_ERR(mio_json_get_str(root, "nul", &s, err, sizeof err), MIO_ERR_TYPE, "'nul' holds a NUL character");
+    CHECK(s == NULL);
     s = mio_json_as_str(mio_json_get(root, "empty"), &len);
     CHECK(s && len == 0 && s[0] == '\0');
     s = mio_json_as_str(mio_json_get(root, "raw_utf8"), &len);
@@ -563,6 +612,7 @@ static void test_safetensors_errors(void)
         {"{\"__metadata__\":[]}", 0, 0, "__metadata__ is an array", NULL},
         {"{\"__metadata__\":{\"format\":1}}", 0, 0, "__metadata__ 'format' is a number, expected a string", NULL},
         {"{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0, "NUL character", NULL},
+        {"{\"w\":{\"dtype\":\"F32\\u0000junk\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0, "tensor 'w': unknown dtype 'F32'", NULL},
     };
     char err[MIO_ERR_SIZE];
     mio_safetensors st;
@@ -766,7 +816,7 @@ static void test_npy(void)
     CHECK(mio_npy_write_f32(p, x, 2, 3, err, sizeof err) == MIO_OK && err[0] == '\0');
     rc = mio_npy_read(p, &y, &r, &c, err, sizeof err);
     CHECK(rc == MIO_OK && r == 2 && c == 3 && y && memcmp(x, y, sizeof x) == 0);
-    free(y);
+    MIO_FREE(y);
     /* the bytes are what numpy.save writes: magic, 1.0, header padded so data starts at 128 */
     raw = read_whole(p, &len);
     CHECK(raw && len == 128 + 24);
@@ -790,12 +840,12 @@ static void test_npy(void)
     CHECK(mio_npy_write_f32(p, NULL, 0, 64, err, sizeof err) == MIO_OK);
     rc = mio_npy_read(p, &y, &r, &c, err, sizeof err);
     CHECK(rc == MIO_OK && r == 0 && c == 64 && y != NULL);
-    free(y);
+    MIO_FREE(y);
     /* version 2.0, double-quoted keys, keys in another order, no trailing comma */
     raw = npy_build(2, "{\"shape\": (1, 2), \"fortran_order\": False, \"descr\": \"<f4\"}", x, 8, &len);
     rc = mio_npy_read_mem(raw, len, "v2.npy", &y, &r, &c, err, sizeof err);
     CHECK(rc == MIO_OK && r == 1 && c == 2 && y[0] == 1.5f && y[1] == -2.0f);
-    free(y);
+    MIO_FREE(y);
     free(raw);
 
     /* errors */
@@ -883,7 +933,7 @@ static int count_tmp_files(const char *dir)
     int n = 0;
     if (!d) return -1;
     while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, ".tmp")) n++;
+        if (strncmp(e->d_name, ".mio-", 5) == 0) n++;
     closedir(d);
     return n;
 }
@@ -921,11 +971,411 @@ static void test_npy_atomic(void)
     /* the output path is a directory: rename fails, the temporary file is removed */
     path_in(p, sizeof p, "adir");
     CHECK(mkdir(p, 0755) == 0);
-    CHECK_ERR(mio_npy_write_i32(p, (const int32_t *)x, 2, 2, err, sizeof err), MIO_ERR_IO, "adir", "write failed, file left untouched");
+    CHECK_ERR(mio_npy_write_i32(p, (const int32_t *)x, 2, 2, err, sizeof err), MIO_ERR_IO, "adir", "is a directory, not a file to replace");
     CHECK(stat(p, &sb) == 0 && S_ISDIR(sb.st_mode));
     CHECK(count_tmp_files(tmpdir) == 0);
     CHECK(mio_npy_write_f32(NULL, x, 1, 1, err, sizeof err) == MIO_ERR_ARG);
     CHECK(mio_npy_write_f32(p, NULL, 1, 1, err, sizeof err) == MIO_ERR_ARG);
+}
+
+/* A FIFO (or any file that is not a regular one) is refused at once by every reader; opening
+   one for reading used to block until a writer came, i.e. forever. alarm() turns a hang into a
+   failed test. */
+static void test_not_regular(void)
+{
+    char err[MIO_ERR_SIZE], d[200], p[256];
+    mio_json_doc doc;
+    mio_safetensors st;
+    mio_model m;
+    float *y = NULL;
+    size_t r, c;
+    alarm(20);
+    path_in(p, sizeof p, "fifo.json");
+    CHECK(mkfifo(p, 0600) == 0);
+    CHECK_ERR(mio_json_parse_file(&doc, p, err, sizeof err), MIO_ERR_IO, "fifo.json", "not a regular file (a FIFO)");
+    CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_IO, "fifo.json", "not a regular file (a FIFO)");
+    CHECK_ERR(mio_npy_read(p, &y, &r, &c, err, sizeof err), MIO_ERR_IO, "fifo.json", "not a regular file (a FIFO)");
+    CHECK(y == NULL);
+    CHECK_ERR(mio_npy_read(tmpdir, &y, &r, &c, err, sizeof err), MIO_ERR_IO, "not a regular file (a directory)");
+    CHECK_ERR(mio_json_parse_file(&doc, "/dev/null", err, sizeof err), MIO_ERR_IO, "/dev/null",
+              "not a regular file (a character device)");
+    /* in a model directory: the single file, the index, a shard */
+    path_in(d, sizeof d, "fifo_model");
+    CHECK(mkdir(d, 0755) == 0);
+    snprintf(p, sizeof p, "%s/model.safetensors", d);
+    CHECK(mkfifo(p, 0600) == 0);
+    CHECK_ERR(mio_model_open(&m, d, err, sizeof err), MIO_ERR_IO, "model.safetensors", "not a regular file (a FIFO)");
+    unlink(p);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
+    CHECK(mkfifo(p, 0600) == 0);
+    CHECK_ERR(mio_model_open(&m, d, err, sizeof err), MIO_ERR_IO, "index.json", "not a regular file (a FIFO)");
+    unlink(p);
+    {
+        static const char idx[] = "{\"weight_map\": {\"a\": \"shard.safetensors\"}}";
+        CHECK(write_file(p, idx, strlen(idx)));
+    }
+    snprintf(p, sizeof p, "%s/shard.safetensors", d);
+    CHECK(mkfifo(p, 0600) == 0);
+    CHECK(mio_model_open(&m, d, err, sizeof err) == MIO_OK);
+    {
+        const mio_tensor *t;
+        CHECK_ERR(mio_model_tensor(&m, "a", &t, err, sizeof err), MIO_ERR_IO, "shard.safetensors",
+                  "not a regular file (a FIFO)", "tensor 'a'");
+    }
+    mio_model_close(&m);
+    alarm(0);
+}
+
+/* Memory is bounded by the input: a DOM needs one node per value and the strings, counted
+   first; the safetensors header and the index are streamed. A 100 MB header holding one long
+   array used to cost 3.8 GiB (a 40-byte node per 2-byte value, doubled while growing). */
+static void test_memory(void)
+{
+    char err[MIO_ERR_SIZE], d[200], p[256];
+    mio_safetensors st;
+    mio_json_doc doc;
+    mio_model m;
+    size_t H = (size_t)2 << 20, len, i, n, at, base;
+    unsigned char *img = (unsigned char *)malloc(8 + H);
+    int rc, fd;
+    /* one long array as the header: refused at its first byte, with the names arena only */
+    for (i = 0; i < 8; i++) img[i] = (unsigned char)((uint64_t)H >> (8 * i));
+    img[8] = '[';
+    for (i = 9; i + 1 < 8 + H; i += 2) img[i] = '0', img[i + 1] = ',';
+    img[8 + H - 2] = ']', img[8 + H - 1] = ' ';
+    g_peak = base = g_live;
+    rc = mio_safetensors_open_mem(&st, img, 8 + H, "long.safetensors", err, sizeof err);
+    CHECK_ERR(rc, MIO_ERR_FORMAT, "header is an array, expected a JSON object");
+    CHECK(g_peak - base <= H + 65536);
+    if (g_peak - base > H + 65536) printf("     peak %zu bytes for a %zu-byte header\n", g_peak - base, H);
+    /* the same array inside an unknown key of an entry, and as a shape: checked, not kept */
+    at = 8;
+    at += (size_t)sprintf((char *)img + at, "{\"w\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0],\"x\":[");
+    for (; at + 16 < 8 + H; at += 2) img[at] = '0', img[at + 1] = ',';
+    memcpy(img + at, "0]}}", 4);
+    for (at += 4; at < 8 + H; at++) img[at] = ' ';
+    g_peak = base = g_live;
+    rc = mio_safetensors_open_mem(&st, img, 8 + H, "key.safetensors", err, sizeof err);
+    CHECK(rc == MIO_OK && st.n_tensors == 1);
+    if (rc) printf("     %s\n", err);
+    CHECK(g_peak - base <= H + 65536 + 200);
+    mio_safetensors_close(&st);
+    at = 8 + (size_t)sprintf((char *)img + 8, "{\"w\":{\"dtype\":\"U8\",\"shape\":[0");
+    for (; at + 40 < 8 + H; at += 2) img[at] = ',', img[at + 1] = '1';
+    at += (size_t)sprintf((char *)img + at, "],\"data_offsets\":[0,0]}}");
+    while (at < 8 + H) img[at++] = ' ';
+    g_peak = base = g_live;
+    rc = mio_safetensors_open_mem(&st, img, 8 + H, "rank.safetensors", err, sizeof err);
+    CHECK_ERR(rc, MIO_ERR_FORMAT, "tensor 'w': rank");
+    CHECK(g_peak - base <= H + 65536);
+    /* as many tensors as fit: the table and the names stay within 10 times the header */
+    at = 8;
+    img[at++] = '{';
+    for (n = 0; at + 80 < 8 + H; n++)
+        at += (size_t)sprintf((char *)img + at, "%s\"%zu\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}",
+                              n ? "," : "", n);
+    img[at++] = '}';
+    while (at < 8 + H) img[at++] = ' ';
+    g_peak = base = g_live;
+    rc = mio_safetensors_open_mem(&st, img, 8 + H, "many.safetensors", err, sizeof err);
+    CHECK(rc == MIO_OK && st.n_tensors == n);
+    if (rc) printf("     %s\n", err);
+    CHECK(g_peak - base <= 10 * H);
+    printf("     %zu tensors in a %zu-byte header: peak %.2f x the header\n", n, H,
+           (double)(g_peak - base) / (double)H);
+    mio_safetensors_close(&st);
+
+    /* the DOM: exactly one node per value plus the strings */
+    n = (size_t)1 << 17;
+    img[0] = '[';
+    for (i = 0; i < n; i++) img[1 + 2 * i] = '0', img[2 + 2 * i] = ',';
+    img[2 * n] = ']';
+    len = 2 * n + 1;
+    g_peak = base = g_live;
+    rc = mio_json_parse(&doc, img, len, "long.json", err, sizeof err);
+    CHECK(rc == MIO_OK && doc.n_nodes == n + 1);
+    CHECK(g_peak - base == len + 1 + doc.n_nodes * sizeof(mio_json));
+    mio_json_free(&doc);
+
+    /* a dense index: within 10 times the file */
+    path_in(d, sizeof d, "dense_index");
+    CHECK(mkdir(d, 0755) == 0);
+    at = (size_t)sprintf((char *)img, "{\"metadata\": {\"total_size\": 1, \"x\": [[1, 2], {\"y\": null}]}, \"weight_map\": {");
+    len = (size_t)1 << 20;
+    for (n = 0; at + 40 < len; n++) at += (size_t)sprintf((char *)img + at, "%s\"%zu\":\"s%zu\"", n ? "," : "", n, n % 7);
+    img[at++] = '}';
+    img[at++] = '}';
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
+    CHECK(write_file(p, img, at));
+    g_peak = base = g_live;
+    rc = mio_model_open(&m, d, err, sizeof err);
+    CHECK(rc == MIO_OK && m.n_entries == n && m.n_shards == 7);
+    if (rc) printf("     %s\n", err);
+    CHECK(g_peak - base <= 10 * at);
+    printf("     %zu index entries in %zu bytes: peak %.2f x the file\n", n, at,
+           (double)(g_peak - base) / (double)at);
+    mio_model_close(&m);
+    /* files over their limit are refused before anything is read */
+    fd = open(p, O_WRONLY | O_TRUNC);
+    CHECK(fd >= 0 && ftruncate(fd, (off_t)MIO_INDEX_MAX_FILE + 1) == 0);
+    close(fd);
+    g_peak = base = g_live;
+    CHECK_ERR(mio_model_open(&m, d, err, sizeof err), MIO_ERR_FORMAT, "index.json: file is 67108865 bytes, over the limit of 67108864");
+    CHECK(g_peak - base < 65536);
+    unlink(p);
+    path_in(p, sizeof p, "big_config.json");
+    fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0 && ftruncate(fd, (off_t)MIO_JSON_MAX_FILE + 1) == 0);
+    close(fd);
+    CHECK_ERR(mio_json_parse_file(&doc, p, err, sizeof err), MIO_ERR_FORMAT, "big_config.json: file is 4194305 bytes, over the limit of 4194304");
+    unlink(p);
+    free(img);
+}
+
+/* Messages keep their reason: one longer than the buffer is cut in the middle, and names from
+   a file are cut at 200 bytes. Also: a file that is not safetensors is called that. */
+static void test_messages(void)
+{
+    char err[MIO_ERR_SIZE], small[64], p[4096], name[5001], hdr[5200];
+    mio_safetensors st;
+    float *y = NULL;
+    size_t r, c, at, n, len;
+    unsigned char *img;
+    static const char enoent[] = "No such file or directory";
+    at = (size_t)snprintf(p, sizeof p, "%s", tmpdir);
+    while (at + 220 < 3400) {
+        p[at++] = '/';
+        memset(p + at, 'd', 200);
+        at += 200;
+    }
+    snprintf(p + at, sizeof p - at, "/x.npy");
+    CHECK(mio_npy_read(p, &y, &r, &c, err, sizeof err) == MIO_ERR_IO);
+    n = strlen(err);
+    CHECK(n == sizeof err - 1 && strncmp(err, tmpdir, strlen(tmpdir)) == 0 && strstr(err, " ... ") &&
+          strcmp(err + n - strlen(enoent), enoent) == 0);
+    CHECK(mio_safetensors_open(&st, p, small, sizeof small) == MIO_ERR_IO);
+    n = strlen(small);
+    CHECK(n == sizeof small - 1 && strcmp(small + n - strlen(enoent), enoent) == 0 && strstr(small, " ... "));
+    /* the cut is exact at every buffer size */
+    for (r = 1; r < 200; r++) {
+        char b[200];
+        mio_npy_read(p, &y, &c, &c, b, r);
+        if (strlen(b) != (r - 1 < 3000 ? r - 1 : 0) ||
+            (r > 48 && strcmp(b + strlen(b) - strlen(enoent), enoent) != 0)) {
+            printf("FAIL line %d: a %zu-byte buffer holds \"%s\"\n", __LINE__, r, b);
+            n_fail++;
+            break;
+        }
+    }
+    /* a 5000-byte tensor name: cut, and the reason still there */
+    memset(name, 'n', 5000);
+    name[5000] = 0;
+    snprintf(hdr, sizeof hdr, "{\"%s\":{\"dtype\":\"Q9\",\"shape\":[1],\"data_offsets\":[0,1]}}", name);
+    img = st_raw(hdr, 1, 0, &len);
+    CHECK_ERR(mio_safetensors_open_mem(&st, img, len, "long.safetensors", err, sizeof err), MIO_ERR_FORMAT,
+              "long.safetensors: tensor 'nnnn", "': unknown dtype 'Q9'");
+    CHECK(strlen(err) < 300);
+    free(img);
+    /* other files as shards */
+    path_in(p, sizeof p, "model.bin");
+    {
+        static const char zip[] = "PK\x03\x04\x14\0\0\0\x08\0archive/data.pkl";
+        CHECK(write_file(p, zip, sizeof zip - 1));
+    }
+    CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_FORMAT, "model.bin: not a safetensors file");
+    path_in(p, sizeof p, "index.safetensors");
+    CHECK(write_file(p, "{\"weight_map\": {}}", 18));
+    CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_FORMAT, "index.safetensors: not a safetensors file");
+    path_in(p, sizeof p, "eight.safetensors");
+    CHECK(write_file(p, "\x08\0\0\0\0\0\0\0", 8));
+    CHECK_ERR(mio_safetensors_open(&st, p, err, sizeof err), MIO_ERR_FORMAT, "not a safetensors file");
+}
+
+static int same_bytes(const char *path, const unsigned char *want, size_t n)
+{
+    size_t len;
+    unsigned char *b = read_whole(path, &len);
+    int ok = b && len == n && memcmp(b, want, n) == 0;
+    free(b);
+    return ok;
+}
+
+/* A set of outputs appears together or not at all; targets are put back when a rename fails */
+static void test_outputs(void)
+{
+    char err[MIO_ERR_SIZE], d[200], pa[256], pb[256], pc[256], q[512], name[300];
+    static const float x[4] = {1, 2, 3, 4}, z[4] = {5, 6, 7, 8};
+    unsigned char *a0, *b0;
+    size_t na, nb;
+    mio_outputs o;
+    struct stat sb;
+    path_in(d, sizeof d, "outs");
+    CHECK(mkdir(d, 0755) == 0);
+    snprintf(pa, sizeof pa, "%s/a.npy", d);
+    snprintf(pb, sizeof pb, "%s/b.npy", d);
+    snprintf(pc, sizeof pc, "%s/c.npy", d);
+    CHECK(mio_npy_write_f32(pa, x, 2, 2, err, sizeof err) == MIO_OK);
+    CHECK(mio_npy_write_f32(pb, x, 4, 1, err, sizeof err) == MIO_OK);
+    a0 = read_whole(pa, &na);
+    b0 = read_whole(pb, &nb);
+    /* staged but not committed: nothing changes, nothing stays */
+    mio_outputs_init(&o);
+    CHECK(mio_outputs_npy_f32(&o, pa, z, 2, 2, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_npy_i32(&o, pc, (const int32_t *)z, 1, 4, err, sizeof err) == MIO_OK);
+    CHECK(count_tmp_files(d) == 2 && stat(pc, &sb) != 0 && same_bytes(pa, a0, na));
+    mio_outputs_discard(&o);
+    CHECK(count_tmp_files(d) == 0 && stat(pc, &sb) != 0 && same_bytes(pa, a0, na));
+    /* the same file twice: by name, by another spelling, through a symlink, a hard link */
+    mio_outputs_init(&o);
+    CHECK(mio_outputs_npy_f32(&o, pa, z, 2, 2, err, sizeof err) == MIO_OK);
+    CHECK_ERR(mio_outputs_npy_f32(&o, pa, z, 2, 2, err, sizeof err), MIO_ERR_ARG, "names the same file as the output");
+    snprintf(q, sizeof q, "%s/../outs/./a.npy", d);
+    CHECK_ERR(mio_outputs_npy_f32(&o, q, z, 2, 2, err, sizeof err), MIO_ERR_ARG, "names the same file");
+    snprintf(q, sizeof q, "%s/link.npy", d);
+    CHECK(symlink("a.npy", q) == 0);
+    CHECK_ERR(mio_outputs_npy_f32(&o, q, z, 2, 2, err, sizeof err), MIO_ERR_ARG, "names the same file");
+    unlink(q);
+    CHECK(link(pa, q) == 0);
+    CHECK_ERR(mio_outputs_npy_f32(&o, q, z, 2, 2, err, sizeof err), MIO_ERR_ARG, "names the same file");
+    unlink(q);
+    CHECK(mio_outputs_npy_f32(&o, pc, z, 2, 2, err, sizeof err) == MIO_OK); /* a new one is fine */
+    snprintf(q, sizeof q, "%s/./c.npy", d);
+    CHECK_ERR(mio_outputs_npy_f32(&o, q, z, 2, 2, err, sizeof err), MIO_ERR_ARG, "names the same file"); /* not there yet */
+    mio_outputs_discard(&o);
+    CHECK(count_tmp_files(d) == 0 && same_bytes(pa, a0, na));
+    /* the third rename fails (its target became a directory): the first two are put back */
+    mio_outputs_init(&o);
+    CHECK(mio_outputs_npy_f32(&o, pa, z, 2, 2, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_npy_f32(&o, pb, z, 4, 1, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_npy_f32(&o, pc, z, 1, 4, err, sizeof err) == MIO_OK);
+    CHECK(mkdir(pc, 0755) == 0);
+    snprintf(q, sizeof q, "%s/inside", pc);
+    CHECK(write_file(q, "x", 1));
+    CHECK_ERR(mio_outputs_commit(&o, err, sizeof err), MIO_ERR_IO, "c.npy", "every output left as it was");
+    mio_outputs_discard(&o);
+    CHECK(same_bytes(pa, a0, na) && same_bytes(pb, b0, nb) && stat(pc, &sb) == 0 && S_ISDIR(sb.st_mode));
+    CHECK(count_tmp_files(d) == 0);
+    unlink(q);
+    rmdir(pc);
+    /* the same with the failure on the second, the first new */
+    unlink(pa);
+    mio_outputs_init(&o);
+    CHECK(mio_outputs_npy_f32(&o, pa, z, 2, 2, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_npy_f32(&o, pc, z, 1, 4, err, sizeof err) == MIO_OK);
+    CHECK(mkdir(pc, 0755) == 0);
+    snprintf(q, sizeof q, "%s/inside", pc);
+    CHECK(write_file(q, "x", 1));
+    CHECK(mio_outputs_commit(&o, err, sizeof err) == MIO_ERR_IO);
+    mio_outputs_discard(&o);
+    CHECK(stat(pa, &sb) != 0 && count_tmp_files(d) == 0);
+    unlink(q);
+    rmdir(pc);
+    /* and when all goes well: every target replaced, nothing else left */
+    mio_outputs_init(&o);
+    CHECK(mio_outputs_npy_f32(&o, pa, z, 2, 2, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_npy_f32(&o, pb, z, 4, 1, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_npy_i32(&o, pc, (const int32_t *)z, 1, 4, err, sizeof err) == MIO_OK);
+    CHECK(mio_outputs_commit(&o, err, sizeof err) == MIO_OK);
+    mio_outputs_discard(&o);
+    {
+        float *y = NULL;
+        size_t r = 0, c = 0;
+        CHECK(mio_npy_read(pb, &y, &r, &c, err, sizeof err) == MIO_OK && r == 4 && c == 1 && memcmp(y, z, 16) == 0);
+        MIO_FREE(y);
+    }
+    CHECK(count_tmp_files(d) == 0 && stat(pc, &sb) == 0 && S_ISREG(sb.st_mode));
+    /* a name of 250 bytes (a suffix on it would pass NAME_MAX) */
+    memset(name, 'y', 246);
+    memcpy(name + 246, ".npy", 5);
+    snprintf(q, sizeof q, "%s/%s", d, name);
+    CHECK_ERR(mio_npy_write_f32(q, x, 2, 2, err, sizeof err), MIO_OK, "");
+    CHECK(stat(q, &sb) == 0 && count_tmp_files(d) == 0);
+    unlink(q);
+    /* new files get 0666 less the umask, not mkstemp's 0600 */
+    {
+        mode_t um = umask(022);
+        CHECK(mio_npy_write_f32(pa, x, 2, 2, err, sizeof err) == MIO_OK);
+        CHECK(stat(pa, &sb) == 0 && (sb.st_mode & 0777) == 0644);
+        umask(um);
+    }
+    unlink(pa);
+    unlink(pb);
+    unlink(pc);
+    free(a0);
+    free(b0);
+}
+
+/* MIO_READ: the header through pread, a tensor copied when loaded; a file that shrinks is an
+   error. MIO_MAP on the same file dies of SIGBUS (in a child here): the contract it documents. */
+static void test_read_mode(void)
+{
+    char err[MIO_ERR_SIZE], p[256];
+    mio_safetensors st;
+    mio_model m;
+    const mio_tensor *t, *h;
+    unsigned char *img;
+    size_t len, i;
+    long ps = sysconf(_SC_PAGESIZE);
+    int rc, status = 0;
+    pid_t pid;
+    img = st_build(main_tensors, 8, &len);
+    path_in(p, sizeof p, "read.safetensors");
+    CHECK(write_file(p, img, len));
+    rc = mio_safetensors_open_as(&st, p, MIO_READ, err, sizeof err);
+    CHECK(rc == MIO_OK && st.n_tensors == 8 && st.base == NULL);
+    if (rc) {
+        printf("     %s\n", err);
+        free(img);
+        return;
+    }
+    CHECK(mio_safetensors_get(&st, "big", &t, err, sizeof err) == MIO_OK && t->data == NULL);
+    CHECK(mio_safetensors_load(&st, "big", &t, err, sizeof err) == MIO_OK && t->data &&
+          memcmp(t->data, big, sizeof big) == 0 && t->mapped && t->copy_len >= t->nbytes &&
+          (uintptr_t)t->data % (uintptr_t)ps == 0);
+    CHECK(mio_safetensors_load(&st, "big", &h, err, sizeof err) == MIO_OK && h == t); /* once */
+    CHECK(mio_safetensors_load(&st, "empty", &h, err, sizeof err) == MIO_OK && h->data != NULL);
+    CHECK_ERR(mio_safetensors_load(&st, "nope", &h, err, sizeof err), MIO_ERR_NOT_FOUND, "tensor 'nope' not found");
+    /* a released copy is freed: its whole pages read zeros */
+    CHECK(mio_tensor_release(t, 0, t->nbytes, err, sizeof err) == MIO_OK);
+    {
+        const unsigned char *b = (const unsigned char *)t->data;
+        int zero = 1;
+        for (i = 0; i < (size_t)ps && i < t->nbytes; i++) zero &= b[i] == 0;
+        CHECK(zero);
+    }
+    CHECK(mio_safetensors_load(&st, "h", &h, err, sizeof err) == MIO_OK);
+    /* the file is cut to its header: what was loaded stays, what was not is an error */
+    CHECK(truncate(p, (off_t)st.data_start) == 0);
+    CHECK(memcmp(h->data, f16s, sizeof f16s) == 0);
+    CHECK_ERR(mio_safetensors_load(&st, "model.layers.0.mlp.gate.weight", &t, err, sizeof err), MIO_ERR_IO,
+              "tensor 'model.layers.0.mlp.gate.weight': the file ended after 0 of its 24 bytes");
+    CHECK(t == NULL);
+    mio_safetensors_close(&st);
+    /* the same cut under MIO_MAP: the first touch of a page past the end is SIGBUS */
+    CHECK(write_file(p, img, len));
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        if (mio_safetensors_open(&st, p, err, sizeof err) != MIO_OK) _exit(3);
+        t = mio_safetensors_find(&st, "big");
+        if (!t || truncate(p, (off_t)st.data_start) != 0) _exit(4);
+        rc = open("/dev/null", O_WRONLY); /* a sanitizer's report of the SIGBUS is no news */
+        if (rc >= 0) dup2(rc, 2);
+        for (i = 0; i < t->nbytes; i++) g_sink += ((const unsigned char *)t->data)[i];
+        _exit(0); /* not reached: the read above faults */
+    }
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    /* killed by SIGBUS, or (under a sanitizer, which catches it) an exit that says so */
+    CHECK(WIFSIGNALED(status) ? WTERMSIG(status) == SIGBUS
+                              : WIFEXITED(status) && WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 3 &&
+                                    WEXITSTATUS(status) != 4);
+    /* a model opened MIO_READ loads on lookup, shards included */
+    CHECK(write_file(p, img, len));
+    rc = mio_model_open_as(&m, p, MIO_READ, err, sizeof err);
+    CHECK(rc == MIO_OK && mio_model_tensor(&m, "big", &t, err, sizeof err) == MIO_OK && t->data &&
+          memcmp(t->data, big, sizeof big) == 0 && t->copy_len);
+    mio_model_close(&m);
+    free(img);
 }
 
 int main(void)
@@ -942,6 +1392,11 @@ int main(void)
     test_model_dir();
     test_npy();
     test_npy_atomic();
+    test_not_regular();
+    test_memory();
+    test_messages();
+    test_outputs();
+    test_read_mode();
     CHECK(strstr(mio_result_str(MIO_ERR_FORMAT), "MIO_ERR_FORMAT") != NULL);
     rm_tree(tmpdir, 2);
     printf("%d passed, %d failed\n", n_pass, n_fail);
