@@ -53,6 +53,7 @@ typedef struct hf_plan {
     char layer_name[48];        /* "layer 3", "encoder layer 1" */
     moe_config cfg;
     moe_gate_up_split split;    /* for HF_GATE_UP */
+    moe_gate_up_split shared_split; /* for HF_SH_GATE_UP */
     hf_tensor t[HF_MAX_TENSORS];
     int n;
     char prefix[HF_MAX_PREFIX][96];
@@ -660,6 +661,168 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         return -1;
     }
     return 0;
+}
+
+/* ---- binding a plan to the checkpoint's tensors ---- */
+
+/* One tensor as the checkpoint holds it, from an hf_lookup. */
+typedef struct hf_found {
+    const void *data;
+    moe_dtype dtype;
+    int rank;
+    int64_t shape[8];
+} hf_found;
+
+/* Finds the tensor with this full name: 0 found (*out filled), 1 absent, -1 unusable (a message
+   in err, e.g. a dtype moe.h does not take). The CLI looks in the safetensors files, the golden
+   test in its records. */
+typedef int (*hf_lookup)(void *user, const char *name, hf_found *out, char *err, size_t err_size);
+
+/* What hf_bind allocates (the per-expert pointer arrays); hf_unbind frees it. */
+typedef struct hf_bound {
+    const void **pe[HF_MAX_TENSORS];
+    const char *prefix;         /* the plan's prefix the tensors were found under */
+} hf_bound;
+
+static moe_tensor *hf_role_slot(moe_weights *w, int role) {
+    switch (role) {
+    case HF_ROUTER: return &w->router;
+    case HF_ROUTER_BIAS: return &w->router_bias;
+    case HF_SELECT_BIAS: return &w->select_bias;
+    case HF_GATE: return &w->gate;
+    case HF_UP: return &w->up;
+    case HF_GATE_UP: return &w->gate_up;
+    case HF_DOWN: return &w->down;
+    case HF_GATE_UP_BIAS: return &w->gate_up_bias;
+    case HF_DOWN_BIAS: return &w->down_bias;
+    case HF_SH_GATE: return &w->shared_gate_proj;
+    case HF_SH_UP: return &w->shared_up;
+    case HF_SH_DOWN: return &w->shared_down;
+    case HF_SH_GATE_W: return &w->shared_gate;
+    default: return NULL;
+    }
+}
+
+static const char *hf_dtype_name(moe_dtype dt) {
+    return dt == MOE_F32 ? "F32" : dt == MOE_BF16 ? "BF16" : "F16";
+}
+
+static void hf_shape_str(char *b, size_t n, int rank, const int64_t *s) {
+    size_t at = (size_t)snprintf(b, n, "[");
+    for (int i = 0; i < rank && at < n; i++)
+        at += (size_t)snprintf(b + at, n - at, "%s%lld", i ? ", " : "", (long long)s[i]);
+    if (at < n) snprintf(b + at, n - at, "]");
+}
+
+static int hf_shape_is(const hf_found *f, int rank, const int64_t *s) {
+    if (f->rank != rank) return 0;
+    for (int i = 0; i < rank; i++)
+        if (f->shape[i] != s[i]) return 0;
+    return 1;
+}
+
+/* name = prefix + pattern with "{e}" replaced by e */
+static void hf_tensor_name(char *out, size_t n, const char *prefix, const char *pat, int e) {
+    const char *at = strstr(pat, "{e}");
+    if (at) snprintf(out, n, "%s%.*s%d%s", prefix, (int)(at - pat), pat, e, at + 3);
+    else snprintf(out, n, "%s%s", prefix, pat);
+}
+
+/* One tensor: looked up, its shape checked against the plan. 0 ok, else -1 and err. */
+static int hf_get(hf_lookup look, void *user, const char *name, const hf_tensor *sp, hf_found *f,
+                  char *err, size_t n) {
+    char e[MIO_ERR_SIZE], a[96], b[96];
+    e[0] = 0;
+    int r = look(user, name, f, e, sizeof e);
+    if (r > 0) {
+        if (e[0]) snprintf(err, n, "missing tensor '%s' (%s)", name, e);
+        else snprintf(err, n, "missing tensor '%s'", name);
+        return -1;
+    }
+    if (r < 0) {
+        snprintf(err, n, "%s", e);
+        return -1;
+    }
+    if (!hf_shape_is(f, sp->rank, sp->shape) &&
+        !(sp->alt_rank && hf_shape_is(f, sp->alt_rank, sp->alt_shape))) {
+        hf_shape_str(a, sizeof a, sp->rank, sp->shape);
+        hf_shape_str(b, sizeof b, f->rank, f->shape);
+        snprintf(err, n, "tensor '%s' has wrong shape %s, expected %s (from config.json)", name, b,
+                 a);
+        return -1;
+    }
+    return 0;
+}
+
+static void hf_unbind(hf_bound *b) {
+    for (int i = 0; i < HF_MAX_TENSORS; i++) {
+        free((void *)b->pe[i]);
+        b->pe[i] = NULL;
+    }
+}
+
+/* Fills *w (memset first) with views of every tensor of the plan, found through `look`: the
+   prefix is the first of the plan's under which the router exists; per-expert tensors ("{e}")
+   become per_expert arrays (owned by *b), each expert set of one dtype. 0 on success; else a
+   message in err, nothing left to free, and -2 if the router is under none of the prefixes
+   (the layer is not in this checkpoint), -1 for any other problem. */
+static int hf_bind(const hf_plan *p, hf_lookup look, void *user, moe_weights *w, hf_bound *b,
+                   char *err, size_t n) {
+    char name[300], e[MIO_ERR_SIZE];
+    hf_found f;
+    memset(w, 0, sizeof *w);
+    memset(b, 0, sizeof *b);
+    for (int i = 0; i < p->n_prefix && !b->prefix; i++) {
+        hf_tensor_name(name, sizeof name, p->prefix[i], p->t[0].name, 0);
+        int r = look(user, name, &f, e, sizeof e);
+        if (r < 0) {
+            snprintf(err, n, "%s", e);
+            return -1;
+        }
+        if (r == 0) b->prefix = p->prefix[i];
+    }
+    if (!b->prefix) {
+        hf_tensor_name(name, sizeof name, p->prefix[0], p->t[0].name, 0);
+        snprintf(err, n, "missing tensor '%s' (the router of %s %s)", name, p->family,
+                 p->layer_name);
+        return -2;
+    }
+    w->gate_up_split = p->split;
+    w->shared_gate_up_split = p->shared_split;
+    for (int i = 0; i < p->n; i++) {
+        const hf_tensor *sp = &p->t[i];
+        moe_tensor *slot = hf_role_slot(w, sp->role);
+        int E = sp->per_expert ? p->cfg.n_experts : 1;
+        slot->layout = sp->layout;
+        if (sp->per_expert && !(b->pe[i] = (const void **)calloc((size_t)E, sizeof(void *)))) {
+            snprintf(err, n, "out of memory");
+            goto fail;
+        }
+        for (int x = 0; x < E; x++) {
+            hf_tensor_name(name, sizeof name, b->prefix, sp->name, x);
+            if (hf_get(look, user, name, sp, &f, err, n)) goto fail;
+            if (!sp->per_expert) {
+                slot->data = f.data, slot->dtype = f.dtype;
+            } else if (x == 0) {
+                b->pe[i][x] = f.data, slot->dtype = f.dtype;
+            } else if (f.dtype != slot->dtype) {
+                char first[300];
+                hf_tensor_name(first, sizeof first, b->prefix, sp->name, 0);
+                snprintf(err, n, "tensor '%s' has dtype %s but '%s' has %s: one dtype per "
+                         "expert set is supported", name, hf_dtype_name(f.dtype), first,
+                         hf_dtype_name(slot->dtype));
+                goto fail;
+            } else {
+                b->pe[i][x] = f.data;
+            }
+        }
+        if (sp->per_expert) slot->per_expert = b->pe[i];
+    }
+    return 0;
+fail:
+    hf_unbind(b);
+    memset(w, 0, sizeof *w);
+    return -1;
 }
 
 #endif /* HF_CONFIG_H */

@@ -392,84 +392,40 @@ static int dtype_of(int mio_dt, moe_dtype *out) {
     }
 }
 
-static const char *dtype_name(moe_dtype dt) {
-    return dt == MOE_F32 ? "F32" : dt == MOE_BF16 ? "BF16" : "F16";
-}
-
-static void shape_str(char *b, size_t n, int rank, const int64_t *s) {
-    size_t at = (size_t)snprintf(b, n, "[");
-    for (int i = 0; i < rank && at < n; i++)
-        at += (size_t)snprintf(b + at, n - at, "%s%lld", i ? ", " : "", (long long)s[i]);
-    if (at < n) snprintf(b + at, n - at, "]");
-}
-
-static int shape_is(const mio_tensor *t, int rank, const int64_t *s) {
-    if (t->rank != rank) return 0;
-    for (int i = 0; i < rank; i++)
-        if (t->shape[i] != s[i]) return 0;
-    return 1;
-}
-
-/* name = prefix + pattern with "{e}" replaced by e */
-static void tensor_name(char *out, size_t n, const char *prefix, const char *pat, int e) {
-    const char *at = strstr(pat, "{e}");
-    if (at) snprintf(out, n, "%s%.*s%d%s", prefix, (int)(at - pat), pat, e, at + 3);
-    else snprintf(out, n, "%s%s", prefix, pat);
-}
-
-/* Looks up, checks and returns one tensor's data as moe.h can read it. */
-static int get_tensor(mio_model *m, loader *ld, const char *name, const hf_tensor *spec,
-                      const void **data, moe_dtype *dt, char *err, size_t en) {
+/* hf_lookup for the checkpoint: finds a tensor in the safetensors files and remembers it, so
+   that on_packed can release its pages. */
+static int model_lookup(void *user, const char *name, hf_found *out, char *err, size_t en) {
+    void **ctx = (void **)user;
+    mio_model *m = (mio_model *)ctx[0];
+    loader *ld = (loader *)ctx[1];
     const mio_tensor *t;
-    char e[MIO_ERR_SIZE], a[96], b[96];
+    char e[MIO_ERR_SIZE];
+    if (!mio_model_has(m, name)) return 1;
     int r = mio_model_tensor(m, name, &t, e, sizeof e);
     if (r == MIO_ERR_NOT_FOUND) {
-        snprintf(err, en, "missing tensor '%s' (%s)", name, e);
-        return -1;
+        snprintf(err, en, "%s", e);
+        return 1;
     }
     if (r) {
         snprintf(err, en, "cannot read tensor '%s': %s", name, e);
         return -1;
     }
-    if (!dtype_of(t->dtype, dt)) {
+    if (!dtype_of(t->dtype, &out->dtype)) {
         snprintf(err, en, "tensor '%s' has unsupported dtype %s (moe.h takes F32, BF16, F16)",
                  name, mio_dtype_name(t->dtype));
         return -1;
     }
-    if (!shape_is(t, spec->rank, spec->shape) &&
-        !(spec->alt_rank && shape_is(t, spec->alt_rank, spec->alt_shape))) {
-        shape_str(a, sizeof a, spec->rank, spec->shape);
-        shape_str(b, sizeof b, t->rank, t->shape);
-        snprintf(err, en, "tensor '%s' has wrong shape %s, expected %s (from config.json)", name,
-                 b, a);
-        return -1;
-    }
+    out->data = t->data; /* moe.h reads sources through memcpy: alignment does not matter */
+    out->rank = t->rank;
+    for (int i = 0; i < t->rank && i < 8; i++) out->shape[i] = t->shape[i];
+    for (size_t i = 0; i < ld->n_used; i++)
+        if (ld->used[i] == t) return 0;
     if (ld->n_used >= ld->cap) {
         snprintf(err, en, "too many tensors in one layer"); /* cannot happen: cap is the plan's count */
         return -1;
     }
     ld->used[ld->n_used++] = t;
-    *data = t->data; /* moe.h reads sources through memcpy: alignment does not matter */
     return 0;
-}
-
-static moe_tensor *role_slot(moe_weights *w, int role) {
-    switch (role) {
-    case HF_ROUTER: return &w->router;
-    case HF_ROUTER_BIAS: return &w->router_bias;
-    case HF_SELECT_BIAS: return &w->select_bias;
-    case HF_GATE: return &w->gate;
-    case HF_UP: return &w->up;
-    case HF_GATE_UP: return &w->gate_up;
-    case HF_DOWN: return &w->down;
-    case HF_GATE_UP_BIAS: return &w->gate_up_bias;
-    case HF_DOWN_BIAS: return &w->down_bias;
-    case HF_SH_GATE: return &w->shared_gate_proj;
-    case HF_SH_UP: return &w->shared_up;
-    case HF_SH_DOWN: return &w->shared_down;
-    case HF_SH_GATE_W: return &w->shared_gate;
-    default: return NULL;
-    }
 }
 
 /* 1 if path's directory is writable (the outputs are created there). */
@@ -493,7 +449,7 @@ static int run_model(const opts *o) {
     float *x = NULL, *y = NULL, *wt = NULL;
     int32_t *ex = NULL;
     int64_t *load = NULL;
-    const void **pe[HF_MAX_TENSORS] = {0};
+    hf_bound bound;
     moe_layer *layer = NULL;
     moe_workspace ws = {NULL, 0, o->threads};
     int model_open = 0;
@@ -502,6 +458,7 @@ static int run_model(const opts *o) {
     int n_tmp = 0;
 
     memset(&doc, 0, sizeof doc);
+    memset(&bound, 0, sizeof bound);
     if (!o->layer || !o->input || !o->output) {
         fprintf(stderr, "moe: run --model needs --layer, --input and --output (see moe --help)\n");
         return 2;
@@ -551,17 +508,6 @@ static int run_model(const opts *o) {
         goto done;
     }
     model_open = 1;
-    const char *prefix = NULL;
-    for (int i = 0; i < plan.n_prefix && !prefix; i++) {
-        tensor_name(path, sizeof path, plan.prefix[i], plan.t[0].name, 0);
-        if (mio_model_has(&model, path)) prefix = plan.prefix[i];
-    }
-    if (!prefix) {
-        tensor_name(path, sizeof path, plan.prefix[0], plan.t[0].name, 0);
-        fprintf(stderr, "moe: missing tensor '%s' (the router of %s %s) in %s\n", path,
-                plan.family, plan.layer_name, o->model);
-        goto done;
-    }
 
     int E = plan.cfg.n_experts;
     size_t cap = 0;
@@ -570,42 +516,15 @@ static int run_model(const opts *o) {
     if (!ld) { fprintf(stderr, "moe: out of memory\n"); goto done; }
     ld->cap = cap;
     moe_weights w;
-    memset(&w, 0, sizeof w);
-    w.gate_up_split = plan.split;
+    void *lookup_ctx[2] = {&model, ld};
+    int br = hf_bind(&plan, model_lookup, lookup_ctx, &w, &bound, err, sizeof err);
+    if (br) {
+        fprintf(stderr, "moe: %s%s%s\n", err, br == -2 ? " in " : "", br == -2 ? o->model : "");
+        goto done;
+    }
+    const char *prefix = bound.prefix;
     w.on_packed = on_packed;
     w.user = ld;
-    for (int i = 0; i < plan.n; i++) {
-        const hf_tensor *sp = &plan.t[i];
-        moe_tensor *slot = role_slot(&w, sp->role);
-        slot->layout = sp->layout;
-        if (!sp->per_expert) {
-            tensor_name(path, sizeof path, prefix, sp->name, 0);
-            if (get_tensor(&model, ld, path, sp, &slot->data, &slot->dtype, err, sizeof err)) {
-                fprintf(stderr, "moe: %s\n", err);
-                goto done;
-            }
-            continue;
-        }
-        pe[i] = calloc((size_t)E, sizeof *pe[i]);
-        if (!pe[i]) { fprintf(stderr, "moe: out of memory\n"); goto done; }
-        for (int e = 0; e < E; e++) {
-            moe_dtype dt;
-            tensor_name(path, sizeof path, prefix, sp->name, e);
-            if (get_tensor(&model, ld, path, sp, &pe[i][e], &dt, err, sizeof err)) {
-                fprintf(stderr, "moe: %s\n", err);
-                goto done;
-            }
-            if (e == 0) slot->dtype = dt;
-            else if (dt != slot->dtype) {
-                char first[512];
-                tensor_name(first, sizeof first, prefix, sp->name, 0);
-                fprintf(stderr, "moe: tensor '%s' has dtype %s but '%s' has %s: one dtype per "
-                        "expert set is supported\n", path, dtype_name(dt), first, dtype_name(slot->dtype));
-                goto done;
-            }
-        }
-        slot->per_expert = pe[i];
-    }
 
     double t0 = now_s();
     moe_result r = moe_layer_create(&layer, &plan.cfg, &w);
@@ -672,7 +591,7 @@ done:
     for (int i = 0; i < n_tmp; i++)
         if (outs[i] && tmp[i][0]) unlink(tmp[i]);
     free(ld);
-    for (int i = 0; i < HF_MAX_TENSORS; i++) free((void *)pe[i]);
+    hf_unbind(&bound);
     moe_layer_free(layer);
     if (model_open) mio_model_close(&model);
     mio_json_free(&doc);
