@@ -143,9 +143,10 @@ typedef enum moe_norm {
 } moe_norm;
 
 typedef enum moe_drop {
-    MOE_DROP_ZERO = 0,       /* a slot over capacity adds nothing */
-    MOE_DROP_IDENTITY        /* it adds weight * x, as HF SwitchTransformersSparseMLP does
-                                (dropped tokens keep their input, then are scaled by p) */
+    MOE_DROP_ZERO = 0,       /* a slot over capacity adds nothing (HF Switch since transformers
+                                PR #37123, 2025-04; Mesh TensorFlow) */
+    MOE_DROP_IDENTITY        /* it adds weight * x, as HF SwitchTransformersSparseMLP did before
+                                that PR (dropped tokens kept their input, then were scaled by p) */
 } moe_drop;
 
 typedef enum moe_ffn {

@@ -615,7 +615,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         m->top_k = 1;
         m->ffn = MOE_FFN_PLAIN;
         m->capacity = (int)hf_i(c, o, "expert_capacity", 64);
-        m->drop = MOE_DROP_IDENTITY;
+        m->drop = MOE_DROP_ZERO; /* HF since PR #37123 (2025-04), and Mesh TensorFlow */
         m->router_bias = hf_b(c, o, "router_bias", 0);
         hf_set_act(c, p, hf_s(c, o, "dense_act_fn", "relu"));
         if (c->bad) return -1;

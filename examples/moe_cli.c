@@ -66,6 +66,9 @@ static const char *usage_text =
     "  --experts-out E.npy  int32 [T][k]: selected experts, slot order (key descending)\n"
     "  --weights-out W.npy  float32 [T][k]: each slot's weight (0 for a slot dropped by\n"
     "                    capacity; Llama-4 applies it to the expert's input)\n"
+    "  --drop zero|identity  what a token over an expert's capacity outputs (layers with a\n"
+    "                    capacity: switch_transformers): 0 (default, transformers since\n"
+    "                    PR #37123 and Mesh TensorFlow) or p * x (transformers before it)\n"
     "  Outputs are written only when the whole run succeeds, each atomically.\n"
     "  Families (model_type): mixtral qwen2_moe qwen3_moe olmoe deepseek_v2 deepseek_v3\n"
     "  kimi_k2 glm4_moe gpt_oss llama4 jamba dbrx granitemoe phimoe ernie4_5_moe\n"
@@ -99,6 +102,7 @@ typedef struct opts {
     moe_act act;
     /* checkpoint */
     const char *model, *layer, *input, *output, *experts_out, *weights_out;
+    int drop;                   /* -1 = the family's default, else a moe_drop */
     /* both */
     int threads, stats;
 } opts;
@@ -144,12 +148,13 @@ static int pick(const char *flag, const char *s, const char *const *names, int n
 static const char *const score_names[] = {"softmax", "sigmoid", "softmax_topk", "sigmoid_topk",
                                           "sparsemixer"};
 static const char *const act_names[] = {"silu", "gelu", "gelu_tanh", "relu", "swiglu_oai"};
+static const char *const drop_names[] = {"zero", "identity"};
 
 /* 0 ok, 1 help printed, 2 error printed */
 static int parse_args(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->d = 64; o->ff = 128; o->experts = 8; o->k = 2; o->shared = 1; o->tokens = 4;
-    o->norm = 1; o->seed = 1; o->topk_group = -1;
+    o->norm = 1; o->seed = 1; o->topk_group = -1; o->drop = -1;
     int i = 1;
     if (i < argc && !strcmp(argv[i], "run")) i++;
     else if (i < argc && argv[i][0] != '-')
@@ -181,6 +186,7 @@ static int parse_args(int argc, char **argv, opts *o) {
         }
         else if (VAL("--score")) { if (!pick(a, v, score_names, 5, &x)) return 2; o->score = (moe_score)x; }
         else if (VAL("--act")) { if (!pick(a, v, act_names, 5, &x)) return 2; o->act = (moe_act)x; }
+        else if (VAL("--drop")) { if (!pick(a, v, drop_names, 2, &o->drop)) return 2; }
         else if (VAL("--model")) { if (!v) return fail("%s needs a value", a); o->model = v; }
         else if (VAL("--layer")) { if (!v) return fail("%s needs a value", a); o->layer = v; }
         else if (VAL("--input")) { if (!v) return fail("%s needs a value", a); o->input = v; }
@@ -190,8 +196,9 @@ static int parse_args(int argc, char **argv, opts *o) {
         else return fail("unknown option '%s' (see moe --help)", a);
 #undef VAL
     }
-    if (!o->model && (o->layer || o->input || o->output || o->experts_out || o->weights_out))
-        return fail("--layer, --input and the outputs need --model (see moe --help)");
+    if (!o->model && (o->layer || o->input || o->output || o->experts_out || o->weights_out ||
+                      o->drop >= 0))
+        return fail("--layer, --input, --drop and the outputs need --model (see moe --help)");
     return 0;
 }
 
@@ -490,6 +497,14 @@ static int run_model(const opts *o) {
         goto done;
     }
     if (plan.note[0]) fprintf(stderr, "moe: note: %s\n", plan.note);
+    if (o->drop >= 0) {
+        if (!plan.cfg.capacity) {
+            fprintf(stderr, "moe: --drop applies to layers with an expert capacity "
+                    "(switch_transformers); %s has none\n", plan.family);
+            goto done;
+        }
+        plan.cfg.drop = (moe_drop)o->drop;
+    }
 
     /* the input first: cheap to check, and no point mapping weights for a bad one */
     size_t T, D;

@@ -126,9 +126,12 @@ def decoder_extras(d, n_layers, dense_layers, mlp="mlp.", ff_dense=32, root="mod
 CASES = []
 
 
-def case(name, family, config, ref_cfg, builder, dtype, T, moe, extras, sharded, gen=None):
+def case(name, family, config, ref_cfg, builder, dtype, T, moe, extras, sharded, gen=None, variants=()):
+    """variants: (suffix, reference function, CLI flags): each tested layer is also run with the
+    flags against that reference, as case <stem><suffix>."""
     CASES.append(dict(name=name, family=family, config=config, ref_cfg=ref_cfg, builder=builder,
-                      dtype=dtype, T=T, moe=moe, extras=extras, sharded=sharded, gen=gen or {}))
+                      dtype=dtype, T=T, moe=moe, extras=extras, sharded=sharded, gen=gen or {},
+                      variants=variants))
 
 
 # Mixtral: 2 layers, both MoE; layer 1 tested; BF16, sharded
@@ -289,13 +292,25 @@ for stack, ffl in (("encoder", 1), ("decoder", 2)):
 case("switch_transformers", G.switch_transformers, c, c, G.build_switch, F32, 11,
      [("encoder.1", "encoder.block.1.layer.1.mlp.", True), ("encoder.3", "encoder.block.3.layer.1.mlp.", False),
       ("decoder.1", "decoder.block.1.layer.2.mlp.", False), ("decoder.3", "decoder.block.3.layer.2.mlp.", True)],
-     ex, True)
+     ex, True, variants=[(".identity", G.switch_transformers_v4, "--drop identity")])
 
 
 # ---- generation -------------------------------------------------------------------------------
 
 def dtype_of(spec, name):
     return spec.get(name, spec["*"]) if isinstance(spec, dict) else spec
+
+
+def reference(family, cfg, w, xv):
+    """(y, experts, weights) of a reference function on stored weights; the weight of a slot
+    dropped by capacity is reported as 0, as the moe_trace does."""
+    aux = {}
+    with torch.no_grad():
+        y, ex, wt = family({k: torch.from_numpy(v[0]) for k, v in w.items()}, cfg, torch.from_numpy(xv), aux)
+    wt = wt.clone()
+    if aux.get("dropped") is not None:
+        wt[aux["dropped"]] = 0.0
+    return y.numpy(), ex.numpy().astype(np.int32), wt.numpy()
 
 
 def draw_layer(cs, seed, tested):
@@ -368,17 +383,21 @@ def main():
             for k, (vals, dt, raw) in w.items():
                 tensors.append((prefix + k, dt, vals.shape, raw))
             if tested:
-                stem = "%s.%s" % (cs["name"], spec)
-                write_npy(os.path.join(d, stem + ".x.npy"), x.astype(np.float32))
-                write_npy(os.path.join(d, stem + ".y.npy"), y.astype(np.float64))
-                write_npy(os.path.join(d, stem + ".e.npy"), ex.astype(np.int32))
-                write_npy(os.path.join(d, stem + ".w.npy"), wt.astype(np.float64))
-                lines.append("%s %s %s %s" % (stem, cs["name"], spec, stem))
-                print("%-34s T=%d max|y| %.3g" % (stem, x.shape[0], float(np.abs(y).max())))
+                runs = [("", y, ex, wt, "")]
+                for suffix, family, flags in cs["variants"]:
+                    runs.append((suffix,) + reference(family, dict(cs["ref_cfg"], **cs["gen"]), w, x) + (flags,))
+                for suffix, y, ex, wt, flags in runs:
+                    stem = "%s.%s%s" % (cs["name"], spec, suffix)
+                    write_npy(os.path.join(d, stem + ".x.npy"), x.astype(np.float32))
+                    write_npy(os.path.join(d, stem + ".y.npy"), y.astype(np.float64))
+                    write_npy(os.path.join(d, stem + ".e.npy"), ex.astype(np.int32))
+                    write_npy(os.path.join(d, stem + ".w.npy"), wt.astype(np.float64))
+                    lines.append(("%s %s %s %s %s" % (stem, cs["name"], spec, stem, flags)).rstrip())
+                    print("%-34s T=%d max|y| %.3g" % (stem, x.shape[0], float(np.abs(y).max())))
         write_checkpoint(d, tensors, cs["sharded"])
     if not only:
         with open(os.path.join(root, "cases.txt"), "w") as f:
-            f.write("# case  directory  --layer  file-stem   (written by tests/gen_checkpoints.py)\n")
+            f.write("# case  directory  --layer  file-stem  [CLI flags]   (written by tests/gen_checkpoints.py)\n")
             f.write("\n".join(lines) + "\n")
     total = sum(os.path.getsize(os.path.join(a, f)) for a, _, fs in os.walk(root) for f in fs)
     print("total %d bytes in %s" % (total, root))

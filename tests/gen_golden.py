@@ -50,7 +50,7 @@ FILE FORMAT (all little-endian)
         "experts_ref"   i32 [T][k], slot order
         "weights_ref"   f64 [T][k], the factor HF multiplies expert e's output (Llama-4: its
                         input) by; for a Switch token dropped by capacity it is still the router
-                        probability (HF's output for it is router_prob * x)
+                        probability (HF's output for it is 0)
         "dropped_ref"   i32 [T][k], 1 where the slot was dropped by capacity
         "logits_ref"    f64 [T][E], router logits (GPT-OSS: after the router bias)
 
@@ -409,7 +409,43 @@ def llama4(w, cfg, x, aux=None):
 
 
 def switch_transformers(w, cfg, x, aux=None):
-    """HF switch_transformers SwitchTransformersTop1Router + SwitchTransformersSparseMLP for one
+    """HF switch_transformers SwitchTransformersTop1Router + SwitchTransformersSparseMLP /
+    SwitchTransformersExperts for one batch row of T tokens: softmax, argmax, capacity by cumsum
+    in token order (a token is kept if its position among the expert's tokens is <=
+    expert_capacity), router_probs = max p; each kept token gets its expert's output wo(act(wi x))
+    times router_probs, a dropped token gets 0 (final_hidden_states = zeros, as since transformers
+    PR #37123 and in Mesh TensorFlow). The cumsum runs over the tokens, as PR #48421 restored it
+    (at c49429ed it ran over a size-1 dimension and dropped nothing, issue #48293)."""
+    E = cfg["num_experts"]
+    act = ACT2FN[cfg["dense_act_fn"]]
+    router_logits = F.linear(x, w["router.classifier.weight"])
+    router_probs = F.softmax(router_logits, dim=-1, dtype=torch.float64)
+    _note_topk(aux, "argmax of p", router_probs, 1)
+    expert_index = torch.argmax(router_probs, dim=-1)
+    expert_index = F.one_hot(expert_index, num_classes=E)
+    token_priority = torch.cumsum(expert_index, dim=-2)
+    expert_capacity_mask = token_priority <= cfg["expert_capacity"]
+    expert_index = expert_index * expert_capacity_mask
+    router_probs = torch.max(router_probs, dim=-1).values.unsqueeze(-1)
+    router_mask = expert_index.bool()
+    final_hidden_states = torch.zeros_like(x)
+    for idx in range(E):
+        sel = router_mask[:, idx]
+        if sel.any():
+            p = "experts.expert_%d." % idx
+            out = F.linear(act(F.linear(x[sel], w[p + "wi.weight"])), w[p + "wo.weight"])
+            final_hidden_states[sel] += out * router_probs[sel]
+    chosen = torch.argmax(router_logits, dim=-1).unsqueeze(-1)
+    dropped = ~router_mask.any(dim=-1, keepdim=True)
+    if aux is not None:
+        aux["logits"] = router_logits
+        aux["dropped"] = dropped
+    return final_hidden_states, chosen, router_probs
+
+
+def switch_transformers_v4(w, cfg, x, aux=None):
+    """HF switch_transformers before PR #37123 (transformers 4.x), what the CLI runs with
+    `--drop identity`: SwitchTransformersTop1Router + SwitchTransformersSparseMLP for one
     batch row of T tokens: softmax, argmax, capacity by cumsum in token order (a token is kept
     if its position among the expert's tokens is <= expert_capacity), router_probs = max p;
     next_states = hidden_states.clone(), kept tokens replaced by their expert's output

@@ -61,6 +61,8 @@ XS=$CK/switch_transformers/switch_transformers.encoder.1.x.npy
 expect_fail "dense: switch encoder.0" "dense" --model "$CK/switch_transformers" --layer encoder.0 --input "$XS"
 expect_fail "switch decoder out of range" "out of range.*num_decoder_layers" --model "$CK/switch_transformers" --layer decoder.4 --input "$XS"
 
+expect_fail "--drop without capacity" "--drop applies to layers with an expert capacity" --model "$CK/olmoe" --layer 0 --drop identity --input "$X"
+
 # -- tensors
 fixture olmoe   # rename one expert tensor (same length, so the file stays valid)
 perl -0777 -pi -e 's/experts\.3\.up_proj\.weight/experts.3.up_prxj.weight/' "$tmp/olmoe/model.safetensors"

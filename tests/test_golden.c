@@ -376,13 +376,12 @@ static int family_setup(ctx *c, const char *fam, moe_config *m, moe_weights *w) 
         llama_shared(c, w, "shared_expert.");
     } else if (!strcmp(fam, "switch_transformers")) {
         /* softmax, top-1, w = p (not renormalised); expert_capacity per call in token order,
-           and a dropped token outputs p * x (HF: next_states = hidden_states.clone()); plain
-           FFN wo(act(wi x)) */
+           and a dropped token outputs 0 (HF since PR #37123); plain FFN wo(act(wi x)) */
         m->d_model = cfg_int(c, "d_model"), m->d_ff = cfg_int(c, "d_ff");
         m->n_experts = E = cfg_int(c, "num_experts"), m->top_k = 1;
         m->score = MOE_SCORE_SOFTMAX;
         m->router_bias = cfg_int(c, "router_bias");
-        m->capacity = cfg_int(c, "expert_capacity"), m->drop = MOE_DROP_IDENTITY;
+        m->capacity = cfg_int(c, "expert_capacity"), m->drop = MOE_DROP_ZERO;
         m->ffn = MOE_FFN_PLAIN, m->act = act_of(c, cfg_str(c, "dense_act_fn"));
         w->router = fused(c, "router.classifier.weight", MOE_OUT_IN);
         if (m->router_bias) w->router_bias = fused(c, "router.classifier.bias", MOE_OUT_IN);
