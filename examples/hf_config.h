@@ -229,7 +229,7 @@ static int hf_layer_range(hf_ctx *c, int64_t layer, int64_t n_layers,
 }
 
 static void hf_dense(hf_ctx *c, int64_t layer, const char *why) {
-    char m[240];
+    char m[480];
     snprintf(m, sizeof m, "layer %lld is a dense layer (%s): it has no experts", (long long)layer,
              why);
     hf_fail(c, m);

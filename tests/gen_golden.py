@@ -42,9 +42,13 @@ FILE FORMAT (all little-endian)
     Records in every file:
         "family"        text, the reference function's name (e.g. "deepseek_v3")
         "case"          text, the file's case name
-        "cfg.<key>"     the HF config fields the family reads: i32 (ints and bools) [1],
-                        f64 (floats) [1], or text (e.g. cfg.hidden_act)
-        "w.<hf name>"   every weight tensor, HF name and shape, stored as f32/bf16/f16
+        "config.json"   text, the case's Hugging Face config.json; test_golden.c maps it with
+                        examples/hf_config.h, the code the CLI runs
+        "layer"         text, the --layer argument for that mapping ("1", "encoder.1")
+        "cfg.<key>"     instead of the two above for Grok-1, which has no transformers config:
+                        i32 (ints and bools) [1], f64 (floats) [1], or text
+        "w.<hub name>"  every weight tensor under its full Hub name (model.layers.1.mlp.gate.weight)
+                        and HF shape, stored as f32/bf16/f16
         "x"             f32 [T][d]
         "y_ref"         f64 [T][d]
         "experts_ref"   i32 [T][k], slot order
@@ -72,6 +76,7 @@ ROBUST ROUTING
     both sides of 2 eps), and Switch drops at least 2 tokens.
 """
 
+import json
 import math
 import os
 import struct
@@ -219,8 +224,9 @@ def qwen2_moe(w, cfg, x, aux=None):
 
 
 def qwen3_moe(w, cfg, x, aux=None):
-    """HF qwen3_moe Qwen3MoeSparseMoeBlock: as Qwen2-MoE without the shared expert."""
-    E, k = cfg["num_experts"], cfg["num_experts_per_tok"]
+    """HF qwen3_moe Qwen3MoeSparseMoeBlock: as Qwen2-MoE without the shared expert. The expert count
+    is num_experts or its attribute_map alias num_local_experts (what transformers v5 writes)."""
+    E, k = cfg.get("num_local_experts", cfg.get("num_experts")), cfg["num_experts_per_tok"]
     act = ACT2FN[cfg.get("hidden_act", "silu")]
     router_logits = F.linear(x, w["gate.weight"])
     routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float64)
@@ -815,91 +821,130 @@ def build_grok(dr, c, T):
     return w, _x(dr, T, d)
 
 
-CASES = [
-    # name, family, cfg (keys starting with _ are generator-only), dtype, T, builder
-    ("mixtral_bf16", mixtral,
-     dict(hidden_size=24, intermediate_size=20, num_local_experts=8, num_experts_per_tok=2, hidden_act="silu",
-          _ff=20, _E=8),
-     BF16, 7, build_softmax_family(expert_names=("w1", "w3", "w2"))),
-    ("mixtral_gelu", mixtral,
-     dict(hidden_size=40, intermediate_size=20, num_local_experts=6, num_experts_per_tok=2, hidden_act="gelu",
+# ---- the case list ----------------------------------------------------------------------------
+# case(name, family, cfg, dtype, T, builder, seed, layer, prefix, block, config=None)
+#   cfg      the HF config fields the reference reads (keys starting with _ are generator-only);
+#            minus those keys it is also the case's config.json, unless `config` is given
+#            (nested configs: DBRX ffn_config, VLM text_config)
+#   layer    the --layer argument the test passes to examples/hf_config.h
+#   prefix   the Hub name prefix of the layer ("model.layers.1."), block the MoE block's
+#            ("mlp."): a weight named "gate.weight" here is stored as
+#            "model.layers.1.mlp.gate.weight"; one named "../shared_mlp.x" is layer-level
+#            ("model.layers.1.shared_mlp.x")
+#   seed     the base seed of the draws (fixed per case, so adding a case changes no other)
+
+CASES = []
+
+
+def case(name, family, cfg, dtype, T, builder, seed, layer="0", prefix="model.layers.0.", block="mlp.",
+         config=None):
+    CASES.append(dict(name=name, family=family, cfg=cfg, dtype=dtype, T=T, builder=builder, seed=seed,
+                      layer=layer, prefix=prefix, block=block, config=config))
+
+
+def hub_name(prefix, block, key):
+    return prefix + key[3:] if key.startswith("../") else prefix + block + key
+
+
+case("mixtral_bf16", mixtral,
+     dict(model_type="mixtral", hidden_size=24, intermediate_size=20, num_local_experts=8, num_experts_per_tok=2,
+          hidden_act="silu", _ff=20, _E=8),
+     BF16, 7, build_softmax_family(expert_names=("w1", "w3", "w2")), 1, block="block_sparse_moe.")
+case("mixtral_gelu", mixtral,
+     dict(model_type="mixtral", hidden_size=40, intermediate_size=20, num_local_experts=6, num_experts_per_tok=2,
+          hidden_act="gelu", _ff=20, _E=6),
+     F32, 5, build_softmax_family(expert_names=("w1", "w3", "w2")), 2, block="block_sparse_moe.")
+case("qwen2_moe", qwen2_moe,
+     dict(model_type="qwen2_moe", hidden_size=24, moe_intermediate_size=20, shared_expert_intermediate_size=36,
+          num_experts=12, num_experts_per_tok=4, norm_topk_prob=False, hidden_act="silu", _ff=20, _E=12),
+     F32, 9, build_softmax_family(shared="qwen2"), 3)
+case("qwen3_moe_f16", qwen3_moe,
+     dict(model_type="qwen3_moe", hidden_size=40, moe_intermediate_size=20, num_experts=16,
+          num_experts_per_tok=4, norm_topk_prob=True, hidden_act="silu", _ff=20, _E=16),
+     F16, 8, build_softmax_family(), 4)
+case("olmoe", olmoe,
+     dict(model_type="olmoe", hidden_size=24, intermediate_size=36, num_experts=8, num_experts_per_tok=3,
+          norm_topk_prob=False, hidden_act="silu", _ff=36, _E=8),
+     F32, 6, build_softmax_family(), 5)
+case("jamba", jamba,
+     dict(model_type="jamba", hidden_size=24, intermediate_size=36, num_experts=8, num_experts_per_tok=2,
+          hidden_act="silu", num_hidden_layers=2, expert_layer_period=2, expert_layer_offset=1, _ff=36, _E=8),
+     F32, 7, build_softmax_family(router_name="router.weight"), 6, layer="1", prefix="model.layers.1.",
+     block="feed_forward.")
+case("deepseek_v2_lite", deepseek_v2,
+     dict(model_type="deepseek_v2", hidden_size=24, moe_intermediate_size=20, n_routed_experts=6,
+          num_experts_per_tok=2, n_shared_experts=2, topk_method="greedy", n_group=1, topk_group=1,
+          routed_scaling_factor=1.0, norm_topk_prob=False, hidden_act="silu", first_k_dense_replace=0,
           _ff=20, _E=6),
-     F32, 5, build_softmax_family(expert_names=("w1", "w3", "w2"))),
-    ("qwen2_moe", qwen2_moe,
-     dict(hidden_size=24, moe_intermediate_size=20, shared_expert_intermediate_size=36, num_experts=12,
-          num_experts_per_tok=4, norm_topk_prob=False, hidden_act="silu", _ff=20, _E=12),
-     F32, 9, build_softmax_family(shared="qwen2")),
-    ("qwen3_moe_f16", qwen3_moe,
-     dict(hidden_size=40, moe_intermediate_size=20, num_experts=16, num_experts_per_tok=4, norm_topk_prob=True,
-          hidden_act="silu", _ff=20, _E=16),
-     F16, 8, build_softmax_family()),
-    ("olmoe", olmoe,
-     dict(hidden_size=24, intermediate_size=36, num_experts=8, num_experts_per_tok=3, norm_topk_prob=False,
-          hidden_act="silu", _ff=36, _E=8),
-     F32, 6, build_softmax_family()),
-    ("jamba", jamba,
-     dict(hidden_size=24, intermediate_size=36, num_experts=8, num_experts_per_tok=2, hidden_act="silu",
-          _ff=36, _E=8),
-     F32, 7, build_softmax_family(router_name="router.weight")),
-    ("deepseek_v2_lite", deepseek_v2,
-     dict(hidden_size=24, moe_intermediate_size=20, n_routed_experts=6, num_experts_per_tok=2,
-          n_shared_experts=2, topk_method="greedy", n_group=1, topk_group=1, routed_scaling_factor=1.0,
-          norm_topk_prob=False, hidden_act="silu", _ff=20, _E=6),
-     F32, 7, build_softmax_family(shared="deepseek")),
-    ("deepseek_v2_group", deepseek_v2,
-     dict(hidden_size=24, moe_intermediate_size=20, n_routed_experts=12, num_experts_per_tok=3,
-          n_shared_experts=2, topk_method="group_limited_greedy", n_group=4, topk_group=2,
-          routed_scaling_factor=16.0, norm_topk_prob=False, hidden_act="silu", _ff=20, _E=12),
-     F32, 10, build_softmax_family(shared="deepseek")),
-    ("deepseek_v3", deepseek_v3,
-     dict(hidden_size=24, moe_intermediate_size=20, n_routed_experts=16, num_experts_per_tok=4,
-          n_shared_experts=1, n_group=4, topk_group=2, norm_topk_prob=True, routed_scaling_factor=2.5,
-          scoring_func="sigmoid", topk_method="noaux_tc", hidden_act="silu"),
-     {"gate.weight": F32, "gate.e_score_correction_bias": F32, "*": BF16}, 11, build_deepseek_v3),
-    ("glm4_moe", glm4_moe,
-     dict(hidden_size=40, moe_intermediate_size=20, n_routed_experts=8, num_experts_per_tok=3,
-          n_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.5,
-          hidden_act="silu"),
-     F32, 6, build_deepseek_v3),
-    ("kimi_k2", kimi_k2,
-     dict(hidden_size=24, moe_intermediate_size=20, n_routed_experts=12, num_experts_per_tok=4,
-          n_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.827,
-          scoring_func="sigmoid", topk_method="noaux_tc", hidden_act="silu"),
-     F32, 5, build_deepseek_v3),
-    ("gpt_oss", gpt_oss,
-     dict(hidden_size=24, intermediate_size=20, num_local_experts=8, num_experts_per_tok=4, swiglu_limit=7.0),
-     F32, 9, build_gpt_oss),
-    ("gpt_oss_bf16", gpt_oss,
-     dict(hidden_size=40, intermediate_size=20, num_local_experts=6, num_experts_per_tok=2, swiglu_limit=7.0),
-     BF16, 6, build_gpt_oss),
-    ("llama4_bf16", llama4,
-     dict(hidden_size=24, intermediate_size=20, num_local_experts=8, num_experts_per_tok=1, hidden_act="silu"),
-     BF16, 8, build_llama4),
-    ("switch_drop", switch_transformers,
-     dict(d_model=24, d_ff=36, num_experts=6, expert_capacity=2, dense_act_fn="relu", router_bias=False),
-     F32, 11, build_switch),
-    ("switch_gelu_bf16", switch_transformers,
-     dict(d_model=40, d_ff=20, num_experts=8, expert_capacity=64, dense_act_fn="gelu", router_bias=False),
-     BF16, 6, build_switch),
-    ("phimoe", phimoe,
-     dict(hidden_size=24, intermediate_size=18, num_local_experts=16, num_experts_per_tok=2,
+     F32, 7, build_softmax_family(shared="deepseek"), 7)
+case("deepseek_v2_group", deepseek_v2,
+     dict(model_type="deepseek_v2", hidden_size=24, moe_intermediate_size=20, n_routed_experts=12,
+          num_experts_per_tok=3, n_shared_experts=2, topk_method="group_limited_greedy", n_group=4, topk_group=2,
+          routed_scaling_factor=16.0, norm_topk_prob=False, hidden_act="silu", first_k_dense_replace=0,
+          _ff=20, _E=12),
+     F32, 10, build_softmax_family(shared="deepseek"), 8)
+case("deepseek_v3", deepseek_v3,
+     dict(model_type="deepseek_v3", hidden_size=24, moe_intermediate_size=20, n_routed_experts=16,
+          num_experts_per_tok=4, n_shared_experts=1, n_group=4, topk_group=2, norm_topk_prob=True,
+          routed_scaling_factor=2.5, scoring_func="sigmoid", topk_method="noaux_tc", hidden_act="silu",
+          first_k_dense_replace=1, num_hidden_layers=2),
+     {"gate.weight": F32, "gate.e_score_correction_bias": F32, "*": BF16}, 11, build_deepseek_v3, 9,
+     layer="1", prefix="model.layers.1.")
+case("glm4_moe", glm4_moe,
+     dict(model_type="glm4_moe", hidden_size=40, moe_intermediate_size=20, n_routed_experts=8,
+          num_experts_per_tok=3, n_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True,
+          routed_scaling_factor=2.5, hidden_act="silu", first_k_dense_replace=0),
+     F32, 6, build_deepseek_v3, 10)
+case("kimi_k2", kimi_k2,
+     dict(model_type="kimi_k2", hidden_size=24, moe_intermediate_size=20, n_routed_experts=12,
+          num_experts_per_tok=4, n_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True,
+          routed_scaling_factor=2.827, scoring_func="sigmoid", topk_method="noaux_tc", hidden_act="silu",
+          first_k_dense_replace=0),
+     F32, 5, build_deepseek_v3, 11)
+case("gpt_oss", gpt_oss,
+     dict(model_type="gpt_oss", hidden_size=24, intermediate_size=20, num_local_experts=8, num_experts_per_tok=4,
+          swiglu_limit=7.0),
+     F32, 9, build_gpt_oss, 12)
+case("gpt_oss_bf16", gpt_oss,
+     dict(model_type="gpt_oss", hidden_size=40, intermediate_size=20, num_local_experts=6, num_experts_per_tok=2,
+          swiglu_limit=7.0),
+     BF16, 6, build_gpt_oss, 13)
+case("llama4_bf16", llama4,
+     dict(model_type="llama4_text", hidden_size=24, intermediate_size=20, num_local_experts=8,
+          num_experts_per_tok=1, hidden_act="silu"),
+     BF16, 8, build_llama4, 14, block="feed_forward.")
+# Switch: encoder blocks 1, 5, 9 and decoder blocks 1, 5, 9 are sparse (12 blocks, 3 sparse)
+case("switch_drop", switch_transformers,
+     dict(model_type="switch_transformers", d_model=24, d_ff=36, num_experts=6, expert_capacity=2,
+          dense_act_fn="relu", router_bias=False),
+     F32, 11, build_switch, 15, layer="encoder.1", prefix="encoder.block.1.layer.1.mlp.", block="")
+case("switch_gelu_bf16", switch_transformers,
+     dict(model_type="switch_transformers", d_model=40, d_ff=20, num_experts=8, expert_capacity=64,
+          dense_act_fn="gelu", router_bias=False),
+     BF16, 6, build_switch, 16, layer="decoder.5", prefix="decoder.block.5.layer.2.mlp.", block="")
+case("phimoe", phimoe,
+     dict(model_type="phimoe", hidden_size=24, intermediate_size=18, num_local_experts=16, num_experts_per_tok=2,
           router_jitter_noise=0.01, hidden_act="silu"),
-     F32, 9, build_phimoe),
-    ("dbrx_f16", dbrx,
+     F32, 9, build_phimoe, 17, block="block_sparse_moe.")
+case("dbrx_f16", dbrx,
      dict(d_model=40, ffn_hidden_size=20, moe_num_experts=12, moe_top_k=4, moe_normalize_expert_weights=1.0,
           ffn_act_fn="silu"),
-     F16, 8, build_dbrx),
-    ("granitemoe", granitemoe,
-     dict(hidden_size=24, intermediate_size=20, num_local_experts=10, num_experts_per_tok=3, hidden_act="silu"),
-     F32, 8, build_granite),
-    ("ernie4_5_moe", ernie4_5_moe,
-     dict(hidden_size=24, moe_intermediate_size=20, moe_num_experts=12, moe_k=3, moe_num_shared_experts=2,
-          moe_norm_min=1e-12, hidden_act="silu"),
-     F32, 8, build_ernie),
-    ("grok1_bf16", grok1,
+     F16, 8, build_dbrx, 18, prefix="transformer.blocks.0.", block="ffn.",
+     config=dict(model_type="dbrx", d_model=40,
+                 ffn_config=dict(ffn_hidden_size=20, moe_num_experts=12, moe_top_k=4,
+                                 moe_normalize_expert_weights=1.0, ffn_act_fn=dict(name="silu"))))
+case("granitemoe", granitemoe,
+     dict(model_type="granitemoe", hidden_size=24, intermediate_size=20, num_local_experts=10,
+          num_experts_per_tok=3, hidden_act="silu"),
+     F32, 8, build_granite, 19, block="block_sparse_moe.")
+case("ernie4_5_moe", ernie4_5_moe,
+     dict(model_type="ernie4_5_moe", hidden_size=24, moe_intermediate_size=20, moe_num_experts=12, moe_k=3,
+          moe_num_shared_experts=2, moe_norm_min=1e-12, hidden_act="silu"),
+     F32, 8, build_ernie, 20, layer="1", prefix="model.layers.1.")
+# Grok-1 is not a transformers family: no config.json; test_golden.c maps it by hand
+case("grok1_bf16", grok1,
      dict(emb_size=24, ffn_size=36, num_experts=8, num_selected_experts=2),
-     BF16, 6, build_grok),
-]
+     BF16, 6, build_grok, 21, prefix="", block="")
 
 
 # ---- file writing -----------------------------------------------------------------------------
@@ -933,15 +978,26 @@ def _dtype_of(spec, name):
     return spec
 
 
-def make_case(name, family, cfg, dtype_spec, T, builder, base_seed):
-    """Draw weights and input until every routing decision has its margin; return the bytes."""
+def config_json(cs):
+    """The case's config.json text (sorted keys, no generator-only keys), or None (Grok-1)."""
+    cfg = cs["config"] if cs["config"] is not None else {k: v for k, v in cs["cfg"].items() if not k.startswith("_")}
+    if "model_type" not in cfg:
+        return None
+    return json.dumps(cfg, indent=2, sort_keys=True) + "\n"
+
+
+def draw_case(cs, base_seed):
+    """Draws weights and input until every routing decision has its margin and the draw exercises
+    what the case is about. Returns (seed, w {name: (float64 tensor, dtype)}, raw {name: bytes},
+    x, xraw, y, experts, weights, aux)."""
+    cfg, family, T = cs["cfg"], cs["family"], cs["T"]
     for attempt in range(400):
         seed = base_seed * 1000 + attempt
         dr = Draw(seed)
-        w_np, x_np = builder(dr, cfg, T)
+        w_np, x_np = cs["builder"](dr, cfg, T)
         w, raw = {}, {}
         for k in w_np:
-            dt = _dtype_of(dtype_spec, k)
+            dt = _dtype_of(cs["dtype"], k)
             vals, raw[k] = _round(w_np[k], dt)
             w[k] = (torch.from_numpy(vals), dt)
         xv, xraw = _round(x_np, F32)
@@ -956,19 +1012,29 @@ def make_case(name, family, cfg, dtype_spec, T, builder, base_seed):
         if "min_key" in aux and not aux["min_key"] > 1e-3:
             continue
         dropped = aux.get("dropped", torch.zeros_like(experts, dtype=torch.bool))
-        if family is switch_transformers and cfg["expert_capacity"] < T and int(dropped.sum()) < 2:
+        if cfg.get("expert_capacity", T) < T and int(dropped.sum()) < 2:
             continue
-        break
-    else:
-        raise RuntimeError("%s: no draw with clear routing margins" % name)
+        aux["dropped"] = dropped
+        return seed, w, raw, x, xraw, y, experts, weights, aux
+    raise RuntimeError("%s: no draw with clear routing margins" % cs["name"])
 
+
+def make_case(cs):
+    """The golden file's bytes for one case, and what main() prints about it."""
+    seed, w, raw, x, xraw, y, experts, weights, aux = draw_case(cs, cs["seed"])
+    dropped = aux["dropped"]
     out = bytearray(b"MOEG" + struct.pack("<I", 1))
-    fam = family.__name__
+    fam, name = cs["family"].__name__, cs["name"]
     _record(out, "family", TEXT, [len(fam)], fam.encode())
     _record(out, "case", TEXT, [len(name)], name.encode())
-    _cfg_records(out, cfg)
+    cj = config_json(cs)
+    if cj is None:
+        _cfg_records(out, cs["cfg"])
+    else:
+        _record(out, "config.json", TEXT, [len(cj)], cj.encode("ascii"))
+        _record(out, "layer", TEXT, [len(cs["layer"])], cs["layer"].encode("ascii"))
     for k in sorted(w):
-        _record(out, "w." + k, w[k][1], list(w[k][0].shape), raw[k])
+        _record(out, "w." + hub_name(cs["prefix"], cs["block"], k), w[k][1], list(w[k][0].shape), raw[k])
     _record(out, "x", F32, list(x.shape), xraw)
     _record(out, "y_ref", F64, list(y.shape), y.numpy().astype("<f8").tobytes())
     _record(out, "experts_ref", I32, list(experts.shape), experts.numpy().astype("<i4").tobytes())
@@ -986,15 +1052,20 @@ def main():
     os.makedirs(outdir, exist_ok=True)
     only = set(sys.argv[1:])
     total = 0
-    for i, (name, family, cfg, dtype_spec, T, builder) in enumerate(CASES):
-        if only and name not in only:
+    for cs in CASES:
+        if only and cs["name"] not in only:
             continue
-        data, seed, margin, ymax, ndrop = make_case(name, family, cfg, dtype_spec, T, builder, 1 + i)
-        with open(os.path.join(outdir, name + ".bin"), "wb") as f:
+        data, seed, margin, ymax, ndrop = make_case(cs)
+        with open(os.path.join(outdir, cs["name"] + ".bin"), "wb") as f:
             f.write(data)
         total += len(data)
         print("%-20s %-20s seed %6d  bytes %6d  margin x%.3g  max|y| %.3g%s" % (
-            name, family.__name__, seed, len(data), margin, ymax, "  dropped %d" % ndrop if ndrop else ""))
+            cs["name"], cs["family"].__name__, seed, len(data), margin, ymax,
+            "  dropped %d" % ndrop if ndrop else ""))
+    if not only:  # the list test_golden.c runs
+        with open(os.path.join(outdir, "cases.txt"), "w") as f:
+            f.write("# golden cases, one file each (written by tests/gen_golden.py)\n")
+            f.write("".join(cs["name"] + "\n" for cs in CASES))
     print("total %d bytes" % total)
 
 
