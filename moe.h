@@ -97,7 +97,7 @@ typedef enum moe_result {
     MOE_E_GROUP_SIZE = -7,      /* group score "sum of top 2" needs at least 2 experts a group */
     MOE_E_OVERFLOW = -8,        /* a size product overflows size_t */
     MOE_E_OPTION = -9,          /* an enum field holds an unknown value */
-    MOE_E_VALUE = -10,          /* a float option is negative, NaN or infinite */
+    MOE_E_VALUE = -10,          /* a float option is negative (jitter_eps may be), NaN or infinite */
     MOE_E_SHARED = -11,         /* n_shared or d_shared is negative */
     MOE_E_CAPACITY = -12,       /* capacity is negative */
     MOE_E_ACT_PLAIN = -13,      /* MOE_ACT_SWIGLU_OAI needs a gated FFN */
@@ -194,7 +194,8 @@ typedef struct moe_config {
     float norm_eps;          /* 0 = 0 (see moe_norm) */
     float norm_p;            /* MOE_NORM_LP exponent; 0 = 1 */
     float scale;             /* routed_scaling_factor, applied after norm; 0 = 1 */
-    float jitter_eps;        /* sparsemixer threshold epsilon; 0 = 0.01 (router_jitter_noise) */
+    float jitter_eps;        /* sparsemixer threshold epsilon (router_jitter_noise); 0 = 0.01, the
+                                HF default; negative = exactly 0 (router_jitter_noise: 0) */
     int capacity;            /* per-expert token capacity per forward call; 0 = unlimited */
     moe_drop drop;           /* what a slot over capacity contributes */
     int weight_on_input;     /* 1 = expert e computes FFN_e(w_e x), output added unweighted (Llama-4) */
@@ -1332,7 +1333,7 @@ static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_
     int E = c->n_experts, k = c->top_k;
     float *p = scratch, *key = scratch + E;
     if (c->score == MOE_SCORE_SPARSEMIXER) {
-        moe__sparsemixer(h, key, E, c->jitter_eps, ex, w);
+        moe__sparsemixer(h, key, E, c->jitter_eps < 0.0f ? 0.0f : c->jitter_eps, ex, w);
         return;
     }
     if (c->score == MOE_SCORE_SOFTMAX) moe__softmax(h, p, E);
@@ -1695,8 +1696,8 @@ MOEDEF const char *moe_result_string(moe_result r) {
     case MOE_E_OVERFLOW: return "a size computed from the dimensions overflows size_t";
     case MOE_E_OPTION: return "an enum field of the config or of a tensor holds an unknown value";
     case MOE_E_VALUE:
-        return "a float option (norm_eps, norm_p, scale, jitter_eps, act_alpha, act_limit) is "
-               "negative, NaN or infinite";
+        return "a float option (norm_eps, norm_p, scale, act_alpha, act_limit) is negative, NaN "
+               "or infinite, or jitter_eps is NaN or infinite";
     case MOE_E_SHARED:
         return "n_shared or d_shared is negative, or shared_gate is set without shared experts";
     case MOE_E_CAPACITY: return "capacity is negative";
@@ -1740,7 +1741,7 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
         (unsigned)c.shared_gate > MOE_SHARED_GATE_SIGMOID)
         return MOE_E_OPTION;
     if (moe__bad_float(c.norm_eps) || moe__bad_float(c.norm_p) || moe__bad_float(c.scale) ||
-        moe__bad_float(c.jitter_eps) || moe__bad_float(c.act_alpha) ||
+        moe__bad_float(fabsf(c.jitter_eps)) || moe__bad_float(c.act_alpha) ||
         moe__bad_float(c.act_limit))
         return MOE_E_VALUE;
     if (c.n_shared < 0 || c.d_shared < 0 || (c.n_shared == 0 && c.shared_gate))

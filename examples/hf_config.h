@@ -61,11 +61,6 @@ typedef struct hf_plan {
     char note[160];             /* a warning to print (e.g. an ignored key), or "" */
 } hf_plan;
 
-static const char *const hf_families[] = {
-    "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "glm4_moe",
-    "kimi_k2", "gpt_oss", "llama4", "llama4_text", "jamba", "dbrx", "granitemoe", "phimoe",
-    "ernie4_5_moe", "switch_transformers"};
-
 /* ---- reading config.json ---- */
 
 typedef struct hf_ctx {
@@ -235,12 +230,22 @@ static void hf_dense(hf_ctx *c, int64_t layer, const char *why) {
     hf_fail(c, m);
 }
 
-/* Parses "N", "encoder.N" or "decoder.N". stack: 0 none given, 1 encoder, 2 decoder. */
+/* Parses "N" or "STACK.N" (encoder, decoder: Switch; thinker, talker: Qwen3-Omni). *stack: 0
+   none given, else the index into hf_stacks. */
+static const char *const hf_stacks[] = {"", "encoder", "decoder", "thinker", "talker"};
+enum { HF_STACK_NONE, HF_STACK_ENCODER, HF_STACK_DECODER, HF_STACK_THINKER, HF_STACK_TALKER };
+
 static int hf_parse_layer(const char *s, int *stack, int64_t *layer) {
     char *end;
     *stack = 0;
-    if (!strncmp(s, "encoder.", 8)) { *stack = 1; s += 8; }
-    else if (!strncmp(s, "decoder.", 8)) { *stack = 2; s += 8; }
+    for (int i = 1; i < (int)(sizeof hf_stacks / sizeof *hf_stacks); i++) {
+        size_t n = strlen(hf_stacks[i]);
+        if (!strncmp(s, hf_stacks[i], n) && s[n] == '.') {
+            *stack = i;
+            s += n + 1;
+            break;
+        }
+    }
     if (!*s || *s == '-' || *s == '+') return 0;
     long long v = strtoll(s, &end, 10);
     if (*end) return 0;
@@ -248,17 +253,491 @@ static int hf_parse_layer(const char *s, int *stack, int64_t *layer) {
     return 1;
 }
 
+/* An integer config key, or its attribute_map alias when the key is absent: transformers
+   configs read either name (Qwen3MoeConfig: num_experts <-> num_local_experts), and
+   save_pretrained writes the attribute's own name. */
+static int64_t hf_i2(hf_ctx *c, const mio_json *o, const char *key, const char *alias, int64_t def) {
+    const mio_json *v = mio_json_get(o, key);
+    if ((!v || mio_json_is_null(v)) && alias && mio_json_get(o, alias)) return hf_i(c, o, alias, def);
+    return hf_i(c, o, key, def);
+}
+
+/* The nested config object o[key] if it is one, else o (VLM text_config, DBRX ffn_config). */
+static const mio_json *hf_sub(const mio_json *o, const char *key) {
+    const mio_json *t = mio_json_get(o, key);
+    return t && mio_json_type(t) == MIO_JSON_OBJECT ? t : o;
+}
+
 /* ---- the families ---- */
+
+/* What every family function gets: the context, the plan, the config object (already the
+   nested text config where the family has one), the model_type, the layer and its stack. */
+typedef struct hf_fam {
+    hf_ctx *c;
+    hf_plan *p;
+    const mio_json *root, *o;
+    const char *mt;
+    int stack;
+    int64_t layer;
+    char msg[400];
+} hf_fam;
+
+#define HF_IS(f, name) (!strcmp((f)->mt, name))
+
+/* Checks the layer index against n_layers (the config key named `key`); 0 if out of range. */
+static int hf_layers(hf_fam *f, const char *key, int64_t def) {
+    return hf_layer_range(f->c, f->layer, hf_i(f->c, f->o, key, def), key);
+}
+
+/* HF MixtralConfig / PhimoeConfig: every layer, block_sparse_moe. */
+static int hf_mixtral(hf_fam *f) {
+    hf_ctx *c = f->c;
+    moe_config *m = &f->p->cfg;
+    int phi = HF_IS(f, "phimoe");
+    m->d_model = (int)hf_i(c, f->o, "hidden_size", 4096);
+    m->d_ff = (int)hf_i(c, f->o, "intermediate_size", phi ? 6400 : 14336);
+    m->n_experts = (int)hf_i2(c, f->o, "num_local_experts", "num_experts", phi ? 16 : 8);
+    m->top_k = (int)hf_i(c, f->o, "num_experts_per_tok", 2);
+    hf_set_act(c, f->p, hf_s(c, f->o, "hidden_act", "silu"));
+    if (phi) {
+        m->score = MOE_SCORE_SPARSEMIXER;
+        m->jitter_eps = (float)hf_f(c, f->o, "router_jitter_noise", 0.01);
+        if (!c->bad && m->jitter_eps == 0.0f) m->jitter_eps = -1.0f; /* moe.h: < 0 is exactly 0 */
+    } else {
+        m->norm = MOE_NORM_SUM;
+    }
+    if (!hf_layers(f, "num_hidden_layers", 32)) return -1;
+    hf_prefix(f->p, "model.layers.{L}.", f->layer);
+    hf_modulelist(f->p, "block_sparse_moe.", "gate.weight", "w1", "w3", "w2");
+    return 0;
+}
+
+/* HF Qwen2MoeConfig / Qwen3MoeConfig. Sparse layer: not in mlp_only_layers, experts > 0 and
+   (layer + 1) % decoder_sparse_step == 0. */
+static int hf_qwen(hf_fam *f) {
+    hf_ctx *c = f->c;
+    moe_config *m = &f->p->cfg;
+    int q2 = HF_IS(f, "qwen2_moe");
+    m->d_model = (int)hf_i(c, f->o, "hidden_size", 2048);
+    m->d_ff = (int)hf_i(c, f->o, "moe_intermediate_size", q2 ? 1408 : 768);
+    m->n_experts = (int)hf_i2(c, f->o, "num_experts", "num_local_experts", q2 ? 60 : 128);
+    m->top_k = (int)hf_i(c, f->o, "num_experts_per_tok", q2 ? 4 : 8);
+    m->norm = hf_b(c, f->o, "norm_topk_prob", 0) ? MOE_NORM_SUM : MOE_NORM_NONE;
+    hf_set_act(c, f->p, hf_s(c, f->o, "hidden_act", "silu"));
+    int64_t step = hf_i(c, f->o, "decoder_sparse_step", 1);
+    if (!hf_layers(f, "num_hidden_layers", 24)) return -1; /* both configs */
+    if (hf_in_list(c, f->o, "mlp_only_layers", f->layer)) {
+        hf_dense(c, f->layer, "listed in mlp_only_layers");
+        return -1;
+    }
+    if (m->n_experts <= 0 || step <= 0 || (f->layer + 1) % step) {
+        snprintf(f->msg, sizeof f->msg, "decoder_sparse_step = %lld: sparse layers are those with "
+                 "(layer + 1) %% step == 0", (long long)step);
+        hf_dense(c, f->layer, f->msg);
+        return -1;
+    }
+    hf_prefix(f->p, "model.layers.{L}.", f->layer);
+    hf_modulelist(f->p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
+    if (q2) {
+        int64_t S = hf_i(c, f->o, "shared_expert_intermediate_size", 5632);
+        if (S > 0) {
+            m->n_shared = 1;
+            m->d_shared = (int)S;
+            m->shared_gate = MOE_SHARED_GATE_SIGMOID;
+            hf_shared(f->p, "mlp.shared_expert.");
+            hf_add(f->p, HF_SH_GATE_W, "mlp.shared_expert_gate.weight", 0, MOE_OUT_IN, 2, 1,
+                   m->d_model, 0);
+            hf_alt(f->p, 1, m->d_model, 0);
+        }
+    }
+    return 0;
+}
+
+/* HF OlmoeConfig: every layer. */
+static int hf_olmoe(hf_fam *f) {
+    hf_ctx *c = f->c;
+    moe_config *m = &f->p->cfg;
+    m->d_model = (int)hf_i(c, f->o, "hidden_size", 2048);
+    m->d_ff = (int)hf_i(c, f->o, "intermediate_size", 2048);
+    m->n_experts = (int)hf_i2(c, f->o, "num_experts", "num_local_experts", 64);
+    m->top_k = (int)hf_i(c, f->o, "num_experts_per_tok", 8);
+    m->norm = hf_b(c, f->o, "norm_topk_prob", 0) ? MOE_NORM_SUM : MOE_NORM_NONE;
+    hf_set_act(c, f->p, hf_s(c, f->o, "hidden_act", "silu"));
+    if (!hf_layers(f, "num_hidden_layers", 16)) return -1;
+    hf_prefix(f->p, "model.layers.{L}.", f->layer);
+    hf_modulelist(f->p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
+    return 0;
+}
+
+/* HF JambaConfig: MoE layer if num_experts > 1 and layer % period == offset. */
+static int hf_jamba(hf_fam *f) {
+    hf_ctx *c = f->c;
+    moe_config *m = &f->p->cfg;
+    m->d_model = (int)hf_i(c, f->o, "hidden_size", 4096);
+    m->d_ff = (int)hf_i(c, f->o, "intermediate_size", 14336);
+    m->n_experts = (int)hf_i2(c, f->o, "num_experts", "num_local_experts", 16);
+    m->top_k = (int)hf_i(c, f->o, "num_experts_per_tok", 2);
+    hf_set_act(c, f->p, hf_s(c, f->o, "hidden_act", "silu"));
+    int64_t period = hf_i(c, f->o, "expert_layer_period", 2);
+    int64_t off = hf_i(c, f->o, "expert_layer_offset", 1);
+    if (!hf_layers(f, "num_hidden_layers", 32)) return -1;
+    if (m->n_experts <= 1 || period <= 0 || f->layer % period != off) {
+        snprintf(f->msg, sizeof f->msg, "expert_layer_period = %lld, expert_layer_offset = %lld",
+                 (long long)period, (long long)off);
+        hf_dense(c, f->layer, f->msg);
+        return -1;
+    }
+    hf_prefix(f->p, "model.layers.{L}.", f->layer);
+    hf_modulelist(f->p, "feed_forward.", "router.weight", "gate_proj", "up_proj", "down_proj");
+    return 0;
+}
+
+/* HF DeepseekV2Config / DeepseekV3Config / Glm4MoeConfig. Kimi-K2 checkpoints say model_type
+   "kimi_k2" and run DeepseekV3's code. MoE layer: layer >= first_k_dense_replace. The HF
+   modeling code ignores moe_layer_freq (DeepSeek's remote code made layer L dense when
+   L % freq != 0; released configs have 1). V2 defaults: configuration_deepseek_v2.py
+   (num_experts_per_tok, n_group, topk_group default to None there: required here). */
+static int hf_deepseek(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    int v2 = HF_IS(f, "deepseek_v2"), glm = HF_IS(f, "glm4_moe");
+    m->d_model = (int)hf_i(c, o, "hidden_size", v2 ? 4096 : glm ? 4096 : 7168);
+    m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", v2 ? 1407 : glm ? 1408 : 2048);
+    m->n_experts = (int)hf_i2(c, o, "n_routed_experts", "num_local_experts", v2 ? 64 : glm ? 128 : 256);
+    m->top_k = (int)hf_i(c, o, "num_experts_per_tok", v2 ? 0 : 8);
+    if (v2 && m->top_k == 0) hf_fail(c, "deepseek_v2 needs 'num_experts_per_tok' (HF default None)");
+    int64_t ns = hf_i(c, o, "n_shared_experts", v2 ? 2 : 1);
+    double rsf = hf_f(c, o, "routed_scaling_factor", v2 ? 1.0 : glm ? 1.0 : 2.5);
+    int64_t ng = hf_i(c, o, "n_group", v2 ? 0 : glm ? 1 : 8);
+    int64_t kg = hf_i(c, o, "topk_group", v2 ? 0 : glm ? 1 : 4);
+    int norm = hf_b(c, o, "norm_topk_prob", v2 ? 0 : 1);
+    int64_t fk = hf_i(c, o, "first_k_dense_replace", v2 ? 0 : glm ? 1 : 3);
+    int64_t freq = hf_i(c, o, "moe_layer_freq", 1);
+    hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+    m->scale = (float)rsf;
+    if (v2) {
+        const char *tm = hf_s(c, o, "topk_method", "greedy");
+        const char *sf = hf_s(c, o, "scoring_func", "softmax");
+        if (sf && strcmp(sf, "softmax")) {
+            snprintf(f->msg, sizeof f->msg, "deepseek_v2 scoring_func '%s' is not supported "
+                     "(softmax)", sf);
+            hf_fail(c, f->msg);
+        }
+        m->score = MOE_SCORE_SOFTMAX;
+        if (tm && !strcmp(tm, "group_limited_greedy")) {
+            if (ng <= 0 || kg <= 0)
+                hf_fail(c, "deepseek_v2 group_limited_greedy needs 'n_group' and 'topk_group' "
+                        "(HF default None)");
+            m->n_group = (int)ng;
+            m->topk_group = (int)kg;
+            m->group_score = MOE_GROUP_MAX;
+        } else if (tm && strcmp(tm, "greedy")) {
+            snprintf(f->msg, sizeof f->msg, "deepseek_v2 topk_method '%s' is not supported "
+                     "(greedy, group_limited_greedy)", tm);
+            hf_fail(c, f->msg);
+        }
+        /* HF DeepseekV2Moe never renormalises, whatever norm_topk_prob says */
+        if (norm)
+            snprintf(p->note, sizeof p->note, "norm_topk_prob = true is ignored, as in HF "
+                     "deepseek_v2 (weights are not renormalised)");
+    } else {
+        m->score = MOE_SCORE_SIGMOID;
+        m->select_bias = 1;
+        m->n_group = (int)ng;
+        m->topk_group = (int)kg;
+        m->group_score = MOE_GROUP_TOP2_SUM;
+        if (norm) {
+            m->norm = MOE_NORM_SUM;
+            m->norm_eps = 1e-20f;
+        }
+    }
+    if (!hf_layers(f, "num_hidden_layers", v2 ? 32 : glm ? 46 : 61)) return -1;
+    if (f->layer < fk) {
+        snprintf(f->msg, sizeof f->msg, "first_k_dense_replace = %lld", (long long)fk);
+        hf_dense(c, f->layer, f->msg);
+        return -1;
+    }
+    if (freq > 1 && !c->bad && !p->note[0])
+        snprintf(p->note, sizeof p->note, "moe_layer_freq = %lld is ignored, as in HF %s (every "
+                 "layer from first_k_dense_replace on is MoE)", (long long)freq, f->mt);
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
+    if (!v2)
+        hf_add(p, HF_SELECT_BIAS, "mlp.gate.e_score_correction_bias", 0, MOE_OUT_IN, 1,
+               m->n_experts, 0, 0);
+    if (ns > 0) {
+        m->n_shared = (int)ns;
+        m->d_shared = m->d_ff;
+        hf_shared(p, "mlp.shared_experts.");
+    }
+    return 0;
+}
+
+/* HF GptOssConfig; the dequantized layout (not the MXFP4 _blocks/_scales one). */
+static int hf_gpt_oss(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    m->d_model = (int)hf_i(c, f->o, "hidden_size", 2880);
+    m->d_ff = (int)hf_i(c, f->o, "intermediate_size", 2880);
+    m->n_experts = (int)hf_i2(c, f->o, "num_local_experts", "num_experts", 128);
+    m->top_k = (int)hf_i(c, f->o, "num_experts_per_tok", 4);
+    m->score = MOE_SCORE_SOFTMAX_TOPK;
+    m->router_bias = 1;
+    m->expert_bias = 1;
+    m->act = MOE_ACT_SWIGLU_OAI;
+    /* swiglu_alpha: GptOssConfig key in newer configuration_gpt_oss.py (older
+       modeling_gpt_oss.py hard-codes 1.702) */
+    m->act_alpha = (float)hf_f(c, f->o, "swiglu_alpha", 1.702);
+    m->act_limit = (float)hf_f(c, f->o, "swiglu_limit", 7.0);
+    if (!hf_layers(f, "num_hidden_layers", 36)) return -1;
+    int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+    p->split = MOE_SPLIT_INTERLEAVED;
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    hf_add(p, HF_ROUTER, "mlp.router.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+    hf_add(p, HF_ROUTER_BIAS, "mlp.router.bias", 0, MOE_OUT_IN, 1, E, 0, 0);
+    hf_add(p, HF_GATE_UP, "mlp.experts.gate_up_proj", 0, MOE_IN_OUT, 3, E, d, 2 * ff);
+    hf_add(p, HF_GATE_UP_BIAS, "mlp.experts.gate_up_proj_bias", 0, MOE_OUT_IN, 2, E, 2 * ff, 0);
+    hf_add(p, HF_DOWN, "mlp.experts.down_proj", 0, MOE_IN_OUT, 3, E, ff, d);
+    hf_add(p, HF_DOWN_BIAS, "mlp.experts.down_proj_bias", 0, MOE_OUT_IN, 2, E, d, 0);
+    return 0;
+}
+
+/* HF Llama4TextConfig, nested under text_config in Llama4Config. MoE layers: moe_layers if
+   given, else every interleave_moe_layer_step-th (step - 1, 2 step - 1, ...). */
+static int hf_llama4(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    m->d_model = (int)hf_i(c, o, "hidden_size", 5120);
+    m->d_ff = (int)hf_i(c, o, "intermediate_size", 8192);
+    m->n_experts = (int)hf_i2(c, o, "num_local_experts", "num_experts", 16);
+    m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 1);
+    m->score = MOE_SCORE_SIGMOID_TOPK;
+    m->weight_on_input = 1;
+    hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+    int64_t step = hf_i(c, o, "interleave_moe_layer_step", 1);
+    if (!hf_layers(f, "num_hidden_layers", 48)) return -1;
+    const mio_json *ml = mio_json_get(o, "moe_layers");
+    if (ml && !mio_json_is_null(ml)) {
+        if (!hf_in_list(c, o, "moe_layers", f->layer)) {
+            hf_dense(c, f->layer, "not listed in moe_layers");
+            return -1;
+        }
+    } else if (step <= 0 || (f->layer + 1) % step) {
+        snprintf(f->msg, sizeof f->msg, "interleave_moe_layer_step = %lld: MoE layers are "
+                 "step-1, 2*step-1, ...", (long long)step);
+        hf_dense(c, f->layer, f->msg);
+        return -1;
+    }
+    int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+    m->n_shared = 1;
+    m->d_shared = m->d_ff;
+    p->split = MOE_SPLIT_HALVES;
+    hf_prefix(p, "language_model.model.layers.{L}.", f->layer);
+    hf_prefix(p, "model.language_model.layers.{L}.", f->layer);
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    hf_add(p, HF_ROUTER, "feed_forward.router.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+    hf_add(p, HF_GATE_UP, "feed_forward.experts.gate_up_proj", 0, MOE_IN_OUT, 3, E, d, 2 * ff);
+    hf_add(p, HF_DOWN, "feed_forward.experts.down_proj", 0, MOE_IN_OUT, 3, E, ff, d);
+    hf_shared(p, "feed_forward.shared_expert.");
+    return 0;
+}
+
+/* HF DbrxConfig + DbrxFFNConfig (nested as ffn_config). */
+static int hf_dbrx(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *fc = mio_json_get(f->root, "ffn_config");
+    const char *act = "silu";
+    m->d_model = (int)hf_i(c, f->o, "d_model", 2048);
+    m->d_ff = (int)hf_i(c, fc, "ffn_hidden_size", 3584);
+    m->n_experts = (int)hf_i(c, fc, "moe_num_experts", 4);
+    m->top_k = (int)hf_i(c, fc, "moe_top_k", 1);
+    const mio_json *af = mio_json_get(fc, "ffn_act_fn");
+    if (af && mio_json_type(af) == MIO_JSON_OBJECT) act = hf_s(c, af, "name", "silu");
+    hf_set_act(c, p, act);
+    const mio_json *nw = mio_json_get(fc, "moe_normalize_expert_weights");
+    if (!nw || !mio_json_is_null(nw)) {
+        m->norm = MOE_NORM_LP;
+        m->norm_p = (float)hf_f(c, fc, "moe_normalize_expert_weights", 1.0);
+        if (!c->bad && !(m->norm_p > 0.0f)) hf_fail(c, "moe_normalize_expert_weights must be > 0");
+    }
+    if (!hf_layers(f, "n_layers", 24)) return -1;
+    int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+    hf_prefix(p, "transformer.blocks.{L}.", f->layer);
+    hf_add(p, HF_ROUTER, "ffn.router.layer.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+    hf_add(p, HF_GATE, "ffn.experts.mlp.w1", 0, MOE_OUT_IN, 2, E * ff, d, 0);
+    hf_add(p, HF_UP, "ffn.experts.mlp.v1", 0, MOE_OUT_IN, 2, E * ff, d, 0);
+    hf_add(p, HF_DOWN, "ffn.experts.mlp.w2", 0, MOE_IN_OUT, 2, E * ff, d, 0);
+    return 0;
+}
+
+/* HF GraniteMoeConfig (GraniteMoeShared adds shared_intermediate_size). */
+static int hf_granite(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    m->d_model = (int)hf_i(c, f->o, "hidden_size", 4096);
+    m->d_ff = (int)hf_i(c, f->o, "intermediate_size", 11008);
+    m->n_experts = (int)hf_i2(c, f->o, "num_local_experts", "num_experts", 8);
+    m->top_k = (int)hf_i(c, f->o, "num_experts_per_tok", 2);
+    m->score = MOE_SCORE_SOFTMAX_TOPK;
+    hf_set_act(c, p, hf_s(c, f->o, "hidden_act", "silu"));
+    if (!hf_layers(f, "num_hidden_layers", 32)) return -1;
+    int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+    p->split = MOE_SPLIT_HALVES;
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    hf_add(p, HF_ROUTER, "block_sparse_moe.router.layer.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+    hf_add(p, HF_GATE_UP, "block_sparse_moe.input_linear.weight", 0, MOE_OUT_IN, 3, E, 2 * ff, d);
+    hf_add(p, HF_DOWN, "block_sparse_moe.output_linear.weight", 0, MOE_OUT_IN, 3, E, d, ff);
+    if (HF_IS(f, "granitemoeshared")) {
+        int64_t S = hf_i(c, f->o, "shared_intermediate_size", 0);
+        if (S > 0) {
+            hf_fail(c, "granitemoeshared shared_mlp is not supported yet");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* HF Ernie4_5_MoeConfig. MoE layer: (layer + 1) % interval == 0 and start <= layer <= end
+   (end -1 = the last layer). */
+static int hf_ernie(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    m->d_model = (int)hf_i(c, o, "hidden_size", 2560);
+    m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", 1536);
+    m->n_experts = (int)hf_i2(c, o, "moe_num_experts", "num_local_experts", 64);
+    m->top_k = (int)hf_i(c, o, "moe_k", 6);
+    int64_t ns = hf_i(c, o, "moe_num_shared_experts", 2);
+    int64_t nl = hf_i(c, o, "num_hidden_layers", 28);
+    int64_t start = hf_i(c, o, "moe_layer_start_index", 1);
+    int64_t end = hf_i(c, o, "moe_layer_end_index", -1);
+    int64_t iv = hf_i(c, o, "moe_layer_interval", 1);
+    m->score = MOE_SCORE_SOFTMAX;
+    m->select_bias = 1;
+    m->norm = MOE_NORM_SUM_CLAMP;
+    m->norm_eps = (float)hf_f(c, o, "moe_norm_min", 1e-12);
+    hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+    if (hf_b(c, o, "use_bias", 0)) hf_fail(c, "use_bias = true is not supported");
+    if (end == -1) end = nl - 1;
+    if (!hf_layer_range(c, f->layer, nl, "num_hidden_layers")) return -1;
+    if (iv <= 0 || (f->layer + 1) % iv || f->layer < start || f->layer > end) {
+        snprintf(f->msg, sizeof f->msg, "moe_layer_start_index = %lld, moe_layer_end_index = "
+                 "%lld, moe_layer_interval = %lld", (long long)start, (long long)end, (long long)iv);
+        hf_dense(c, f->layer, f->msg);
+        return -1;
+    }
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
+    hf_add(p, HF_SELECT_BIAS, "mlp.moe_statics.e_score_correction_bias", 0, MOE_OUT_IN, 2, 1,
+           m->n_experts, 0);
+    hf_alt(p, 1, m->n_experts, 0);
+    if (ns > 0) {
+        m->n_shared = (int)ns;
+        m->d_shared = m->d_ff;
+        hf_shared(p, "mlp.shared_experts.");
+    }
+    return 0;
+}
+
+/* HF SwitchTransformersConfig: sparse step = num_layers // num_sparse_*_layers; block i is
+   sparse if i % step == 1 or step == 1. */
+static int hf_switch(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    int64_t nl = hf_i(c, o, "num_layers", 12);
+    /* configuration_switch_transformers.py: absent -> 12, explicit null -> num_layers */
+    const mio_json *ndj = mio_json_get(o, "num_decoder_layers");
+    int64_t ndl = ndj && mio_json_is_null(ndj) ? nl : hf_i(c, o, "num_decoder_layers", 12);
+    int64_t nse = hf_i(c, o, "num_sparse_encoder_layers", 3);
+    int64_t nsd = hf_i(c, o, "num_sparse_decoder_layers", 3);
+    m->d_model = (int)hf_i(c, o, "d_model", 768);
+    m->d_ff = (int)hf_i(c, o, "d_ff", 2048);
+    m->n_experts = (int)hf_i(c, o, "num_experts", 8);
+    m->top_k = 1;
+    m->ffn = MOE_FFN_PLAIN;
+    m->capacity = (int)hf_i(c, o, "expert_capacity", 64);
+    m->drop = MOE_DROP_ZERO; /* HF since PR #37123 (2025-04), and Mesh TensorFlow */
+    m->router_bias = hf_b(c, o, "router_bias", 0);
+    hf_set_act(c, p, hf_s(c, o, "dense_act_fn", "relu"));
+    if (c->bad) return -1;
+    int stack = f->stack;
+    int64_t layer = f->layer;
+    if (!stack) {
+        if (layer >= 0 && layer < nl) stack = HF_STACK_ENCODER;
+        else if (layer >= nl) { stack = HF_STACK_DECODER; layer -= nl; }
+    }
+    int dec = stack == HF_STACK_DECODER;
+    int64_t n = dec ? ndl : nl, ns = dec ? nsd : nse;
+    int64_t step = ns > 0 ? n / ns : 0; /* 0: no sparse block (modeling_switch_transformers.py) */
+    snprintf(p->layer_name, sizeof p->layer_name, "%s layer %lld", dec ? "decoder" : "encoder",
+             (long long)layer);
+    if (!hf_layer_range(c, layer, n, dec ? "num_decoder_layers" : "num_layers")) return -1;
+    if (!(step > 0 && (layer % step == 1 || step == 1))) {
+        snprintf(f->msg, sizeof f->msg, "%s block %lld is dense: num_sparse_%s_layers = %lld makes "
+                 "blocks i with i %% %lld == 1 sparse", dec ? "decoder" : "encoder",
+                 (long long)layer, dec ? "decoder" : "encoder", (long long)ns, (long long)step);
+        hf_dense(c, layer, f->msg);
+        return -1;
+    }
+    int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+    hf_prefix(p, dec ? "decoder.block.{L}.layer.2.mlp." : "encoder.block.{L}.layer.1.mlp.", layer);
+    hf_add(p, HF_ROUTER, "router.classifier.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+    if (m->router_bias)
+        hf_add(p, HF_ROUTER_BIAS, "router.classifier.bias", 0, MOE_OUT_IN, 1, E, 0, 0);
+    hf_add(p, HF_UP, "experts.expert_{e}.wi.weight", 1, MOE_OUT_IN, 2, ff, d, 0);
+    hf_add(p, HF_DOWN, "experts.expert_{e}.wo.weight", 1, MOE_OUT_IN, 2, d, ff, 0);
+    return 0;
+}
+
+/* Every model_type the CLI runs, with its mapping function and the stacks its --layer takes
+   (a bit per hf_stacks entry; 0: plain indices only). Where the config nests the text model
+   (VLMs), `text` names the key. The order is the one --help and the error list print. */
+static const struct hf_family {
+    const char *model_type;
+    int (*fn)(hf_fam *);
+    const char *text;
+    unsigned stacks;
+} hf_table[] = {
+    {"mixtral", hf_mixtral, NULL, 0},
+    {"phimoe", hf_mixtral, NULL, 0},
+    {"qwen2_moe", hf_qwen, NULL, 0},
+    {"qwen3_moe", hf_qwen, NULL, 0},
+    {"olmoe", hf_olmoe, NULL, 0},
+    {"jamba", hf_jamba, NULL, 0},
+    {"deepseek_v2", hf_deepseek, NULL, 0},
+    {"deepseek_v3", hf_deepseek, NULL, 0},
+    {"kimi_k2", hf_deepseek, NULL, 0},
+    {"glm4_moe", hf_deepseek, NULL, 0},
+    {"gpt_oss", hf_gpt_oss, NULL, 0},
+    {"llama4", hf_llama4, "text_config", 0},
+    {"llama4_text", hf_llama4, NULL, 0},
+    {"dbrx", hf_dbrx, NULL, 0},
+    {"granitemoe", hf_granite, NULL, 0},
+    {"granitemoeshared", hf_granite, NULL, 0},
+    {"ernie4_5_moe", hf_ernie, NULL, 0},
+    {"switch_transformers", hf_switch, NULL, 1u << HF_STACK_ENCODER | 1u << HF_STACK_DECODER},
+};
+#define HF_N_FAMILIES (sizeof hf_table / sizeof *hf_table)
 
 /* Fills *p for layer `layer_arg` of the model whose config.json root is `root`.
    0 on success; otherwise -1 and a message in err. */
 static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg, char *err,
                          size_t err_size) {
     hf_ctx cx = {err, err_size, 0}, *c = &cx;
-    const mio_json *o = root;
+    hf_fam f;
     const char *mt;
-    int stack;
-    int64_t layer;
+    const struct hf_family *fam = NULL;
     moe_config *m = &p->cfg;
     char msg[400];
 
@@ -271,388 +750,32 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         return -1;
     }
     snprintf(p->family, sizeof p->family, "%s", mt);
-    if (!hf_parse_layer(layer_arg, &stack, &layer)) {
-        snprintf(err, err_size, "bad --layer '%s': expected a layer index%s", layer_arg,
-                 strcmp(mt, "switch_transformers") ? "" : ", encoder.N or decoder.N");
-        return -1;
-    }
-    if (stack && strcmp(mt, "switch_transformers")) {
-        snprintf(err, err_size, "bad --layer '%s': encoder./decoder. is for switch_transformers "
-                 "only", layer_arg);
-        return -1;
-    }
-    snprintf(p->layer_name, sizeof p->layer_name, "layer %lld", (long long)layer);
-
-    if (!strcmp(mt, "mixtral") || !strcmp(mt, "phimoe")) {
-        /* HF MixtralConfig / PhimoeConfig */
-        int phi = !strcmp(mt, "phimoe");
-        m->d_model = (int)hf_i(c, o, "hidden_size", 4096);
-        m->d_ff = (int)hf_i(c, o, "intermediate_size", phi ? 6400 : 14336);
-        m->n_experts = (int)hf_i(c, o, "num_local_experts", phi ? 16 : 8);
-        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 2);
-        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
-        if (phi) {
-            m->score = MOE_SCORE_SPARSEMIXER;
-            m->jitter_eps = (float)hf_f(c, o, "router_jitter_noise", 0.01);
-            if (!c->bad && m->jitter_eps == 0.0f)
-                hf_fail(c, "router_jitter_noise = 0 is not supported (moe.h reads 0 as 0.01)");
-        } else {
-            m->norm = MOE_NORM_SUM;
-        }
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
-            return -1;
-        hf_prefix(p, "model.layers.{L}.", layer);
-        hf_modulelist(p, "block_sparse_moe.", "gate.weight", "w1", "w3", "w2");
-    } else if (!strcmp(mt, "qwen2_moe") || !strcmp(mt, "qwen3_moe")) {
-        /* HF Qwen2MoeConfig / Qwen3MoeConfig; sparse layer: not in mlp_only_layers, num_experts
-           > 0 and (layer + 1) % decoder_sparse_step == 0 */
-        int q2 = !strcmp(mt, "qwen2_moe");
-        m->d_model = (int)hf_i(c, o, "hidden_size", 2048);
-        m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", q2 ? 1408 : 768);
-        m->n_experts = (int)hf_i(c, o, "num_experts", q2 ? 60 : 128);
-        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", q2 ? 4 : 8);
-        m->norm = hf_b(c, o, "norm_topk_prob", 0) ? MOE_NORM_SUM : MOE_NORM_NONE;
-        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
-        int64_t step = hf_i(c, o, "decoder_sparse_step", 1);
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 24), /* both configs */
-                            "num_hidden_layers"))
-            return -1;
-        if (hf_in_list(c, o, "mlp_only_layers", layer)) {
-            hf_dense(c, layer, "listed in mlp_only_layers");
-            return -1;
-        }
-        if (m->n_experts <= 0 || step <= 0 || (layer + 1) % step) {
-            snprintf(msg, sizeof msg, "decoder_sparse_step = %lld: sparse layers are those with "
-                     "(layer + 1) %% step == 0", (long long)step);
-            hf_dense(c, layer, msg);
-            return -1;
-        }
-        hf_prefix(p, "model.layers.{L}.", layer);
-        hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
-        if (q2) {
-            int64_t S = hf_i(c, o, "shared_expert_intermediate_size", 5632);
-            if (S > 0) {
-                m->n_shared = 1;
-                m->d_shared = (int)S;
-                m->shared_gate = MOE_SHARED_GATE_SIGMOID;
-                hf_shared(p, "mlp.shared_expert.");
-                hf_add(p, HF_SH_GATE_W, "mlp.shared_expert_gate.weight", 0, MOE_OUT_IN, 2, 1,
-                       m->d_model, 0);
-                hf_alt(p, 1, m->d_model, 0);
-            }
-        }
-    } else if (!strcmp(mt, "olmoe")) {
-        m->d_model = (int)hf_i(c, o, "hidden_size", 2048);
-        m->d_ff = (int)hf_i(c, o, "intermediate_size", 2048);
-        m->n_experts = (int)hf_i(c, o, "num_experts", 64);
-        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 8);
-        m->norm = hf_b(c, o, "norm_topk_prob", 0) ? MOE_NORM_SUM : MOE_NORM_NONE;
-        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 16), "num_hidden_layers"))
-            return -1;
-        hf_prefix(p, "model.layers.{L}.", layer);
-        hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
-    } else if (!strcmp(mt, "jamba")) {
-        /* HF JambaConfig: MoE layer if num_experts > 1 and layer % period == offset */
-        m->d_model = (int)hf_i(c, o, "hidden_size", 4096);
-        m->d_ff = (int)hf_i(c, o, "intermediate_size", 14336);
-        m->n_experts = (int)hf_i(c, o, "num_experts", 16);
-        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 2);
-        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
-        int64_t period = hf_i(c, o, "expert_layer_period", 2), off = hf_i(c, o, "expert_layer_offset", 1);
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
-            return -1;
-        if (m->n_experts <= 1 || period <= 0 || layer % period != off) {
-            snprintf(msg, sizeof msg, "expert_layer_period = %lld, expert_layer_offset = %lld",
-                     (long long)period, (long long)off);
-            hf_dense(c, layer, msg);
-            return -1;
-        }
-        hf_prefix(p, "model.layers.{L}.", layer);
-        hf_modulelist(p, "feed_forward.", "router.weight", "gate_proj", "up_proj", "down_proj");
-    } else if (!strcmp(mt, "deepseek_v2") || !strcmp(mt, "deepseek_v3") || !strcmp(mt, "kimi_k2") ||
-               !strcmp(mt, "glm4_moe")) {
-        /* HF DeepseekV2Config / DeepseekV3Config / Glm4MoeConfig. Kimi-K2 checkpoints say
-           model_type "kimi_k2" and run DeepseekV3's code (remote configuration_deepseek.py). MoE layer: layer >=
-           first_k_dense_replace and layer % moe_layer_freq == 0 (HF modeling code ignores the
-           freq for all three; released configs have 1). V2 defaults: configuration_deepseek_v2.py
-           (num_experts_per_tok, n_group, topk_group default to None there: required here). */
-        int v2 = !strcmp(mt, "deepseek_v2"), glm = !strcmp(mt, "glm4_moe");
-        m->d_model = (int)hf_i(c, o, "hidden_size", v2 ? 4096 : glm ? 4096 : 7168);
-        m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", v2 ? 1407 : glm ? 1408 : 2048);
-        m->n_experts = (int)hf_i(c, o, "n_routed_experts", v2 ? 64 : glm ? 128 : 256);
-        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", v2 ? 0 : 8);
-        if (v2 && m->top_k == 0)
-            hf_fail(c, "deepseek_v2 needs 'num_experts_per_tok' (HF default None)");
-        int64_t ns = hf_i(c, o, "n_shared_experts", v2 ? 2 : 1);
-        double rsf = hf_f(c, o, "routed_scaling_factor", v2 ? 1.0 : glm ? 1.0 : 2.5);
-        int64_t ng = hf_i(c, o, "n_group", v2 ? 0 : glm ? 1 : 8);
-        int64_t kg = hf_i(c, o, "topk_group", v2 ? 0 : glm ? 1 : 4);
-        int norm = hf_b(c, o, "norm_topk_prob", v2 ? 0 : 1);
-        int64_t fk = hf_i(c, o, "first_k_dense_replace", v2 ? 0 : glm ? 1 : 3);
-        int64_t freq = hf_i(c, o, "moe_layer_freq", 1);
-        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
-        m->scale = (float)rsf;
-        if (v2) {
-            const char *tm = hf_s(c, o, "topk_method", "greedy");
-            const char *sf = hf_s(c, o, "scoring_func", "softmax");
-            if (sf && strcmp(sf, "softmax")) {
-                snprintf(msg, sizeof msg, "deepseek_v2 scoring_func '%s' is not supported "
-                         "(softmax)", sf);
-                hf_fail(c, msg);
-            }
-            m->score = MOE_SCORE_SOFTMAX;
-            if (tm && !strcmp(tm, "group_limited_greedy")) {
-                if (ng <= 0 || kg <= 0)
-                    hf_fail(c, "deepseek_v2 group_limited_greedy needs 'n_group' and "
-                            "'topk_group' (HF default None)");
-                m->n_group = (int)ng;
-                m->topk_group = (int)kg;
-                m->group_score = MOE_GROUP_MAX;
-            } else if (tm && strcmp(tm, "greedy")) {
-                snprintf(msg, sizeof msg, "deepseek_v2 topk_method '%s' is not supported "
-                         "(greedy, group_limited_greedy)", tm);
-                hf_fail(c, msg);
-            }
-            /* HF DeepseekV2Moe never renormalises, whatever norm_topk_prob says */
-            if (norm)
-                snprintf(p->note, sizeof p->note, "norm_topk_prob = true is ignored, as in HF "
-                         "deepseek_v2 (weights are not renormalised)");
-        } else {
-            m->score = MOE_SCORE_SIGMOID;
-            m->select_bias = 1;
-            m->n_group = (int)ng;
-            m->topk_group = (int)kg;
-            m->group_score = MOE_GROUP_TOP2_SUM;
-            if (norm) {
-                m->norm = MOE_NORM_SUM;
-                m->norm_eps = 1e-20f;
-            }
-        }
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", v2 ? 32 : glm ? 46 : 61),
-                            "num_hidden_layers"))
-            return -1;
-        if (layer < fk) {
-            snprintf(msg, sizeof msg, "first_k_dense_replace = %lld", (long long)fk);
-            hf_dense(c, layer, msg);
-            return -1;
-        }
-        if (freq > 1 && layer % freq) {
-            snprintf(msg, sizeof msg, "moe_layer_freq = %lld", (long long)freq);
-            hf_dense(c, layer, msg);
-            return -1;
-        }
-        hf_prefix(p, "model.layers.{L}.", layer);
-        hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
-        if (!v2) {
-            hf_add(p, HF_SELECT_BIAS, "mlp.gate.e_score_correction_bias", 0, MOE_OUT_IN, 1,
-                   m->n_experts, 0, 0);
-        }
-        if (ns > 0) {
-            m->n_shared = (int)ns;
-            m->d_shared = m->d_ff;
-            hf_shared(p, "mlp.shared_experts.");
-        }
-    } else if (!strcmp(mt, "gpt_oss")) {
-        /* HF GptOssConfig; the dequantized layout (not the MXFP4 _blocks/_scales one) */
-        m->d_model = (int)hf_i(c, o, "hidden_size", 2880);
-        m->d_ff = (int)hf_i(c, o, "intermediate_size", 2880);
-        m->n_experts = (int)hf_i(c, o, "num_local_experts", 128);
-        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 4);
-        m->score = MOE_SCORE_SOFTMAX_TOPK;
-        m->router_bias = 1;
-        m->expert_bias = 1;
-        m->act = MOE_ACT_SWIGLU_OAI;
-        /* swiglu_alpha: GptOssConfig key in newer configuration_gpt_oss.py (older
-           modeling_gpt_oss.py hard-codes 1.702) */
-        m->act_alpha = (float)hf_f(c, o, "swiglu_alpha", 1.702);
-        m->act_limit = (float)hf_f(c, o, "swiglu_limit", 7.0);
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 36), "num_hidden_layers"))
-            return -1;
-        int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
-        p->split = MOE_SPLIT_INTERLEAVED;
-        hf_prefix(p, "model.layers.{L}.", layer);
-        hf_add(p, HF_ROUTER, "mlp.router.weight", 0, MOE_OUT_IN, 2, E, d, 0);
-        hf_add(p, HF_ROUTER_BIAS, "mlp.router.bias", 0, MOE_OUT_IN, 1, E, 0, 0);
-        hf_add(p, HF_GATE_UP, "mlp.experts.gate_up_proj", 0, MOE_IN_OUT, 3, E, d, 2 * ff);
-        hf_add(p, HF_GATE_UP_BIAS, "mlp.experts.gate_up_proj_bias", 0, MOE_OUT_IN, 2, E, 2 * ff, 0);
-        hf_add(p, HF_DOWN, "mlp.experts.down_proj", 0, MOE_IN_OUT, 3, E, ff, d);
-        hf_add(p, HF_DOWN_BIAS, "mlp.experts.down_proj_bias", 0, MOE_OUT_IN, 2, E, d, 0);
-    } else if (!strcmp(mt, "llama4") || !strcmp(mt, "llama4_text")) {
-        /* HF Llama4TextConfig, nested under text_config in Llama4Config. MoE layers: moe_layers
-           if given, else every interleave_moe_layer_step-th (step - 1, 2 step - 1, ...). */
-        const mio_json *tc = mio_json_get(root, "text_config");
-        if (tc && mio_json_type(tc) == MIO_JSON_OBJECT) o = tc;
-        m->d_model = (int)hf_i(c, o, "hidden_size", 5120);
-        m->d_ff = (int)hf_i(c, o, "intermediate_size", 8192);
-        m->n_experts = (int)hf_i(c, o, "num_local_experts", 16);
-        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 1);
-        m->score = MOE_SCORE_SIGMOID_TOPK;
-        m->weight_on_input = 1;
-        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
-        int64_t step = hf_i(c, o, "interleave_moe_layer_step", 1);
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 48), "num_hidden_layers"))
-            return -1;
-        const mio_json *ml = mio_json_get(o, "moe_layers");
-        if (ml && !mio_json_is_null(ml)) {
-            if (!hf_in_list(c, o, "moe_layers", layer)) {
-                hf_dense(c, layer, "not listed in moe_layers");
-                return -1;
-            }
-        } else if (step <= 0 || (layer + 1) % step) {
-            snprintf(msg, sizeof msg, "interleave_moe_layer_step = %lld: MoE layers are "
-                     "step-1, 2*step-1, ...", (long long)step);
-            hf_dense(c, layer, msg);
-            return -1;
-        }
-        int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
-        m->n_shared = 1;
-        m->d_shared = m->d_ff;
-        p->split = MOE_SPLIT_HALVES;
-        hf_prefix(p, "language_model.model.layers.{L}.", layer);
-        hf_prefix(p, "model.language_model.layers.{L}.", layer);
-        hf_prefix(p, "model.layers.{L}.", layer);
-        hf_add(p, HF_ROUTER, "feed_forward.router.weight", 0, MOE_OUT_IN, 2, E, d, 0);
-        hf_add(p, HF_GATE_UP, "feed_forward.experts.gate_up_proj", 0, MOE_IN_OUT, 3, E, d, 2 * ff);
-        hf_add(p, HF_DOWN, "feed_forward.experts.down_proj", 0, MOE_IN_OUT, 3, E, ff, d);
-        hf_shared(p, "feed_forward.shared_expert.");
-    } else if (!strcmp(mt, "dbrx")) {
-        /* HF DbrxConfig + DbrxFFNConfig (nested as ffn_config) */
-        const mio_json *fc = mio_json_get(root, "ffn_config");
-        const char *act = "silu";
-        m->d_model = (int)hf_i(c, o, "d_model", 2048);
-        m->d_ff = (int)hf_i(c, fc, "ffn_hidden_size", 3584);
-        m->n_experts = (int)hf_i(c, fc, "moe_num_experts", 4);
-        m->top_k = (int)hf_i(c, fc, "moe_top_k", 1);
-        const mio_json *af = mio_json_get(fc, "ffn_act_fn");
-        if (af && mio_json_type(af) == MIO_JSON_OBJECT) act = hf_s(c, af, "name", "silu");
-        hf_set_act(c, p, act);
-        const mio_json *nw = mio_json_get(fc, "moe_normalize_expert_weights");
-        if (!nw || !mio_json_is_null(nw)) {
-            m->norm = MOE_NORM_LP;
-            m->norm_p = (float)hf_f(c, fc, "moe_normalize_expert_weights", 1.0);
-            if (!c->bad && !(m->norm_p > 0.0f))
-                hf_fail(c, "moe_normalize_expert_weights must be > 0");
-        }
-        if (!hf_layer_range(c, layer, hf_i(c, o, "n_layers", 24), "n_layers")) return -1;
-        int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
-        hf_prefix(p, "transformer.blocks.{L}.", layer);
-        hf_add(p, HF_ROUTER, "ffn.router.layer.weight", 0, MOE_OUT_IN, 2, E, d, 0);
-        hf_add(p, HF_GATE, "ffn.experts.mlp.w1", 0, MOE_OUT_IN, 2, E * ff, d, 0);
-        hf_add(p, HF_UP, "ffn.experts.mlp.v1", 0, MOE_OUT_IN, 2, E * ff, d, 0);
-        hf_add(p, HF_DOWN, "ffn.experts.mlp.w2", 0, MOE_IN_OUT, 2, E * ff, d, 0);
-    } else if (!strcmp(mt, "granitemoe") || !strcmp(mt, "granitemoeshared")) {
-        /* HF GraniteMoeConfig (GraniteMoeShared adds shared_intermediate_size) */
-        m->d_model = (int)hf_i(c, o, "hidden_size", 4096);
-        m->d_ff = (int)hf_i(c, o, "intermediate_size", 11008);
-        m->n_experts = (int)hf_i(c, o, "num_local_experts", 8);
-        m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 2);
-        m->score = MOE_SCORE_SOFTMAX_TOPK;
-        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
-        if (!hf_layer_range(c, layer, hf_i(c, o, "num_hidden_layers", 32), "num_hidden_layers"))
-            return -1;
-        int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
-        p->split = MOE_SPLIT_HALVES;
-        hf_prefix(p, "model.layers.{L}.", layer);
-        hf_add(p, HF_ROUTER, "block_sparse_moe.router.layer.weight", 0, MOE_OUT_IN, 2, E, d, 0);
-        hf_add(p, HF_GATE_UP, "block_sparse_moe.input_linear.weight", 0, MOE_OUT_IN, 3, E, 2 * ff, d);
-        hf_add(p, HF_DOWN, "block_sparse_moe.output_linear.weight", 0, MOE_OUT_IN, 3, E, d, ff);
-        if (!strcmp(mt, "granitemoeshared")) {
-            int64_t S = hf_i(c, o, "shared_intermediate_size", 0);
-            if (S > 0) {
-                hf_fail(c, "granitemoeshared shared_mlp is not supported yet");
-                return -1;
-            }
-        }
-    } else if (!strcmp(mt, "ernie4_5_moe")) {
-        /* HF Ernie4_5_MoeConfig. MoE layer: (layer + 1) % interval == 0 and start <= layer <=
-           end (end -1 = the last layer) */
-        m->d_model = (int)hf_i(c, o, "hidden_size", 2560);
-        m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", 1536);
-        m->n_experts = (int)hf_i(c, o, "moe_num_experts", 64);
-        m->top_k = (int)hf_i(c, o, "moe_k", 6);
-        int64_t ns = hf_i(c, o, "moe_num_shared_experts", 2);
-        int64_t nl = hf_i(c, o, "num_hidden_layers", 28);
-        int64_t start = hf_i(c, o, "moe_layer_start_index", 1);
-        int64_t end = hf_i(c, o, "moe_layer_end_index", -1);
-        int64_t iv = hf_i(c, o, "moe_layer_interval", 1);
-        m->score = MOE_SCORE_SOFTMAX;
-        m->select_bias = 1;
-        m->norm = MOE_NORM_SUM_CLAMP;
-        m->norm_eps = (float)hf_f(c, o, "moe_norm_min", 1e-12);
-        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
-        if (hf_b(c, o, "use_bias", 0)) hf_fail(c, "use_bias = true is not supported");
-        if (end == -1) end = nl - 1;
-        if (!hf_layer_range(c, layer, nl, "num_hidden_layers")) return -1;
-        if (iv <= 0 || (layer + 1) % iv || layer < start || layer > end) {
-            snprintf(msg, sizeof msg, "moe_layer_start_index = %lld, moe_layer_end_index = %lld, "
-                     "moe_layer_interval = %lld", (long long)start, (long long)end, (long long)iv);
-            hf_dense(c, layer, msg);
-            return -1;
-        }
-        hf_prefix(p, "model.layers.{L}.", layer);
-        hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
-        hf_add(p, HF_SELECT_BIAS, "mlp.moe_statics.e_score_correction_bias", 0, MOE_OUT_IN, 2, 1,
-               m->n_experts, 0);
-        hf_alt(p, 1, m->n_experts, 0);
-        if (ns > 0) {
-            m->n_shared = (int)ns;
-            m->d_shared = m->d_ff;
-            hf_shared(p, "mlp.shared_experts.");
-        }
-    } else if (!strcmp(mt, "switch_transformers")) {
-        /* HF SwitchTransformersConfig: sparse step = num_layers // num_sparse_*_layers; block i
-           is sparse if i % step == 1 or step == 1. */
-        int64_t nl = hf_i(c, o, "num_layers", 12);
-        /* configuration_switch_transformers.py: absent -> 12, explicit null -> num_layers */
-        const mio_json *ndj = mio_json_get(o, "num_decoder_layers");
-        int64_t ndl = ndj && mio_json_is_null(ndj) ? nl : hf_i(c, o, "num_decoder_layers", 12);
-        int64_t nse = hf_i(c, o, "num_sparse_encoder_layers", 3);
-        int64_t nsd = hf_i(c, o, "num_sparse_decoder_layers", 3);
-        m->d_model = (int)hf_i(c, o, "d_model", 768);
-        m->d_ff = (int)hf_i(c, o, "d_ff", 2048);
-        m->n_experts = (int)hf_i(c, o, "num_experts", 8);
-        m->top_k = 1;
-        m->ffn = MOE_FFN_PLAIN;
-        m->capacity = (int)hf_i(c, o, "expert_capacity", 64);
-        m->drop = MOE_DROP_ZERO; /* HF since PR #37123 (2025-04), and Mesh TensorFlow */
-        m->router_bias = hf_b(c, o, "router_bias", 0);
-        hf_set_act(c, p, hf_s(c, o, "dense_act_fn", "relu"));
-        if (c->bad) return -1;
-        if (!stack) {
-            if (layer >= 0 && layer < nl) stack = 1;
-            else if (layer >= nl) { stack = 2; layer -= nl; }
-        }
-        int dec = stack == 2;
-        int64_t n = dec ? ndl : nl, ns = dec ? nsd : nse;
-        int64_t step = ns > 0 ? n / ns : 0; /* 0: no sparse block (modeling_switch_transformers.py) */
-        snprintf(p->layer_name, sizeof p->layer_name, "%s layer %lld", dec ? "decoder" : "encoder",
-                 (long long)layer);
-        if (!hf_layer_range(c, layer, n, dec ? "num_decoder_layers" : "num_layers")) return -1;
-        if (!(step > 0 && (layer % step == 1 || step == 1))) {
-            snprintf(msg, sizeof msg, "%s block %lld is dense: num_sparse_%s_layers = %lld makes "
-                     "blocks i with i %% %lld == 1 sparse", dec ? "decoder" : "encoder",
-                     (long long)layer, dec ? "decoder" : "encoder", (long long)ns, (long long)step);
-            hf_dense(c, layer, msg);
-            return -1;
-        }
-        int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
-        hf_prefix(p, dec ? "decoder.block.{L}.layer.2.mlp." : "encoder.block.{L}.layer.1.mlp.",
-                  layer);
-        hf_add(p, HF_ROUTER, "router.classifier.weight", 0, MOE_OUT_IN, 2, E, d, 0);
-        if (m->router_bias)
-            hf_add(p, HF_ROUTER_BIAS, "router.classifier.bias", 0, MOE_OUT_IN, 1, E, 0, 0);
-        hf_add(p, HF_UP, "experts.expert_{e}.wi.weight", 1, MOE_OUT_IN, 2, ff, d, 0);
-        hf_add(p, HF_DOWN, "experts.expert_{e}.wo.weight", 1, MOE_OUT_IN, 2, d, ff, 0);
-    } else {
+    for (size_t i = 0; i < HF_N_FAMILIES && !fam; i++)
+        if (!strcmp(mt, hf_table[i].model_type)) fam = &hf_table[i];
+    if (!fam) {
         size_t at = 0;
         at += (size_t)snprintf(msg, sizeof msg, "unknown model_type '%s'; supported:", mt);
-        for (size_t i = 0; i < sizeof hf_families / sizeof *hf_families && at < sizeof msg; i++)
-            at += (size_t)snprintf(msg + at, sizeof msg - at, " %s", hf_families[i]);
+        for (size_t i = 0; i < HF_N_FAMILIES && at < sizeof msg; i++)
+            at += (size_t)snprintf(msg + at, sizeof msg - at, " %s", hf_table[i].model_type);
         hf_fail(c, msg);
         return -1;
     }
-    if (c->bad) return -1;
+    memset(&f, 0, sizeof f);
+    f.c = c, f.p = p, f.root = root, f.mt = mt;
+    f.o = fam->text ? hf_sub(root, fam->text) : root;
+    if (!hf_parse_layer(layer_arg, &f.stack, &f.layer) ||
+        (f.stack && !(fam->stacks >> f.stack & 1u))) {
+        size_t at = (size_t)snprintf(err, err_size, "bad --layer '%s': expected a layer index",
+                                     layer_arg);
+        for (int i = 1; i < (int)(sizeof hf_stacks / sizeof *hf_stacks) && at < err_size; i++)
+            if (fam->stacks >> i & 1u)
+                at += (size_t)snprintf(err + at, err_size - at, ", %s.N", hf_stacks[i]);
+        if (f.stack && at < err_size)
+            snprintf(err + at, err_size - at, " (%s. is not a stack of %s)", hf_stacks[f.stack], mt);
+        return -1;
+    }
+    snprintf(p->layer_name, sizeof p->layer_name, "layer %lld", (long long)f.layer);
+    if (fam->fn(&f) || c->bad) return -1;
     if (m->d_model <= 0 || m->d_ff <= 0 || m->n_experts <= 0 || m->top_k <= 0 ||
         m->top_k > m->n_experts) {
         snprintf(msg, sizeof msg, "bad sizes: hidden %d, expert width %d, experts %d, top-k %d",

@@ -70,15 +70,27 @@ static const char *usage_text =
     "                    capacity: switch_transformers): 0 (default, transformers since\n"
     "                    PR #37123 and Mesh TensorFlow) or p * x (transformers before it)\n"
     "  Outputs are written only when the whole run succeeds, each atomically.\n"
-    "  Families (model_type): mixtral qwen2_moe qwen3_moe olmoe deepseek_v2 deepseek_v3\n"
-    "  kimi_k2 glm4_moe gpt_oss llama4 jamba dbrx granitemoe phimoe ernie4_5_moe\n"
-    "  switch_transformers. Switch layers see X as one sequence (one capacity group).\n"
+    "  Switch layers see X as one sequence (one capacity group).\n"
     "\n"
     "Both:\n"
     "  --threads N       OpenMP threads (0 = all)\n"
     "  --stats           per-expert load, aux loss, z-loss, dropped slots, packed bytes,\n"
     "                    load time and peak RSS\n"
     "  --help            this text\n";
+
+/* The usage text, then every model_type hf_config.h maps, wrapped. */
+static void usage(void) {
+    size_t col = 2;
+    fputs(usage_text, stdout);
+    printf("\nFamilies (config.json model_type) for --model:\n ");
+    for (size_t i = 0; i < HF_N_FAMILIES; i++) {
+        size_t n = strlen(hf_table[i].model_type) + 1;
+        if (col + n > 92) printf("\n "), col = 2;
+        printf(" %s", hf_table[i].model_type);
+        col += n;
+    }
+    printf("\n");
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -163,7 +175,7 @@ static int parse_args(int argc, char **argv, opts *o) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int x;
 #define VAL(name) (!strcmp(a, name) && (i++, 1))
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage_text, stdout); return 1; }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 1; }
         else if (!strcmp(a, "--plain")) o->plain = 1;
         else if (!strcmp(a, "--norm")) o->norm = 1;
         else if (!strcmp(a, "--no-norm")) o->norm = 0;

@@ -144,11 +144,15 @@ def _note_group(aux, what, group_scores, topk_group):
 
 
 def _note_threshold(aux, what, ratio, threshold):
-    """A mask `ratio > threshold`: no ratio may sit near the threshold."""
+    """A mask `ratio > threshold`: no ratio may sit near the threshold (an absolute margin when
+    the threshold is 0)."""
     if aux is None:
         return
     finite = ratio[torch.isfinite(ratio)]
-    worst = float((finite - threshold).abs().min()) / (REL_MARGIN * threshold) if finite.numel() else float("inf")
+    if threshold == 0:  # the best logit's own ratio is exactly 0 in any precision
+        finite = finite[finite != 0]
+    unit = REL_MARGIN * threshold if threshold > 0 else ABS_MARGIN
+    worst = float((finite - threshold).abs().min()) / unit if finite.numel() else float("inf")
     aux.setdefault("margins", []).append((what, worst))
 
 
@@ -515,6 +519,8 @@ def _sparsemixer(scores, jitter_eps, aux):
         kept1 = (~(ratio1 > 2 * jitter_eps)).sum(-1)
         kept2 = (~mask_logits_threshold).sum(-1) - 1  # minus e1, already -inf
         aux["exercised"] = bool((kept1 >= 2).any() and (kept1 >= 3).any() and (kept2 >= 2).any())
+        if jitter_eps == 0:  # only the best logit survives each mask: nothing more to exercise
+            aux["exercised"] = True
     return multiplier, selected_experts
 
 
@@ -858,8 +864,9 @@ case("qwen2_moe", qwen2_moe,
      dict(model_type="qwen2_moe", hidden_size=24, moe_intermediate_size=20, shared_expert_intermediate_size=36,
           num_experts=12, num_experts_per_tok=4, norm_topk_prob=False, hidden_act="silu", _ff=20, _E=12),
      F32, 9, build_softmax_family(shared="qwen2"), 3)
+# transformers v5 writes Qwen3MoeConfig's expert count as num_local_experts (attribute_map alias)
 case("qwen3_moe_f16", qwen3_moe,
-     dict(model_type="qwen3_moe", hidden_size=40, moe_intermediate_size=20, num_experts=16,
+     dict(model_type="qwen3_moe", hidden_size=40, moe_intermediate_size=20, num_local_experts=16,
           num_experts_per_tok=4, norm_topk_prob=True, hidden_act="silu", _ff=20, _E=16),
      F16, 8, build_softmax_family(), 4)
 case("olmoe", olmoe,
@@ -926,6 +933,12 @@ case("phimoe", phimoe,
      dict(model_type="phimoe", hidden_size=24, intermediate_size=18, num_local_experts=16, num_experts_per_tok=2,
           router_jitter_noise=0.01, hidden_act="silu"),
      F32, 9, build_phimoe, 17, block="block_sparse_moe.")
+# router_jitter_noise 0 is a threshold of exactly 0 (not the 0.01 default): both weights are 1,
+# on the same crafted near-ties that 0.01 keeps
+case("phimoe_jitter0", phimoe,
+     dict(model_type="phimoe", hidden_size=24, intermediate_size=18, num_local_experts=16, num_experts_per_tok=2,
+          router_jitter_noise=0.0, hidden_act="silu"),
+     F32, 6, build_phimoe, 22, block="block_sparse_moe.")
 case("dbrx_f16", dbrx,
      dict(d_model=40, ffn_hidden_size=20, moe_num_experts=12, moe_top_k=4, moe_normalize_expert_weights=1.0,
           ffn_act_fn="silu"),

@@ -112,6 +112,14 @@ log=$(build/moe run --model "$tmp/deepseek_v3" --layer 1 --input "$X3" --output 
       build/npy_compare "$tmp/kimi.y.npy" "$CK/deepseek_v3/deepseek_v3.1.y.npy" 1e-5 2>&1); rc=$?
 if [ $rc -eq 0 ]; then ok "kimi_k2 as deepseek_v3" "$log"; else bad "kimi_k2 as deepseek_v3" "rc $rc: $log"; fi
 
+# -- moe_layer_freq: transformers ignores it (every layer from first_k_dense_replace on is MoE),
+#    so layer 1 with freq 2 runs the MoE block, with a note
+fixture deepseek_v3; sed -i 's/"moe_layer_freq": 1/"moe_layer_freq": 2/' "$tmp/deepseek_v3/config.json"
+log=$(build/moe run --model "$tmp/deepseek_v3" --layer 1 --input "$X3" --output "$tmp/freq.y.npy" 2>&1 &&
+      build/npy_compare "$tmp/freq.y.npy" "$CK/deepseek_v3/deepseek_v3.1.y.npy" 1e-5 2>&1); rc=$?
+if [ $rc -eq 0 ] && printf '%s' "$log" | grep -q "moe_layer_freq = 2 is ignored"; then ok "moe_layer_freq ignored" "$log"
+else bad "moe_layer_freq ignored" "rc $rc: $log"; fi
+
 # -- toy run and flags
 log=$(build/moe 2>&1); rc=$?
 if [ $rc -eq 0 ] && printf '%s' "$log" | grep -q "checksum" && printf '%s' "$log" | grep -q "token 0:"; then
@@ -122,6 +130,15 @@ else bad "toy run (options)" "rc $rc: $log"; fi
 log=$(build/moe --help 2>&1); rc=$?
 if [ $rc -eq 0 ] && printf '%s' "$log" | grep -q -- "--model DIR"; then ok "--help" "rc 0"
 else bad "--help" "rc $rc"; fi
+# --help lists every model_type the unknown-model_type error lists (both come from hf_table)
+fixture olmoe; sed -i 's/"model_type": "olmoe"/"model_type": "nope"/' "$tmp/olmoe/config.json"
+known=$(build/moe run --model "$tmp/olmoe" --layer 0 --input "$X" --output "$tmp/o.npy" 2>&1 | sed 's/.*supported://')
+missing=""
+for mt in $known llama4_text granitemoeshared; do
+  printf '%s\n' "$log" | grep -qw -- "$mt" || missing="$missing $mt"
+done
+if [ -n "$known" ] && [ -z "$missing" ]; then ok "--help lists every model_type" "$(echo $known | wc -w) types"
+else bad "--help lists every model_type" "missing:$missing"; fi
 for args in "--layer 1" "--seed -1" "--bogus" "--score nope" "--k 0" "--experts" "--k 9 --experts 8" "--score sparsemixer --k 3" "--plain --act swiglu_oai"; do
   # shellcheck disable=SC2086
   log=$(build/moe run $args 2>&1); rc=$?

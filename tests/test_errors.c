@@ -238,15 +238,17 @@ static void test_config_errors(void) {
     c.act = (moe_act)(MOE_ACT_SWIGLU_OAI + 1);
     EXPECT_CFG(&c, MOE_E_OPTION);
 
-    /* every float option: negative, NaN, +inf (and -0 is fine) */
+    /* every float option: negative, NaN, +inf (and -0 is fine); jitter_eps may be negative
+       (it means exactly 0), and -inf is as bad as +inf */
     for (int f = 0; f < 6; f++)
-        for (int v = 0; v < 4; v++) {
-            float vals[4] = {-1.0f, (float)NAN, (float)INFINITY, -1e-30f};
+        for (int v = 0; v < 5; v++) {
+            float vals[5] = {-1.0f, (float)NAN, (float)INFINITY, -1e-30f, -(float)INFINITY};
             c = good_cfg();
             float *p = f == 0 ? &c.norm_eps : f == 1 ? &c.norm_p : f == 2 ? &c.scale
                      : f == 3 ? &c.jitter_eps : f == 4 ? &c.act_alpha : &c.act_limit;
             *p = vals[v];
-            EXPECT_CFG(&c, MOE_E_VALUE);
+            if (f == 3 && (v == 0 || v == 3)) CHECK_CODE(moe_config_check(&c), MOE_OK);
+            else EXPECT_CFG(&c, MOE_E_VALUE);
             *p = -0.0f;
             CHECK_CODE(moe_config_check(&c), MOE_OK);
         }

@@ -320,6 +320,15 @@ static void test_sparsemixer(void) {
     CHECK_NEAR(w[0], 1.0 / (1.0 + exp(hd[1] - hd[0]) + exp(hd[2] - hd[0])), WTOL);
     CHECK_NEAR(w[1], 1.0 / (1.0 + exp(hd[2] - hd[1])), WTOL);
 
+    /* jitter_eps < 0 is a threshold of exactly 0 (HF router_jitter_noise = 0): only the best
+       logit survives each mask, so both weights are 1, where 0.01 kept three and two */
+    c.jitter_eps = -1.0f;
+    d_sparsemixer(hd, 4, 0.0, want, ww);
+    CHECK_INT(route(c, h1, 1, NULL, NULL, ex, w), MOE_OK);
+    CHECK_ROUTE(ex, w, want, ww, 2);
+    CHECK(w[0] == 1.0f && w[1] == 1.0f && ex[0] == 0 && ex[1] == 1);
+    c.jitter_eps = 0.0f;
+
     /* only one survives each time: both weights exactly 1 */
     float h2[4] = {2.0f, 0.0f, 1.0f, -1.0f};
     CHECK_INT(route(c, h2, 1, NULL, NULL, ex, w), MOE_OK);
