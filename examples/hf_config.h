@@ -30,7 +30,7 @@
 enum hf_role {
     HF_ROUTER, HF_ROUTER_BIAS, HF_SELECT_BIAS,
     HF_GATE, HF_UP, HF_GATE_UP, HF_DOWN, HF_GATE_UP_BIAS, HF_DOWN_BIAS,
-    HF_SH_GATE, HF_SH_UP, HF_SH_DOWN, HF_SH_GATE_W,
+    HF_SH_GATE, HF_SH_UP, HF_SH_DOWN, HF_SH_GATE_W, HF_SH_GATE_UP,
     HF_N_ROLES
 };
 
@@ -577,30 +577,47 @@ static int hf_dbrx(hf_fam *f) {
     return 0;
 }
 
-/* HF GraniteMoeConfig (GraniteMoeShared adds shared_intermediate_size). */
+/* HF GraniteMoeConfig and its shared-MLP descendants: GraniteMoeShared (a shared_mlp beside
+   the MoE block iff shared_intermediate_size > 0, default 0), GraniteMoeHybrid (mamba/attention
+   layers; the shared_mlp always, default width 1024; the MoE block iff num_local_experts > 0),
+   GraniteMoeSWA (experts fused as experts.gate_up_proj / down_proj, router.weight; shared MLP
+   as GraniteMoeShared). The shared MLP is added ungated: input_linear [2S][d] split in halves
+   (first activated), output_linear [d][S]. */
 static int hf_granite(hf_fam *f) {
     hf_ctx *c = f->c;
     hf_plan *p = f->p;
     moe_config *m = &p->cfg;
+    int hybrid = HF_IS(f, "granitemoehybrid"), swa = HF_IS(f, "granitemoe_swa");
     m->d_model = (int)hf_i(c, f->o, "hidden_size", 4096);
     m->d_ff = (int)hf_i(c, f->o, "intermediate_size", 11008);
     m->n_experts = (int)hf_i2(c, f->o, "num_local_experts", "num_experts", 8);
     m->top_k = (int)hf_i(c, f->o, "num_experts_per_tok", 2);
     m->score = MOE_SCORE_SOFTMAX_TOPK;
     hf_set_act(c, p, hf_s(c, f->o, "hidden_act", "silu"));
+    int64_t S = HF_IS(f, "granitemoe") ? 0 : hf_i(c, f->o, "shared_intermediate_size", hybrid ? 1024 : 0);
     if (!hf_layers(f, "num_hidden_layers", 32)) return -1;
+    if (hybrid && m->n_experts == 0) {
+        hf_dense(c, f->layer, "num_local_experts = 0: granitemoehybrid has only the shared MLP");
+        return -1;
+    }
     int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
     p->split = MOE_SPLIT_HALVES;
     hf_prefix(p, "model.layers.{L}.", f->layer);
-    hf_add(p, HF_ROUTER, "block_sparse_moe.router.layer.weight", 0, MOE_OUT_IN, 2, E, d, 0);
-    hf_add(p, HF_GATE_UP, "block_sparse_moe.input_linear.weight", 0, MOE_OUT_IN, 3, E, 2 * ff, d);
-    hf_add(p, HF_DOWN, "block_sparse_moe.output_linear.weight", 0, MOE_OUT_IN, 3, E, d, ff);
-    if (HF_IS(f, "granitemoeshared")) {
-        int64_t S = hf_i(c, f->o, "shared_intermediate_size", 0);
-        if (S > 0) {
-            hf_fail(c, "granitemoeshared shared_mlp is not supported yet");
-            return -1;
-        }
+    if (swa) {
+        hf_add(p, HF_ROUTER, "block_sparse_moe.router.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+        hf_add(p, HF_GATE_UP, "block_sparse_moe.experts.gate_up_proj", 0, MOE_OUT_IN, 3, E, 2 * ff, d);
+        hf_add(p, HF_DOWN, "block_sparse_moe.experts.down_proj", 0, MOE_OUT_IN, 3, E, d, ff);
+    } else {
+        hf_add(p, HF_ROUTER, "block_sparse_moe.router.layer.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+        hf_add(p, HF_GATE_UP, "block_sparse_moe.input_linear.weight", 0, MOE_OUT_IN, 3, E, 2 * ff, d);
+        hf_add(p, HF_DOWN, "block_sparse_moe.output_linear.weight", 0, MOE_OUT_IN, 3, E, d, ff);
+    }
+    if (S > 0) {
+        m->n_shared = 1;
+        m->d_shared = (int)S;
+        p->shared_split = MOE_SPLIT_HALVES;
+        hf_add(p, HF_SH_GATE_UP, "shared_mlp.input_linear.weight", 0, MOE_OUT_IN, 2, 2 * S, d, 0);
+        hf_add(p, HF_SH_DOWN, "shared_mlp.output_linear.weight", 0, MOE_OUT_IN, 2, d, S, 0);
     }
     return 0;
 }
@@ -725,6 +742,8 @@ static const struct hf_family {
     {"dbrx", hf_dbrx, NULL, 0},
     {"granitemoe", hf_granite, NULL, 0},
     {"granitemoeshared", hf_granite, NULL, 0},
+    {"granitemoehybrid", hf_granite, NULL, 0},
+    {"granitemoe_swa", hf_granite, NULL, 0},
     {"ernie4_5_moe", hf_ernie, NULL, 0},
     {"switch_transformers", hf_switch, NULL, 1u << HF_STACK_ENCODER | 1u << HF_STACK_DECODER},
 };
@@ -822,6 +841,7 @@ static moe_tensor *hf_role_slot(moe_weights *w, int role) {
     case HF_SH_UP: return &w->shared_up;
     case HF_SH_DOWN: return &w->shared_down;
     case HF_SH_GATE_W: return &w->shared_gate;
+    case HF_SH_GATE_UP: return &w->shared_gate_up;
     default: return NULL;
     }
 }

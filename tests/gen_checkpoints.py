@@ -295,6 +295,29 @@ case("switch_transformers", G.switch_transformers, c, c, G.build_switch, F32, 11
      ex, True, variants=[(".identity", G.switch_transformers_v4, "--drop identity")])
 
 
+# ---- cases made from a golden case ------------------------------------------------------------
+# The families added with the one-mapping work: the checkpoint holds the golden case's config.json
+# and its MoE layer under the same Hub names (fresh draws: a different seed), plus embeddings,
+# norms and attention tensors the CLI must skip.
+
+def from_golden(gname, sharded=False, name=None):
+    gc = next(c for c in G.CASES if c["name"] == gname)
+    config = gc["config"] if gc["config"] is not None else {k: v for k, v in gc["cfg"].items() if not k.startswith("_")}
+    d = config.get("hidden_size", config.get("d_model"))
+    if d is None:  # nested text config
+        d = next(v["hidden_size"] for v in config.values() if isinstance(v, dict) and "hidden_size" in v)
+    prefix = gc["prefix"]
+    root = prefix[:prefix.index("layers.")] if "layers." in prefix else ""
+    n_layers = int(gc["layer"].split(".")[-1]) + 1
+    case(name or gname, gc["family"], config, gc["cfg"], gc["builder"], gc["dtype"], gc["T"],
+         [(gc["layer"], prefix + gc["block"], True)], decoder_extras(d, n_layers, [], root=root), sharded)
+
+
+from_golden("granitemoeshared", sharded=True)
+from_golden("granitemoehybrid_bf16", name="granitemoehybrid")
+from_golden("granitemoe_swa")
+
+
 # ---- generation -------------------------------------------------------------------------------
 
 def dtype_of(spec, name):
@@ -381,7 +404,7 @@ def main():
         for li, (spec, prefix, tested) in enumerate(cs["moe"]):
             w, x, y, ex, wt = draw_layer(cs, 100 * (ci + 1) + li, tested)
             for k, (vals, dt, raw) in w.items():
-                tensors.append((prefix + k, dt, vals.shape, raw))
+                tensors.append((G.hub_name(prefix, "", k), dt, vals.shape, raw))
             if tested:
                 runs = [("", y, ex, wt, "")]
                 for suffix, family, flags in cs["variants"]:

@@ -599,6 +599,48 @@ def granitemoe(w, cfg, x, aux=None):
     return y, top_k_indices, top_k_gates
 
 
+def _granite_shared_mlp(w, act, x):
+    """HF granitemoeshared GraniteMoeSharedMLP (also granitemoehybrid, granitemoe_swa), in the
+    decoder layer: input_linear [2S][d] chunked into halves, act(first) * second,
+    output_linear [d][S]."""
+    h = F.linear(x, w["../shared_mlp.input_linear.weight"])
+    a, b = h.chunk(2, dim=-1)
+    return F.linear(act(a) * b, w["../shared_mlp.output_linear.weight"])
+
+
+def granitemoeshared(w, cfg, x, aux=None):
+    """HF granitemoeshared GraniteMoeSharedDecoderLayer: moe_hidden_states + shared_mlp(x) when
+    shared_intermediate_size > 0 (the MoE block is GraniteMoe's); also granitemoehybrid, whose
+    decoder layer always has the shared MLP."""
+    y, experts, weights = granitemoe(w, cfg, x, aux)
+    if cfg.get("shared_intermediate_size", 0) > 0:
+        y = y + _granite_shared_mlp(w, ACT2FN[cfg.get("hidden_act", "silu")], x)
+    return y, experts, weights
+
+
+def granitemoe_swa(w, cfg, x, aux=None):
+    """HF granitemoe_swa GraniteMoeSWATopKRouter + GraniteMoeSWAExperts: F.linear(x, weight).float(),
+    top-k of the logits, softmax over the k; experts gate_up_proj [E][2ff][d] chunked into
+    halves (gate first), act(gate) * up, down_proj [E][d][ff], times the weight, index_add; plus
+    the shared MLP of GraniteMoeShared when shared_intermediate_size > 0 (default 0)."""
+    E, k = cfg["num_local_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["router.weight"])
+    _note_topk(aux, "top-k of logits", router_logits, k)
+    top_k_logits, top_k_index = router_logits.topk(k, dim=-1)
+    top_k_weights = torch.softmax(top_k_logits, dim=-1)
+
+    def expert(e, h):
+        gate, up = F.linear(h, w["experts.gate_up_proj"][e]).chunk(2, dim=-1)
+        return F.linear(act(gate) * up, w["experts.down_proj"][e])
+
+    y = _sparse_moe_loop(x, top_k_index, top_k_weights, E, expert)
+    if cfg.get("shared_intermediate_size", 0) > 0:
+        y = y + _granite_shared_mlp(w, act, x)
+    _set(aux, "logits", router_logits)
+    return y, top_k_index, top_k_weights
+
+
 def ernie4_5_moe(w, cfg, x, aux=None):
     """HF ernie4_5_moe Ernie4_5_MoeSparseMoeBlock: fp32 router, softmax, top-k of
     moe_statics(p) = p + e_score_correction_bias, weights gathered from p and divided by
@@ -818,6 +860,27 @@ def build_granite(dr, c, T):
     return w, _x(dr, T, d)
 
 
+def build_granite_shared(dr, c, T):
+    """Granite experts (input_linear/output_linear, router.layer) plus the layer's shared_mlp."""
+    w, x = build_granite(dr, c, T)
+    d, S = c["hidden_size"], c["shared_intermediate_size"]
+    w["../shared_mlp.input_linear.weight"] = dr.mat((2 * S, d), d)
+    w["../shared_mlp.output_linear.weight"] = dr.mat((d, S), S)
+    return w, x
+
+
+def build_granite_swa(dr, c, T):
+    d, ff, E = c["hidden_size"], c["intermediate_size"], c["num_local_experts"]
+    w = {"router.weight": dr.mat((E, d), d, 2.0),
+         "experts.gate_up_proj": dr.mat((E, 2 * ff, d), d),
+         "experts.down_proj": dr.mat((E, d, ff), ff)}
+    S = c.get("shared_intermediate_size", 0)
+    if S > 0:
+        w["../shared_mlp.input_linear.weight"] = dr.mat((2 * S, d), d)
+        w["../shared_mlp.output_linear.weight"] = dr.mat((d, S), S)
+    return w, _x(dr, T, d)
+
+
 def build_grok(dr, c, T):
     d, ff, E = c["emb_size"], c["ffn_size"], c["num_experts"]
     w = {"router.w": dr.mat((d, E), d, 2.0),
@@ -849,7 +912,13 @@ def case(name, family, cfg, dtype, T, builder, seed, layer="0", prefix="model.la
 
 
 def hub_name(prefix, block, key):
-    return prefix + key[3:] if key.startswith("../") else prefix + block + key
+    """The Hub name of weight `key` of a block at prefix + block; each leading "../" climbs one
+    module out of the block (granite's shared_mlp is a sibling of block_sparse_moe)."""
+    full = prefix + block
+    while key.startswith("../"):
+        full = full[:full.rstrip(".").rfind(".") + 1]
+        key = key[3:]
+    return full + key
 
 
 case("mixtral_bf16", mixtral,
@@ -950,6 +1019,21 @@ case("granitemoe", granitemoe,
      dict(model_type="granitemoe", hidden_size=24, intermediate_size=20, num_local_experts=10,
           num_experts_per_tok=3, hidden_act="silu"),
      F32, 8, build_granite, 19, block="block_sparse_moe.")
+# Granite with a shared MLP: GraniteMoeShared (shared_intermediate_size > 0), GraniteMoeHybrid
+# (always; MoE iff num_local_experts > 0), GraniteMoeSWA (fused experts, shared off by default)
+case("granitemoeshared", granitemoeshared,
+     dict(model_type="granitemoeshared", hidden_size=24, intermediate_size=16, num_local_experts=8,
+          num_experts_per_tok=2, shared_intermediate_size=20, hidden_act="silu"),
+     F32, 7, build_granite_shared, 23, layer="1", prefix="model.layers.1.", block="block_sparse_moe.")
+case("granitemoehybrid_bf16", granitemoeshared,
+     dict(model_type="granitemoehybrid", hidden_size=16, intermediate_size=12, num_local_experts=6,
+          num_experts_per_tok=2, shared_intermediate_size=24, hidden_act="silu",
+          layer_types=["mamba", "attention"], num_hidden_layers=2),
+     BF16, 6, build_granite_shared, 24, layer="1", prefix="model.layers.1.", block="block_sparse_moe.")
+case("granitemoe_swa", granitemoe_swa,
+     dict(model_type="granitemoe_swa", hidden_size=24, intermediate_size=16, num_local_experts=8,
+          num_experts_per_tok=3, hidden_act="silu"),
+     F32, 7, build_granite_swa, 25, block="block_sparse_moe.")
 case("ernie4_5_moe", ernie4_5_moe,
      dict(model_type="ernie4_5_moe", hidden_size=24, moe_intermediate_size=20, moe_num_experts=12, moe_k=3,
           moe_num_shared_experts=2, moe_norm_min=1e-12, hidden_act="silu"),
