@@ -40,6 +40,7 @@ enum hf_role {
 typedef struct hf_tensor {
     int role;               /* enum hf_role */
     char name[160];         /* after the layer prefix; "{e}" stands for the expert index */
+    char alt_name[160];     /* "", or a second name tried when the first is absent */
     int per_expert;         /* 1: one tensor per expert (name holds "{e}") */
     int rank;               /* expected shape of each tensor */
     int64_t shape[3];
@@ -169,6 +170,11 @@ static void hf_add(hf_plan *p, int role, const char *name, int per_expert, moe_l
     t->shape[2] = c3;
 }
 
+/* The last tensor added may also be found under `name` (another checkpoint spelling). */
+static void hf_alt_name(hf_plan *p, const char *name) {
+    snprintf(p->t[p->n - 1].alt_name, sizeof p->t[0].alt_name, "%s", name);
+}
+
 static void hf_alt(hf_plan *p, int rank, int64_t a, int64_t b) {
     hf_tensor *t = &p->t[p->n - 1];
     t->alt_rank = rank;
@@ -268,6 +274,22 @@ static const mio_json *hf_sub(const mio_json *o, const char *key) {
     return t && mio_json_type(t) == MIO_JSON_OBJECT ? t : o;
 }
 
+/* Element i of the list o[key]: 1 and *out (a string, e.g. mlp_layer_types) if the list is
+   there; 0 if the key is absent or null. */
+static int hf_str_at(hf_ctx *c, const mio_json *o, const char *key, int64_t i, const char **out) {
+    const mio_json *a = mio_json_get(o, key), *x;
+    char m[200];
+    if (!a || mio_json_is_null(a)) return 0;
+    if (mio_json_type(a) != MIO_JSON_ARRAY || i < 0 || (size_t)i >= mio_json_len(a) ||
+        !(x = mio_json_at(a, (size_t)i)) || !(*out = mio_json_as_str(x, NULL))) {
+        snprintf(m, sizeof m, "'%s' must be a list of strings with an entry for layer %lld", key,
+                 (long long)i);
+        hf_fail(c, m);
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- the families ---- */
 
 /* What every family function gets: the context, the plan, the config object (already the
@@ -289,7 +311,23 @@ static int hf_layers(hf_fam *f, const char *key, int64_t def) {
     return hf_layer_range(f->c, f->layer, hf_i(f->c, f->o, key, def), key);
 }
 
-/* HF MixtralConfig / PhimoeConfig: every layer, block_sparse_moe. */
+/* The MoE-layer rule of configs with mlp_layer_types ("sparse" / "dense", also "moe"): 1 if
+   layer is MoE; 0 (with the error set) if dense. Without the list, `fallback` decides. */
+static int hf_mlp_layer_types(hf_fam *f, int fallback, const char *fallback_why) {
+    const char *t = NULL;
+    if (hf_str_at(f->c, f->o, "mlp_layer_types", f->layer, &t)) {
+        if (!strcmp(t, "sparse") || !strcmp(t, "moe")) return 1;
+        snprintf(f->msg, sizeof f->msg, "mlp_layer_types[%lld] = \"%s\"", (long long)f->layer, t);
+        hf_dense(f->c, f->layer, f->msg);
+        return 0;
+    }
+    if (f->c->bad) return 0;
+    if (!fallback) hf_dense(f->c, f->layer, fallback_why);
+    return fallback;
+}
+
+/* HF MixtralConfig / PhimoeConfig / MiniMaxConfig (= Mixtral's block): every layer, Hub names
+   under block_sparse_moe. */
 static int hf_mixtral(hf_fam *f) {
     hf_ctx *c = f->c;
     moe_config *m = &f->p->cfg;
@@ -312,58 +350,105 @@ static int hf_mixtral(hf_fam *f) {
     return 0;
 }
 
-/* HF Qwen2MoeConfig / Qwen3MoeConfig. Sparse layer: not in mlp_only_layers, experts > 0 and
-   (layer + 1) % decoder_sparse_step == 0. */
+/* The Qwen MoE blocks. Qwen2MoeSparseMoeBlock (qwen2_moe, qwen3_next, qwen3_5_moe, the
+   qwen3_omni_moe talker): softmax, top-k, /sum iff norm_topk_prob, plus a shared expert times
+   sigmoid(shared_expert_gate . x). Qwen3MoeSparseMoeBlock (qwen3_moe, mellum, qwen3_vl_moe, the
+   qwen3_omni_moe thinker): the same without the shared expert. Qwen3-VL-MoE and Qwen3.5-MoE
+   route with Qwen3VLMoeTextTopKRouter, which always renormalises (no norm_topk_prob).
+   Sparse layer (Qwen2/3-MoE decoder): not in mlp_only_layers, experts > 0 and
+   (layer + 1) % decoder_sparse_step == 0; mellum: mlp_layer_types; qwen3_5_moe: every layer. */
 static int hf_qwen(hf_fam *f) {
     hf_ctx *c = f->c;
-    moe_config *m = &f->p->cfg;
-    int q2 = HF_IS(f, "qwen2_moe");
-    m->d_model = (int)hf_i(c, f->o, "hidden_size", 2048);
-    m->d_ff = (int)hf_i(c, f->o, "moe_intermediate_size", q2 ? 1408 : 768);
-    m->n_experts = (int)hf_i2(c, f->o, "num_experts", "num_local_experts", q2 ? 60 : 128);
-    m->top_k = (int)hf_i(c, f->o, "num_experts_per_tok", q2 ? 4 : 8);
-    m->norm = hf_b(c, f->o, "norm_topk_prob", 0) ? MOE_NORM_SUM : MOE_NORM_NONE;
-    hf_set_act(c, f->p, hf_s(c, f->o, "hidden_act", "silu"));
-    int64_t step = hf_i(c, f->o, "decoder_sparse_step", 1);
-    if (!hf_layers(f, "num_hidden_layers", 24)) return -1; /* both configs */
-    if (hf_in_list(c, f->o, "mlp_only_layers", f->layer)) {
-        hf_dense(c, f->layer, "listed in mlp_only_layers");
-        return -1;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    int q2 = HF_IS(f, "qwen2_moe"), next = HF_IS(f, "qwen3_next"), mellum = HF_IS(f, "mellum");
+    int q35 = HF_IS(f, "qwen3_5_moe") || HF_IS(f, "qwen3_5_moe_text");
+    int vl = HF_IS(f, "qwen3_vl_moe") || HF_IS(f, "qwen3_vl_moe_text");
+    int omni = HF_IS(f, "qwen3_omni_moe"), talker = omni && f->stack == HF_STACK_TALKER;
+    int shared = q2 || next || q35 || talker, always_norm = vl || q35;
+    /* defaults: configuration_<m>.py (omni: Qwen3OmniMoeTextConfig / ...TalkerTextConfig) */
+    int64_t d = 2048, ff = 768, E = 128, k = 8, S = 0, nl = 24;
+    int norm = 0;
+    if (q2) ff = 1408, E = 60, k = 4, S = 5632;
+    if (next) ff = 512, E = 512, k = 10, S = 512, nl = 48, norm = 1;
+    if (q35) ff = 512, E = 256, k = 8, S = 512, nl = 40;
+    if (vl) ff = 1408, E = 60, k = 4;
+    if (mellum) d = 2304, ff = 896, E = 64, nl = 28, norm = 1;
+    if (omni && !talker) nl = 48, norm = 1;
+    if (talker) d = 1024, ff = 384, E = 128, k = 6, S = 768, nl = 20;
+    if (omni) {
+        const mio_json *sub = hf_sub(f->root, talker ? "talker_config" : "thinker_config");
+        o = f->o = hf_sub(sub, "text_config");
+        snprintf(p->layer_name, sizeof p->layer_name, "%s layer %lld", talker ? "talker" : "thinker",
+                 (long long)f->layer);
     }
-    if (m->n_experts <= 0 || step <= 0 || (f->layer + 1) % step) {
-        snprintf(f->msg, sizeof f->msg, "decoder_sparse_step = %lld: sparse layers are those with "
-                 "(layer + 1) %% step == 0", (long long)step);
-        hf_dense(c, f->layer, f->msg);
-        return -1;
+    m->d_model = (int)hf_i(c, o, "hidden_size", d);
+    m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", ff);
+    m->n_experts = (int)hf_i2(c, o, "num_experts", "num_local_experts", E);
+    m->top_k = (int)hf_i(c, o, "num_experts_per_tok", k);
+    m->norm = always_norm || hf_b(c, o, "norm_topk_prob", norm) ? MOE_NORM_SUM : MOE_NORM_NONE;
+    hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+    int64_t step = hf_i(c, o, "decoder_sparse_step", 1);
+    if (!hf_layers(f, "num_hidden_layers", nl)) return -1;
+    if (mellum) {
+        if (!hf_mlp_layer_types(f, 1, "")) return -1;
+    } else if (!q35) {
+        if (hf_in_list(c, o, "mlp_only_layers", f->layer)) {
+            hf_dense(c, f->layer, "listed in mlp_only_layers");
+            return -1;
+        }
+        if (m->n_experts <= 0 || step <= 0 || (f->layer + 1) % step) {
+            snprintf(f->msg, sizeof f->msg, "decoder_sparse_step = %lld: sparse layers are those "
+                     "with (layer + 1) %% step == 0", (long long)step);
+            hf_dense(c, f->layer, f->msg);
+            return -1;
+        }
     }
-    hf_prefix(f->p, "model.layers.{L}.", f->layer);
-    hf_modulelist(f->p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
-    if (q2) {
-        int64_t S = hf_i(c, f->o, "shared_expert_intermediate_size", 5632);
-        if (S > 0) {
+    if (omni) {
+        hf_prefix(p, talker ? "talker.model.layers.{L}." : "thinker.model.layers.{L}.", f->layer);
+    } else if (vl || q35) {
+        hf_prefix(p, "model.language_model.layers.{L}.", f->layer);
+        hf_prefix(p, "model.layers.{L}.", f->layer);
+    } else {
+        hf_prefix(p, "model.layers.{L}.", f->layer);
+    }
+    if (vl) { /* the Hub stores these experts fused, [in][out] (transposed on load) */
+        int64_t dd = m->d_model, fff = m->d_ff, EE = m->n_experts;
+        p->split = MOE_SPLIT_HALVES;
+        hf_add(p, HF_ROUTER, "mlp.gate.weight", 0, MOE_OUT_IN, 2, EE, dd, 0);
+        hf_add(p, HF_GATE_UP, "mlp.experts.gate_up_proj", 0, MOE_IN_OUT, 3, EE, dd, 2 * fff);
+        hf_add(p, HF_DOWN, "mlp.experts.down_proj", 0, MOE_IN_OUT, 3, EE, fff, dd);
+    } else {
+        hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
+    }
+    if (shared) {
+        int64_t sw = hf_i(c, o, "shared_expert_intermediate_size", S);
+        if (sw > 0) {
             m->n_shared = 1;
-            m->d_shared = (int)S;
+            m->d_shared = (int)sw;
             m->shared_gate = MOE_SHARED_GATE_SIGMOID;
-            hf_shared(f->p, "mlp.shared_expert.");
-            hf_add(f->p, HF_SH_GATE_W, "mlp.shared_expert_gate.weight", 0, MOE_OUT_IN, 2, 1,
+            hf_shared(p, "mlp.shared_expert.");
+            hf_add(p, HF_SH_GATE_W, "mlp.shared_expert_gate.weight", 0, MOE_OUT_IN, 2, 1,
                    m->d_model, 0);
-            hf_alt(f->p, 1, m->d_model, 0);
+            hf_alt(p, 1, m->d_model, 0);
         }
     }
     return 0;
 }
 
-/* HF OlmoeConfig: every layer. */
+/* HF OlmoeConfig / FlexOlmoConfig (OlmoeSparseMoeBlock): every layer. */
 static int hf_olmoe(hf_fam *f) {
     hf_ctx *c = f->c;
     moe_config *m = &f->p->cfg;
-    m->d_model = (int)hf_i(c, f->o, "hidden_size", 2048);
-    m->d_ff = (int)hf_i(c, f->o, "intermediate_size", 2048);
-    m->n_experts = (int)hf_i2(c, f->o, "num_experts", "num_local_experts", 64);
-    m->top_k = (int)hf_i(c, f->o, "num_experts_per_tok", 8);
+    int flex = HF_IS(f, "flex_olmo");
+    m->d_model = (int)hf_i(c, f->o, "hidden_size", flex ? 4096 : 2048);
+    m->d_ff = (int)hf_i(c, f->o, "intermediate_size", flex ? 11008 : 2048);
+    m->n_experts = (int)hf_i2(c, f->o, "num_experts", "num_local_experts", flex ? 7 : 64);
+    m->top_k = (int)hf_i(c, f->o, "num_experts_per_tok", flex ? 5 : 8);
     m->norm = hf_b(c, f->o, "norm_topk_prob", 0) ? MOE_NORM_SUM : MOE_NORM_NONE;
     hf_set_act(c, f->p, hf_s(c, f->o, "hidden_act", "silu"));
-    if (!hf_layers(f, "num_hidden_layers", 16)) return -1;
+    if (!hf_layers(f, "num_hidden_layers", flex ? 32 : 16)) return -1;
     hf_prefix(f->p, "model.layers.{L}.", f->layer);
     hf_modulelist(f->p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
     return 0;
@@ -392,50 +477,90 @@ static int hf_jamba(hf_fam *f) {
     return 0;
 }
 
-/* HF DeepseekV2Config / DeepseekV3Config / Glm4MoeConfig. Kimi-K2 checkpoints say model_type
-   "kimi_k2" and run DeepseekV3's code. MoE layer: layer >= first_k_dense_replace. The HF
-   modeling code ignores moe_layer_freq (DeepSeek's remote code made layer L dense when
-   L % freq != 0; released configs have 1). V2 defaults: configuration_deepseek_v2.py
-   (num_experts_per_tok, n_group, topk_group default to None there: required here). */
+/* The DeepSeek MoE blocks and their descendants, one row of configuration_<m>.py defaults each.
+   v2: DeepseekV2Moe (softmax, greedy or group_limited_greedy with group score = max, weights x
+   routed_scaling_factor, never renormalised); else DeepseekV3MoE (sigmoid, selection key
+   p + e_score_correction_bias, groups by the sum of the top 2, /(sum + 1e-20) iff
+   norm_topk_prob, x routed_scaling_factor). Shared experts: ungated, n_shared x
+   moe_intermediate_size. -1: no HF default (None), the key is required. */
+enum { HF_FROM_FK, HF_MLP_TYPES_OR_FK, HF_EVERY, HF_MLP_TYPES_OR_FIRST_DENSE };
+static const struct hf_ds {
+    const char *mt;
+    int v2, rule;
+    int64_t d, ff, E, k, ns, ng, kg, fk, nl;
+    double rsf;
+    int norm;
+    const char *E_key, *ns_key;
+} hf_ds_table[] = {
+    /* mt            v2 rule                        d     ff    E    k   ns ng kg fk nl  rsf  norm */
+    {"deepseek_v2", 1, HF_FROM_FK, 4096, 1407, 64, -1, 2, 0, 0, 0, 32, 1.0, 0, NULL, NULL},
+    {"deepseek_v3", 0, HF_FROM_FK, 7168, 2048, 256, 8, 1, 8, 4, 3, 61, 2.5, 1, NULL, NULL},
+    {"kimi_k2", 0, HF_FROM_FK, 7168, 2048, 256, 8, 1, 8, 4, 3, 61, 2.5, 1, NULL, NULL},
+    {"kimi_k25", 0, HF_FROM_FK, 7168, 2048, 256, 8, 1, 8, 4, 3, 61, 2.5, 1, NULL, NULL},
+    {"glm4_moe", 0, HF_FROM_FK, 4096, 1408, 128, 8, 1, 1, 1, 1, 46, 1.0, 1, NULL, NULL},
+    {"glm4v_moe", 0, HF_FROM_FK, 4096, 1408, 128, 8, 1, 1, 1, 1, 46, 1.0, 1, NULL, NULL},
+    {"glm4v_moe_text", 0, HF_FROM_FK, 4096, 1408, 128, 8, 1, 1, 1, 1, 46, 1.0, 1, NULL, NULL},
+    {"dots1", 0, HF_FROM_FK, 4608, 1408, -1, -1, -1, 1, 1, 0, 62, 1.0, 0, NULL, NULL},
+    {"deepseek_v32", 0, HF_MLP_TYPES_OR_FK, 7168, 2048, 256, 8, 1, 8, 4, 3, 61, 2.5, 1, NULL, NULL},
+    {"glm_moe_dsa", 0, HF_MLP_TYPES_OR_FK, 6144, 2048, 256, 8, 1, 1, 1, 3, 78, 2.5, 1, NULL, NULL},
+    {"glm4_moe_lite", 0, HF_MLP_TYPES_OR_FIRST_DENSE, 2048, 1536, 64, 4, 1, 1, 1, 0, 47, 1.8, 1, NULL, NULL},
+    {"mimo_v2_flash", 0, HF_MLP_TYPES_OR_FIRST_DENSE, 4096, 2048, 256, 8, 0, 1, 1, 0, 48, 1.0, 1, NULL, NULL},
+    {"solar_open", 0, HF_EVERY, 4096, 1280, 128, 8, 1, 1, 1, 0, 48, 1.0, 1, NULL, NULL},
+    {"exaone_moe", 0, HF_MLP_TYPES_OR_FK, 4096, 1024, 64, 8, 1, 1, 1, 1, 32, 2.5, 1, "num_experts", "num_shared_experts"},
+    {"deepseek_ocr2", 1, HF_MLP_TYPES_OR_FK, 4096, 1407, 64, -1, 2, 0, 0, 0, 32, 1.0, 0, NULL, NULL},
+    {"deepseek_ocr2_text", 1, HF_MLP_TYPES_OR_FK, 4096, 1407, 64, -1, 2, 0, 0, 0, 32, 1.0, 0, NULL, NULL},
+};
+
+/* Kimi-K2 checkpoints say model_type "kimi_k2" and run DeepseekV3's code; kimi_k25 nests it as
+   text_config. The HF modeling code ignores moe_layer_freq (DeepSeek's remote code made layer L
+   dense when L % freq != 0; released configs have 1). */
 static int hf_deepseek(hf_fam *f) {
     hf_ctx *c = f->c;
     hf_plan *p = f->p;
     moe_config *m = &p->cfg;
     const mio_json *o = f->o;
-    int v2 = HF_IS(f, "deepseek_v2"), glm = HF_IS(f, "glm4_moe");
-    m->d_model = (int)hf_i(c, o, "hidden_size", v2 ? 4096 : glm ? 4096 : 7168);
-    m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", v2 ? 1407 : glm ? 1408 : 2048);
-    m->n_experts = (int)hf_i2(c, o, "n_routed_experts", "num_local_experts", v2 ? 64 : glm ? 128 : 256);
-    m->top_k = (int)hf_i(c, o, "num_experts_per_tok", v2 ? 0 : 8);
-    if (v2 && m->top_k == 0) hf_fail(c, "deepseek_v2 needs 'num_experts_per_tok' (HF default None)");
-    int64_t ns = hf_i(c, o, "n_shared_experts", v2 ? 2 : 1);
-    double rsf = hf_f(c, o, "routed_scaling_factor", v2 ? 1.0 : glm ? 1.0 : 2.5);
-    int64_t ng = hf_i(c, o, "n_group", v2 ? 0 : glm ? 1 : 8);
-    int64_t kg = hf_i(c, o, "topk_group", v2 ? 0 : glm ? 1 : 4);
-    int norm = hf_b(c, o, "norm_topk_prob", v2 ? 0 : 1);
-    int64_t fk = hf_i(c, o, "first_k_dense_replace", v2 ? 0 : glm ? 1 : 3);
-    int64_t freq = hf_i(c, o, "moe_layer_freq", 1);
+    const struct hf_ds *t = &hf_ds_table[0];
+    for (size_t i = 0; i < sizeof hf_ds_table / sizeof *hf_ds_table; i++)
+        if (HF_IS(f, hf_ds_table[i].mt)) t = &hf_ds_table[i];
+    int v2 = t->v2, mimo = HF_IS(f, "mimo_v2_flash");
+    m->d_model = (int)hf_i(c, o, "hidden_size", t->d);
+    m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", t->ff);
+    m->n_experts = t->E_key ? (int)hf_i(c, o, t->E_key, t->E)
+                            : (int)hf_i2(c, o, "n_routed_experts", "num_local_experts", t->E);
+    m->top_k = (int)hf_i(c, o, "num_experts_per_tok", t->k);
+    int64_t ns = mimo ? 0 : hf_i(c, o, t->ns_key ? t->ns_key : "n_shared_experts", t->ns);
+    if (!c->bad && (m->n_experts < 0 || m->top_k < 0 || ns < 0)) {
+        snprintf(f->msg, sizeof f->msg, "%s needs '%s' (HF default None)", f->mt,
+                 m->n_experts < 0 ? (t->E_key ? t->E_key : "n_routed_experts")
+                 : m->top_k < 0 ? "num_experts_per_tok" : "n_shared_experts");
+        hf_fail(c, f->msg);
+    }
+    double rsf = hf_f(c, o, "routed_scaling_factor", t->rsf);
+    int64_t ng = hf_i(c, o, "n_group", t->ng);
+    int64_t kg = hf_i(c, o, "topk_group", t->kg);
+    int norm = hf_b(c, o, "norm_topk_prob", t->norm);
+    int64_t fk = hf_i(c, o, "first_k_dense_replace", t->fk);
+    const mio_json *freq_j = mio_json_get(o, "moe_layer_freq");
+    int64_t freq = freq_j && mio_json_type(freq_j) != MIO_JSON_ARRAY ? hf_i(c, o, "moe_layer_freq", 1) : 1;
     hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
     m->scale = (float)rsf;
     if (v2) {
         const char *tm = hf_s(c, o, "topk_method", "greedy");
         const char *sf = hf_s(c, o, "scoring_func", "softmax");
         if (sf && strcmp(sf, "softmax")) {
-            snprintf(f->msg, sizeof f->msg, "deepseek_v2 scoring_func '%s' is not supported "
-                     "(softmax)", sf);
+            snprintf(f->msg, sizeof f->msg, "%s scoring_func '%s' is not supported (softmax)", f->mt, sf);
             hf_fail(c, f->msg);
         }
         m->score = MOE_SCORE_SOFTMAX;
         if (tm && !strcmp(tm, "group_limited_greedy")) {
             if (ng <= 0 || kg <= 0)
-                hf_fail(c, "deepseek_v2 group_limited_greedy needs 'n_group' and 'topk_group' "
-                        "(HF default None)");
+                hf_fail(c, "group_limited_greedy needs 'n_group' and 'topk_group' (HF default None)");
             m->n_group = (int)ng;
             m->topk_group = (int)kg;
             m->group_score = MOE_GROUP_MAX;
         } else if (tm && strcmp(tm, "greedy")) {
-            snprintf(f->msg, sizeof f->msg, "deepseek_v2 topk_method '%s' is not supported "
-                     "(greedy, group_limited_greedy)", tm);
+            snprintf(f->msg, sizeof f->msg, "%s topk_method '%s' is not supported (greedy, "
+                     "group_limited_greedy)", f->mt, tm);
             hf_fail(c, f->msg);
         }
         /* HF DeepseekV2Moe never renormalises, whatever norm_topk_prob says */
@@ -453,25 +578,89 @@ static int hf_deepseek(hf_fam *f) {
             m->norm_eps = 1e-20f;
         }
     }
-    if (!hf_layers(f, "num_hidden_layers", v2 ? 32 : glm ? 46 : 61)) return -1;
-    if (f->layer < fk) {
+    if (!hf_layers(f, "num_hidden_layers", t->nl)) return -1;
+    if (t->rule == HF_FROM_FK || t->rule == HF_MLP_TYPES_OR_FK) {
         snprintf(f->msg, sizeof f->msg, "first_k_dense_replace = %lld", (long long)fk);
-        hf_dense(c, f->layer, f->msg);
-        return -1;
+        int moe = t->rule == HF_FROM_FK ? f->layer >= fk || (hf_dense(c, f->layer, f->msg), 0)
+                                        : hf_mlp_layer_types(f, f->layer >= fk, f->msg);
+        if (!moe) return -1;
+    } else if (t->rule == HF_MLP_TYPES_OR_FIRST_DENSE) {
+        /* mimo_v2_flash's older configs give moe_layer_freq as a 0/1 list per layer */
+        int64_t on = 1;
+        if (freq_j && mio_json_type(freq_j) == MIO_JSON_ARRAY && !mio_json_get(o, "mlp_layer_types")) {
+            const mio_json *x = mio_json_at(freq_j, (size_t)f->layer);
+            if (!x || mio_json_as_i64(x, &on)) {
+                hf_fail(c, "'moe_layer_freq' must be a list of 0/1 with an entry per layer");
+                return -1;
+            }
+            if (!on) {
+                snprintf(f->msg, sizeof f->msg, "moe_layer_freq[%lld] = 0", (long long)f->layer);
+                hf_dense(c, f->layer, f->msg);
+                return -1;
+            }
+        } else if (!hf_mlp_layer_types(f, f->layer >= 1, "the first layer is dense "
+                                       "(mlp_layer_types default)")) {
+            return -1;
+        }
     }
     if (freq > 1 && !c->bad && !p->note[0])
         snprintf(p->note, sizeof p->note, "moe_layer_freq = %lld is ignored, as in HF %s (every "
                  "layer from first_k_dense_replace on is MoE)", (long long)freq, f->mt);
+    if (f->o != f->root) { /* VLMs: the language model's layers */
+        hf_prefix(p, "model.language_model.layers.{L}.", f->layer);
+        hf_prefix(p, "language_model.model.layers.{L}.", f->layer);
+    }
     hf_prefix(p, "model.layers.{L}.", f->layer);
     hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
-    if (!v2)
+    if (!v2) {
         hf_add(p, HF_SELECT_BIAS, "mlp.gate.e_score_correction_bias", 0, MOE_OUT_IN, 1,
                m->n_experts, 0, 0);
+        hf_alt_name(p, "mlp.e_score_correction_bias"); /* exaone_moe's Hub spelling */
+    }
     if (ns > 0) {
         m->n_shared = (int)ns;
         m->d_shared = m->d_ff;
         hf_shared(p, "mlp.shared_experts.");
     }
+    return 0;
+}
+
+/* HF HunYuanMoEV1Config: every layer; router mlp.gate.wg (fp32), softmax, top-moe_topk, /sum
+   (no eps); experts and the ungated shared_mlp are SwiGLUs of width intermediate_size.
+   num_experts and moe_topk may be per-layer lists. */
+static int hf_hunyuan(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    int64_t v[2] = {16, 2};
+    const char *keys[2] = {"num_experts", "moe_topk"};
+    if (!hf_layers(f, "num_hidden_layers", 32)) return -1;
+    for (int i = 0; i < 2; i++) {
+        const mio_json *j = mio_json_get(o, keys[i]);
+        if (j && mio_json_type(j) == MIO_JSON_ARRAY) {
+            const mio_json *x = mio_json_at(j, (size_t)f->layer);
+            if (!x || mio_json_as_i64(x, &v[i]) || v[i] < INT_MIN || v[i] > INT_MAX) {
+                snprintf(f->msg, sizeof f->msg, "'%s' is a list without an integer for layer %lld",
+                         keys[i], (long long)f->layer);
+                hf_fail(c, f->msg);
+                return -1;
+            }
+        } else {
+            v[i] = hf_i(c, o, keys[i], v[i]);
+        }
+    }
+    m->d_model = (int)hf_i(c, o, "hidden_size", 4096);
+    m->d_ff = (int)hf_i(c, o, "intermediate_size", 11008);
+    m->n_experts = (int)v[0];
+    m->top_k = (int)v[1];
+    m->norm = MOE_NORM_SUM;
+    hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+    m->n_shared = 1;
+    m->d_shared = m->d_ff;
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    hf_modulelist(p, "mlp.", "gate.wg.weight", "gate_proj", "up_proj", "down_proj");
+    hf_shared(p, "mlp.shared_mlp.");
     return 0;
 }
 
@@ -727,15 +916,37 @@ static const struct hf_family {
     unsigned stacks;
 } hf_table[] = {
     {"mixtral", hf_mixtral, NULL, 0},
+    {"minimax", hf_mixtral, NULL, 0},
     {"phimoe", hf_mixtral, NULL, 0},
     {"qwen2_moe", hf_qwen, NULL, 0},
     {"qwen3_moe", hf_qwen, NULL, 0},
+    {"qwen3_next", hf_qwen, NULL, 0},
+    {"qwen3_5_moe", hf_qwen, "text_config", 0},
+    {"qwen3_5_moe_text", hf_qwen, NULL, 0},
+    {"qwen3_vl_moe", hf_qwen, "text_config", 0},
+    {"qwen3_vl_moe_text", hf_qwen, NULL, 0},
+    {"qwen3_omni_moe", hf_qwen, NULL, 1u << HF_STACK_THINKER | 1u << HF_STACK_TALKER},
+    {"mellum", hf_qwen, NULL, 0},
     {"olmoe", hf_olmoe, NULL, 0},
+    {"flex_olmo", hf_olmoe, NULL, 0},
     {"jamba", hf_jamba, NULL, 0},
+    {"hunyuan_v1_moe", hf_hunyuan, NULL, 0},
     {"deepseek_v2", hf_deepseek, NULL, 0},
+    {"deepseek_ocr2", hf_deepseek, "text_config", 0},
+    {"deepseek_ocr2_text", hf_deepseek, NULL, 0},
     {"deepseek_v3", hf_deepseek, NULL, 0},
     {"kimi_k2", hf_deepseek, NULL, 0},
+    {"kimi_k25", hf_deepseek, "text_config", 0},
+    {"deepseek_v32", hf_deepseek, NULL, 0},
+    {"dots1", hf_deepseek, NULL, 0},
     {"glm4_moe", hf_deepseek, NULL, 0},
+    {"glm4_moe_lite", hf_deepseek, NULL, 0},
+    {"glm4v_moe", hf_deepseek, "text_config", 0},
+    {"glm4v_moe_text", hf_deepseek, NULL, 0},
+    {"glm_moe_dsa", hf_deepseek, NULL, 0},
+    {"solar_open", hf_deepseek, NULL, 0},
+    {"mimo_v2_flash", hf_deepseek, NULL, 0},
+    {"exaone_moe", hf_deepseek, NULL, 0},
     {"gpt_oss", hf_gpt_oss, NULL, 0},
     {"llama4", hf_llama4, "text_config", 0},
     {"llama4_text", hf_llama4, NULL, 0},
@@ -872,11 +1083,15 @@ static void hf_tensor_name(char *out, size_t n, const char *prefix, const char *
 }
 
 /* One tensor: looked up, its shape checked against the plan. 0 ok, else -1 and err. */
-static int hf_get(hf_lookup look, void *user, const char *name, const hf_tensor *sp, hf_found *f,
-                  char *err, size_t n) {
-    char e[MIO_ERR_SIZE], a[96], b[96];
+static int hf_get(hf_lookup look, void *user, const char *prefix, const char *name,
+                  const hf_tensor *sp, hf_found *f, char *err, size_t n) {
+    char e[MIO_ERR_SIZE], a[96], b[96], alt[300];
     e[0] = 0;
     int r = look(user, name, f, e, sizeof e);
+    if (r > 0 && sp->alt_name[0]) {
+        hf_tensor_name(alt, sizeof alt, prefix, sp->alt_name, 0);
+        if (look(user, alt, f, e, sizeof e) == 0) r = 0, name = alt;
+    }
     if (r > 0) {
         if (e[0]) snprintf(err, n, "missing tensor '%s' (%s)", name, e);
         else snprintf(err, n, "missing tensor '%s'", name);
@@ -943,7 +1158,7 @@ static int hf_bind(const hf_plan *p, hf_lookup look, void *user, moe_weights *w,
         }
         for (int x = 0; x < E; x++) {
             hf_tensor_name(name, sizeof name, b->prefix, sp->name, x);
-            if (hf_get(look, user, name, sp, &f, err, n)) goto fail;
+            if (hf_get(look, user, b->prefix, name, sp, &f, err, n)) goto fail;
             if (!sp->per_expert) {
                 slot->data = f.data, slot->dtype = f.dtype;
             } else if (x == 0) {

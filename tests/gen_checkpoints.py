@@ -303,9 +303,7 @@ case("switch_transformers", G.switch_transformers, c, c, G.build_switch, F32, 11
 def from_golden(gname, sharded=False, name=None):
     gc = next(c for c in G.CASES if c["name"] == gname)
     config = gc["config"] if gc["config"] is not None else {k: v for k, v in gc["cfg"].items() if not k.startswith("_")}
-    d = config.get("hidden_size", config.get("d_model"))
-    if d is None:  # nested text config
-        d = next(v["hidden_size"] for v in config.values() if isinstance(v, dict) and "hidden_size" in v)
+    d = gc["cfg"].get("hidden_size", gc["cfg"].get("d_model"))
     prefix = gc["prefix"]
     root = prefix[:prefix.index("layers.")] if "layers." in prefix else ""
     n_layers = int(gc["layer"].split(".")[-1]) + 1
@@ -316,6 +314,25 @@ def from_golden(gname, sharded=False, name=None):
 from_golden("granitemoeshared", sharded=True)
 from_golden("granitemoehybrid_bf16", name="granitemoehybrid")
 from_golden("granitemoe_swa")
+from_golden("minimax", sharded=True)
+from_golden("flex_olmo_bf16", name="flex_olmo")
+from_golden("mellum")
+from_golden("qwen3_next", sharded=True)
+from_golden("qwen3_5_moe_bf16", name="qwen3_5_moe")
+from_golden("qwen3_vl_moe")
+from_golden("qwen3_omni_moe_thinker")
+from_golden("qwen3_omni_moe_talker")
+from_golden("dots1")
+from_golden("deepseek_v32", sharded=True)
+from_golden("deepseek_ocr2")
+from_golden("glm4_moe_lite")
+from_golden("glm4v_moe")
+from_golden("glm_moe_dsa")
+from_golden("solar_open")
+from_golden("mimo_v2_flash")
+from_golden("exaone_moe")
+from_golden("kimi_k25")
+from_golden("hunyuan_v1_moe")
 
 
 # ---- generation -------------------------------------------------------------------------------

@@ -316,13 +316,16 @@ def deepseek_v3(w, cfg, x, aux=None):
     group score = sum of the top-2 biased scores, keep topk_group groups (others masked_fill
     0.0), top-k, weights gathered from the unbiased p, renormalised (+1e-20) when
     norm_topk_prob, times routed_scaling_factor; plus ungated shared experts."""
-    E, k = cfg["n_routed_experts"], cfg["num_experts_per_tok"]
+    E, k = cfg.get("n_routed_experts", cfg.get("num_experts")), cfg["num_experts_per_tok"]
     G, kg = cfg["n_group"], cfg["topk_group"]
     act = ACT2FN[cfg.get("hidden_act", "silu")]
     router_logits = F.linear(x, w["gate.weight"])
     scores = router_logits.sigmoid()
     # get_topk_indices
-    scores_for_choice = scores.view(-1, E) + w["gate.e_score_correction_bias"].unsqueeze(0)
+    # the bias: a buffer of the router (gate.e_score_correction_bias) or, in ExaoneMoe Hub
+    # checkpoints, of the block (e_score_correction_bias)
+    bias = w["gate.e_score_correction_bias"] if "gate.e_score_correction_bias" in w else w["e_score_correction_bias"]
+    scores_for_choice = scores.view(-1, E) + bias.unsqueeze(0)
     group_scores = scores_for_choice.view(-1, G, E // G).topk(2, dim=-1)[0].sum(dim=-1)
     _note_group(aux, "group top-2-sum rank", group_scores, kg)
     group_idx = torch.topk(group_scores, k=kg, dim=-1, sorted=False)[1]
@@ -340,7 +343,8 @@ def deepseek_v3(w, cfg, x, aux=None):
         topk_weights /= denominator
     topk_weights = topk_weights * cfg["routed_scaling_factor"]
     y = _sparse_moe_loop(x, topk_indices, topk_weights, E, lambda e, h: _mlp(w, "experts.%d." % e, act, h))
-    y = y + _mlp(w, "shared_experts.", act, x)
+    if "shared_experts.gate_proj.weight" in w:  # MiMoV2FlashMoE: DeepseekV3MoE without them
+        y = y + _mlp(w, "shared_experts.", act, x)
     if aux is not None:
         aux["logits"] = router_logits
         aux["min_key"] = float(unmasked.min())  # must be > 0 (HF 0.0 fill == moe.h -inf fill)
@@ -696,6 +700,110 @@ def kimi_k2(w, cfg, x, aux=None):
     return deepseek_v3(w, cfg, x, aux)
 
 
+# ---- families that reuse a block above (transformers imports it, or copies it unchanged) -------
+
+def minimax(w, cfg, x, aux=None):
+    """HF minimax MiniMaxSparseMoeBlock(MixtralSparseMoeBlock): the Mixtral block."""
+    return mixtral(w, cfg, x, aux)
+
+
+def flex_olmo(w, cfg, x, aux=None):
+    """HF flex_olmo FlexOlmoSparseMoeBlock(OlmoeSparseMoeBlock): the OLMoE block."""
+    return olmoe(w, cfg, x, aux)
+
+
+def mellum(w, cfg, x, aux=None):
+    """HF mellum MellumSparseMoeBlock(Qwen3MoeSparseMoeBlock): the Qwen3-MoE block."""
+    return qwen3_moe(w, cfg, x, aux)
+
+
+def qwen3_next(w, cfg, x, aux=None):
+    """HF qwen3_next Qwen3NextSparseMoeBlock(Qwen2MoeSparseMoeBlock): the Qwen2-MoE block, with its
+    sigmoid-gated shared expert."""
+    return qwen2_moe(w, cfg, x, aux)
+
+
+def qwen3_5_moe(w, cfg, x, aux=None):
+    """HF qwen3_5_moe Qwen3_5MoeSparseMoeBlock: Qwen3Next's block with Qwen3VLMoeTextTopKRouter,
+    which renormalises always (the config has no norm_topk_prob)."""
+    return qwen2_moe(w, dict(cfg, norm_topk_prob=True), x, aux)
+
+
+def qwen3_vl_moe(w, cfg, x, aux=None):
+    """HF qwen3_vl_moe Qwen3VLMoeTextTopKRouter + Qwen3VLMoeTextExperts(Qwen3MoeExperts): softmax
+    (fp32), top-k, always /sum; experts fused as the Hub stores them, gate_up_proj [E][d][2ff] and
+    down_proj [E][ff][d] (transformers transposes them on load to [E][2ff][d] / [E][d][ff]; the
+    products are the same), gate and up the two halves."""
+    E, k = cfg["num_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["gate.weight"])
+    router_probs = F.softmax(router_logits, dtype=torch.float64, dim=-1)
+    _note_topk(aux, "top-k of p", router_probs, k)
+    router_top_value, router_indices = torch.topk(router_probs, k, dim=-1)
+    router_top_value /= router_top_value.sum(dim=-1, keepdim=True)
+
+    def expert(e, h):
+        gate, up = (h @ w["experts.gate_up_proj"][e]).chunk(2, dim=-1)
+        return (act(gate) * up) @ w["experts.down_proj"][e]
+
+    y = _sparse_moe_loop(x, router_indices, router_top_value, E, expert)
+    _set(aux, "logits", router_logits)
+    return y, router_indices, router_top_value
+
+
+def qwen3_omni_moe_thinker(w, cfg, x, aux=None):
+    """HF qwen3_omni_moe Qwen3OmniMoeThinkerTextSparseMoeBlock(Qwen3MoeSparseMoeBlock)."""
+    return qwen3_moe(w, cfg, x, aux)
+
+
+def qwen3_omni_moe_talker(w, cfg, x, aux=None):
+    """HF qwen3_omni_moe Qwen3OmniMoeTalkerTextSparseMoeBlock(Qwen2MoeSparseMoeBlock)."""
+    return qwen2_moe(w, cfg, x, aux)
+
+
+def deepseek_ocr2(w, cfg, x, aux=None):
+    """HF deepseek_ocr2 DeepseekOcr2TextMoe(DeepseekV2Moe)."""
+    return deepseek_v2(w, cfg, x, aux)
+
+
+def _v3_alias(name):
+    def f(w, cfg, x, aux=None):
+        return deepseek_v3(w, cfg, x, aux)
+    f.__name__ = name
+    f.__doc__ = "HF %s: DeepseekV3MoE and DeepseekV3TopkRouter (imported, or copied as Glm4MoeMoE)." % name
+    return f
+
+
+dots1 = _v3_alias("dots1")
+deepseek_v32 = _v3_alias("deepseek_v32")
+glm4_moe_lite = _v3_alias("glm4_moe_lite")
+glm4v_moe = _v3_alias("glm4v_moe")
+glm_moe_dsa = _v3_alias("glm_moe_dsa")
+solar_open = _v3_alias("solar_open")
+kimi_k25 = _v3_alias("kimi_k25")
+mimo_v2_flash = _v3_alias("mimo_v2_flash")  # no shared experts (MiMoV2FlashMoE deletes them)
+exaone_moe = _v3_alias("exaone_moe")        # num_experts, num_shared_experts
+
+
+def hunyuan_v1_moe(w, cfg, x, aux=None):
+    """HF hunyuan_v1_moe HunYuanMoEV1Gate + HunYuanMoEV1Moe: router gate.wg in fp32, softmax,
+    top-moe_topk, /sum (no eps), experts SwiGLU of width intermediate_size, plus the ungated
+    shared_mlp of the same width. num_experts and moe_topk may be per-layer lists (_layer)."""
+    L = cfg["_layer"]
+    E = cfg["num_experts"] if isinstance(cfg["num_experts"], int) else cfg["num_experts"][L]
+    k = cfg["moe_topk"] if isinstance(cfg["moe_topk"], int) else cfg["moe_topk"][L]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["gate.wg.weight"])
+    routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float64)
+    _note_topk(aux, "top-k of p", routing_weights, k)
+    routing_weights, selected_experts = torch.topk(routing_weights, k, dim=-1)
+    routing_weights /= routing_weights.sum(dim=-1, keepdim=True)
+    y = _sparse_moe_loop(x, selected_experts, routing_weights, E, lambda e, h: _mlp(w, "experts.%d." % e, act, h))
+    y = y + _mlp(w, "shared_mlp.", act, x)
+    _set(aux, "logits", router_logits)
+    return y, selected_experts, routing_weights
+
+
 # ---- random weights ---------------------------------------------------------------------------
 
 def _round(a, dtype):
@@ -779,6 +887,39 @@ def build_deepseek_v3(dr, c, T):
          "gate.e_score_correction_bias": dr.uniform((E,), -0.05, 0.05)}
     _experts_modulelist(dr, w, E, d, ff)
     _shared(dr, w, "shared_experts.", d, ff * c["n_shared_experts"])
+    return w, _x(dr, T, d)
+
+
+def build_v3(E_key="n_routed_experts", ns_key="n_shared_experts", bias="gate.e_score_correction_bias"):
+    """DeepSeek-V3-style weights for configs that name the counts differently (ExaoneMoe) or have
+    no shared experts (MiMo-V2-Flash: ns_key None), or checkpoints that keep the selection bias
+    elsewhere (ExaoneMoe: e_score_correction_bias of the block)."""
+    def build(dr, c, T):
+        d, ff, E = c["hidden_size"], c["moe_intermediate_size"], c[E_key]
+        w = {"gate.weight": dr.mat((E, d), d, 1.0),
+             bias: dr.uniform((E,), -0.05, 0.05)}
+        _experts_modulelist(dr, w, E, d, ff)
+        if ns_key:
+            _shared(dr, w, "shared_experts.", d, ff * c[ns_key])
+        return w, _x(dr, T, d)
+    return build
+
+
+def build_qwen_vl(dr, c, T):
+    d, ff, E = c["hidden_size"], c["moe_intermediate_size"], c["num_experts"]
+    w = {"gate.weight": dr.mat((E, d), d, 2.0),
+         "experts.gate_up_proj": dr.mat((E, d, 2 * ff), d),
+         "experts.down_proj": dr.mat((E, ff, d), ff)}
+    return w, _x(dr, T, d)
+
+
+def build_hunyuan(dr, c, T):
+    L = c["_layer"]
+    d, ff = c["hidden_size"], c["intermediate_size"]
+    E = c["num_experts"] if isinstance(c["num_experts"], int) else c["num_experts"][L]
+    w = {"gate.wg.weight": dr.mat((E, d), d, 2.0)}
+    _experts_modulelist(dr, w, E, d, ff)
+    _shared(dr, w, "shared_mlp.", d, ff)
     return w, _x(dr, T, d)
 
 
@@ -1038,6 +1179,103 @@ case("ernie4_5_moe", ernie4_5_moe,
      dict(model_type="ernie4_5_moe", hidden_size=24, moe_intermediate_size=20, moe_num_experts=12, moe_k=3,
           moe_num_shared_experts=2, moe_norm_min=1e-12, hidden_act="silu"),
      F32, 8, build_ernie, 20, layer="1", prefix="model.layers.1.")
+# ---- families that reuse a supported block: only their config.json, names and MoE layers are new
+case("minimax", minimax,
+     dict(model_type="minimax", hidden_size=16, intermediate_size=12, num_local_experts=6, num_experts_per_tok=2,
+          hidden_act="silu", _ff=12, _E=6),
+     F32, 6, build_softmax_family(expert_names=("w1", "w3", "w2")), 26, block="block_sparse_moe.")
+case("flex_olmo_bf16", flex_olmo,
+     dict(model_type="flex_olmo", hidden_size=16, intermediate_size=12, num_experts=7, num_experts_per_tok=5,
+          norm_topk_prob=False, hidden_act="silu", _ff=12, _E=7),
+     BF16, 6, build_softmax_family(), 27)
+# mellum: layer 1 of 2 is sparse by mlp_layer_types
+case("mellum", mellum,
+     dict(model_type="mellum", hidden_size=16, moe_intermediate_size=12, num_experts=8, num_experts_per_tok=2,
+          norm_topk_prob=True, hidden_act="silu", num_hidden_layers=2, mlp_layer_types=["dense", "sparse"],
+          _ff=12, _E=8),
+     F32, 6, build_softmax_family(), 28, layer="1", prefix="model.layers.1.")
+case("qwen3_next", qwen3_next,
+     dict(model_type="qwen3_next", hidden_size=16, moe_intermediate_size=12, shared_expert_intermediate_size=20,
+          num_experts=10, num_experts_per_tok=3, norm_topk_prob=True, hidden_act="silu", _ff=12, _E=10),
+     F32, 7, build_softmax_family(shared="qwen2"), 29)
+_q35 = dict(model_type="qwen3_5_moe_text", hidden_size=16, moe_intermediate_size=12, shared_expert_intermediate_size=16,
+            num_experts=8, num_experts_per_tok=2, hidden_act="silu", num_hidden_layers=2)
+case("qwen3_5_moe_bf16", qwen3_5_moe, dict(_q35, _ff=12, _E=8), BF16, 6, build_softmax_family(shared="qwen2"), 30,
+     layer="1", prefix="model.language_model.layers.1.",
+     config=dict(model_type="qwen3_5_moe", text_config=_q35, vision_config=dict(depth=1)))
+_qvl = dict(model_type="qwen3_vl_moe_text", hidden_size=16, moe_intermediate_size=12, num_experts=8,
+            num_experts_per_tok=3, hidden_act="silu", decoder_sparse_step=1)
+case("qwen3_vl_moe", qwen3_vl_moe, _qvl, F32, 6, build_qwen_vl, 31, prefix="model.language_model.layers.0.",
+     config=dict(model_type="qwen3_vl_moe", text_config=_qvl, vision_config=dict(depth=1)))
+_thinker = dict(model_type="qwen3_omni_moe_text", hidden_size=16, moe_intermediate_size=12, num_experts=8,
+                num_experts_per_tok=2, norm_topk_prob=True, hidden_act="silu", num_hidden_layers=2)
+_talker = dict(model_type="qwen3_omni_moe_talker_text", hidden_size=12, moe_intermediate_size=8, num_experts=6,
+               num_experts_per_tok=2, norm_topk_prob=False, shared_expert_intermediate_size=16, hidden_act="silu",
+               num_hidden_layers=2)
+_omni = dict(model_type="qwen3_omni_moe", thinker_config=dict(text_config=_thinker),
+             talker_config=dict(text_config=_talker))
+case("qwen3_omni_moe_thinker", qwen3_omni_moe_thinker, dict(_thinker, _ff=12, _E=8), F32, 6, build_softmax_family(),
+     32, layer="thinker.1", prefix="thinker.model.layers.1.", config=_omni)
+case("qwen3_omni_moe_talker", qwen3_omni_moe_talker, dict(_talker, _ff=8, _E=6), F32, 6,
+     build_softmax_family(shared="qwen2"), 33, layer="talker.0", prefix="talker.model.layers.0.", config=_omni)
+case("dots1", dots1,
+     dict(model_type="dots1", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8, num_experts_per_tok=2,
+          n_shared_experts=2, n_group=1, topk_group=1, norm_topk_prob=False, routed_scaling_factor=1.0,
+          first_k_dense_replace=1, num_hidden_layers=2, hidden_act="silu"),
+     F32, 6, build_deepseek_v3, 34, layer="1", prefix="model.layers.1.")
+case("deepseek_v32", deepseek_v32,
+     dict(model_type="deepseek_v32", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8,
+          num_experts_per_tok=2, n_shared_experts=1, n_group=2, topk_group=1, norm_topk_prob=True,
+          routed_scaling_factor=2.5, num_hidden_layers=2, mlp_layer_types=["dense", "sparse"], hidden_act="silu"),
+     {"gate.weight": F32, "gate.e_score_correction_bias": F32, "*": BF16}, 7, build_deepseek_v3, 35, layer="1",
+     prefix="model.layers.1.")
+_ocr = dict(model_type="deepseek_ocr2_text", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8,
+            num_experts_per_tok=2, n_shared_experts=2, topk_method="greedy", n_group=1, topk_group=1,
+            routed_scaling_factor=1.0, norm_topk_prob=False, hidden_act="silu", num_hidden_layers=2,
+            mlp_layer_types=["dense", "sparse"])
+case("deepseek_ocr2", deepseek_ocr2, dict(_ocr, _ff=12, _E=8), F32, 6, build_softmax_family(shared="deepseek"), 36,
+     layer="1", prefix="model.language_model.layers.1.", config=dict(model_type="deepseek_ocr2", text_config=_ocr))
+case("glm4_moe_lite", glm4_moe_lite,
+     dict(model_type="glm4_moe_lite", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8,
+          num_experts_per_tok=2, n_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True,
+          routed_scaling_factor=1.8, num_hidden_layers=2, hidden_act="silu"),
+     F32, 6, build_deepseek_v3, 37, layer="1", prefix="model.layers.1.")
+_glmv = dict(model_type="glm4v_moe_text", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8,
+             num_experts_per_tok=3, n_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True,
+             routed_scaling_factor=1.0, first_k_dense_replace=1, num_hidden_layers=2, hidden_act="silu")
+case("glm4v_moe", glm4v_moe, _glmv, F32, 6, build_deepseek_v3, 38, layer="1", prefix="model.language_model.layers.1.",
+     config=dict(model_type="glm4v_moe", text_config=_glmv, vision_config=dict(depth=1)))
+case("glm_moe_dsa", glm_moe_dsa,
+     dict(model_type="glm_moe_dsa", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8,
+          num_experts_per_tok=2, n_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True,
+          routed_scaling_factor=2.5, first_k_dense_replace=1, num_hidden_layers=2, hidden_act="silu"),
+     F32, 6, build_deepseek_v3, 39, layer="1", prefix="model.layers.1.")
+case("solar_open", solar_open,
+     dict(model_type="solar_open", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8,
+          num_experts_per_tok=2, n_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True,
+          routed_scaling_factor=1.0, hidden_act="silu"),
+     F32, 6, build_deepseek_v3, 40)
+case("mimo_v2_flash", mimo_v2_flash,
+     dict(model_type="mimo_v2_flash", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8,
+          num_experts_per_tok=2, n_group=2, topk_group=1, norm_topk_prob=True, routed_scaling_factor=1.0,
+          num_hidden_layers=2, hidden_act="silu"),
+     F32, 6, build_v3(ns_key=None), 41, layer="1", prefix="model.layers.1.")
+case("exaone_moe", exaone_moe,
+     dict(model_type="exaone_moe", hidden_size=16, moe_intermediate_size=12, num_experts=8, num_experts_per_tok=2,
+          num_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.5,
+          first_k_dense_replace=1, num_hidden_layers=2, hidden_act="silu"),
+     F32, 6, build_v3("num_experts", "num_shared_experts", "e_score_correction_bias"), 42, layer="1",
+     prefix="model.layers.1.")
+_k25 = dict(model_type="kimi_k2", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8, num_experts_per_tok=2,
+            n_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.827,
+            first_k_dense_replace=1, num_hidden_layers=2, hidden_act="silu")
+case("kimi_k25", kimi_k25, _k25, F32, 6, build_deepseek_v3, 43, layer="1", prefix="language_model.model.layers.1.",
+     config=dict(model_type="kimi_k25", text_config=_k25, vision_config=dict(hidden_size=16)))
+# hunyuan_v1_moe: per-layer num_experts / moe_topk lists; layer 1 has 6 experts, top-2
+case("hunyuan_v1_moe", hunyuan_v1_moe,
+     dict(model_type="hunyuan_v1_moe", hidden_size=16, intermediate_size=12, num_experts=[4, 6], moe_topk=[1, 2],
+          num_hidden_layers=2, hidden_act="silu", _layer=1),
+     F32, 6, build_hunyuan, 44, layer="1", prefix="model.layers.1.")
 # Grok-1 is not a transformers family: no config.json; test_golden.c maps it by hand
 case("grok1_bf16", grok1,
      dict(emb_size=24, ffn_size=36, num_experts=8, num_selected_experts=2),

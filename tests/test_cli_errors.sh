@@ -57,6 +57,10 @@ expect_fail "dense: mlp_only_layers" "dense layer.*mlp_only_layers" --model "$CK
 expect_fail "dense: llama4 interleave" "dense layer.*interleave_moe_layer_step" --model "$CK/llama4" --layer 0 --input "$CK/llama4/llama4.1.x.npy"
 expect_fail "dense: jamba period" "dense layer.*expert_layer_period" --model "$CK/jamba" --layer 0 --input "$CK/jamba/jamba.1.x.npy"
 expect_fail "dense: ernie start index" "dense layer.*moe_layer_start_index" --model "$CK/ernie4_5_moe" --layer 0 --input "$CK/ernie4_5_moe/ernie4_5_moe.1.x.npy"
+expect_fail "dense: mlp_layer_types" "layer 0 is a dense layer.*mlp_layer_types\[0\] = .dense" --model "$CK/mellum" --layer 0 --input "$CK/mellum/mellum.1.x.npy"
+expect_fail "stack of another family" "bad --layer 'talker.0'.*not a stack of olmoe" --model "$CK/olmoe" --layer talker.0 --input "$X"
+fixture hunyuan_v1_moe; sed -i 's/"moe_topk": \[/"moe_topk": [2], "unused": [/' "$tmp/hunyuan_v1_moe/config.json"
+expect_fail "per-layer list too short" "'moe_topk' is a list without an integer for layer 1" --model "$tmp/hunyuan_v1_moe" --layer 1 --input "$CK/hunyuan_v1_moe/hunyuan_v1_moe.1.x.npy"
 XS=$CK/switch_transformers/switch_transformers.encoder.1.x.npy
 expect_fail "dense: switch encoder.0" "dense" --model "$CK/switch_transformers" --layer encoder.0 --input "$XS"
 expect_fail "switch decoder out of range" "out of range.*num_decoder_layers" --model "$CK/switch_transformers" --layer decoder.4 --input "$XS"
