@@ -100,8 +100,8 @@ typedef enum moe_result {
     MOE_E_VALUE = -10,          /* a float option is negative (jitter_eps may be), NaN or infinite */
     MOE_E_SHARED = -11,         /* n_shared or d_shared is negative */
     MOE_E_CAPACITY = -12,       /* capacity is negative */
-    MOE_E_ACT_PLAIN = -13,      /* MOE_ACT_SWIGLU_OAI needs a gated FFN */
-    MOE_E_BIAS_SCORE = -14,     /* select_bias only works with MOE_SCORE_SOFTMAX or _SIGMOID */
+    MOE_E_ACT_PLAIN = -13,      /* the clamped SwiGLU activations need a gated FFN */
+    MOE_E_BIAS_SCORE = -14,     /* select_bias only works with scores SOFTMAX, SIGMOID, SQRT_SOFTPLUS */
     MOE_E_NO_ROUTER = -15,      /* weights.router is missing */
     MOE_E_NO_EXPERTS = -16,     /* the expert matrices the FFN kind needs are missing */
     MOE_E_NO_ROUTER_BIAS = -17, /* cfg.router_bias is set but weights.router_bias is missing */
@@ -127,13 +127,27 @@ typedef enum moe_score {
     MOE_SCORE_SIGMOID,       /* p = sigmoid(h); select top-k of p (+ select_bias); w = p_e */
     MOE_SCORE_SOFTMAX_TOPK,  /* select top-k of h; w = softmax over the k selected h (GPT-OSS, Granite) */
     MOE_SCORE_SIGMOID_TOPK,  /* select top-k of h; w = sigmoid(h_e) (Llama-4) */
-    MOE_SCORE_SPARSEMIXER    /* Phi-3.5-MoE sparsemixer, inference form, top_k = 2 */
+    MOE_SCORE_SPARSEMIXER,   /* Phi-3.5-MoE sparsemixer, inference form, top_k = 2 */
+    MOE_SCORE_SQRT_SOFTPLUS  /* p = sqrt(softplus(h)); select top-k of p (+ select_bias); w = p_e
+                                (DeepSeek-V4 scoring_func "sqrtsoftplus") */
 } moe_score;
 
 typedef enum moe_group_score {
     MOE_GROUP_MAX = 0,       /* group score = best key in the group (DeepSeek-V2) */
     MOE_GROUP_TOP2_SUM       /* group score = sum of the two best keys (DeepSeek-V3, GLM-4.5) */
 } moe_group_score;
+
+typedef enum moe_group_fill {
+    MOE_GROUP_FILL_NEG_INF = 0, /* the keys of dropped groups become -inf: never selected (vLLM,
+                                   llama.cpp, HF DeepSeek-V3 since 2026-04) */
+    MOE_GROUP_FILL_ZERO       /* they become 0.0, and still beat a kept key below 0 (HF Mistral4,
+                                 AXK2, DeepSeek-V2) */
+} moe_group_fill;
+
+typedef enum moe_shared_combine {
+    MOE_SHARED_SUM = 0,      /* y = routed + shared */
+    MOE_SHARED_AVERAGE       /* y = (routed + shared) / 2 (Cohere2-MoE "average") */
+} moe_shared_combine;
 
 typedef enum moe_norm {
     MOE_NORM_NONE = 0,       /* weights as scored */
@@ -159,8 +173,12 @@ typedef enum moe_act {
     MOE_ACT_GELU_ERF,        /* 0.5 z (1 + erf(z / sqrt 2)) */
     MOE_ACT_GELU_TANH,       /* 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) */
     MOE_ACT_RELU,            /* max(z, 0) */
-    MOE_ACT_SWIGLU_OAI       /* GPT-OSS: g = min(g, limit), u = clamp(u, -limit, limit),
+    MOE_ACT_SWIGLU_OAI,      /* GPT-OSS: g = min(g, limit), u = clamp(u, -limit, limit),
                                 (u + 1) * g * sigmoid(alpha g); gated FFN only */
+    MOE_ACT_RELU2,           /* max(z, 0)^2 (Nemotron-H "relu2") */
+    MOE_ACT_SWIGLU_CLAMP,    /* DeepSeek-V4: silu(min(g, limit)) * clamp(u, -limit, limit); gated */
+    MOE_ACT_SILU_CLAMP       /* Step-3.7: min(silu(g), limit) * clamp(u, -limit, limit), the clamp
+                                after the activation; gated */
 } moe_act;
 
 typedef enum moe_shared_gate {
@@ -204,8 +222,18 @@ typedef struct moe_config {
     moe_ffn ffn;
     moe_act act;
     float act_alpha;         /* MOE_ACT_SWIGLU_OAI alpha; 0 = 1.702 */
-    float act_limit;         /* MOE_ACT_SWIGLU_OAI limit; 0 = 7.0 */
+    float act_limit;         /* limit of the clamped activations (SWIGLU_OAI, SWIGLU_CLAMP,
+                                SILU_CLAMP); 0 = 7.0; +INFINITY = no clamp */
     int expert_bias;         /* 1 = experts have biases (weights.*_bias) */
+
+    /* since 0.2; zero keeps the 0.1 behaviour */
+    float logit_softcap;     /* > 0: the router logits become c tanh(h / c) before scoring (Laguna
+                                moe_router_logit_softcapping); 0 = none */
+    moe_group_fill group_fill; /* what the keys of dropped groups become */
+    int scale_on_sum;        /* 1 = `scale` multiplies the routed sum after mixing and the weights
+                                stay unscaled (Laguna, Step-3.7, MiniMax-M3); 0 = on the weights */
+    moe_shared_combine shared_combine; /* how routed and shared outputs combine */
+    float shared_act_limit;  /* the shared FFN's clamp limit; 0 = act_limit; +INFINITY = none */
 } moe_config;
 
 /* Checks a config on its own (weights are checked by moe_layer_create). */
@@ -660,15 +688,24 @@ static float moe__act1(const moe__actp *a, float z) {
     case MOE_ACT_GELU_TANH:
         return 0.5f * z * (1.0f + tanhf(0.79788456080286536f * (z + 0.044715f * z * z * z)));
     case MOE_ACT_RELU: return z > 0.0f ? z : 0.0f;
+    case MOE_ACT_RELU2: return z > 0.0f ? z * z : 0.0f; /* square(relu(z)) */
     default: return z * moe__sigmoid(z);
     }
 }
 
-/* Gated: act(g) * u, or GPT-OSS's clamped form (HF gpt_oss GptOssExperts.forward). */
+/* Gated: act(g) * u, or one of the clamped forms: GPT-OSS (HF gpt_oss GptOssExperts.forward),
+   DeepSeek-V4 (HF deepseek_v4 DeepseekV4Experts: clamp, then silu, no +1), Step-3.7 (HF step3p7
+   Step3p7Experts: silu, then clamp). */
 static float moe__act2(const moe__actp *a, float g, float u) {
-    if (a->act == MOE_ACT_SWIGLU_OAI) {
-        g = g < a->limit ? g : a->limit;
+    if (a->act == MOE_ACT_SWIGLU_OAI || a->act == MOE_ACT_SWIGLU_CLAMP ||
+        a->act == MOE_ACT_SILU_CLAMP) {
         u = u < -a->limit ? -a->limit : (u > a->limit ? a->limit : u);
+        if (a->act == MOE_ACT_SILU_CLAMP) {
+            g = g * moe__sigmoid(g);
+            return (g < a->limit ? g : a->limit) * u;
+        }
+        g = g < a->limit ? g : a->limit;
+        if (a->act == MOE_ACT_SWIGLU_CLAMP) return g * moe__sigmoid(g) * u;
         return (u + 1.0f) * (g * moe__sigmoid(a->alpha * g));
     }
     return moe__act1(a, g) * u;
@@ -948,15 +985,23 @@ static MOE__INLINE moe__v moe__vact1(const moe__actp *a, moe__v z) {
     case MOE_ACT_GELU_ERF: return moe__vgelu_erf(z);
     case MOE_ACT_GELU_TANH: return moe__vgelu_tanh(z);
     case MOE_ACT_RELU: return moe__vmax(z, moe__vset(0.0f));
+    case MOE_ACT_RELU2: {
+        moe__v r = moe__vmax(z, moe__vset(0.0f));
+        return moe__vmul(r, r);
+    }
     default: return moe__vmul(z, moe__vsigmoid(z));
     }
 }
 
 static MOE__INLINE moe__v moe__vact2(const moe__actp *a, moe__v g, moe__v u) {
-    if (a->act == MOE_ACT_SWIGLU_OAI) {
+    if (a->act == MOE_ACT_SWIGLU_OAI || a->act == MOE_ACT_SWIGLU_CLAMP ||
+        a->act == MOE_ACT_SILU_CLAMP) {
         moe__v lim = moe__vset(a->limit);
-        g = moe__vmin(g, lim);
         u = moe__vmin(moe__vmax(u, moe__vsub(moe__vset(0.0f), lim)), lim);
+        if (a->act == MOE_ACT_SILU_CLAMP)
+            return moe__vmul(moe__vmin(moe__vmul(g, moe__vsigmoid(g)), lim), u);
+        g = moe__vmin(g, lim);
+        if (a->act == MOE_ACT_SWIGLU_CLAMP) return moe__vmul(moe__vmul(g, moe__vsigmoid(g)), u);
         return moe__vmul(moe__vadd(u, moe__vset(1.0f)),
                          moe__vmul(g, moe__vsigmoid(moe__vmul(moe__vset(a->alpha), g))));
     }
@@ -1209,7 +1254,7 @@ typedef struct moe__ffnw {
 
 struct moe_layer {
     moe_config cfg;        /* defaults filled in */
-    moe__actp act;
+    moe__actp act, sh_act; /* routed and shared FFN activations (they differ in the limit) */
     int gated;
     size_t d, E, k, d_pad, e_pad;
     moe__mat router;       /* E outputs over d inputs, fp32 */
@@ -1339,6 +1384,8 @@ static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_
     if (c->score == MOE_SCORE_SOFTMAX) moe__softmax(h, p, E);
     for (int e = 0; e < E; e++) {
         if (c->score == MOE_SCORE_SIGMOID) p[e] = moe__sigmoid(h[e]);
+        else if (c->score == MOE_SCORE_SQRT_SOFTPLUS) /* torch softplus: threshold 20 */
+            p[e] = sqrtf(h[e] > 20.0f ? h[e] : log1pf(expf(h[e])));
         else if (c->score != MOE_SCORE_SOFTMAX) p[e] = h[e]; /* *_TOPK: select on the logits */
         key[e] = L->select_bias ? p[e] + L->select_bias[e] : p[e];
     }
@@ -1358,11 +1405,12 @@ static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_
             gs[g] = c->group_score == MOE_GROUP_MAX ? a : a + b;
         }
         moe__topk(gs, G, c->topk_group, keep);
+        float fill = c->group_fill == MOE_GROUP_FILL_ZERO ? 0.0f : -INFINITY;
         for (int g = 0; g < G; g++) {
             int kept = 0;
             for (int j = 0; j < c->topk_group; j++) kept |= keep[j] == g;
             if (!kept)
-                for (int i = 0; i < per; i++) key[g * per + i] = -INFINITY;
+                for (int i = 0; i < per; i++) key[g * per + i] = fill;
         }
     }
     moe__topk(key, E, k, ex);
@@ -1386,7 +1434,7 @@ static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_
         if (c->norm == MOE_NORM_SUM_CLAMP && s < c->norm_eps) s = c->norm_eps;
         for (int j = 0; j < k; j++) w[j] /= s;
     }
-    if (c->scale != 1.0f)
+    if (c->scale != 1.0f && !c->scale_on_sum) /* else the combine scales the routed sum */
         for (int j = 0; j < k; j++) w[j] *= c->scale;
 }
 
@@ -1475,9 +1523,13 @@ static void moe__route(const moe_layer *L, const float *x, size_t T, moe__ws *w,
         L->router_kern->gemm(&L->router, 0, L->router_bias, &R, p, p + 1);
     }
     MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(T > 64))
-    for (long t = 0; t < (long)T; t++)
-        moe__gate(L, w->logits + (size_t)t * E, w->scratch + (size_t)t * 4 * E,
-                  w->ex + (size_t)t * k, w->wt + (size_t)t * k);
+    for (long t = 0; t < (long)T; t++) {
+        float *h = w->logits + (size_t)t * E, cap = c->logit_softcap;
+        if (cap > 0.0f) /* HF laguna LagunaTopKRouter: the capped logits are "the" logits */
+            for (size_t e = 0; e < E; e++) h[e] = tanhf(h[e] / cap) * cap;
+        moe__gate(L, h, w->scratch + (size_t)t * 4 * E, w->ex + (size_t)t * k,
+                  w->wt + (size_t)t * k);
+    }
     /* capacity (Switch): per expert, the first `capacity` (token, slot) pairs in token order */
     memset(w->drop, 0, T * k);
     if (c->capacity > 0) {
@@ -1575,7 +1627,7 @@ static void moe__phase1(const moe_layer *L, const float *x, moe__ws *w, int nth)
                 R.x = (const unsigned char *)(w->xs + (size_t)w->off[e] * d), R.xi = NULL;
         }
         const float *B = f->b1 ? f->b1 + fe * np * f->w1.w : NULL;
-        f->kern->ffn1(&L->act, &f->w1, fe, B, &R, p0, p1);
+        f->kern->ffn1(e < E ? &L->act : &L->sh_act, &f->w1, fe, B, &R, p0, p1);
     }
 }
 
@@ -1599,10 +1651,14 @@ static void moe__phase2(const moe_layer *L, moe__ws *w, int nth) {
 
 // ---- combine ----------------------------------------------------------------------------------
 
-/* y[t] = sum_j w[t][j] Z[t k + j] in slot order, then + g(t) * shared[t], as one fp32 chain. */
+/* y[t] = sum_j w[t][j] Z[t k + j] in slot order, then + g(t) * shared[t], as one fp32 chain.
+   scale_on_sum: the routed part is its own chain, times scale, then + g(t) * shared[t].
+   MOE_SHARED_AVERAGE halves every factor, which is exact, so the chain is that of the sum. */
 static void moe__combine_all(const moe_layer *L, const float *x, size_t T, float *y, moe__ws *w,
                              int nth) {
     size_t k = L->k, d = L->d;
+    float half = L->cfg.shared_combine == MOE_SHARED_AVERAGE && L->sh.ff ? 0.5f : 1.0f;
+    int on_sum = L->cfg.scale_on_sum && L->cfg.scale != 1.0f;
     (void)nth;
     MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(T > 1))
     for (long tl = 0; tl < (long)T; tl++) {
@@ -1613,15 +1669,25 @@ static void moe__combine_all(const moe_layer *L, const float *x, size_t T, float
             size_t i = t * k + j;
             if (w->drop[i] && L->cfg.drop == MOE_DROP_ZERO) continue;
             zp[n] = w->drop[i] ? x + t * d : w->z + i * d;
-            zw[n++] = L->cfg.weight_on_input && !w->drop[i] ? 1.0f : w->wt[i];
+            zw[n++] = (L->cfg.weight_on_input && !w->drop[i] ? 1.0f : w->wt[i]) * half;
         }
+        float g = 0.0f;
         if (L->sh.ff) {
-            float g = 1.0f;
+            g = half;
             if (L->shared_gate) {
                 float s = 0.0f;
                 for (size_t c = 0; c < d; c++) s = fmaf(x[t * d + c], L->shared_gate[c], s);
-                g = moe__sigmoid(s);
+                g = moe__sigmoid(s) * half;
             }
+        }
+        if (on_sum) { /* (routed sum) * scale, then the shared output */
+            float *yt = y + t * d, sc = L->cfg.scale;
+            const float *zs = w->zs + t * d;
+            L->router_kern->combine(yt, d, zp, zw, (int)n);
+            for (size_t c = 0; c < d; c++) yt[c] = L->sh.ff ? fmaf(g, zs[c], yt[c] * sc) : yt[c] * sc;
+            continue;
+        }
+        if (L->sh.ff) {
             zp[n] = w->zs + t * d;
             zw[n++] = g;
         }
@@ -1696,14 +1762,18 @@ MOEDEF const char *moe_result_string(moe_result r) {
     case MOE_E_OVERFLOW: return "a size computed from the dimensions overflows size_t";
     case MOE_E_OPTION: return "an enum field of the config or of a tensor holds an unknown value";
     case MOE_E_VALUE:
-        return "a float option (norm_eps, norm_p, scale, act_alpha, act_limit) is negative, NaN "
-               "or infinite, or jitter_eps is NaN or infinite";
+        return "a float option (norm_eps, norm_p, scale, act_alpha, logit_softcap) is negative, "
+               "NaN or infinite, jitter_eps is NaN or infinite, or act_limit or shared_act_limit "
+               "is negative or NaN";
     case MOE_E_SHARED:
         return "n_shared or d_shared is negative, or shared_gate is set without shared experts";
     case MOE_E_CAPACITY: return "capacity is negative";
-    case MOE_E_ACT_PLAIN: return "MOE_ACT_SWIGLU_OAI needs a gated FFN (ffn = MOE_FFN_GATED)";
+    case MOE_E_ACT_PLAIN:
+        return "MOE_ACT_SWIGLU_OAI, _SWIGLU_CLAMP and _SILU_CLAMP need a gated FFN (ffn = "
+               "MOE_FFN_GATED)";
     case MOE_E_BIAS_SCORE:
-        return "select_bias needs score MOE_SCORE_SOFTMAX or MOE_SCORE_SIGMOID";
+        return "select_bias needs score MOE_SCORE_SOFTMAX, MOE_SCORE_SIGMOID or "
+               "MOE_SCORE_SQRT_SOFTPLUS";
     case MOE_E_NO_ROUTER: return "weights.router is missing";
     case MOE_E_NO_EXPERTS:
         return "expert weights are missing: a gated FFN needs gate and up (or gate_up) and "
@@ -1735,20 +1805,27 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
     c = *cfg;
     if (c.d_model <= 0 || c.d_ff <= 0 || c.n_experts <= 0 || c.top_k <= 0) return MOE_E_DIM;
     if (c.top_k > c.n_experts) return MOE_E_TOPK;
-    if ((unsigned)c.score > MOE_SCORE_SPARSEMIXER || (unsigned)c.group_score > MOE_GROUP_TOP2_SUM ||
+    if ((unsigned)c.score > MOE_SCORE_SQRT_SOFTPLUS || (unsigned)c.group_score > MOE_GROUP_TOP2_SUM ||
         (unsigned)c.norm > MOE_NORM_LP || (unsigned)c.drop > MOE_DROP_IDENTITY ||
-        (unsigned)c.ffn > MOE_FFN_PLAIN || (unsigned)c.act > MOE_ACT_SWIGLU_OAI ||
-        (unsigned)c.shared_gate > MOE_SHARED_GATE_SIGMOID)
+        (unsigned)c.ffn > MOE_FFN_PLAIN || (unsigned)c.act > MOE_ACT_SILU_CLAMP ||
+        (unsigned)c.shared_gate > MOE_SHARED_GATE_SIGMOID ||
+        (unsigned)c.group_fill > MOE_GROUP_FILL_ZERO ||
+        (unsigned)c.shared_combine > MOE_SHARED_AVERAGE)
         return MOE_E_OPTION;
+    /* the limits may be +inf (no clamp) */
     if (moe__bad_float(c.norm_eps) || moe__bad_float(c.norm_p) || moe__bad_float(c.scale) ||
         moe__bad_float(fabsf(c.jitter_eps)) || moe__bad_float(c.act_alpha) ||
-        moe__bad_float(c.act_limit))
+        !(c.act_limit >= 0.0f) || !(c.shared_act_limit >= 0.0f) ||
+        moe__bad_float(c.logit_softcap))
         return MOE_E_VALUE;
     if (c.n_shared < 0 || c.d_shared < 0 || (c.n_shared == 0 && c.shared_gate))
         return MOE_E_SHARED;
     if (c.capacity < 0) return MOE_E_CAPACITY;
-    if (c.act == MOE_ACT_SWIGLU_OAI && c.ffn != MOE_FFN_GATED) return MOE_E_ACT_PLAIN;
-    if (c.select_bias && c.score != MOE_SCORE_SOFTMAX && c.score != MOE_SCORE_SIGMOID)
+    if ((c.act == MOE_ACT_SWIGLU_OAI || c.act == MOE_ACT_SWIGLU_CLAMP || c.act == MOE_ACT_SILU_CLAMP) &&
+        c.ffn != MOE_FFN_GATED)
+        return MOE_E_ACT_PLAIN;
+    if (c.select_bias && c.score != MOE_SCORE_SOFTMAX && c.score != MOE_SCORE_SIGMOID &&
+        c.score != MOE_SCORE_SQRT_SOFTPLUS)
         return MOE_E_BIAS_SCORE;
     if (c.score == MOE_SCORE_SPARSEMIXER && c.top_k != 2) return MOE_E_SPARSEMIXER;
     if (c.n_group < 0) return MOE_E_GROUP_DIVIDE;
@@ -1770,6 +1847,7 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
     if (c.jitter_eps == 0.0f) c.jitter_eps = 0.01f;
     if (c.act_alpha == 0.0f) c.act_alpha = 1.702f;
     if (c.act_limit == 0.0f) c.act_limit = 7.0f;
+    if (c.shared_act_limit == 0.0f) c.shared_act_limit = c.act_limit;
     if (c.n_shared == 0) c.d_shared = 0;
     *out = c;
     return MOE_OK;
@@ -1886,6 +1964,7 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
     memset(&L, 0, sizeof L);
     L.cfg = c;
     L.act.act = c.act, L.act.alpha = c.act_alpha, L.act.limit = c.act_limit;
+    L.sh_act = L.act, L.sh_act.limit = c.shared_act_limit;
     L.gated = c.ffn == MOE_FFN_GATED;
     L.d = (size_t)c.d_model, L.E = (size_t)c.n_experts, L.k = (size_t)c.top_k;
     L.d_pad = moe__round_up(L.d, MOE__NR);

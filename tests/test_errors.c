@@ -232,26 +232,46 @@ static void test_config_errors(void) {
             EXPECT_CFG(&c, MOE_E_OPTION);
         }
     c = good_cfg();
-    c.score = (moe_score)(MOE_SCORE_SPARSEMIXER + 1);
+    c.score = (moe_score)(MOE_SCORE_SQRT_SOFTPLUS + 1);
     EXPECT_CFG(&c, MOE_E_OPTION);
     c = good_cfg();
-    c.act = (moe_act)(MOE_ACT_SWIGLU_OAI + 1);
+    c.act = (moe_act)(MOE_ACT_SILU_CLAMP + 1);
+    EXPECT_CFG(&c, MOE_E_OPTION);
+    c = good_cfg();
+    c.group_fill = (moe_group_fill)(MOE_GROUP_FILL_ZERO + 1);
+    EXPECT_CFG(&c, MOE_E_OPTION);
+    c = good_cfg();
+    c.shared_combine = (moe_shared_combine)(MOE_SHARED_AVERAGE + 1);
     EXPECT_CFG(&c, MOE_E_OPTION);
 
     /* every float option: negative, NaN, +inf (and -0 is fine); jitter_eps may be negative
-       (it means exactly 0), and -inf is as bad as +inf */
-    for (int f = 0; f < 6; f++)
+       (it means exactly 0), the clamp limits may be +inf (no clamp), and -inf is as bad as
+       +inf */
+    for (int f = 0; f < 8; f++)
         for (int v = 0; v < 5; v++) {
             float vals[5] = {-1.0f, (float)NAN, (float)INFINITY, -1e-30f, -(float)INFINITY};
             c = good_cfg();
             float *p = f == 0 ? &c.norm_eps : f == 1 ? &c.norm_p : f == 2 ? &c.scale
-                     : f == 3 ? &c.jitter_eps : f == 4 ? &c.act_alpha : &c.act_limit;
+                     : f == 3 ? &c.jitter_eps : f == 4 ? &c.act_alpha : f == 5 ? &c.act_limit
+                     : f == 6 ? &c.shared_act_limit : &c.logit_softcap;
             *p = vals[v];
-            if (f == 3 && (v == 0 || v == 3)) CHECK_CODE(moe_config_check(&c), MOE_OK);
-            else EXPECT_CFG(&c, MOE_E_VALUE);
+            if ((f == 3 && (v == 0 || v == 3)) || ((f == 5 || f == 6) && v == 2))
+                CHECK_CODE(moe_config_check(&c), MOE_OK);
+            else
+                EXPECT_CFG(&c, MOE_E_VALUE);
             *p = -0.0f;
             CHECK_CODE(moe_config_check(&c), MOE_OK);
         }
+    /* the clamped SwiGLUs need a gated FFN; the sqrt(softplus) score takes a selection bias */
+    for (int a = 0; a < 3; a++) {
+        c = good_cfg();
+        c.ffn = MOE_FFN_PLAIN;
+        c.act = a == 0 ? MOE_ACT_SWIGLU_OAI : a == 1 ? MOE_ACT_SWIGLU_CLAMP : MOE_ACT_SILU_CLAMP;
+        EXPECT_CFG(&c, MOE_E_ACT_PLAIN);
+    }
+    c = good_cfg();
+    c.score = MOE_SCORE_SQRT_SOFTPLUS, c.select_bias = 1;
+    CHECK_CODE(moe_config_check(&c), MOE_OK);
 
     /* shared experts */
     c = good_cfg();

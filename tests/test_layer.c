@@ -108,7 +108,7 @@ static void model_free(model *m) {
 /* ---- the reference, in double ------------------------------------------------------------- */
 
 typedef struct refcfg { /* the config with its defaults resolved, written out here */
-    double eps, p, scale, jitter, alpha, limit;
+    double eps, p, scale, jitter, alpha, limit, sh_limit;
     int n_group, topk_group;
 } refcfg;
 
@@ -120,6 +120,7 @@ static refcfg ref_defaults(const moe_config *c) {
     r.jitter = c->jitter_eps == 0.0f ? 0.01 : c->jitter_eps;
     r.alpha = c->act_alpha == 0.0f ? (double)1.702f : c->act_alpha;
     r.limit = c->act_limit == 0.0f ? 7.0 : c->act_limit;
+    r.sh_limit = c->shared_act_limit == 0.0f ? r.limit : c->shared_act_limit;
     r.n_group = c->n_group > 1 ? c->n_group : 1;
     r.topk_group = c->n_group > 1 ? (c->topk_group ? c->topk_group : c->n_group) : 1;
     return r;
@@ -167,6 +168,7 @@ static void ref_gate(const model *m, const double *h, int *ex, double *w) {
     for (int i = 0; i < E; i++) {
         if (c->score == MOE_SCORE_SOFTMAX) p[i] = exp(h[i] - mx) / s;
         else if (c->score == MOE_SCORE_SIGMOID) p[i] = dsig(h[i]);
+        else if (c->score == MOE_SCORE_SQRT_SOFTPLUS) p[i] = sqrt(log1p(exp(h[i])));
         else p[i] = h[i];
         key[i] = p[i] + (c->select_bias ? (double)m->sbias[i] : 0.0);
     }
@@ -183,7 +185,8 @@ static void ref_gate(const model *m, const double *h, int *ex, double *w) {
         for (int g = 0; g < G; g++) {
             int kept = 0;
             for (int j = 0; j < r.topk_group; j++) kept |= keep[j] == g;
-            for (int i = 0; !kept && i < per; i++) key[g * per + i] = -INFINITY;
+            for (int i = 0; !kept && i < per; i++)
+                key[g * per + i] = c->group_fill == MOE_GROUP_FILL_ZERO ? 0.0 : -INFINITY;
         }
     }
     ref_topk(key, E, k, ex);
@@ -203,7 +206,7 @@ static void ref_gate(const model *m, const double *h, int *ex, double *w) {
     if (c->norm == MOE_NORM_SUM_CLAMP && n < r.eps) n = r.eps;
     for (int j = 0; j < k; j++) {
         if (c->norm != MOE_NORM_NONE) w[j] /= n;
-        w[j] *= r.scale;
+        if (!c->scale_on_sum) w[j] *= r.scale;
     }
 }
 
@@ -213,19 +216,29 @@ static double ref_act1(const moe_config *c, double z) {
     case MOE_ACT_GELU_TANH:
         return 0.5 * z * (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (z + 0.044715 * z * z * z)));
     case MOE_ACT_RELU: return z > 0.0 ? z : 0.0;
+    case MOE_ACT_RELU2: return z > 0.0 ? z * z : 0.0;
     default: return z * dsig(z);
     }
 }
 
-static long g_clamped; /* how many SwiGLU-OAI inputs were beyond the limit */
+static long g_clamped;   /* how many clamped-SwiGLU inputs were beyond the limit */
+static int g_ref_shared; /* ref_ffn is running the shared FFN (its own clamp limit) */
 
 static double ref_act2(const moe_config *c, double g, double u) {
-    if (c->act == MOE_ACT_SWIGLU_OAI) {
-        refcfg r = ref_defaults(c);
-        if (g > r.limit) g = r.limit, g_clamped++;
-        if (u > r.limit) u = r.limit, g_clamped++;
-        if (u < -r.limit) u = -r.limit, g_clamped++;
-        return (u + 1.0) * g * dsig(r.alpha * g);
+    refcfg r = ref_defaults(c);
+    double lim = g_ref_shared ? r.sh_limit : r.limit;
+    if (c->act == MOE_ACT_SWIGLU_OAI || c->act == MOE_ACT_SWIGLU_CLAMP) {
+        if (g > lim) g = lim, g_clamped++;
+        if (u > lim) u = lim, g_clamped++;
+        if (u < -lim) u = -lim, g_clamped++;
+        return c->act == MOE_ACT_SWIGLU_CLAMP ? g * dsig(g) * u : (u + 1.0) * g * dsig(r.alpha * g);
+    }
+    if (c->act == MOE_ACT_SILU_CLAMP) { /* the clamp after the activation */
+        double a = g * dsig(g);
+        if (a > lim) a = lim, g_clamped++;
+        if (u > lim) u = lim, g_clamped++;
+        if (u < -lim) u = -lim, g_clamped++;
+        return a * u;
     }
     return ref_act1(c, g) * u;
 }
@@ -276,7 +289,7 @@ static void ref_forward(const model *m, const float *x, int T, double *y, refout
         for (int e = 0; e < E; e++) {
             double s = c->router_bias ? (double)m->rbias[e] : 0.0;
             for (int i = 0; i < d; i++) s += (double)m->router[(size_t)e * d + i] * xd[i];
-            h[e] = s;
+            h[e] = c->logit_softcap > 0.0f ? tanh(s / c->logit_softcap) * c->logit_softcap : s;
         }
         ref_gate(m, h, ex, w);
         double *yt = y + (size_t)t * d;
@@ -301,6 +314,8 @@ static void ref_forward(const model *m, const float *x, int T, double *y, refout
                     c->expert_bias ? m->bd + (size_t)e * d : NULL, xin, z);
             for (int i = 0; i < d; i++) yt[i] += (c->weight_on_input ? 1.0 : w[j]) * z[i];
         }
+        if (c->scale_on_sum) /* the routed sum times the scale, then the shared output */
+            for (int i = 0; i < d; i++) yt[i] *= ref_defaults(c).scale;
         if (m->S) {
             double g = 1.0;
             if (c->shared_gate == MOE_SHARED_GATE_SIGMOID) {
@@ -308,8 +323,12 @@ static void ref_forward(const model *m, const float *x, int T, double *y, refout
                 for (int i = 0; i < d; i++) s += (double)m->shg[i] * xd[i];
                 g = dsig(s);
             }
+            g_ref_shared = 1;
             ref_ffn(m, m->S, m->sg, m->su, m->sd, NULL, NULL, NULL, xd, z);
+            g_ref_shared = 0;
             for (int i = 0; i < d; i++) yt[i] += g * z[i];
+            if (c->shared_combine == MOE_SHARED_AVERAGE)
+                for (int i = 0; i < d; i++) yt[i] *= 0.5;
         }
         if (ro)
             for (int e = 0; e < E; e++) ro->logits[(size_t)t * E + e] = h[e];
@@ -578,10 +597,13 @@ static moe_config cfg_dims(int d, int ff, int E, int k) {
 /* ---- tests -------------------------------------------------------------------------------- */
 
 static void test_activations(void) {
-    const char *names[5] = {"silu", "gelu_erf", "gelu_tanh", "relu", "swiglu_oai"};
-    for (int a = 0; a <= MOE_ACT_SWIGLU_OAI; a++)
+    const char *names[8] = {"silu", "gelu_erf", "gelu_tanh", "relu", "swiglu_oai", "relu2",
+                            "swiglu_clamp", "silu_clamp"};
+    for (int a = 0; a <= MOE_ACT_SILU_CLAMP; a++)
         for (int plain = 0; plain < 2; plain++) {
-            if (plain && a == MOE_ACT_SWIGLU_OAI) continue;
+            if (plain && (a == MOE_ACT_SWIGLU_OAI || a == MOE_ACT_SWIGLU_CLAMP ||
+                          a == MOE_ACT_SILU_CLAMP))
+                continue;
             moe_config c = cfg_dims(17, 33, 5, 2);
             c.act = (moe_act)a;
             c.ffn = plain ? MOE_FFN_PLAIN : MOE_FFN_GATED;
@@ -613,6 +635,24 @@ static void test_activations(void) {
     run_case(&m, F32, 8, 4.0f, "swiglu_oai defaults, beyond 7", __LINE__, 0);
     CHECK(g_clamped > 20);
     model_free(&m);
+    /* DeepSeek-V4's clamp before silu (no +1) and Step-3.7's clamp after it, each with inputs
+       beyond the limit, and a shared FFN with its own limit (or none: +inf) */
+    for (int a = 0; a < 2; a++)
+        for (int sh = 0; sh < 3; sh++) {
+            c = cfg_dims(16, 16, 4, 2);
+            c.act = a ? MOE_ACT_SILU_CLAMP : MOE_ACT_SWIGLU_CLAMP;
+            c.act_limit = 0.8f;
+            c.n_shared = 1, c.d_shared = 12;
+            c.shared_act_limit = sh == 0 ? 0.0f : sh == 1 ? 1.9f : (float)INFINITY;
+            m = model_make(&c, 3.0f);
+            g_clamped = 0;
+            char what[80];
+            snprintf(what, sizeof what, "%s limit 0.8, shared limit %s", a ? "silu_clamp" : "swiglu_clamp",
+                     sh == 0 ? "the same" : sh == 1 ? "1.9" : "none");
+            run_case(&m, F32, 8, 3.0f, what, __LINE__, 0);
+            CHECK(g_clamped > 20);
+            model_free(&m);
+        }
 }
 
 static void test_layouts(void) {
@@ -800,6 +840,40 @@ static void test_families(void) {
         c.shared_gate = sg ? MOE_SHARED_GATE_SIGMOID : MOE_SHARED_GATE_NONE;
         model m = model_make(&c, 1.0f);
         RUN(m, F32, 6, sg ? "plain + gated shared" : "plain + shared");
+        model_free(&m);
+    }
+    /* the 0.2 options, each with the others that interact with it: the scale on the routed sum
+       (with and without shared experts, gated or not), the shared/routed average, soft-capped
+       logits, sqrt(softplus) scores with a selection bias, 0.0 for dropped groups (with keys
+       below 0, where it matters), relu2 in a plain FFN */
+    for (int v = 0; v < 9; v++) {
+        moe_config c = cfg_dims(12, 10, 8, 3);
+        const char *what = "";
+        switch (v) {
+        case 0: c.score = MOE_SCORE_SIGMOID, c.select_bias = 1, c.norm = MOE_NORM_SUM, c.scale = 2.5f;
+            c.scale_on_sum = 1, what = "scale on the sum"; break;
+        case 1: c.score = MOE_SCORE_SIGMOID, c.norm = MOE_NORM_SUM, c.scale = 1.7f, c.scale_on_sum = 1;
+            c.n_shared = 1, c.d_shared = 14, what = "scale on the sum + shared"; break;
+        case 2: c.scale = 0.6f, c.scale_on_sum = 1, c.n_shared = 1, c.shared_gate = MOE_SHARED_GATE_SIGMOID;
+            what = "scale on the sum + gated shared"; break;
+        case 3: c.n_shared = 2, c.shared_combine = MOE_SHARED_AVERAGE, what = "shared average"; break;
+        case 4: c.score = MOE_SCORE_SOFTMAX_TOPK, c.n_shared = 1, c.shared_combine = MOE_SHARED_AVERAGE;
+            c.shared_gate = MOE_SHARED_GATE_SIGMOID, what = "gated shared average"; break;
+        case 5: c.score = MOE_SCORE_SIGMOID, c.logit_softcap = 0.9f, c.norm = MOE_NORM_SUM;
+            what = "softcap 0.9"; break;
+        case 6: c.score = MOE_SCORE_SQRT_SOFTPLUS, c.select_bias = 1, c.norm = MOE_NORM_SUM;
+            c.norm_eps = 1e-20f, c.scale = 1.5f, what = "sqrt softplus"; break;
+        case 7: c.score = MOE_SCORE_SIGMOID, c.select_bias = 1, c.n_group = 4, c.topk_group = 2;
+            c.group_score = MOE_GROUP_TOP2_SUM, c.group_fill = MOE_GROUP_FILL_ZERO;
+            what = "group fill 0.0"; break;
+        default: c.ffn = MOE_FFN_PLAIN, c.act = MOE_ACT_RELU2, c.n_shared = 1, what = "plain relu2"; break;
+        }
+        model m = model_make(&c, 1.0f);
+        if (v == 7) /* selection biases that push some keys below 0 */
+            for (int e = 0; e < 8; e++) m.sbias[e] = e & 1 ? -0.9f : 0.05f * (float)e;
+        RUN(m, F32, 11, what);
+        fmt f = {MOE_BF16, MOE_IN_OUT, 1, 1, MOE_SPLIT_INTERLEAVED};
+        RUN(m, f, 11, what);
         model_free(&m);
     }
 }
