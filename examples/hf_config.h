@@ -22,6 +22,7 @@
 #define HF_CONFIG_H
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -478,21 +479,24 @@ static int hf_jamba(hf_fam *f) {
 }
 
 /* The DeepSeek MoE blocks and their descendants, one row of configuration_<m>.py defaults each.
-   v2: DeepseekV2Moe (softmax, greedy or group_limited_greedy with group score = max, weights x
-   routed_scaling_factor, never renormalised); else DeepseekV3MoE (sigmoid, selection key
-   p + e_score_correction_bias, groups by the sum of the top 2, /(sum + 1e-20) iff
-   norm_topk_prob, x routed_scaling_factor). Shared experts: ungated, n_shared x
-   moe_intermediate_size. -1: no HF default (None), the key is required. */
-enum { HF_FROM_FK, HF_MLP_TYPES_OR_FK, HF_EVERY, HF_MLP_TYPES_OR_FIRST_DENSE };
+   kind HF_DS_V2: DeepseekV2Moe (softmax, greedy or group_limited_greedy with group score = max,
+   weights x routed_scaling_factor, never renormalised); HF_DS_V3: DeepseekV3MoE (sigmoid,
+   selection key p + e_score_correction_bias, groups by the sum of the top 2, /(sum + 1e-20) iff
+   norm_topk_prob, x routed_scaling_factor); HF_DS_MISTRAL4: Mistral4MoE, the same on softmax
+   p with no bias, dropped groups' keys 0.0, experts fused on the Hub; HF_DS_AXK2: AXK2MoE, V3
+   with dropped groups' keys 0.0 and groups off when n_group is null. Shared experts: ungated,
+   n_shared x moe_intermediate_size. -1: no HF default (None), the key is required. */
+enum { HF_FROM_FK, HF_MLP_TYPES_OR_FK, HF_EVERY, HF_MLP_TYPES_OR_FIRST_DENSE, HF_MLP_TYPES_OR_FK_FREQ };
+enum { HF_DS_V3, HF_DS_V2, HF_DS_MISTRAL4, HF_DS_AXK2 };
 static const struct hf_ds {
     const char *mt;
-    int v2, rule;
+    int kind, rule;
     int64_t d, ff, E, k, ns, ng, kg, fk, nl;
     double rsf;
     int norm;
     const char *E_key, *ns_key;
 } hf_ds_table[] = {
-    /* mt            v2 rule                        d     ff    E    k   ns ng kg fk nl  rsf  norm */
+    /* mt          kind rule                        d     ff    E    k   ns ng kg fk nl  rsf  norm */
     {"deepseek_v2", 1, HF_FROM_FK, 4096, 1407, 64, -1, 2, 0, 0, 0, 32, 1.0, 0, NULL, NULL},
     {"deepseek_v3", 0, HF_FROM_FK, 7168, 2048, 256, 8, 1, 8, 4, 3, 61, 2.5, 1, NULL, NULL},
     {"kimi_k2", 0, HF_FROM_FK, 7168, 2048, 256, 8, 1, 8, 4, 3, 61, 2.5, 1, NULL, NULL},
@@ -509,6 +513,8 @@ static const struct hf_ds {
     {"exaone_moe", 0, HF_MLP_TYPES_OR_FK, 4096, 1024, 64, 8, 1, 1, 1, 1, 32, 2.5, 1, "num_experts", "num_shared_experts"},
     {"deepseek_ocr2", 1, HF_MLP_TYPES_OR_FK, 4096, 1407, 64, -1, 2, 0, 0, 0, 32, 1.0, 0, NULL, NULL},
     {"deepseek_ocr2_text", 1, HF_MLP_TYPES_OR_FK, 4096, 1407, 64, -1, 2, 0, 0, 0, 32, 1.0, 0, NULL, NULL},
+    {"mistral4", HF_DS_MISTRAL4, HF_FROM_FK, 4096, 2048, 128, 4, 1, 1, 1, 0, 36, 1.0, 1, NULL, NULL},
+    {"axk2", HF_DS_AXK2, HF_MLP_TYPES_OR_FK_FREQ, 2048, 512, 128, 8, 1, 0, 0, 1, 48, 2.5, 1, NULL, NULL},
 };
 
 /* Kimi-K2 checkpoints say model_type "kimi_k2" and run DeepseekV3's code; kimi_k25 nests it as
@@ -522,7 +528,7 @@ static int hf_deepseek(hf_fam *f) {
     const struct hf_ds *t = &hf_ds_table[0];
     for (size_t i = 0; i < sizeof hf_ds_table / sizeof *hf_ds_table; i++)
         if (HF_IS(f, hf_ds_table[i].mt)) t = &hf_ds_table[i];
-    int v2 = t->v2, mimo = HF_IS(f, "mimo_v2_flash");
+    int v2 = t->kind == HF_DS_V2, mimo = HF_IS(f, "mimo_v2_flash");
     m->d_model = (int)hf_i(c, o, "hidden_size", t->d);
     m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", t->ff);
     m->n_experts = t->E_key ? (int)hf_i(c, o, t->E_key, t->E)
@@ -568,11 +574,12 @@ static int hf_deepseek(hf_fam *f) {
             snprintf(p->note, sizeof p->note, "norm_topk_prob = true is ignored, as in HF "
                      "deepseek_v2 (weights are not renormalised)");
     } else {
-        m->score = MOE_SCORE_SIGMOID;
-        m->select_bias = 1;
+        m->score = t->kind == HF_DS_MISTRAL4 ? MOE_SCORE_SOFTMAX : MOE_SCORE_SIGMOID;
+        m->select_bias = t->kind != HF_DS_MISTRAL4;
         m->n_group = (int)ng;
         m->topk_group = (int)kg;
         m->group_score = MOE_GROUP_TOP2_SUM;
+        if (t->kind == HF_DS_MISTRAL4 || t->kind == HF_DS_AXK2) m->group_fill = MOE_GROUP_FILL_ZERO;
         if (norm) {
             m->norm = MOE_NORM_SUM;
             m->norm_eps = 1e-20f;
@@ -602,6 +609,13 @@ static int hf_deepseek(hf_fam *f) {
                                        "(mlp_layer_types default)")) {
             return -1;
         }
+    } else if (t->rule == HF_MLP_TYPES_OR_FK_FREQ) { /* AXK2Config's legacy rule */
+        snprintf(f->msg, sizeof f->msg, "first_k_dense_replace = %lld, moe_layer_freq = %lld: MoE "
+                 "layers are those >= first_k_dense_replace with layer %% freq == 0",
+                 (long long)fk, (long long)freq);
+        if (!hf_mlp_layer_types(f, f->layer >= fk && freq > 0 && f->layer % freq == 0, f->msg))
+            return -1;
+        freq = 1;
     }
     if (freq > 1 && !c->bad && !p->note[0])
         snprintf(p->note, sizeof p->note, "moe_layer_freq = %lld is ignored, as in HF %s (every "
@@ -611,8 +625,16 @@ static int hf_deepseek(hf_fam *f) {
         hf_prefix(p, "language_model.model.layers.{L}.", f->layer);
     }
     hf_prefix(p, "model.layers.{L}.", f->layer);
-    hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
-    if (!v2) {
+    if (t->kind == HF_DS_MISTRAL4) { /* the Hub stores the experts fused, as transformers */
+        int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+        p->split = MOE_SPLIT_HALVES;
+        hf_add(p, HF_ROUTER, "mlp.gate.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+        hf_add(p, HF_GATE_UP, "mlp.experts.gate_up_proj", 0, MOE_OUT_IN, 3, E, 2 * ff, d);
+        hf_add(p, HF_DOWN, "mlp.experts.down_proj", 0, MOE_OUT_IN, 3, E, d, ff);
+    } else {
+        hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
+    }
+    if (!v2 && t->kind != HF_DS_MISTRAL4) {
         hf_add(p, HF_SELECT_BIAS, "mlp.gate.e_score_correction_bias", 0, MOE_OUT_IN, 1,
                m->n_experts, 0, 0);
         hf_alt_name(p, "mlp.e_score_correction_bias"); /* exaone_moe's Hub spelling */
@@ -664,13 +686,15 @@ static int hf_hunyuan(hf_fam *f) {
     return 0;
 }
 
-/* HF GptOssConfig; the dequantized layout (not the MXFP4 _blocks/_scales one). */
+/* HF GptOssConfig; the dequantized layout (not the MXFP4 _blocks/_scales one). Also
+   OpenAIPrivacyFilterConfig(GptOssConfig), an encoder with the same block in fp32. */
 static int hf_gpt_oss(hf_fam *f) {
     hf_ctx *c = f->c;
     hf_plan *p = f->p;
     moe_config *m = &p->cfg;
-    m->d_model = (int)hf_i(c, f->o, "hidden_size", 2880);
-    m->d_ff = (int)hf_i(c, f->o, "intermediate_size", 2880);
+    int opf = HF_IS(f, "openai_privacy_filter");
+    m->d_model = (int)hf_i(c, f->o, "hidden_size", opf ? 640 : 2880);
+    m->d_ff = (int)hf_i(c, f->o, "intermediate_size", opf ? 640 : 2880);
     m->n_experts = (int)hf_i2(c, f->o, "num_local_experts", "num_experts", 128);
     m->top_k = (int)hf_i(c, f->o, "num_experts_per_tok", 4);
     m->score = MOE_SCORE_SOFTMAX_TOPK;
@@ -681,9 +705,11 @@ static int hf_gpt_oss(hf_fam *f) {
        modeling_gpt_oss.py hard-codes 1.702) */
     m->act_alpha = (float)hf_f(c, f->o, "swiglu_alpha", 1.702);
     m->act_limit = (float)hf_f(c, f->o, "swiglu_limit", 7.0);
-    if (!hf_layers(f, "num_hidden_layers", 36)) return -1;
+    if (!hf_layers(f, "num_hidden_layers", opf ? 8 : 36)) return -1;
     int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
-    p->split = MOE_SPLIT_INTERLEAVED;
+    /* OpenAIPrivacyFilterExperts._apply_gate: the halves; its router's scores / k and the
+       block's output * k cancel */
+    p->split = opf ? MOE_SPLIT_HALVES : MOE_SPLIT_INTERLEAVED;
     hf_prefix(p, "model.layers.{L}.", f->layer);
     hf_add(p, HF_ROUTER, "mlp.router.weight", 0, MOE_OUT_IN, 2, E, d, 0);
     hf_add(p, HF_ROUTER_BIAS, "mlp.router.bias", 0, MOE_OUT_IN, 1, E, 0, 0);
@@ -808,6 +834,380 @@ static int hf_granite(hf_fam *f) {
         hf_add(p, HF_SH_GATE_UP, "shared_mlp.input_linear.weight", 0, MOE_OUT_IN, 2, 2 * S, d, 0);
         hf_add(p, HF_SH_DOWN, "shared_mlp.output_linear.weight", 0, MOE_OUT_IN, 2, d, S, 0);
     }
+    return 0;
+}
+
+/* Element i of the number list o[key]: its value, or def when the key, the list or the entry is
+   absent or null (Step-3.7 swiglu_limits). */
+static double hf_f_at(hf_ctx *c, const mio_json *o, const char *key, int64_t i, double def) {
+    const mio_json *a = mio_json_get(o, key), *x;
+    double v;
+    char m[200];
+    if (!a || mio_json_is_null(a)) return def;
+    if (mio_json_type(a) != MIO_JSON_ARRAY) {
+        snprintf(m, sizeof m, "'%s' must be a list of numbers, one per layer", key);
+        hf_fail(c, m);
+        return def;
+    }
+    if (i < 0 || (size_t)i >= mio_json_len(a) || !(x = mio_json_at(a, (size_t)i)) ||
+        mio_json_is_null(x))
+        return def;
+    if (mio_json_as_f64(x, &v)) {
+        snprintf(m, sizeof m, "'%s'[%lld] is not a number", key, (long long)i);
+        hf_fail(c, m);
+        return def;
+    }
+    return v;
+}
+
+/* 1 if layer is MoE by "layer >= key" (AFMoE, LFM2-MoE num_dense_layers); else the error. */
+static int hf_from_key(hf_fam *f, const char *key, int64_t def) {
+    int64_t n = hf_i(f->c, f->o, key, def);
+    if (f->c->bad) return 0;
+    if (f->layer >= n) return 1;
+    snprintf(f->msg, sizeof f->msg, "%s = %lld", key, (long long)n);
+    hf_dense(f->c, f->layer, f->msg);
+    return 0;
+}
+
+/* The sigmoid routers with a selection-only bias and no groups: p = sigmoid(h) (fp32), key =
+   p + bias, top-k, weights the gathered p, /(sum + eps), x scale - on the weights, or (Laguna's
+   block and its copies) on the routed sum after mixing.
+     minimax_m2     MiniMaxM2SparseMoeBlock: eps 0, no scale, Mixtral experts, every layer
+     minimax_m3_vl  MiniMaxM3VLSparseMoeBlock(LagunaSparseMoeBlock): eps 0, routed sum x
+                    routed_scaling_factor, experts and the shared MLP (n_shared_experts x
+                    shared_intermediate_size, fused gate_up on the halves) are GPT-OSS's clamped
+                    SwiGLU (swiglu_alpha, swiglu_limit)
+     hy_v3          HYV3MoE: eps 1e-20, weights x router_scaling_factor, shared_mlp
+     afmoe          AfmoeSparseMoeBlock: eps 1e-20, weights x route_scale, shared_experts; MoE
+                    from num_dense_layers on
+     laguna         LagunaSparseMoeBlock: optional tanh soft-cap of the logits, eps 0, routed sum
+                    x moe_routed_scaling_factor, shared_expert
+     step3p5/3p7    Step3p7SparseMoeBlock (Laguna's): eps 0, routed sum x
+                    moe_router_scaling_factor; experts min(silu(g), L) clamp(u, +-L) with L =
+                    swiglu_limits[layer], the shared expert with swiglu_limits_shared[layer]
+                    (0 or null: no clamp)
+     lfm2_moe       Lfm2MoeSparseMoeBlock: bias iff use_expert_bias, /(sum + 1e-6) iff
+                    norm_topk_prob, weights x routed_scaling_factor; always SiLU; MoE from
+                    num_dense_layers on */
+static int hf_sigmoid(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    int m2 = HF_IS(f, "minimax_m2"), m3 = HF_IS(f, "minimax_m3_vl") || HF_IS(f, "minimax_m3_vl_text");
+    int hy = HF_IS(f, "hy_v3"), af = HF_IS(f, "afmoe"), lag = HF_IS(f, "laguna");
+    int step = HF_IS(f, "step3p5") || HF_IS(f, "step3p7"), lfm = HF_IS(f, "lfm2_moe");
+    int64_t d, E, k, nl, ns = 0, S = 0;
+    double rsf = 1.0;
+    const char *bias = NULL;
+    m->score = MOE_SCORE_SIGMOID;
+    m->select_bias = 1;
+    m->norm = MOE_NORM_SUM;
+    hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+    if (m2 || m3) {
+        d = m2 ? 3072 : 6144, E = m2 ? 256 : 128, k = m2 ? 8 : 4, nl = m2 ? 62 : 60;
+        m->d_ff = (int)hf_i(c, o, "intermediate_size", m2 ? 1536 : 3072);
+        E = hf_i2(c, o, "num_local_experts", "num_experts", E);
+    } else if (hy || af) {
+        d = hy ? 4096 : 2048, E = hy ? 192 : 64, k = hy ? 8 : 6, nl = hy ? 80 : 32;
+        m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", hy ? 1536 : 1408);
+        E = hf_i2(c, o, "num_experts", "num_local_experts", E);
+        ns = hf_i(c, o, "num_shared_experts", hy ? 1 : 2), S = ns * m->d_ff;
+        rsf = hf_f(c, o, hy ? "router_scaling_factor" : "route_scale", hy ? 2.826 : 1.0);
+        m->norm_eps = 1e-20f;
+        bias = "mlp.expert_bias";
+    } else if (lag) {
+        d = 2048, E = 256, k = 8, nl = 40;
+        m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", 512);
+        E = hf_i2(c, o, "num_experts", "num_local_experts", E);
+        ns = 1, S = hf_i(c, o, "shared_expert_intermediate_size", 512);
+        rsf = hf_f(c, o, "moe_routed_scaling_factor", 1.0);
+        m->logit_softcap = (float)hf_f(c, o, "moe_router_logit_softcapping", 0.0);
+        m->scale_on_sum = 1;
+    } else if (step) {
+        d = 4096, nl = 45;
+        m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", 1280);
+        E = hf_i2(c, o, "n_routed_experts", "moe_num_experts",
+                  hf_i2(c, o, "n_routed_experts", "num_local_experts", 288));
+        k = hf_i2(c, o, "num_experts_per_tok", "moe_top_k", 8);
+        ns = 1, S = hf_i2(c, o, "share_expert_dim", "share_expert_dims", 1280);
+        rsf = hf_f(c, o, "moe_router_scaling_factor", 1.0);
+        m->scale_on_sum = 1;
+    } else { /* lfm2_moe */
+        d = 2048, E = 32, k = 4, nl = 32;
+        m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", 1792);
+        E = hf_i2(c, o, "num_experts", "num_local_experts", E);
+        rsf = hf_f(c, o, "routed_scaling_factor", 1.0);
+        m->select_bias = hf_b(c, o, "use_expert_bias", 1);
+        m->norm = hf_b(c, o, "norm_topk_prob", 1) ? MOE_NORM_SUM : MOE_NORM_NONE;
+        m->norm_eps = 1e-6f;
+        m->act = MOE_ACT_SILU; /* Lfm2MoeMLP: F.silu, whatever hidden_act says */
+    }
+    if (m3) {
+        ns = hf_i(c, o, "n_shared_experts", 1), S = hf_i(c, o, "shared_intermediate_size", 3072);
+        rsf = hf_f(c, o, "routed_scaling_factor", 2.0);
+        m->scale_on_sum = 1;
+        m->act = MOE_ACT_SWIGLU_OAI; /* MiniMaxM3VLExperts._apply_gate, whatever hidden_act says */
+        m->act_alpha = (float)hf_f(c, o, "swiglu_alpha", 1.702);
+        m->act_limit = (float)hf_f(c, o, "swiglu_limit", 7.0);
+    }
+    m->d_model = (int)hf_i(c, o, "hidden_size", d);
+    m->n_experts = (int)E;
+    if (!step) k = hf_i(c, o, "num_experts_per_tok", k);
+    m->top_k = (int)k;
+    m->scale = (float)rsf;
+    if (!hf_layers(f, "num_hidden_layers", nl)) return -1;
+    if (step) {
+        double L = hf_f_at(c, o, "swiglu_limits", f->layer, 0.0);
+        double Ls = hf_f_at(c, o, "swiglu_limits_shared", f->layer, 0.0);
+        if (m->act != MOE_ACT_SILU && !c->bad && (L > 0 || Ls > 0))
+            hf_fail(c, "swiglu_limits are supported with hidden_act silu only");
+        m->act = MOE_ACT_SILU_CLAMP;
+        m->act_limit = L > 0 ? (float)L : INFINITY;
+        m->shared_act_limit = Ls > 0 ? (float)Ls : INFINITY;
+    }
+    if (c->bad) return -1;
+    /* which layers */
+    if (hy || lag) {
+        if (!hf_mlp_layer_types(f, f->layer >= 1, "the first layer is dense (mlp_layer_types "
+                                "default)"))
+            return -1;
+    } else if (af || lfm) {
+        if (!hf_from_key(f, "num_dense_layers", af ? 1 : 2)) return -1;
+    } else if (m3) {
+        const mio_json *fq = mio_json_get(o, "moe_layer_freq");
+        int64_t on = 1;
+        if (!mio_json_get(o, "mlp_layer_types") && fq && mio_json_type(fq) == MIO_JSON_ARRAY) {
+            const mio_json *x = mio_json_at(fq, (size_t)f->layer);
+            if (!x || mio_json_as_i64(x, &on)) {
+                hf_fail(c, "'moe_layer_freq' must be a list of 0/1 with an entry per layer");
+                return -1;
+            }
+            if (!on) {
+                snprintf(f->msg, sizeof f->msg, "moe_layer_freq[%lld] = 0", (long long)f->layer);
+                hf_dense(c, f->layer, f->msg);
+                return -1;
+            }
+        } else if (!hf_mlp_layer_types(f, 1, "")) {
+            return -1;
+        }
+    } else if (step) {
+        const mio_json *en = mio_json_get(o, "moe_layers_enum");
+        int moe = f->layer >= 3;
+        const char *s = en ? mio_json_as_str(en, NULL) : NULL;
+        if (s) { /* "3,4,5,..." */
+            moe = 0;
+            for (const char *q = s; *q;) {
+                char *end;
+                long long v = strtoll(q, &end, 10);
+                if (end == q) {
+                    hf_fail(c, "'moe_layers_enum' must list layer indices, comma-separated");
+                    return -1;
+                }
+                moe |= v == f->layer;
+                q = *end == ',' ? end + 1 : end;
+                if (*end && *end != ',') {
+                    hf_fail(c, "'moe_layers_enum' must list layer indices, comma-separated");
+                    return -1;
+                }
+            }
+        } else if (en && !mio_json_is_null(en)) {
+            moe = hf_in_list(c, o, "moe_layers_enum", f->layer);
+        }
+        if (!hf_mlp_layer_types(f, moe, en && !mio_json_is_null(en)
+                                ? "not listed in moe_layers_enum"
+                                : "layers 0..2 are dense (mlp_layer_types default)"))
+            return -1;
+    }
+    /* names */
+    int64_t dd = m->d_model, ff = m->d_ff;
+    if (m3 || step) {
+        hf_prefix(p, "model.language_model.layers.{L}.", f->layer);
+        hf_prefix(p, "language_model.model.layers.{L}.", f->layer);
+    }
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    if (m2 || m3) {
+        hf_modulelist(p, "block_sparse_moe.", "gate.weight", "w1", "w3", "w2");
+        hf_add(p, HF_SELECT_BIAS, "block_sparse_moe.e_score_correction_bias", 0, MOE_OUT_IN, 1, E,
+               0, 0);
+        hf_alt_name(p, "block_sparse_moe.gate.e_score_correction_bias");
+    } else if (step) { /* the Hub checkpoints: per-projection expert stacks under moe. */
+        hf_add(p, HF_ROUTER, "moe.gate.weight", 0, MOE_OUT_IN, 2, E, dd, 0);
+        hf_add(p, HF_SELECT_BIAS, "moe.router_bias", 0, MOE_OUT_IN, 1, E, 0, 0);
+        hf_add(p, HF_GATE, "moe.gate_proj.weight", 0, MOE_OUT_IN, 3, E, ff, dd);
+        hf_add(p, HF_UP, "moe.up_proj.weight", 0, MOE_OUT_IN, 3, E, ff, dd);
+        hf_add(p, HF_DOWN, "moe.down_proj.weight", 0, MOE_OUT_IN, 3, E, dd, ff);
+    } else if (lfm) {
+        hf_modulelist(p, "feed_forward.", "gate.weight", "w1", "w3", "w2");
+        if (m->select_bias)
+            hf_add(p, HF_SELECT_BIAS, "feed_forward.expert_bias", 0, MOE_OUT_IN, 1, E, 0, 0);
+    } else {
+        hf_modulelist(p, "mlp.", hy || af ? "router.gate.weight" : "gate.weight", "gate_proj",
+                      "up_proj", "down_proj");
+        hf_add(p, HF_SELECT_BIAS, bias ? bias : "mlp.experts.e_score_correction_bias", 0,
+               MOE_OUT_IN, 1, E, 0, 0);
+        if (lag) hf_alt_name(p, "mlp.gate.e_score_correction_bias");
+    }
+    if (ns > 0 && S > 0) {
+        m->n_shared = (int)ns;
+        m->d_shared = (int)(S / ns);
+        if (m3) m->d_shared = (int)S; /* shared_intermediate_size is one expert's */
+        hf_shared(p, m3 ? "block_sparse_moe.shared_experts." : step ? "share_expert."
+                     : hy ? "mlp.shared_mlp." : lag ? "mlp.shared_expert." : "mlp.shared_experts.");
+    }
+    return 0;
+}
+
+/* HF Cohere2MoeConfig (Cohere2MoeSparseMoeBlock): top-k of the logits, then softmax over the k
+   (expert_selection_fn "softmax") or their sigmoid, /sum iff norm_topk_prob ("sigmoid"); experts
+   of width intermediate_size; num_shared_experts x intermediate_size shared, added or averaged
+   (shared_expert_combination_strategy). MoE iff mlp_layer_types[L] is not "dense" (default:
+   from first_k_dense_replace on). */
+static int hf_cohere2(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    m->d_model = (int)hf_i(c, o, "hidden_size", 8192);
+    m->d_ff = (int)hf_i(c, o, "intermediate_size", 22528);
+    m->n_experts = (int)hf_i(c, o, "num_experts", 8);
+    m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 2);
+    int64_t ns = hf_i(c, o, "num_shared_experts", 0), fk = hf_i(c, o, "first_k_dense_replace", 0);
+    const char *sel = hf_s(c, o, "expert_selection_fn", "softmax");
+    const char *comb = hf_s(c, o, "shared_expert_combination_strategy", "average");
+    hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+    if (c->bad) return -1;
+    if (!strcmp(sel, "softmax")) {
+        m->score = MOE_SCORE_SOFTMAX_TOPK;
+    } else if (!strcmp(sel, "sigmoid")) {
+        m->score = MOE_SCORE_SIGMOID_TOPK;
+        m->norm = hf_b(c, o, "norm_topk_prob", 1) ? MOE_NORM_SUM : MOE_NORM_NONE;
+    } else {
+        hf_fail(c, "expert_selection_fn must be \"softmax\" or \"sigmoid\"");
+        return -1;
+    }
+    if (strcmp(comb, "sum") && strcmp(comb, "average")) {
+        hf_fail(c, "shared_expert_combination_strategy must be \"sum\" or \"average\"");
+        return -1;
+    }
+    if (!hf_layers(f, "num_hidden_layers", 40)) return -1;
+    const char *t = NULL;
+    if (hf_str_at(c, o, "mlp_layer_types", f->layer, &t) ? !strcmp(t, "dense") : f->layer < fk) {
+        if (t) snprintf(f->msg, sizeof f->msg, "mlp_layer_types[%lld] = \"dense\"", (long long)f->layer);
+        else snprintf(f->msg, sizeof f->msg, "first_k_dense_replace = %lld", (long long)fk);
+        hf_dense(c, f->layer, f->msg);
+        return -1;
+    }
+    if (c->bad) return -1;
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    hf_modulelist(p, "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj");
+    if (ns > 0) {
+        m->n_shared = (int)ns;
+        m->d_shared = m->d_ff;
+        m->shared_combine = strcmp(comb, "average") ? MOE_SHARED_SUM : MOE_SHARED_AVERAGE;
+        hf_shared(p, "mlp.shared_experts.");
+    }
+    return 0;
+}
+
+/* HF AriaTextConfig (AriaTextMoELayer, every layer): router nn.Linear mlp.router, top-k of the
+   logits, softmax over the k; experts fused by grouped GEMM: fc1 [E][d][2ff] (halves, the first
+   activated), fc2 [E][ff][d]; shared experts moe_num_shared_experts x intermediate_size. */
+static int hf_aria(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    m->d_model = (int)hf_i(c, o, "hidden_size", 4096);
+    m->d_ff = (int)hf_i(c, o, "intermediate_size", 4096);
+    m->n_experts = (int)hf_i(c, o, "moe_num_experts", 8);
+    m->top_k = (int)hf_i(c, o, "moe_topk", 2);
+    int64_t ns = hf_i(c, o, "moe_num_shared_experts", 2);
+    m->score = MOE_SCORE_SOFTMAX_TOPK;
+    hf_set_act(c, p, "silu"); /* AriaExperts: nn.functional.silu */
+    if (!hf_layers(f, "num_hidden_layers", 32)) return -1;
+    int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+    p->split = MOE_SPLIT_HALVES;
+    if (f->o != f->root) {
+        hf_prefix(p, "language_model.model.layers.{L}.", f->layer);
+        hf_prefix(p, "model.language_model.layers.{L}.", f->layer);
+    }
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    hf_add(p, HF_ROUTER, "mlp.router.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+    hf_add(p, HF_GATE_UP, "mlp.experts.fc1.weight", 0, MOE_IN_OUT, 3, E, d, 2 * ff);
+    hf_add(p, HF_DOWN, "mlp.experts.fc2.weight", 0, MOE_IN_OUT, 3, E, ff, d);
+    if (ns > 0) {
+        m->n_shared = (int)ns;
+        m->d_shared = m->d_ff;
+        hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu")); /* the shared LlamaMLP's */
+        if (m->act != MOE_ACT_SILU) {
+            hf_fail(c, "aria: a hidden_act other than silu (the shared experts') is not supported");
+            return -1;
+        }
+        hf_shared(p, "mlp.shared_experts.");
+    }
+    return 0;
+}
+
+/* HF DeepseekV4Config (DeepseekV4SparseMoeBlock, every layer): p = ACT2FN[scoring_func](h)
+   (sqrtsoftplus, also sigmoid, softmax), key p + e_score_correction_bias, top-k, /(sum + 1e-20)
+   always, x routed_scaling_factor; experts silu(min(g, L)) clamp(u, +-L), L = swiglu_limit; the
+   shared expert is an unclamped SwiGLU of width moe_intermediate_size. Hub names are DeepSeek's
+   (layers.L.ffn.gate, .experts.{e}.w1/w3/w2, .shared_experts). The "hash_moe" layers
+   (mlp_layer_types, default the first 3) choose experts by token id: not supported. */
+static int hf_deepseek_v4(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    m->d_model = (int)hf_i(c, o, "hidden_size", 4096);
+    m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", 2048);
+    m->n_experts = (int)hf_i2(c, o, "n_routed_experts", "num_local_experts", 256);
+    m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 6);
+    m->scale = (float)hf_f(c, o, "routed_scaling_factor", 1.5);
+    m->act_limit = (float)hf_f(c, o, "swiglu_limit", 10.0);
+    const char *sf = hf_s(c, o, "scoring_func", "sqrtsoftplus");
+    hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+    if (c->bad) return -1;
+    if (m->act != MOE_ACT_SILU) {
+        hf_fail(c, "deepseek_v4: hidden_act must be silu (the clamped SwiGLU)");
+        return -1;
+    }
+    m->act = MOE_ACT_SWIGLU_CLAMP;
+    m->shared_act_limit = INFINITY;
+    m->score = !strcmp(sf, "sqrtsoftplus") ? MOE_SCORE_SQRT_SOFTPLUS
+               : !strcmp(sf, "sigmoid") ? MOE_SCORE_SIGMOID : MOE_SCORE_SOFTMAX;
+    if (strcmp(sf, "sqrtsoftplus") && strcmp(sf, "sigmoid") && strcmp(sf, "softmax")) {
+        hf_fail(c, "deepseek_v4 scoring_func must be sqrtsoftplus, sigmoid or softmax");
+        return -1;
+    }
+    m->select_bias = 1;
+    m->norm = MOE_NORM_SUM;
+    m->norm_eps = 1e-20f;
+    int64_t n_hash = hf_i(c, o, "num_hash_layers", 3); /* the legacy key of the default */
+    if (!hf_layers(f, "num_hidden_layers", 43)) return -1;
+    const char *t = NULL;
+    int hash = hf_str_at(c, o, "mlp_layer_types", f->layer, &t) ? !strcmp(t, "hash_moe")
+                                                                : f->layer < n_hash;
+    if (c->bad) return -1;
+    if (hash) {
+        snprintf(f->msg, sizeof f->msg, "layer %lld is a hash-routed layer (%s): its experts come "
+                 "from the token ids (tid2eid), which this CLI does not take", (long long)f->layer,
+                 t ? "mlp_layer_types = \"hash_moe\"" : "num_hash_layers");
+        hf_fail(c, f->msg);
+        return -1;
+    }
+    m->n_shared = 1;
+    m->d_shared = m->d_ff;
+    hf_prefix(p, "layers.{L}.", f->layer);
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    hf_modulelist(p, "ffn.", "gate.weight", "w1", "w3", "w2");
+    hf_add(p, HF_SELECT_BIAS, "ffn.gate.bias", 0, MOE_OUT_IN, 1, m->n_experts, 0, 0);
+    int64_t d = m->d_model, S = m->d_ff;
+    hf_add(p, HF_SH_GATE, "ffn.shared_experts.w1.weight", 0, MOE_OUT_IN, 2, S, d, 0);
+    hf_add(p, HF_SH_UP, "ffn.shared_experts.w3.weight", 0, MOE_OUT_IN, 2, S, d, 0);
+    hf_add(p, HF_SH_DOWN, "ffn.shared_experts.w2.weight", 0, MOE_OUT_IN, 2, d, S, 0);
     return 0;
 }
 
@@ -947,7 +1347,10 @@ static const struct hf_family {
     {"solar_open", hf_deepseek, NULL, 0},
     {"mimo_v2_flash", hf_deepseek, NULL, 0},
     {"exaone_moe", hf_deepseek, NULL, 0},
+    {"mistral4", hf_deepseek, NULL, 0},
+    {"axk2", hf_deepseek, NULL, 0},
     {"gpt_oss", hf_gpt_oss, NULL, 0},
+    {"openai_privacy_filter", hf_gpt_oss, NULL, 0},
     {"llama4", hf_llama4, "text_config", 0},
     {"llama4_text", hf_llama4, NULL, 0},
     {"dbrx", hf_dbrx, NULL, 0},
@@ -956,6 +1359,19 @@ static const struct hf_family {
     {"granitemoehybrid", hf_granite, NULL, 0},
     {"granitemoe_swa", hf_granite, NULL, 0},
     {"ernie4_5_moe", hf_ernie, NULL, 0},
+    {"minimax_m2", hf_sigmoid, NULL, 0},
+    {"minimax_m3_vl", hf_sigmoid, "text_config", 0},
+    {"minimax_m3_vl_text", hf_sigmoid, NULL, 0},
+    {"hy_v3", hf_sigmoid, NULL, 0},
+    {"afmoe", hf_sigmoid, NULL, 0},
+    {"laguna", hf_sigmoid, NULL, 0},
+    {"step3p5", hf_sigmoid, NULL, 0},
+    {"step3p7", hf_sigmoid, "text_config", 0},
+    {"lfm2_moe", hf_sigmoid, NULL, 0},
+    {"cohere2_moe", hf_cohere2, NULL, 0},
+    {"aria", hf_aria, "text_config", 0},
+    {"aria_text", hf_aria, NULL, 0},
+    {"deepseek_v4", hf_deepseek_v4, NULL, 0},
     {"switch_transformers", hf_switch, NULL, 1u << HF_STACK_ENCODER | 1u << HF_STACK_DECODER},
 };
 #define HF_N_FAMILIES (sizeof hf_table / sizeof *hf_table)

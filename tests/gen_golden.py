@@ -804,6 +804,411 @@ def hunyuan_v1_moe(w, cfg, x, aux=None):
     return y, selected_experts, routing_weights
 
 
+# ---- the sigmoid routers with a selection-only bias, and their blocks ---------------------------
+
+def _bias_matters(aux, p, selected, k):
+    """The case must be about the selection bias: it changes some token's experts."""
+    if aux is not None:
+        srt = lambda a: torch.sort(a, -1).values
+        aux["exercised"] = bool((srt(torch.topk(p, k, dim=-1)[1]) != srt(selected)).any())
+
+
+def _mixtral_expert(w, act):
+    def expert(e, h):
+        p = "experts.%d." % e
+        return F.linear(act(F.linear(h, w[p + "w1.weight"])) * F.linear(h, w[p + "w3.weight"]), w[p + "w2.weight"])
+    return expert
+
+
+def minimax_m2(w, cfg, x, aux=None):
+    """HF minimax_m2 MiniMaxM2TopKRouter + MiniMaxM2SparseMoeBlock: sigmoid(logits.float()), key =
+    p + e_score_correction_bias (a buffer of the block), top-k, weights the gathered p / sum (no
+    eps, no scale); Mixtral experts w2(act(w1 x) * w3 x)."""
+    E, k = cfg.get("num_local_experts", cfg.get("num_experts")), cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["gate.weight"])
+    routing_weights = torch.sigmoid(router_logits)
+    scores_for_choice = routing_weights + w["e_score_correction_bias"]
+    _note_topk(aux, "top-k of p+b", scores_for_choice, k)
+    _, top_k_index = torch.topk(scores_for_choice, k, dim=-1, sorted=True)  # HF sorted=False
+    top_k_weights = routing_weights.gather(1, top_k_index)
+    top_k_weights /= top_k_weights.sum(dim=-1, keepdim=True)
+    y = _sparse_moe_loop(x, top_k_index, top_k_weights, E, _mixtral_expert(w, act))
+    _bias_matters(aux, routing_weights, top_k_index, k)
+    _set(aux, "logits", router_logits)
+    return y, top_k_index, top_k_weights
+
+
+def _swiglu_oai(gate, up, alpha, limit):
+    gate = gate.clamp(max=limit)
+    up = up.clamp(min=-limit, max=limit)
+    glu = gate * torch.sigmoid(gate * alpha)
+    return (up + 1.0) * glu
+
+
+def minimax_m3_vl(w, cfg, x, aux=None):
+    """HF minimax_m3_vl MiniMaxM3VLTopKRouter + MiniMaxM3VLSparseMoeBlock(LagunaSparseMoeBlock):
+    the MiniMax-M2 router (e_score_correction_bias: the checkpoint's block_sparse_moe.
+    e_score_correction_bias, a buffer of the router in transformers), routed output x
+    routed_scaling_factor after mixing, plus the shared MiniMaxM3VLDenseMLP. Experts
+    (MiniMaxM3VLExperts._apply_gate) and the shared MLP: gate_up chunked into halves (the Hub's
+    w1 / w3 and gate_proj / up_proj, concatenated on load), gate.clamp(max=L), up.clamp(+-L),
+    (up + 1) gate sigmoid(alpha gate)."""
+    E, k = cfg["num_local_experts"], cfg["num_experts_per_tok"]
+    alpha, limit, rsf = cfg["swiglu_alpha"], cfg["swiglu_limit"], cfg["routed_scaling_factor"]
+    router_logits = F.linear(x, w["gate.weight"])
+    routing_weights = torch.sigmoid(router_logits)
+    scores_for_choice = routing_weights + w["e_score_correction_bias"]
+    _note_topk(aux, "top-k of p+b", scores_for_choice, k)
+    _, top_k_index = torch.topk(scores_for_choice, k, dim=-1, sorted=True)
+    top_k_weights = routing_weights.gather(1, top_k_index)
+    top_k_weights /= top_k_weights.sum(dim=-1, keepdim=True)
+    clamped = [0, 0]
+
+    def expert(e, h):
+        p = "experts.%d." % e
+        gate_up = F.linear(h, torch.cat([w[p + "w1.weight"], w[p + "w3.weight"]], dim=0))
+        gate, up = gate_up.chunk(2, dim=-1)
+        clamped[0] += int((gate > limit).sum())
+        clamped[1] += int((up.abs() > limit).sum())
+        return F.linear(_swiglu_oai(gate, up, alpha, limit), w[p + "w2.weight"])
+
+    routed = _sparse_moe_loop(x, top_k_index, top_k_weights, E, expert)
+    sh = "shared_experts."
+    gate_up = F.linear(x, torch.cat([w[sh + "gate_proj.weight"], w[sh + "up_proj.weight"]], dim=0))
+    gate, up = gate_up.chunk(2, dim=-1)
+    shared = F.linear(_swiglu_oai(gate, up, alpha, limit), w[sh + "down_proj.weight"])
+    y = routed * rsf + shared
+    _bias_matters(aux, routing_weights, top_k_index, k)
+    if aux is not None:
+        aux["exercised"] = aux["exercised"] and clamped[0] > 0 and clamped[1] > 0
+        aux["logits"] = router_logits
+    return y, top_k_index, top_k_weights
+
+
+def hy_v3(w, cfg, x, aux=None):
+    """HF hy_v3 HYV3TopKRouter + HYV3MoE: router linear in fp32 (the Hub's mlp.router.gate),
+    sigmoid, key = p + the block's expert bias (Hub mlp.expert_bias, e_score_correction_bias in
+    transformers), top-k, gathered p / (sum + 1e-20) x router_scaling_factor; plus the shared
+    experts (Hub mlp.shared_mlp), num_shared_experts x moe_intermediate_size, added in fp32."""
+    E, k = cfg["num_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["router.gate.weight"])
+    scores = torch.sigmoid(router_logits)
+    scores_for_choice = scores + w["expert_bias"]
+    _note_topk(aux, "top-k of p+b", scores_for_choice, k)
+    topk_indices = torch.topk(scores_for_choice, k, dim=-1, sorted=True)[1]  # HF sorted=False
+    topk_weights = scores.gather(1, topk_indices)
+    topk_weights = topk_weights / (topk_weights.sum(dim=-1, keepdim=True) + 1e-20)
+    topk_weights = topk_weights * cfg["router_scaling_factor"]
+    y = _sparse_moe_loop(x, topk_indices, topk_weights, E, lambda e, h: _mlp(w, "experts.%d." % e, act, h))
+    y = y + _mlp(w, "shared_mlp.", act, x)
+    _bias_matters(aux, scores, topk_indices, k)
+    _set(aux, "logits", router_logits)
+    return y, topk_indices, topk_weights
+
+
+def afmoe(w, cfg, x, aux=None):
+    """HF afmoe AfmoeTokenChoiceRouter + AfmoeSparseMoeBlock: router.gate linear, logits.float(),
+    sigmoid, top-k of p + expert_bias (a parameter of the block), gathered p / (sum + 1e-20) x
+    route_scale; plus the shared experts, num_shared_experts x moe_intermediate_size."""
+    E, k = cfg["num_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["router.gate.weight"])
+    scores = torch.sigmoid(router_logits)
+    _note_topk(aux, "top-k of p+b", scores + w["expert_bias"], k)
+    _, selected_experts = torch.topk(scores + w["expert_bias"], k=k, dim=1)
+    top_scores = scores.gather(dim=1, index=selected_experts)
+    top_scores = top_scores / (top_scores.sum(dim=-1, keepdim=True) + 1e-20)
+    top_scores = top_scores * cfg["route_scale"]
+    y = _sparse_moe_loop(x, selected_experts, top_scores, E, lambda e, h: _mlp(w, "experts.%d." % e, act, h))
+    y = y + _mlp(w, "shared_experts.", act, x)
+    _bias_matters(aux, scores, selected_experts, k)
+    _set(aux, "logits", router_logits)
+    return y, selected_experts, top_scores
+
+
+def laguna(w, cfg, x, aux=None):
+    """HF laguna LagunaTopKRouter + LagunaSparseMoeBlock: logits .float(), tanh soft-cap
+    c tanh(h / c) when moe_router_logit_softcapping c > 0, sigmoid, key = p +
+    e_score_correction_bias (the Hub's mlp.experts.e_score_correction_bias, renamed to the
+    router's on load), top-k, gathered p / sum; routed output x moe_routed_scaling_factor, plus
+    the shared expert (Hub mlp.shared_expert) of width shared_expert_intermediate_size."""
+    E, k = cfg["num_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    c = cfg.get("moe_router_logit_softcapping", 0.0)
+    shared_output = _mlp(w, "shared_expert.", act, x)
+    router_logits = F.linear(x, w["gate.weight"])
+    if c > 0.0:
+        router_logits = torch.tanh(router_logits / c) * c
+    routing_scores = torch.sigmoid(router_logits)
+    scores_for_selection = routing_scores + w["experts.e_score_correction_bias"]
+    _note_topk(aux, "top-k of p+b", scores_for_selection, k)
+    _, selected_experts = torch.topk(scores_for_selection, k, dim=-1)
+    routing_weights = routing_scores.gather(-1, selected_experts)
+    routing_weights = routing_weights / routing_weights.sum(dim=-1, keepdim=True)
+    y = _sparse_moe_loop(x, selected_experts, routing_weights, E, lambda e, h: _mlp(w, "experts.%d." % e, act, h))
+    y = y * cfg["moe_routed_scaling_factor"]
+    y = y + shared_output
+    _bias_matters(aux, routing_scores, selected_experts, k)
+    _set(aux, "logits", router_logits)  # the capped logits, as moe.h reports them
+    return y, selected_experts, routing_weights
+
+
+def step3p7(w, cfg, x, aux=None):
+    """HF step3p7 Step3p7TopKRouter (the MiniMax-M3 router) + Step3p7SparseMoeBlock (Laguna's):
+    sigmoid, key = p + the router bias (Hub moe.router_bias), top-k, gathered p / sum, routed
+    output x moe_router_scaling_factor, plus the shared expert (Hub share_expert) of width
+    share_expert_dim (the VLM step3p7 nests this text config, model_type step3p5). Experts (Step3p7Experts, fused gate_up = the Hub's moe.gate_proj /
+    moe.up_proj stacks [E][ff][d] concatenated): act(gate).clamp(max=L) * up.clamp(+-L),
+    L = swiglu_limits[layer]; the shared Step3p7MLP the same with swiglu_limits_shared[layer]
+    (0 or None: no clamp). _layer is the layer index."""
+    # attribute_map: moe_num_experts -> n_routed_experts, moe_top_k -> num_experts_per_tok
+    E = cfg.get("n_routed_experts", cfg.get("moe_num_experts"))
+    k, L = cfg.get("num_experts_per_tok", cfg.get("moe_top_k")), cfg["_layer"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    lim = (cfg.get("swiglu_limits") or [None] * (L + 1))[L] or float("inf")
+    lim_sh = (cfg.get("swiglu_limits_shared") or [None] * (L + 1))[L] or float("inf")
+    router_logits = F.linear(x, w["moe.gate.weight"])
+    routing_weights = torch.sigmoid(router_logits)
+    scores_for_choice = routing_weights + w["moe.router_bias"]
+    _note_topk(aux, "top-k of p+b", scores_for_choice, k)
+    _, top_k_index = torch.topk(scores_for_choice, k, dim=-1, sorted=True)
+    top_k_weights = routing_weights.gather(1, top_k_index)
+    top_k_weights /= top_k_weights.sum(dim=-1, keepdim=True)
+    clamped = {}  # limit -> [gates clamped, ups clamped]
+
+    def apply_gate(gate, up, limit):
+        n = clamped.setdefault(limit, [0, 0])
+        n[0] += int((act(gate) > limit).sum())
+        n[1] += int((up.abs() > limit).sum())
+        return act(gate).clamp(max=limit) * up.clamp(min=-limit, max=limit)
+
+    gate_up_proj = torch.cat([w["moe.gate_proj.weight"], w["moe.up_proj.weight"]], dim=1)
+
+    def expert(e, h):
+        gate, up = F.linear(h, gate_up_proj[e]).chunk(2, dim=-1)
+        return F.linear(apply_gate(gate, up, lim), w["moe.down_proj.weight"][e])
+
+    routed = _sparse_moe_loop(x, top_k_index, top_k_weights, E, expert)
+    sh = "share_expert."
+    shared = F.linear(apply_gate(F.linear(x, w[sh + "gate_proj.weight"]), F.linear(x, w[sh + "up_proj.weight"]), lim_sh),
+                      w[sh + "down_proj.weight"])
+    y = routed * cfg["moe_router_scaling_factor"] + shared
+    _bias_matters(aux, routing_weights, top_k_index, k)
+    if aux is not None:  # every finite limit must bite on both the gate and the up side
+        aux["exercised"] = aux["exercised"] and all(min(n) > 0 for l, n in clamped.items() if l != float("inf"))
+        aux["logits"] = router_logits
+    return y, top_k_index, top_k_weights
+
+
+def lfm2_moe(w, cfg, x, aux=None):
+    """HF lfm2_moe Lfm2MoeSparseMoeBlock: gate linear, sigmoid; with use_expert_bias the top-k of
+    p + expert_bias and the gathered p, else the top-k of p; / (sum + 1e-6) iff norm_topk_prob;
+    x routed_scaling_factor; experts w2(silu(w1 x) * w3 x)."""
+    E, k = cfg["num_experts"], cfg["num_experts_per_tok"]
+    router_logits = F.linear(x, w["gate.weight"])
+    routing_weights = router_logits.sigmoid()
+    if cfg["use_expert_bias"]:
+        scores_for_routing = routing_weights + w["expert_bias"]
+        _note_topk(aux, "top-k of p+b", scores_for_routing, k)
+        _, selected_experts = torch.topk(scores_for_routing, k=k, dim=-1)
+        _bias_matters(aux, routing_weights, selected_experts, k)
+        routing_weights = torch.gather(routing_weights, dim=1, index=selected_experts)
+    else:
+        _note_topk(aux, "top-k of p", routing_weights, k)
+        routing_weights, selected_experts = torch.topk(routing_weights, k=k, dim=-1)
+    if cfg["norm_topk_prob"]:
+        routing_weights = routing_weights / (routing_weights.sum(dim=-1, keepdim=True) + 1e-6)
+    if cfg["routed_scaling_factor"]:
+        routing_weights = routing_weights * cfg["routed_scaling_factor"]
+    y = _sparse_moe_loop(x, selected_experts, routing_weights, E, _mixtral_expert(w, F.silu))
+    _set(aux, "logits", router_logits)
+    return y, selected_experts, routing_weights
+
+
+def mistral4(w, cfg, x, aux=None):
+    """HF mistral4 Mistral4TopkRouter + Mistral4MoE(DeepseekV3MoE).route_tokens_to_experts:
+    softmax(logits), group score = sum of the top-2 p, topk_group groups kept, the others'
+    keys masked_fill 0.0, top-k, gathered p / (sum + 1e-20) iff norm_topk_prob, x
+    routed_scaling_factor; experts DeepseekV3Experts, fused as the Hub stores them
+    (experts.gate_up_proj [E][2ff][d] in halves, experts.down_proj [E][d][ff]); plus ungated
+    shared experts."""
+    E, k = cfg["n_routed_experts"], cfg["num_experts_per_tok"]
+    G, kg = cfg["n_group"], cfg["topk_group"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["gate.weight"])
+    scores = router_logits.softmax(-1)
+    group_scores = scores.view(-1, G, E // G).topk(2, dim=-1)[0].sum(dim=-1)
+    _note_group(aux, "group top-2-sum rank", group_scores, kg)
+    group_idx = torch.topk(group_scores, k=kg, dim=-1, sorted=False)[1]
+    group_mask = torch.zeros_like(group_scores)
+    group_mask.scatter_(1, group_idx, 1)
+    score_mask = group_mask.unsqueeze(-1).expand(-1, G, E // G).reshape(-1, E)
+    scores_for_choice = scores.masked_fill(~score_mask.bool(), 0.0)
+    _note_topk(aux, "top-k of masked p", scores_for_choice, k)
+    topk_indices = torch.topk(scores_for_choice, k=k, dim=-1, sorted=True)[1]  # HF sorted=False
+    topk_weights = scores.gather(1, topk_indices)
+    if cfg["norm_topk_prob"]:
+        topk_weights = topk_weights / (topk_weights.sum(dim=-1, keepdim=True) + 1e-20)
+    topk_weights = topk_weights * cfg["routed_scaling_factor"]
+
+    def expert(e, h):
+        gate, up = F.linear(h, w["experts.gate_up_proj"][e]).chunk(2, dim=-1)
+        return F.linear(act(gate) * up, w["experts.down_proj"][e])
+
+    y = _sparse_moe_loop(x, topk_indices, topk_weights, E, expert)
+    y = y + _mlp(w, "shared_experts.", act, x)
+    if aux is not None:
+        aux["logits"] = router_logits
+        srt = lambda a: torch.sort(a, -1).values
+        aux["exercised"] = bool((srt(torch.topk(scores, k, dim=-1)[1]) != srt(topk_indices)).any())
+    return y, topk_indices, topk_weights
+
+
+def axk2(w, cfg, x, aux=None):
+    """HF axk2 AXK2TopkRouter + AXK2MoE: DeepSeek-V3's router (fp32 sigmoid, key p +
+    e_score_correction_bias, group score = sum of the top-2 keys) with the dropped groups'
+    keys masked_fill 0.0 ("intentionally") and the group step only when n_group is set; top-k,
+    gathered p / (sum + 1e-20) iff norm_topk_prob, x routed_scaling_factor; shared experts as
+    V3. (The golden draws keep every kept key > 0, where 0.0 and -inf fills agree; the 0.0 fill
+    itself is checked by tests/test_gating.c.)"""
+    return deepseek_v3(w, cfg, x, aux)
+
+
+def cohere2_moe(w, cfg, x, aux=None):
+    """HF cohere2_moe Cohere2MoeTopKRouter + Cohere2MoeSparseMoeBlock: top-k of the logits; then
+    softmax over the k (expert_selection_fn "softmax", fp32) or their sigmoid, / sum iff
+    norm_topk_prob ("sigmoid"); MixtralExperts of width intermediate_size (Hub per-expert
+    gate_proj / up_proj / down_proj); the shared experts (num_shared_experts x
+    intermediate_size) added ("sum") or averaged with the routed output ("average")."""
+    E, k = cfg["num_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["gate.weight"])
+    _note_topk(aux, "top-k of logits", router_logits, k)
+    router_scores, selected_experts = torch.topk(router_logits, k, dim=-1)
+    if cfg["expert_selection_fn"] == "softmax":
+        router_scores = F.softmax(router_scores, dim=1, dtype=torch.float64)
+    else:
+        router_scores = torch.sigmoid(router_scores)
+        if cfg["norm_topk_prob"]:
+            router_scores = router_scores / torch.sum(router_scores, dim=-1, keepdim=True)
+    y = _sparse_moe_loop(x, selected_experts, router_scores, E, lambda e, h: _mlp(w, "experts.%d." % e, act, h))
+    if cfg.get("num_shared_experts", 0) > 0:
+        shared_expert_output = _mlp(w, "shared_experts.", act, x)
+        if cfg["shared_expert_combination_strategy"] == "sum":
+            y = y + shared_expert_output
+        else:
+            y = (y + shared_expert_output) / 2
+    _set(aux, "logits", router_logits)
+    return y, selected_experts, router_scores
+
+
+def aria(w, cfg, x, aux=None):
+    """HF aria AriaTextMoELayer + AriaExperts: router nn.Linear, top-k of the logits, softmax over
+    the k; tokens sorted by expert (argsort of the flattened choices), grouped GEMM with fc1
+    [E][d][2ff], chunked into halves, silu(first) * second, fc2 [E][ff][d], unpermuted and summed
+    with the weights; plus the shared experts (intermediate_size x moe_num_shared_experts)."""
+    E, k = cfg["moe_num_experts"], cfg["moe_topk"]
+    router_logits = F.linear(x, w["router.weight"])
+    _note_topk(aux, "top-k of logits", router_logits, k)
+    top_logits, top_indices = torch.topk(router_logits, k=k, dim=1)
+    scores = F.softmax(top_logits, dim=-1)
+    tokens_per_expert = torch.bincount(top_indices.flatten(), minlength=E)
+    flatten_indices = top_indices.view(-1)
+    sorted_indices = torch.sort(flatten_indices, stable=True)[1]  # HF torch.argsort
+    permuted_tokens = x.index_select(0, sorted_indices // k)
+
+    def gemm(tokens, weight):  # sequential_experts_gemm
+        out = torch.zeros(tokens.shape[0], weight.shape[-1], dtype=tokens.dtype)
+        cum = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(tokens_per_expert, 0)])
+        for e in range(weight.shape[0]):
+            out[cum[e]:cum[e + 1]] = tokens[cum[e]:cum[e + 1]] @ weight[e]
+        return out
+
+    fc1_output = gemm(permuted_tokens, w["experts.fc1.weight"])
+    projection, gate = torch.chunk(fc1_output, 2, dim=-1)
+    expert_output = gemm(F.silu(projection) * gate, w["experts.fc2.weight"])
+    unpermuted = torch.zeros(x.shape[0] * k, expert_output.shape[1], dtype=expert_output.dtype)
+    unpermuted.index_copy_(0, sorted_indices, expert_output)
+    y = (unpermuted.view(-1, k, expert_output.shape[1]) * scores.unsqueeze(-1)).sum(dim=1)
+    y = y + _mlp(w, "shared_experts.", F.silu, x)
+    _set(aux, "logits", router_logits)
+    return y, top_indices, scores
+
+
+def openai_privacy_filter(w, cfg, x, aux=None):
+    """HF openai_privacy_filter OpenAIPrivacyFilterTopKRouter + ...Experts + ...MLP, all in fp32:
+    router linear with bias, top-k of the logits, softmax over the k, / top_k; experts
+    x @ gate_up_proj[e] + bias chunked into halves (gate first), gate.clamp(max=limit),
+    up.clamp(+-limit), (up + 1) gate sigmoid(1.702 gate), @ down_proj[e] + bias, times the
+    score; the block's output x num_experts_per_tok. Reported weights: score x top_k, the
+    factor each expert output ends up multiplied by."""
+    E, k = cfg["num_local_experts"], cfg["num_experts_per_tok"]
+    alpha, limit = 1.702, cfg["swiglu_limit"]
+    router_logits = F.linear(x, w["router.weight"], w["router.bias"])
+    _note_topk(aux, "top-k of logits", router_logits, k)
+    router_top_value, router_indices = torch.topk(router_logits, k, dim=-1)
+    router_scores = F.softmax(router_top_value, dim=1, dtype=router_top_value.dtype)
+    router_scores = router_scores / k
+    next_states = torch.zeros_like(x)
+    expert_mask = F.one_hot(router_indices, num_classes=E).permute(2, 1, 0)
+    clamped = [0, 0]
+    for expert_idx in range(E):
+        top_k_pos, token_idx = torch.where(expert_mask[expert_idx])
+        if token_idx.numel() == 0:
+            continue
+        gate_up = x[token_idx] @ w["experts.gate_up_proj"][expert_idx] + w["experts.gate_up_proj_bias"][expert_idx]
+        gate, up = gate_up.chunk(2, dim=-1)
+        clamped[0] += int((gate > limit).sum())
+        clamped[1] += int((up.abs() > limit).sum())
+        out = _swiglu_oai(gate, up, alpha, limit) @ w["experts.down_proj"][expert_idx] + w["experts.down_proj_bias"][expert_idx]
+        next_states.index_add_(0, token_idx, out * router_scores[token_idx, top_k_pos, None])
+    y = next_states * k
+    if aux is not None:
+        aux["logits"] = router_logits
+        aux["exercised"] = clamped[0] > 0 and clamped[1] > 0
+    return y, router_indices, router_scores * k
+
+
+def deepseek_v4(w, cfg, x, aux=None):
+    """HF deepseek_v4 DeepseekV4TopKRouter + DeepseekV4Experts + DeepseekV4SparseMoeBlock (a
+    top-k layer; the hash_moe layers are not rendered): fp32 router linear, p =
+    ACT2FN[scoring_func](h) (sqrtsoftplus: sqrt(softplus(h))), top-k of p +
+    e_score_correction_bias (the Hub's ffn.gate.bias), gathered p / (sum + 1e-20) x
+    routed_scaling_factor; experts gate_up (the Hub's w1 / w3) in halves, gate.clamp(max=L),
+    up.clamp(+-L), silu(gate) * up, w2; plus the unclamped shared SwiGLU (Hub
+    ffn.shared_experts.w1/w3/w2, width moe_intermediate_size)."""
+    E, k, limit = cfg["n_routed_experts"], cfg["num_experts_per_tok"], cfg["swiglu_limit"]
+    score_fn = {"sqrtsoftplus": lambda h: torch.sqrt(F.softplus(h)), "sigmoid": torch.sigmoid,
+                "softmax": lambda h: h.softmax(-1)}[cfg.get("scoring_func", "sqrtsoftplus")]
+    logits = F.linear(x, w["gate.weight"])
+    scores = score_fn(logits)
+    _note_topk(aux, "top-k of p+b", scores + w["gate.bias"], k)
+    indices = torch.topk(scores + w["gate.bias"], k, dim=-1, sorted=True).indices  # HF sorted=False
+    weights = scores.gather(1, indices)
+    weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+    weights = weights * cfg["routed_scaling_factor"]
+    clamped = [0, 0]
+
+    def expert(e, h):
+        p = "experts.%d." % e
+        gate, up = F.linear(h, torch.cat([w[p + "w1.weight"], w[p + "w3.weight"]], dim=0)).chunk(2, dim=-1)
+        clamped[0] += int((gate > limit).sum())
+        clamped[1] += int((up.abs() > limit).sum())
+        return F.linear(F.silu(gate.clamp(max=limit)) * up.clamp(min=-limit, max=limit), w[p + "w2.weight"])
+
+    routed = _sparse_moe_loop(x, indices, weights, E, expert)
+    sh = "shared_experts."
+    shared = F.linear(F.silu(F.linear(x, w[sh + "w1.weight"])) * F.linear(x, w[sh + "w3.weight"]), w[sh + "w2.weight"])
+    y = routed + shared
+    _bias_matters(aux, scores, indices, k)
+    if aux is not None:
+        aux["exercised"] = aux["exercised"] and clamped[0] > 0 and clamped[1] > 0
+        aux["logits"] = logits
+    return y, indices, weights
+
+
 # ---- random weights ---------------------------------------------------------------------------
 
 def _round(a, dtype):
@@ -1019,6 +1424,58 @@ def build_granite_swa(dr, c, T):
     if S > 0:
         w["../shared_mlp.input_linear.weight"] = dr.mat((2 * S, d), d)
         w["../shared_mlp.output_linear.weight"] = dr.mat((d, S), S)
+    return w, _x(dr, T, d)
+
+
+def build_sigmoid(router="gate.weight", bias="e_score_correction_bias", experts=("gate_proj", "up_proj", "down_proj"),
+                  shared=None, shared_names=("gate_proj", "up_proj", "down_proj"), gain=1.0, bias_scale=0.1):
+    """A router [E][d] (gain 1: sigmoid scores spread over (0, 1)), a selection bias (uniform, large
+    enough to change some token's experts), per-expert SwiGLUs of width _ff (gate and up with
+    `gain`, to make clamps bite), and a shared SwiGLU of width _S under `shared`."""
+    def build(dr, c, T):
+        d, ff, E = c["hidden_size"], c["_ff"], c["_E"]
+        w = {router: dr.mat((E, d), d, 1.0)}
+        if bias:
+            w[bias] = dr.uniform((E,), -bias_scale, bias_scale)
+        _experts_modulelist(dr, w, E, d, ff, experts, gain=gain)
+        if shared:
+            S, (g, u, dn) = c["_S"], shared_names
+            w[shared + g + ".weight"] = dr.mat((S, d), d, gain)
+            w[shared + u + ".weight"] = dr.mat((S, d), d, gain)
+            w[shared + dn + ".weight"] = dr.mat((d, S), S)
+        return w, _x(dr, T, d)
+    return build
+
+
+def build_step(dr, c, T):
+    """Step-3.5/3.7 Hub layout: the experts as per-projection stacks under moe."""
+    d, ff, E, S = c["hidden_size"], c["_ff"], c["_E"], c["_S"]
+    w = {"moe.gate.weight": dr.mat((E, d), d, 1.0),
+         "moe.router_bias": dr.uniform((E,), -0.1, 0.1),
+         "moe.gate_proj.weight": dr.mat((E, ff, d), d, 3.0),
+         "moe.up_proj.weight": dr.mat((E, ff, d), d, 3.0),
+         "moe.down_proj.weight": dr.mat((E, d, ff), ff),
+         "share_expert.gate_proj.weight": dr.mat((S, d), d, 3.0),
+         "share_expert.up_proj.weight": dr.mat((S, d), d, 3.0),
+         "share_expert.down_proj.weight": dr.mat((d, S), S)}
+    return w, _x(dr, T, d)
+
+
+def build_mistral4(dr, c, T):
+    d, ff, E = c["hidden_size"], c["moe_intermediate_size"], c["n_routed_experts"]
+    w = {"gate.weight": dr.mat((E, d), d, 2.0),
+         "experts.gate_up_proj": dr.mat((E, 2 * ff, d), d),
+         "experts.down_proj": dr.mat((E, d, ff), ff)}
+    _shared(dr, w, "shared_experts.", d, ff * c["n_shared_experts"])
+    return w, _x(dr, T, d)
+
+
+def build_aria(dr, c, T):
+    d, ff, E = c["hidden_size"], c["intermediate_size"], c["moe_num_experts"]
+    w = {"router.weight": dr.mat((E, d), d, 2.0),
+         "experts.fc1.weight": dr.mat((E, d, 2 * ff), d),
+         "experts.fc2.weight": dr.mat((E, ff, d), ff)}
+    _shared(dr, w, "shared_experts.", d, ff * c["moe_num_shared_experts"])
     return w, _x(dr, T, d)
 
 
@@ -1276,6 +1733,97 @@ case("hunyuan_v1_moe", hunyuan_v1_moe,
      dict(model_type="hunyuan_v1_moe", hidden_size=16, intermediate_size=12, num_experts=[4, 6], moe_topk=[1, 2],
           num_hidden_layers=2, hidden_act="silu", _layer=1),
      F32, 6, build_hunyuan, 44, layer="1", prefix="model.layers.1.")
+# ---- families with the 0.2 rules: sigmoid + selection bias without groups, scale after mixing,
+# logit soft-cap, clamped SwiGLUs, sqrt-softplus scores, 0.0 group fill, shared averaging
+case("minimax_m2", minimax_m2,
+     dict(model_type="minimax_m2", hidden_size=16, intermediate_size=12, num_local_experts=8, num_experts_per_tok=2,
+          hidden_act="silu", _ff=12, _E=8),
+     F32, 6, build_sigmoid(experts=("w1", "w3", "w2")), 45, block="block_sparse_moe.")
+# MiniMax-M3: layer 1 of 2 sparse by mlp_layer_types; clamps at 2 bite (gain 3)
+_m3 = dict(model_type="minimax_m3_vl_text", hidden_size=16, intermediate_size=12, num_local_experts=8,
+           num_experts_per_tok=2, n_shared_experts=1, shared_intermediate_size=10, routed_scaling_factor=2.0,
+           swiglu_alpha=1.702, swiglu_limit=2.0, num_hidden_layers=2, mlp_layer_types=["dense", "sparse"])
+case("minimax_m3_vl", minimax_m3_vl, dict(_m3, _ff=12, _E=8, _S=10), F32, 6,
+     build_sigmoid(experts=("w1", "w3", "w2"), shared="shared_experts.", gain=3.0), 46, layer="1",
+     prefix="language_model.model.layers.1.", block="block_sparse_moe.",
+     config=dict(model_type="minimax_m3_vl", text_config=_m3, vision_config=dict(hidden_size=16)))
+case("hy_v3", hy_v3,
+     dict(model_type="hy_v3", hidden_size=16, moe_intermediate_size=12, num_experts=8, num_experts_per_tok=2,
+          num_shared_experts=1, router_scaling_factor=2.826, num_hidden_layers=2, hidden_act="silu",
+          _ff=12, _E=8, _S=12),
+     F32, 6, build_sigmoid(router="router.gate.weight", bias="expert_bias", shared="shared_mlp."), 47, layer="1",
+     prefix="model.layers.1.")
+case("afmoe_bf16", afmoe,
+     dict(model_type="afmoe", hidden_size=16, moe_intermediate_size=12, num_experts=8, num_experts_per_tok=3,
+          num_shared_experts=2, route_scale=2.5, num_dense_layers=1, num_hidden_layers=2, hidden_act="silu",
+          _ff=12, _E=8, _S=24),
+     {"router.gate.weight": F32, "expert_bias": F32, "*": BF16}, 6,
+     build_sigmoid(router="router.gate.weight", bias="expert_bias", shared="shared_experts."), 48, layer="1",
+     prefix="model.layers.1.")
+# Laguna: the soft-cap 1.5 bites on logits of gain 1 (|h| up to ~3)
+case("laguna", laguna,
+     dict(model_type="laguna", hidden_size=16, moe_intermediate_size=12, shared_expert_intermediate_size=20,
+          num_experts=8, num_experts_per_tok=2, moe_routed_scaling_factor=2.5, moe_router_logit_softcapping=1.5,
+          num_hidden_layers=2, hidden_act="silu", _ff=12, _E=8, _S=20),
+     F32, 6, build_sigmoid(bias="experts.e_score_correction_bias", shared="shared_expert."), 49, layer="1",
+     prefix="model.layers.1.")
+# Step-3.7 (VLM, text model_type step3p5): attribute_map names, layer 1 by moe_layers_enum, the
+# experts clamped at 1.0 and the shared expert at 2.0 (per-layer lists)
+_s37 = dict(model_type="step3p5", hidden_size=16, moe_intermediate_size=12, moe_num_experts=8, moe_top_k=2,
+            share_expert_dim=20, moe_router_scaling_factor=2.0, swiglu_limits=[0.0, 1.0],
+            swiglu_limits_shared=[0.0, 2.0], moe_layers_enum="1", num_hidden_layers=2, hidden_act="silu")
+case("step3p7", step3p7, dict(_s37, _ff=12, _E=8, _S=20, _layer=1), F32, 6, build_step, 50, layer="1",
+     prefix="model.layers.1.", block="", config=dict(model_type="step3p7", text_config=_s37))
+# Step-3.5: MoE from layer 3 on (no mlp_layer_types, no moe_layers_enum); no clamp on layer 3
+case("step3p5_bf16", step3p7,
+     dict(model_type="step3p5", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8, num_experts_per_tok=3,
+          share_expert_dim=12, moe_router_scaling_factor=1.0, swiglu_limits=[0, 0, 0, None],
+          num_hidden_layers=4, hidden_act="silu", _ff=12, _E=8, _S=12, _layer=3),
+     {"moe.gate.weight": F32, "moe.router_bias": F32, "*": BF16}, 6, build_step, 51, layer="3", prefix="model.layers.3.", block="")
+case("lfm2_moe", lfm2_moe,
+     dict(model_type="lfm2_moe", hidden_size=16, moe_intermediate_size=12, num_experts=8, num_experts_per_tok=2,
+          use_expert_bias=True, norm_topk_prob=True, routed_scaling_factor=1.5, num_dense_layers=1,
+          num_hidden_layers=2, _ff=12, _E=8),
+     F32, 6, build_sigmoid(bias="expert_bias", experts=("w1", "w3", "w2")), 52, layer="1", prefix="model.layers.1.",
+     block="feed_forward.")
+case("mistral4", mistral4,
+     dict(model_type="mistral4", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8, num_experts_per_tok=2,
+          n_shared_experts=1, n_group=2, topk_group=1, norm_topk_prob=True, routed_scaling_factor=1.5,
+          first_k_dense_replace=1, num_hidden_layers=2, hidden_act="silu"),
+     F32, 6, build_mistral4, 53, layer="1", prefix="model.layers.1.")
+# AXK2: no mlp_layer_types, so the legacy rule: layer >= first_k_dense_replace and % moe_layer_freq
+case("axk2", axk2,
+     dict(model_type="axk2", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8, num_experts_per_tok=2,
+          n_shared_experts=1, n_group=2, topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.5,
+          first_k_dense_replace=1, moe_layer_freq=1, num_hidden_layers=2, hidden_act="silu"),
+     F32, 6, build_deepseek_v3, 54, layer="1", prefix="model.layers.1.")
+case("cohere2_moe", cohere2_moe,
+     dict(model_type="cohere2_moe", hidden_size=16, intermediate_size=12, num_experts=8, num_experts_per_tok=2,
+          num_shared_experts=1, shared_expert_combination_strategy="average", expert_selection_fn="softmax",
+          hidden_act="silu", _ff=12, _E=8, _S=12),
+     F32, 6, build_sigmoid(bias=None, shared="shared_experts."), 55)
+case("cohere2_moe_sigmoid", cohere2_moe,
+     dict(model_type="cohere2_moe", hidden_size=16, intermediate_size=12, num_experts=8, num_experts_per_tok=3,
+          num_shared_experts=2, shared_expert_combination_strategy="sum", expert_selection_fn="sigmoid",
+          norm_topk_prob=True, num_hidden_layers=2, mlp_layer_types=["dense", "sparse"], hidden_act="silu",
+          _ff=12, _E=8, _S=24),
+     F32, 6, build_sigmoid(bias=None, shared="shared_experts."), 56, layer="1", prefix="model.layers.1.")
+_aria = dict(model_type="aria_text", hidden_size=16, intermediate_size=12, moe_num_experts=8, moe_topk=2,
+             moe_num_shared_experts=2, hidden_act="silu")
+case("aria", aria, _aria, F32, 6, build_aria, 57, prefix="language_model.model.layers.0.",
+     config=dict(model_type="aria", text_config=_aria, vision_config=dict(hidden_size=16)))
+case("openai_privacy_filter", openai_privacy_filter,
+     dict(model_type="openai_privacy_filter", hidden_size=24, intermediate_size=20, num_local_experts=8,
+          num_experts_per_tok=4, swiglu_limit=7.0),
+     F32, 9, build_gpt_oss, 58)
+# DeepSeek-V4: layers 0..2 are hash-routed (not supported); layer 3 is a top-k layer
+case("deepseek_v4", deepseek_v4,
+     dict(model_type="deepseek_v4", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8,
+          num_experts_per_tok=2, n_shared_experts=1, routed_scaling_factor=1.5, scoring_func="sqrtsoftplus",
+          swiglu_limit=2.0, num_hidden_layers=4, hidden_act="silu", _ff=12, _E=8, _S=12),
+     F32, 6, build_sigmoid(bias="gate.bias", experts=("w1", "w3", "w2"), shared="shared_experts.",
+                           shared_names=("w1", "w3", "w2"), gain=3.0), 59, layer="3", prefix="layers.3.",
+     block="ffn.")
 # Grok-1 is not a transformers family: no config.json; test_golden.c maps it by hand
 case("grok1_bf16", grok1,
      dict(emb_size=24, ffn_size=36, num_experts=8, num_selected_experts=2),
