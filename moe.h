@@ -89,8 +89,9 @@ extern "C" {
 typedef enum moe_result {
     MOE_OK = 0,
     MOE_E_NULL = -1,            /* a required pointer argument is NULL */
-    MOE_E_DIM = -2,             /* d_model, d_ff, n_experts or top_k is zero or negative */
-    MOE_E_TOPK = -3,            /* top_k is larger than n_experts */
+    MOE_E_DIM = -2,             /* d_model, d_ff, n_experts or top_k is zero or negative, or
+                                   n_zero_experts or d_latent is negative */
+    MOE_E_TOPK = -3,            /* top_k is larger than n_experts + n_zero_experts */
     MOE_E_GROUP_DIVIDE = -4,    /* n_group does not divide n_experts */
     MOE_E_TOPK_GROUP = -5,      /* topk_group is not in 1..n_group */
     MOE_E_GROUP_TOPK = -6,      /* top_k is larger than the experts in the kept groups */
@@ -112,7 +113,10 @@ typedef enum moe_result {
     MOE_E_DTYPE = -22,          /* a tensor has an unknown dtype or layout */
     MOE_E_NOMEM = -23,          /* MOE_MALLOC returned NULL */
     MOE_E_WORKSPACE = -24,      /* the workspace is smaller than moe_workspace_size() said */
-    MOE_E_SPARSEMIXER = -25     /* MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only */
+    MOE_E_SPARSEMIXER = -25,    /* MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only */
+    MOE_E_NO_OUTPUT_BIAS = -26, /* cfg.output_bias is set but weights.output_bias is missing */
+    MOE_E_NO_OUT_NORM = -27,    /* cfg.out_norm is RMS but weights.out_norm is missing */
+    MOE_E_NO_LATENT = -28       /* cfg.d_latent > 0 but weights.latent_in or latent_out is missing */
 } moe_result;
 
 /* A static, never-NULL English sentence for any value (unknown values get a generic one). */
@@ -181,6 +185,12 @@ typedef enum moe_act {
                                 after the activation; gated */
 } moe_act;
 
+typedef enum moe_out_norm {
+    MOE_OUT_NORM_NONE = 0,   /* the block output as combined */
+    MOE_OUT_NORM_RMS         /* y = w_c * (y_c / sqrt(mean_c y_c^2 + out_norm_eps)), weights.out_norm
+                                (HF LlamaRMSNorm on routed + shared: A.X K1 post_mlp_layernorm) */
+} moe_out_norm;
+
 typedef enum moe_shared_gate {
     MOE_SHARED_GATE_NONE = 0, /* shared experts are added as they are */
     MOE_SHARED_GATE_SIGMOID   /* scaled by sigmoid(g . x) per token (Qwen2-MoE shared_expert_gate) */
@@ -234,6 +244,22 @@ typedef struct moe_config {
                                 stay unscaled (Laguna, Step-3.7, MiniMax-M3); 0 = on the weights */
     moe_shared_combine shared_combine; /* how routed and shared outputs combine */
     float shared_act_limit;  /* the shared FFN's clamp limit; 0 = act_limit; +INFINITY = none */
+
+    /* since 0.3; zero keeps the 0.2 behaviour */
+    int n_zero_experts;      /* Z > 0: the router scores E + Z choices, and choice E + j (a
+                                "zero-computation" expert, LongCat-Flash zero_expert_num)
+                                outputs weight * x; router, router_bias and select_bias then have
+                                E + Z rows, and the trace's logits, expert_tokens and mean_prob
+                                E + Z entries. Capacity never applies to them */
+    int output_bias;         /* 1 = weights.output_bias [d] is added to the output (JetMoE's
+                                block bias) */
+    moe_out_norm out_norm;   /* a norm on the block output, after the bias */
+    float out_norm_eps;      /* MOE_OUT_NORM_RMS epsilon; 0 = 1e-6 */
+    int d_latent;            /* > 0: the routed experts work in a latent space of this width
+                                (Nemotron-H moe_latent_size): they see x_l = weights.latent_in . x
+                                and their mixed output is mapped back by weights.latent_out; the
+                                router and the shared experts see x. A slot that outputs its input
+                                (capacity IDENTITY, zero-computation expert) adds w x_l */
 } moe_config;
 
 /* Checks a config on its own (weights are checked by moe_layer_create). */
@@ -278,6 +304,10 @@ typedef struct moe_tensor {
      shared_gate_proj, shared_up, shared_down: one FFN of width S = n_shared * d_shared,
                   shapes S x d, S x d, d x S (given as one matrix: `data`)
      shared_gate  d                the Qwen2-MoE shared_expert_gate weight (1 x d)
+     output_bias  d                cfg.output_bias;  out_norm  d   cfg.out_norm (the norm's weight)
+     latent_in    D x d, latent_out  d x D   cfg.d_latent = D; the routed experts are then
+                  D wide: gate, up ff x D, down D x ff, down_bias D
+   With cfg.n_zero_experts = Z, router is (E + Z) x d and router_bias, select_bias have E + Z.
    `on_packed`, if set, is called after each source buffer has been packed, so a loader can
    release its pages (e.g. madvise) before the next one is read: (user, pointer, bytes). Calls
    come one at a time, but under OpenMP from whichever thread packed that expert. */
@@ -291,6 +321,8 @@ typedef struct moe_weights {
     moe_tensor shared_gate;
     void (*on_packed)(void *user, const void *data, size_t bytes);
     void *user;
+    moe_tensor output_bias, out_norm; /* since 0.3 */
+    moe_tensor latent_in, latent_out; /* since 0.3 */
 } moe_weights;
 
 /* ---- layer -------------------------------------------------------------------------------- */
@@ -323,7 +355,9 @@ MOEDEF moe_result moe_workspace_size(const moe_layer *layer, size_t n_tokens, si
    (that part is skipped); the scalars are always written. Statistics are over this call's
    tokens. */
 typedef struct moe_trace {
-    int32_t *expert;         /* [T][k] selected experts, key descending, lower index first on ties */
+    int32_t *expert;         /* [T][k] selected experts, key descending, lower index first on ties
+                                (E.. E + Z - 1: a zero-computation expert). Below, E counts
+                                cfg.n_zero_experts too */
     float *weight;           /* [T][k] the factor the expert's output (input, if weight_on_input)
                                 is multiplied by; 0 for a dropped slot */
     float *logits;           /* [T][E] router logits (after router bias) */
@@ -1244,11 +1278,12 @@ static void moe__pack_vec(float *dst, size_t n, size_t n_pad, size_t w, size_t l
 
 /* One packed FFN weight set: n_exp experts (E routed, or 1 for the shared experts). */
 typedef struct moe__ffnw {
+    size_t dm, dm_pad;     /* the model width it reads and writes (d, or d_latent), and padded */
     size_t ff, ff_pad;     /* width and width rounded to NR */
     moe__mat w1;           /* gate | up interleaved (gated, 2 NR lanes) or up: ff outputs over d */
     moe__mat w2;           /* down: d outputs over ff */
     float *b1;             /* per expert [ff_pad / NR][w1.w], or NULL */
-    float *b2;             /* per expert [d_pad], or NULL */
+    float *b2;             /* per expert [dm_pad], or NULL */
     const moe__kern *kern; /* the kernels of w1 and w2 */
 } moe__ffnw;
 
@@ -1256,13 +1291,16 @@ struct moe_layer {
     moe_config cfg;        /* defaults filled in */
     moe__actp act, sh_act; /* routed and shared FFN activations (they differ in the limit) */
     int gated;
-    size_t d, E, k, d_pad, e_pad;
-    moe__mat router;       /* E outputs over d inputs, fp32 */
+    size_t d, E, R, k, d_pad, e_pad; /* E experts with an FFN, R = E + n_zero_experts choices */
+    size_t dl;             /* the routed experts' model width: d_latent, or d */
+    moe__mat router;       /* R outputs over d inputs, fp32 */
     const moe__kern *router_kern; /* also combines */
     float *router_bias;    /* [e_pad] or NULL */
-    float *select_bias;    /* [E] or NULL */
+    float *select_bias;    /* [R] or NULL */
     float *shared_gate;    /* [d] or NULL */
+    float *out_bias, *out_norm; /* [d] or NULL */
     moe__ffnw ex, sh;      /* routed experts; shared experts (sh.ff = 0 when none) */
+    moe__mat lat_in, lat_out; /* cfg.d_latent: d_latent outputs over d; d over d_latent */
     size_t packed_bytes;
     void *mem;             /* what MOE_MALLOC returned (the layer lives inside it) */
 };
@@ -1288,7 +1326,7 @@ static void moe__pack_ffn(moe__ffnw *f, const moe_layer *L, size_t n_exp, const 
                           const moe_tensor *up, const moe_tensor *gate_up, moe_gate_up_split split,
                           const moe_tensor *down, const moe_tensor *bg, const moe_tensor *bu,
                           const moe_tensor *bgu, const moe_tensor *bd, const moe_weights *w) {
-    size_t d = L->d, ff = f->ff, W1 = f->w1.w;
+    size_t d = f->dm, ff = f->ff, W1 = f->w1.w;
     int fused = L->gated && moe__present(gate_up), fb = fused && moe__present(bgu);
     moe__part whole = {0, 1, d};
     MOE__PRAGMA(omp parallel for schedule(dynamic, 1) if(n_exp > 1))
@@ -1313,7 +1351,7 @@ static void moe__pack_ffn(moe__ffnw *f, const moe_layer *L, size_t n_exp, const 
                       moe__part_of(split, 0, 0, d));
         moe__released(w, down, e, d * ff);
         if (f->b2) {
-            moe__pack_vec(f->b2 + e * L->d_pad, d, L->d_pad, MOE__NR, 0,
+            moe__pack_vec(f->b2 + e * f->dm_pad, d, f->dm_pad, MOE__NR, 0,
                           moe__expert_src(bd, e, d), bd->dtype, whole);
             moe__released(w, bd, e, d);
         }
@@ -1375,7 +1413,7 @@ static void moe__sparsemixer(const float *h, float *tmp, int n, float eps, int32
    E int32. */
 static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_t *ex, float *w) {
     const moe_config *c = &L->cfg;
-    int E = c->n_experts, k = c->top_k;
+    int E = (int)L->R, k = c->top_k; /* every choice, the zero-computation experts included */
     float *p = scratch, *key = scratch + E;
     if (c->score == MOE_SCORE_SPARSEMIXER) {
         moe__sparsemixer(h, key, E, c->jitter_eps < 0.0f ? 0.0f : c->jitter_eps, ex, w);
@@ -1452,16 +1490,18 @@ typedef struct moe__ws {
     size_t *task;        /* [2][E + 2] first task of each expert, phase 1 and phase 2 */
     const float **zp;    /* [T][k + 1] combine: rows to mix */
     float *zw;           /* [T][k + 1] combine: their weights */
-    float *xs;           /* [T k][d] weight_on_input: scaled inputs, plan order */
+    float *xl;           /* [T][dl] cfg.d_latent: the routed experts' input, latent_in . x */
+    float *yl;           /* [T][dl] cfg.d_latent: the routed sum, before latent_out */
+    float *xs;           /* [T k][dl] weight_on_input: scaled inputs, plan order */
     float *h;            /* [T k][ff_pad] phase 1 out, plan order */
-    float *z;            /* [T k][d] phase 2 out, pair order */
+    float *z;            /* [T k][dl] phase 2 out, pair order (dl = d without a latent space) */
     float *hs;           /* [T][S_pad] shared phase 1 */
     float *zs;           /* [T][d] shared phase 2 */
 } moe__ws;
 
 /* Lays the workspace out from `base` (NULL: only measure). 0 on size overflow. */
 static int moe__carve(const moe_layer *L, size_t T, char *base, moe__ws *w, size_t *total) {
-    size_t at = 0, n, TK, E = L->E, k = L->k;
+    size_t at = 0, n, TK, E = L->R, k = L->k;
     int ok = moe__mul(T, k, &TK);
 #define MOE__TAKE(ptr, type, count)                                                              \
     do {                                                                                         \
@@ -1471,22 +1511,24 @@ static int moe__carve(const moe_layer *L, size_t T, char *base, moe__ws *w, size
         w->ptr = base ? (type *)(void *)(base + at) : NULL;                                      \
         at = n / MOE__ALIGN * MOE__ALIGN;                                                        \
     } while (0)
-    size_t TE, TE4, TK1, TKd, TKf, TSs, Td;
+    size_t TE, TE4, TK1, TKd, TKf, TSs, Td, Tl;
     ok = ok && moe__mul(T, E, &TE) && moe__mul(TE, 4, &TE4) && moe__mul(T, k + 1, &TK1) &&
-         moe__mul(TK, L->d, &TKd) && moe__mul(TK, L->ex.ff_pad, &TKf) &&
-         moe__mul(T, L->sh.ff_pad, &TSs) && moe__mul(T, L->d, &Td);
+         moe__mul(TK, L->dl, &TKd) && moe__mul(TK, L->ex.ff_pad, &TKf) &&
+         moe__mul(T, L->sh.ff_pad, &TSs) && moe__mul(T, L->d, &Td) && moe__mul(T, L->dl, &Tl);
     if (!ok) return 0;
     MOE__TAKE(logits, float, TE);
     MOE__TAKE(scratch, float, TE4 + 8 * E); /* + room for the trace's 2E doubles */
     MOE__TAKE(ex, int32_t, TK);
     MOE__TAKE(wt, float, TK);
     MOE__TAKE(drop, unsigned char, TK);
-    MOE__TAKE(off, int32_t, E + 2);
+    MOE__TAKE(off, int32_t, L->E + 2);
     MOE__TAKE(rows, int32_t, TK);
     MOE__TAKE(toks, int32_t, TK);
-    MOE__TAKE(task, size_t, 2 * (E + 2));
+    MOE__TAKE(task, size_t, 2 * (L->E + 2));
     MOE__TAKE(zp, const float *, TK1);
     MOE__TAKE(zw, float, TK1);
+    MOE__TAKE(xl, float, L->cfg.d_latent ? Tl : 0);
+    MOE__TAKE(yl, float, L->cfg.d_latent ? Tl : 0);
     MOE__TAKE(xs, float, L->cfg.weight_on_input ? TKd : 0);
     MOE__TAKE(h, float, TKf);
     MOE__TAKE(z, float, TKd);
@@ -1508,20 +1550,27 @@ static int moe__threads(int n) {
 
 // ---- route: router, gating, capacity ----------------------------------------------------------
 
-static void moe__route(const moe_layer *L, const float *x, size_t T, moe__ws *w, int nth) {
-    const moe_config *c = &L->cfg;
-    size_t E = L->E, k = L->k, panels = L->e_pad / MOE__NR, rb = 16;
-    size_t nrb = (T + rb - 1) / rb, ntask = nrb * panels;
+/* y[T][ldy] = x[T][ldx] . M^T (+ B), one dense matrix (the router, the latent projections): one
+   task per (block of 16 rows, panel of outputs). */
+static void moe__dense(const moe_layer *L, const moe__mat *M, const float *B, const float *x,
+                       size_t ldx, size_t T, float *y, size_t ldy, int nth) {
+    size_t panels = M->panels, rb = 16, ntask = (T + rb - 1) / rb * panels;
     (void)nth;
-    /* router logits: one task per (block of rb tokens, panel of experts) */
     MOE__PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nth) if(ntask > 1))
     for (long t = 0; t < (long)ntask; t++) {
         size_t r0 = (size_t)t / panels * rb, p = (size_t)t % panels;
         size_t m = T - r0 < rb ? T - r0 : rb;
-        moe__rows R = moe__rows_make(x + r0 * L->d, L->d * sizeof(float), NULL, m,
-                                     w->logits + r0 * E, E, NULL);
-        L->router_kern->gemm(&L->router, 0, L->router_bias, &R, p, p + 1);
+        moe__rows R = moe__rows_make(x + r0 * ldx, ldx * sizeof(float), NULL, m, y + r0 * ldy,
+                                     ldy, NULL);
+        L->router_kern->gemm(M, 0, B, &R, p, p + 1);
     }
+}
+
+static void moe__route(const moe_layer *L, const float *x, size_t T, moe__ws *w, int nth) {
+    const moe_config *c = &L->cfg;
+    size_t E = L->R, k = L->k;
+    /* router logits */
+    moe__dense(L, &L->router, L->router_bias, x, L->d, T, w->logits, E, nth);
     MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(T > 64))
     for (long t = 0; t < (long)T; t++) {
         float *h = w->logits + (size_t)t * E, cap = c->logit_softcap;
@@ -1533,10 +1582,10 @@ static void moe__route(const moe_layer *L, const float *x, size_t T, moe__ws *w,
     /* capacity (Switch): per expert, the first `capacity` (token, slot) pairs in token order */
     memset(w->drop, 0, T * k);
     if (c->capacity > 0) {
-        int32_t *used = w->off; /* E + 2 counters, reused by the plan afterwards */
-        memset(used, 0, (E + 2) * sizeof *used);
+        int32_t *used = w->off; /* L->E + 2 counters, reused by the plan afterwards */
+        memset(used, 0, (L->E + 2) * sizeof *used);
         for (size_t i = 0; i < T * k; i++)
-            if (used[w->ex[i]]++ >= c->capacity) w->drop[i] = 1;
+            if ((size_t)w->ex[i] < L->E && used[w->ex[i]]++ >= c->capacity) w->drop[i] = 1;
     }
 }
 
@@ -1545,12 +1594,12 @@ static void moe__plan(const moe_layer *L, size_t T, moe__ws *w) {
     size_t E = L->E, k = L->k;
     int32_t *off = w->off;
     memset(off, 0, (E + 2) * sizeof *off);
-    for (size_t i = 0; i < T * k; i++)
-        if (!w->drop[i]) off[w->ex[i] + 1]++;
+    for (size_t i = 0; i < T * k; i++) /* a zero-computation expert (>= E) runs no FFN */
+        if (!w->drop[i] && (size_t)w->ex[i] < E) off[w->ex[i] + 1]++;
     for (size_t e = 0; e < E; e++) off[e + 1] += off[e];
     off[E + 1] = off[E] + (int32_t)(L->sh.ff ? T : 0); /* the shared experts see every token */
     for (size_t i = 0; i < T * k; i++) {
-        if (w->drop[i]) continue;
+        if (w->drop[i] || (size_t)w->ex[i] >= E) continue;
         int32_t at = off[w->ex[i]]++;
         w->rows[at] = (int32_t)i;
         w->toks[at] = (int32_t)(i / k);
@@ -1610,7 +1659,8 @@ static size_t moe__task_expert(const size_t *task, size_t E, size_t t) {
 }
 
 static void moe__phase1(const moe_layer *L, const float *x, moe__ws *w, int nth) {
-    size_t target, *task = w->task, E = L->E, d = L->d;
+    size_t target, *task = w->task, E = L->E, d = L->d, dl = L->dl;
+    const float *xe = L->cfg.d_latent ? w->xl : x; /* the routed experts' input */
     size_t n = moe__tasks(L, w, task, L->ex.ff_pad / MOE__NR, L->sh.ff_pad / MOE__NR, nth, &target);
     (void)nth;
     MOE__PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nth) if(n > 1))
@@ -1621,10 +1671,11 @@ static void moe__phase1(const moe_layer *L, const float *x, moe__ws *w, int nth)
         size_t p0 = ((size_t)t - task[e]) * pb, p1 = p0 + pb < np ? p0 + pb : np;
         moe__rows R = moe__rows_make(x, d * sizeof(float), NULL, m, w->hs, f->ff_pad, NULL);
         if (e < E) {
+            R.x = (const unsigned char *)xe, R.ldx = dl * sizeof(float);
             R.xi = w->toks + w->off[e];
             R.y = w->h + (size_t)w->off[e] * f->ff_pad;
             if (L->cfg.weight_on_input)
-                R.x = (const unsigned char *)(w->xs + (size_t)w->off[e] * d), R.xi = NULL;
+                R.x = (const unsigned char *)(w->xs + (size_t)w->off[e] * dl), R.xi = NULL;
         }
         const float *B = f->b1 ? f->b1 + fe * np * f->w1.w : NULL;
         f->kern->ffn1(e < E ? &L->act : &L->sh_act, &f->w1, fe, B, &R, p0, p1);
@@ -1632,33 +1683,62 @@ static void moe__phase1(const moe_layer *L, const float *x, moe__ws *w, int nth)
 }
 
 static void moe__phase2(const moe_layer *L, moe__ws *w, int nth) {
-    size_t target, *task = w->task + L->E + 2, E = L->E, d = L->d, np = L->d_pad / MOE__NR;
-    size_t n = moe__tasks(L, w, task, np, np, nth, &target);
+    size_t target, *task = w->task + L->E + 2, E = L->E;
+    size_t np_ex = L->ex.dm_pad / MOE__NR, np_sh = L->sh.dm_pad / MOE__NR;
+    size_t n = moe__tasks(L, w, task, np_ex, np_sh, nth, &target);
     (void)nth;
     MOE__PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nth) if(n > 1))
     for (long t = 0; t < (long)n; t++) {
         size_t e = moe__task_expert(task, E, (size_t)t), m = moe__rows_of(w, e);
+        const moe__ffnw *f = e < E ? &L->ex : &L->sh;
+        size_t np = e < E ? np_ex : np_sh;
         size_t pb = moe__block(target, m, np), p0 = ((size_t)t - task[e]) * pb;
         size_t p1 = p0 + pb < np ? p0 + pb : np;
-        const moe__ffnw *f = e < E ? &L->ex : &L->sh;
         size_t fe = e < E ? e : 0;
         moe__rows R = moe__rows_make(e < E ? w->h + (size_t)w->off[e] * f->ff_pad : w->hs,
-                                     f->ff_pad * sizeof(float), NULL, m, e < E ? w->z : w->zs, d,
-                                     e < E ? w->rows + w->off[e] : NULL);
-        f->kern->gemm(&f->w2, fe, f->b2 ? f->b2 + fe * L->d_pad : NULL, &R, p0, p1);
+                                     f->ff_pad * sizeof(float), NULL, m, e < E ? w->z : w->zs,
+                                     f->dm, e < E ? w->rows + w->off[e] : NULL);
+        f->kern->gemm(&f->w2, fe, f->b2 ? f->b2 + fe * f->dm_pad : NULL, &R, p0, p1);
     }
 }
 
 // ---- combine ----------------------------------------------------------------------------------
 
-/* y[t] = sum_j w[t][j] Z[t k + j] in slot order, then + g(t) * shared[t], as one fp32 chain.
-   scale_on_sum: the routed part is its own chain, times scale, then + g(t) * shared[t].
-   MOE_SHARED_AVERAGE halves every factor, which is exact, so the chain is that of the sum. */
+/* The factor of the shared output for token t: 0 without shared experts, else g(t) (the
+   Qwen2-MoE sigmoid gate, or 1), halved for MOE_SHARED_AVERAGE. */
+static float moe__shared_factor(const moe_layer *L, const float *xt, float half) {
+    if (!L->sh.ff) return 0.0f;
+    if (!L->shared_gate) return half;
+    float s = 0.0f;
+    for (size_t c = 0; c < L->d; c++) s = fmaf(xt[c], L->shared_gate[c], s);
+    return moe__sigmoid(s) * half;
+}
+
+/* One token's output row, after the experts: + output_bias, then the output norm. */
+static void moe__out_post(const moe_layer *L, float *yt) {
+    size_t d = L->d;
+    if (L->out_bias) /* JetMoE: layer_output + self.bias */
+        for (size_t c = 0; c < d; c++) yt[c] += L->out_bias[c];
+    if (L->out_norm) { /* HF RMSNorm: weight * (h * rsqrt(mean(h^2) + eps)), in fp32 */
+        float ss = 0.0f;
+        for (size_t c = 0; c < d; c++) ss = fmaf(yt[c], yt[c], ss);
+        float r = 1.0f / sqrtf(ss / (float)d + L->cfg.out_norm_eps);
+        for (size_t c = 0; c < d; c++) yt[c] = L->out_norm[c] * (yt[c] * r);
+    }
+}
+
+/* y[t] = sum_j w[t][j] Z[t k + j] in slot order, then + g(t) * shared[t], as one fp32 chain
+   (a zero-computation expert's Z is x[t]). scale_on_sum: the routed part is its own chain, times
+   scale, then + g(t) * shared[t]. MOE_SHARED_AVERAGE halves every factor, which is exact, so the
+   chain is that of the sum. With a latent space the routed chain is d_latent wide, then
+   latent_out maps it to d before the shared output joins. Then + output_bias, then the output
+   norm. */
 static void moe__combine_all(const moe_layer *L, const float *x, size_t T, float *y, moe__ws *w,
                              int nth) {
-    size_t k = L->k, d = L->d;
+    size_t k = L->k, d = L->d, dl = L->dl;
     float half = L->cfg.shared_combine == MOE_SHARED_AVERAGE && L->sh.ff ? 0.5f : 1.0f;
-    int on_sum = L->cfg.scale_on_sum && L->cfg.scale != 1.0f;
+    int on_sum = L->cfg.scale_on_sum && L->cfg.scale != 1.0f, lat = L->cfg.d_latent > 0;
+    const float *xe = lat ? w->xl : x; /* what the routed experts saw */
     (void)nth;
     MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(T > 1))
     for (long tl = 0; tl < (long)T; tl++) {
@@ -1667,38 +1747,50 @@ static void moe__combine_all(const moe_layer *L, const float *x, size_t T, float
         float *zw = w->zw + t * (k + 1);
         for (size_t j = 0; j < k; j++) {
             size_t i = t * k + j;
+            int ident = w->drop[i] || (size_t)w->ex[i] >= L->E;
             if (w->drop[i] && L->cfg.drop == MOE_DROP_ZERO) continue;
-            zp[n] = w->drop[i] ? x + t * d : w->z + i * d;
-            zw[n++] = (L->cfg.weight_on_input && !w->drop[i] ? 1.0f : w->wt[i]) * half;
+            zp[n] = ident ? xe + t * dl : w->z + i * dl;
+            zw[n++] = (L->cfg.weight_on_input && !ident ? 1.0f : w->wt[i]) * half;
         }
-        float g = 0.0f;
-        if (L->sh.ff) {
-            g = half;
-            if (L->shared_gate) {
-                float s = 0.0f;
-                for (size_t c = 0; c < d; c++) s = fmaf(x[t * d + c], L->shared_gate[c], s);
-                g = moe__sigmoid(s) * half;
-            }
+        if (lat) { /* the latent sum; latent_out and the rest below */
+            L->router_kern->combine(w->yl + t * dl, dl, zp, zw, (int)n);
+            continue;
         }
+        float g = moe__shared_factor(L, x + t * d, half), *yt = y + t * d;
         if (on_sum) { /* (routed sum) * scale, then the shared output */
-            float *yt = y + t * d, sc = L->cfg.scale;
+            float sc = L->cfg.scale;
             const float *zs = w->zs + t * d;
             L->router_kern->combine(yt, d, zp, zw, (int)n);
             for (size_t c = 0; c < d; c++) yt[c] = L->sh.ff ? fmaf(g, zs[c], yt[c] * sc) : yt[c] * sc;
-            continue;
+        } else {
+            if (L->sh.ff) {
+                zp[n] = w->zs + t * d;
+                zw[n++] = g;
+            }
+            L->router_kern->combine(yt, d, zp, zw, (int)n);
         }
-        if (L->sh.ff) {
-            zp[n] = w->zs + t * d;
-            zw[n++] = g;
+        moe__out_post(L, yt);
+    }
+    if (!lat) return;
+    /* Nemotron-H: fc2_latent_proj(routed), then + shared_experts(x) */
+    moe__dense(L, &L->lat_out, NULL, w->yl, dl, T, y, d, nth);
+    MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(T > 1))
+    for (long tl = 0; tl < (long)T; tl++) {
+        size_t t = (size_t)tl;
+        float g = moe__shared_factor(L, x + t * d, half), *yt = y + t * d, sc = L->cfg.scale;
+        const float *zs = w->zs + t * d;
+        for (size_t c = 0; c < d; c++) {
+            float r = on_sum ? yt[c] * sc : yt[c];
+            yt[c] = L->sh.ff ? fmaf(g, zs[c], r) : r;
         }
-        L->router_kern->combine(y + t * d, d, zp, zw, (int)n);
+        moe__out_post(L, yt);
     }
 }
 
 // ---- trace ------------------------------------------------------------------------------------
 
 static void moe__trace(const moe_layer *L, size_t T, moe__ws *w, moe_trace *tr) {
-    size_t E = L->E, k = L->k;
+    size_t E = L->R, k = L->k;
     /* gating is done, so the scratch is free: p[E], top[E] (int32), then 2E doubles (the
        scratch holds T * 4E + 8E floats) */
     float *p = w->scratch;
@@ -1750,8 +1842,10 @@ MOEDEF const char *moe_result_string(moe_result r) {
     switch (r) {
     case MOE_OK: return "ok";
     case MOE_E_NULL: return "a required pointer argument is NULL";
-    case MOE_E_DIM: return "d_model, d_ff, n_experts and top_k must all be greater than zero";
-    case MOE_E_TOPK: return "top_k is larger than n_experts";
+    case MOE_E_DIM:
+        return "d_model, d_ff, n_experts and top_k must all be greater than zero, and "
+               "n_zero_experts and d_latent not negative";
+    case MOE_E_TOPK: return "top_k is larger than n_experts + n_zero_experts";
     case MOE_E_GROUP_DIVIDE: return "n_group does not divide n_experts";
     case MOE_E_TOPK_GROUP: return "topk_group must be between 1 and n_group";
     case MOE_E_GROUP_TOPK:
@@ -1792,6 +1886,10 @@ MOEDEF const char *moe_result_string(moe_result r) {
     case MOE_E_NOMEM: return "out of memory";
     case MOE_E_WORKSPACE: return "the workspace is smaller than moe_workspace_size() reports";
     case MOE_E_SPARSEMIXER: return "MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only";
+    case MOE_E_NO_OUTPUT_BIAS: return "cfg.output_bias is set but weights.output_bias is missing";
+    case MOE_E_NO_OUT_NORM: return "cfg.out_norm is MOE_OUT_NORM_RMS but weights.out_norm is missing";
+    case MOE_E_NO_LATENT:
+        return "cfg.d_latent is set but weights.latent_in or weights.latent_out is missing";
     }
     return "unknown moe_result code";
 }
@@ -1803,20 +1901,25 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
     moe_config c;
     if (!cfg) return MOE_E_NULL;
     c = *cfg;
-    if (c.d_model <= 0 || c.d_ff <= 0 || c.n_experts <= 0 || c.top_k <= 0) return MOE_E_DIM;
-    if (c.top_k > c.n_experts) return MOE_E_TOPK;
+    if (c.d_model <= 0 || c.d_ff <= 0 || c.n_experts <= 0 || c.top_k <= 0 || c.n_zero_experts < 0 ||
+        c.d_latent < 0)
+        return MOE_E_DIM;
+    /* the choices the router scores: the experts, then the zero-computation ones */
+    long R = (long)c.n_experts + c.n_zero_experts;
+    if (R > INT32_MAX) return MOE_E_OVERFLOW;
+    if (c.top_k > R) return MOE_E_TOPK;
     if ((unsigned)c.score > MOE_SCORE_SQRT_SOFTPLUS || (unsigned)c.group_score > MOE_GROUP_TOP2_SUM ||
         (unsigned)c.norm > MOE_NORM_LP || (unsigned)c.drop > MOE_DROP_IDENTITY ||
         (unsigned)c.ffn > MOE_FFN_PLAIN || (unsigned)c.act > MOE_ACT_SILU_CLAMP ||
         (unsigned)c.shared_gate > MOE_SHARED_GATE_SIGMOID ||
         (unsigned)c.group_fill > MOE_GROUP_FILL_ZERO ||
-        (unsigned)c.shared_combine > MOE_SHARED_AVERAGE)
+        (unsigned)c.shared_combine > MOE_SHARED_AVERAGE || (unsigned)c.out_norm > MOE_OUT_NORM_RMS)
         return MOE_E_OPTION;
     /* the limits may be +inf (no clamp) */
     if (moe__bad_float(c.norm_eps) || moe__bad_float(c.norm_p) || moe__bad_float(c.scale) ||
         moe__bad_float(fabsf(c.jitter_eps)) || moe__bad_float(c.act_alpha) ||
         !(c.act_limit >= 0.0f) || !(c.shared_act_limit >= 0.0f) ||
-        moe__bad_float(c.logit_softcap))
+        moe__bad_float(c.logit_softcap) || moe__bad_float(c.out_norm_eps))
         return MOE_E_VALUE;
     if (c.n_shared < 0 || c.d_shared < 0 || (c.n_shared == 0 && c.shared_gate))
         return MOE_E_SHARED;
@@ -1834,12 +1937,11 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
         if (c.topk_group < 0 || c.topk_group > 1) return MOE_E_TOPK_GROUP;
         c.topk_group = 1;
     } else {
-        if (c.n_experts % c.n_group) return MOE_E_GROUP_DIVIDE;
+        if (R % c.n_group) return MOE_E_GROUP_DIVIDE;
         if (c.topk_group == 0) c.topk_group = c.n_group;
         if (c.topk_group < 0 || c.topk_group > c.n_group) return MOE_E_TOPK_GROUP;
-        if (c.group_score == MOE_GROUP_TOP2_SUM && c.n_experts / c.n_group < 2)
-            return MOE_E_GROUP_SIZE;
-        if ((long)c.top_k > (long)c.topk_group * (c.n_experts / c.n_group)) return MOE_E_GROUP_TOPK;
+        if (c.group_score == MOE_GROUP_TOP2_SUM && R / c.n_group < 2) return MOE_E_GROUP_SIZE;
+        if ((long)c.top_k > (long)c.topk_group * (R / c.n_group)) return MOE_E_GROUP_TOPK;
     }
     if (c.d_shared == 0) c.d_shared = c.d_ff;
     if (c.norm_p == 0.0f) c.norm_p = 1.0f;
@@ -1848,6 +1950,7 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
     if (c.act_alpha == 0.0f) c.act_alpha = 1.702f;
     if (c.act_limit == 0.0f) c.act_limit = 7.0f;
     if (c.shared_act_limit == 0.0f) c.shared_act_limit = c.act_limit;
+    if (c.out_norm_eps == 0.0f) c.out_norm_eps = 1e-6f;
     if (c.n_shared == 0) c.d_shared = 0;
     *out = c;
     return MOE_OK;
@@ -1900,6 +2003,12 @@ static moe_result moe__weights_check(const moe_config *c, const moe_weights *w) 
         if (c->shared_gate && !MOE__HAS(shared_gate, 1, MOE_E_NO_SHARED_GATE))
             return MOE_E_NO_SHARED_GATE;
     }
+    if (c->output_bias && !MOE__HAS(output_bias, 1, MOE_E_NO_OUTPUT_BIAS))
+        return MOE_E_NO_OUTPUT_BIAS;
+    if (c->out_norm && !MOE__HAS(out_norm, 1, MOE_E_NO_OUT_NORM)) return MOE_E_NO_OUT_NORM;
+    if (c->d_latent && (!MOE__HAS(latent_in, 1, MOE_E_NO_LATENT) ||
+                        !MOE__HAS(latent_out, 1, MOE_E_NO_LATENT)))
+        return MOE_E_NO_LATENT;
     if ((unsigned)w->gate_up_split > MOE_SPLIT_INTERLEAVED ||
         (unsigned)w->shared_gate_up_split > MOE_SPLIT_INTERLEAVED)
         return MOE_E_OPTION;
@@ -1908,12 +2017,14 @@ static moe_result moe__weights_check(const moe_config *c, const moe_weights *w) 
 }
 
 /* Geometry of one packed FFN set: n_exp experts of width ff, packed as `kind`. */
-static int moe__ffn_init(const moe_layer *L, moe__ffnw *f, int kind, size_t n_exp, size_t ff) {
+static int moe__ffn_init(const moe_layer *L, moe__ffnw *f, int kind, size_t n_exp, size_t ff,
+                         size_t dm) {
     size_t b;
+    f->dm = dm, f->dm_pad = moe__round_up(dm, MOE__NR);
     f->ff = ff;
     f->ff_pad = moe__round_up(ff, MOE__NR);
-    return moe__mat_init(&f->w1, kind, ff, L->d, L->gated ? 2 * MOE__NR : MOE__NR, n_exp, &b) &&
-           moe__mat_init(&f->w2, kind, L->d, ff, MOE__NR, n_exp, &b);
+    return moe__mat_init(&f->w1, kind, ff, dm, L->gated ? 2 * MOE__NR : MOE__NR, n_exp, &b) &&
+           moe__mat_init(&f->w2, kind, dm, ff, MOE__NR, n_exp, &b);
 }
 
 /* The layer's one block of memory: the layer itself, then every packed array, 64-byte aligned.
@@ -1930,9 +2041,13 @@ static int moe__layer_carve(moe_layer *L, char *base, size_t *total) {
         at = n / MOE__ALIGN * MOE__ALIGN;                                                        \
     } while (0)
     MOE__TAKE(L->router.data, unsigned char, L->router.expert_bytes);
+    MOE__TAKE(L->lat_in.data, unsigned char, c->d_latent ? L->lat_in.expert_bytes : 0);
+    MOE__TAKE(L->lat_out.data, unsigned char, c->d_latent ? L->lat_out.expert_bytes : 0);
     MOE__TAKE(L->router_bias, float, c->router_bias ? L->e_pad * sizeof(float) : 0);
-    MOE__TAKE(L->select_bias, float, c->select_bias ? L->E * sizeof(float) : 0);
+    MOE__TAKE(L->select_bias, float, c->select_bias ? L->R * sizeof(float) : 0);
     MOE__TAKE(L->shared_gate, float, c->shared_gate ? L->d * sizeof(float) : 0);
+    MOE__TAKE(L->out_bias, float, c->output_bias ? L->d * sizeof(float) : 0);
+    MOE__TAKE(L->out_norm, float, c->out_norm ? L->d * sizeof(float) : 0);
     for (int s = 0; s < 2; s++) {
         moe__ffnw *f = s ? &L->sh : &L->ex;
         size_t ne = s ? (f->ff ? 1 : 0) : L->E, b1 = 0, b2 = 0;
@@ -1942,7 +2057,7 @@ static int moe__layer_carve(moe_layer *L, char *base, size_t *total) {
         ok = ok && moe__mul(f->w2.expert_bytes, ne, &b);
         MOE__TAKE(f->w2.data, unsigned char, b);
         ok = ok && (!bias || (moe__mul(f->ff_pad / MOE__NR * f->w1.w * sizeof(float), ne, &b1) &&
-                              moe__mul(L->d_pad * sizeof(float), ne, &b2)));
+                              moe__mul(f->dm_pad * sizeof(float), ne, &b2)));
         MOE__TAKE(f->b1, float, b1);
         MOE__TAKE(f->b2, float, b2);
     }
@@ -1967,12 +2082,17 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
     L.sh_act = L.act, L.sh_act.limit = c.shared_act_limit;
     L.gated = c.ffn == MOE_FFN_GATED;
     L.d = (size_t)c.d_model, L.E = (size_t)c.n_experts, L.k = (size_t)c.top_k;
+    L.R = L.E + (size_t)c.n_zero_experts;
+    L.dl = c.d_latent ? (size_t)c.d_latent : L.d;
     L.d_pad = moe__round_up(L.d, MOE__NR);
-    L.e_pad = moe__round_up(L.E, MOE__NR);
+    L.e_pad = moe__round_up(L.R, MOE__NR);
     if (!moe__mul((size_t)c.n_shared, (size_t)c.d_shared, &S) ||
-        !moe__mat_init(&L.router, MOE__KF32, L.E, L.d, MOE__NR, 1, &rb) ||
-        !moe__ffn_init(&L, &L.ex, MOE__KF32, L.E, (size_t)c.d_ff) ||
-        (S && !moe__ffn_init(&L, &L.sh, MOE__KF32, 1, S)) || !moe__layer_carve(&L, NULL, &total))
+        !moe__mat_init(&L.router, MOE__KF32, L.R, L.d, MOE__NR, 1, &rb) ||
+        !moe__ffn_init(&L, &L.ex, MOE__KF32, L.E, (size_t)c.d_ff, L.dl) ||
+        (S && !moe__ffn_init(&L, &L.sh, MOE__KF32, 1, S, L.d)) ||
+        (c.d_latent && (!moe__mat_init(&L.lat_in, MOE__KF32, L.dl, L.d, MOE__NR, 1, &rb) ||
+                        !moe__mat_init(&L.lat_out, MOE__KF32, L.d, L.dl, MOE__NR, 1, &rb))) ||
+        !moe__layer_carve(&L, NULL, &total))
         return MOE_E_OVERFLOW;
     moe__select_kernels(&L, 0);
 
@@ -1992,24 +2112,37 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
     /* Nothing is zeroed first: the packers write every byte that is read, padding included, so
        a page faults in (in parallel, expert by expert) when its weights are written, and a
        loader that releases each source as it is packed peaks near the packed size. */
-    moe__part whole = {0, 1, L.E};
-    moe__pack_mat(&L.router, 0, 0, moe__expert_src(&w->router, 0, L.E * L.d), w->router.dtype,
+    moe__part whole = {0, 1, L.R};
+    moe__pack_mat(&L.router, 0, 0, moe__expert_src(&w->router, 0, L.R * L.d), w->router.dtype,
                   w->router.layout, whole);
-    moe__released(w, &w->router, 0, L.E * L.d);
+    moe__released(w, &w->router, 0, L.R * L.d);
     if (L.router_bias) {
-        moe__pack_vec(L.router_bias, L.E, L.e_pad, MOE__NR, 0,
-                      moe__expert_src(&w->router_bias, 0, L.E), w->router_bias.dtype, whole);
-        moe__released(w, &w->router_bias, 0, L.E);
+        moe__pack_vec(L.router_bias, L.R, L.e_pad, MOE__NR, 0,
+                      moe__expert_src(&w->router_bias, 0, L.R), w->router_bias.dtype, whole);
+        moe__released(w, &w->router_bias, 0, L.R);
     }
     if (L.select_bias) {
-        moe__pack_vec(L.select_bias, L.E, L.E, MOE__NR, 0,
-                      moe__expert_src(&w->select_bias, 0, L.E), w->select_bias.dtype, whole);
-        moe__released(w, &w->select_bias, 0, L.E);
+        moe__pack_vec(L.select_bias, L.R, L.R, MOE__NR, 0,
+                      moe__expert_src(&w->select_bias, 0, L.R), w->select_bias.dtype, whole);
+        moe__released(w, &w->select_bias, 0, L.R);
     }
-    if (L.shared_gate) {
-        moe__pack_vec(L.shared_gate, L.d, L.d, MOE__NR, 0, moe__expert_src(&w->shared_gate, 0, L.d),
-                      w->shared_gate.dtype, whole);
-        moe__released(w, &w->shared_gate, 0, L.d);
+    if (c.d_latent) { /* Nemotron-H fc1_latent_proj, fc2_latent_proj */
+        moe__part pin = {0, 1, L.dl}, pout = {0, 1, L.d};
+        moe__pack_mat(&L.lat_in, 0, 0, moe__expert_src(&w->latent_in, 0, L.dl * L.d),
+                      w->latent_in.dtype, w->latent_in.layout, pin);
+        moe__released(w, &w->latent_in, 0, L.dl * L.d);
+        moe__pack_mat(&L.lat_out, 0, 0, moe__expert_src(&w->latent_out, 0, L.dl * L.d),
+                      w->latent_out.dtype, w->latent_out.layout, pout);
+        moe__released(w, &w->latent_out, 0, L.dl * L.d);
+    }
+    /* the d-vectors: the Qwen2-MoE shared gate, the output bias, the output norm's weight */
+    float *vec[3] = {L.shared_gate, L.out_bias, L.out_norm};
+    const moe_tensor *src[3] = {&w->shared_gate, &w->output_bias, &w->out_norm};
+    for (int v = 0; v < 3; v++) {
+        if (!vec[v]) continue;
+        moe__pack_vec(vec[v], L.d, L.d, MOE__NR, 0, moe__expert_src(src[v], 0, L.d), src[v]->dtype,
+                      whole);
+        moe__released(w, src[v], 0, L.d);
     }
     moe__pack_ffn(&L.ex, &L, L.E, &w->gate, &w->up, &w->gate_up, w->gate_up_split, &w->down,
                   &w->gate_bias, &w->up_bias, &w->gate_up_bias, &w->down_bias, w);
@@ -2078,13 +2211,16 @@ MOEDEF moe_result moe_forward(const moe_layer *layer, const float *x, size_t n_t
     const moe_layer *L = layer;
     moe__route(L, x, n_tokens, &w, nth);
     moe__plan(L, n_tokens, &w);
+    if (L->cfg.d_latent) /* Nemotron-H fc1_latent_proj: the routed experts' input */
+        moe__dense(L, &L->lat_in, NULL, x, L->d, n_tokens, w.xl, L->dl, nth);
     if (L->cfg.weight_on_input) { /* Llama-4: FFN_e(w_e x) */
-        size_t n = (size_t)w.off[L->E], d = L->d;
+        size_t n = (size_t)w.off[L->E], dl = L->dl;
+        const float *xe = L->cfg.d_latent ? w.xl : x;
         MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(n > 64))
         for (long i = 0; i < (long)n; i++) {
-            const float *xr = x + (size_t)w.toks[i] * d;
-            float s = w.wt[w.rows[i]], *o = w.xs + (size_t)i * d;
-            for (size_t c = 0; c < d; c++) o[c] = s * xr[c];
+            const float *xr = xe + (size_t)w.toks[i] * dl;
+            float s = w.wt[w.rows[i]], *o = w.xs + (size_t)i * dl;
+            for (size_t c = 0; c < dl; c++) o[c] = s * xr[c];
         }
     }
     moe__phase1(L, x, &w, nth);

@@ -31,7 +31,8 @@
 enum hf_role {
     HF_ROUTER, HF_ROUTER_BIAS, HF_SELECT_BIAS,
     HF_GATE, HF_UP, HF_GATE_UP, HF_DOWN, HF_GATE_UP_BIAS, HF_DOWN_BIAS,
-    HF_SH_GATE, HF_SH_UP, HF_SH_DOWN, HF_SH_GATE_W, HF_SH_GATE_UP,
+    HF_SH_GATE, HF_SH_UP, HF_SH_DOWN, HF_SH_GATE_W, HF_SH_GATE_UP, HF_OUT_BIAS, HF_OUT_NORM,
+    HF_LAT_IN, HF_LAT_OUT,
     HF_N_ROLES
 };
 
@@ -140,6 +141,7 @@ static int hf_act(const char *s) {
     if (!strcmp(s, "gelu_new") || !strcmp(s, "gelu_pytorch_tanh") || !strcmp(s, "gelu_fast"))
         return MOE_ACT_GELU_TANH;
     if (!strcmp(s, "relu")) return MOE_ACT_RELU;
+    if (!strcmp(s, "relu2")) return MOE_ACT_RELU2;
     return -1;
 }
 
@@ -148,7 +150,7 @@ static void hf_set_act(hf_ctx *c, hf_plan *p, const char *name) {
     if (a < 0) {
         char m[160];
         snprintf(m, sizeof m, "activation '%s' is not supported (silu, gelu, gelu_new, "
-                 "gelu_pytorch_tanh, relu)", name);
+                 "gelu_pytorch_tanh, relu, relu2)", name);
         hf_fail(c, m);
         return;
     }
@@ -484,10 +486,11 @@ static int hf_jamba(hf_fam *f) {
    selection key p + e_score_correction_bias, groups by the sum of the top 2, /(sum + 1e-20) iff
    norm_topk_prob, x routed_scaling_factor); HF_DS_MISTRAL4: Mistral4MoE, the same on softmax
    p with no bias, dropped groups' keys 0.0, experts fused on the Hub; HF_DS_AXK2: AXK2MoE, V3
-   with dropped groups' keys 0.0 and groups off when n_group is null. Shared experts: ungated,
+   with dropped groups' keys 0.0 and groups off when n_group is null; HF_DS_AXK1: AXK1MoE, V3
+   with an RMSNorm (post_mlp_layernorm, rms_norm_eps) on routed + shared. Shared experts: ungated,
    n_shared x moe_intermediate_size. -1: no HF default (None), the key is required. */
 enum { HF_FROM_FK, HF_MLP_TYPES_OR_FK, HF_EVERY, HF_MLP_TYPES_OR_FIRST_DENSE, HF_MLP_TYPES_OR_FK_FREQ };
-enum { HF_DS_V3, HF_DS_V2, HF_DS_MISTRAL4, HF_DS_AXK2 };
+enum { HF_DS_V3, HF_DS_V2, HF_DS_MISTRAL4, HF_DS_AXK2, HF_DS_AXK1 };
 static const struct hf_ds {
     const char *mt;
     int kind, rule;
@@ -515,6 +518,7 @@ static const struct hf_ds {
     {"deepseek_ocr2_text", 1, HF_MLP_TYPES_OR_FK, 4096, 1407, 64, -1, 2, 0, 0, 0, 32, 1.0, 0, NULL, NULL},
     {"mistral4", HF_DS_MISTRAL4, HF_FROM_FK, 4096, 2048, 128, 4, 1, 1, 1, 0, 36, 1.0, 1, NULL, NULL},
     {"axk2", HF_DS_AXK2, HF_MLP_TYPES_OR_FK_FREQ, 2048, 512, 128, 8, 1, 0, 0, 1, 48, 2.5, 1, NULL, NULL},
+    {"axk1", HF_DS_AXK1, HF_FROM_FK, 7168, 2048, 192, 8, 1, 8, 4, 1, 61, 2.5, 1, NULL, NULL},
 };
 
 /* Kimi-K2 checkpoints say model_type "kimi_k2" and run DeepseekV3's code; kimi_k25 nests it as
@@ -643,6 +647,12 @@ static int hf_deepseek(hf_fam *f) {
         m->n_shared = (int)ns;
         m->d_shared = m->d_ff;
         hf_shared(p, "mlp.shared_experts.");
+    }
+    if (t->kind == HF_DS_AXK1) { /* the decoder layer's norm; conversion_mapping moves it into mlp. */
+        m->out_norm = MOE_OUT_NORM_RMS;
+        m->out_norm_eps = (float)hf_f(c, o, "rms_norm_eps", 1e-6);
+        hf_add(p, HF_OUT_NORM, "post_mlp_layernorm.weight", 0, MOE_OUT_IN, 1, m->d_model, 0, 0);
+        hf_alt_name(p, "mlp.post_mlp_layernorm.weight");
     }
     return 0;
 }
@@ -1211,6 +1221,140 @@ static int hf_deepseek_v4(hf_fam *f) {
     return 0;
 }
 
+/* HF LongcatFlashConfig (LongcatFlashMoE, one per decoder layer, beside its two dense MLPs):
+   router.classifier in fp32 over n_routed_experts + zero_expert_num choices (its bias, if any,
+   is not used by LongcatFlashTopkRouter.forward), softmax, top-moe_topk of p +
+   e_score_correction_bias, gathered p x routed_scaling_factor (no renormalisation); choices from
+   n_routed_experts on are the zero-computation experts, weight * x. Layers: num_layers. */
+static int hf_longcat(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    m->d_model = (int)hf_i(c, o, "hidden_size", 6144);
+    m->d_ff = (int)hf_i(c, o, "expert_ffn_hidden_size", 2048);
+    m->n_experts = (int)hf_i2(c, o, "n_routed_experts", "num_local_experts", 512);
+    m->n_zero_experts = (int)hf_i(c, o, "zero_expert_num", 256);
+    m->top_k = (int)hf_i2(c, o, "moe_topk", "num_experts_per_tok", 12);
+    m->scale = (float)hf_f(c, o, "routed_scaling_factor", 6.0);
+    m->select_bias = 1;
+    hf_set_act(c, p, hf_s(c, o, "hidden_act", "silu"));
+    if (!c->bad && m->n_zero_experts < 0) hf_fail(c, "zero_expert_num must not be negative");
+    if (!hf_layers(f, "num_layers", 28)) return -1;
+    int64_t d = m->d_model, R = (int64_t)m->n_experts + m->n_zero_experts;
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    hf_add(p, HF_ROUTER, "mlp.router.classifier.weight", 0, MOE_OUT_IN, 2, R, d, 0);
+    hf_add(p, HF_SELECT_BIAS, "mlp.router.e_score_correction_bias", 0, MOE_OUT_IN, 1, R, 0, 0);
+    char n[160];
+    const char *proj[3] = {"gate_proj", "up_proj", "down_proj"};
+    int role[3] = {HF_GATE, HF_UP, HF_DOWN};
+    for (int i = 0; i < 3; i++) {
+        snprintf(n, sizeof n, "mlp.experts.{e}.%s.weight", proj[i]);
+        hf_add(p, role[i], n, 1, MOE_OUT_IN, 2, i < 2 ? m->d_ff : d, i < 2 ? d : m->d_ff, 0);
+    }
+    return 0;
+}
+
+/* HF JetMoeConfig (JetMoeMoE, every layer; the attention's mixture JetMoeMoA is not a block
+   moe.h runs): router.layer, top-k of the logits (fp32), softmax over the k; input_linear
+   [E][2ff][d] in halves, act(first) * second, output_linear [E][d][ff]; the block's bias [d]
+   added after mixing. */
+static int hf_jetmoe(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    m->d_model = (int)hf_i(c, o, "hidden_size", 2048);
+    m->d_ff = (int)hf_i(c, o, "intermediate_size", 5632);
+    m->n_experts = (int)hf_i(c, o, "num_local_experts", 8);
+    m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 2);
+    m->score = MOE_SCORE_SOFTMAX_TOPK;
+    m->output_bias = 1;
+    hf_set_act(c, p, hf_s(c, o, "activation_function", "silu"));
+    if (!hf_layers(f, "num_hidden_layers", 12)) return -1;
+    int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+    p->split = MOE_SPLIT_HALVES;
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    hf_add(p, HF_ROUTER, "mlp.router.layer.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+    hf_add(p, HF_GATE_UP, "mlp.input_linear.weight", 0, MOE_OUT_IN, 3, E, 2 * ff, d);
+    hf_add(p, HF_DOWN, "mlp.output_linear.weight", 0, MOE_OUT_IN, 3, E, d, ff);
+    hf_add(p, HF_OUT_BIAS, "mlp.bias", 0, MOE_OUT_IN, 1, d, 0, 0);
+    return 0;
+}
+
+/* HF NemotronHConfig (NemotronHMoE, the "moe" entries of layers_block_type - alias
+   layer_types; or of the legacy hybrid_override_pattern, 'E'): the DeepSeek-V3 router
+   (DeepseekV3MoE.route_tokens_to_experts), ungated experts down(act(up x)) with mlp_hidden_act
+   (relu2), optionally in a moe_latent_size latent space (fc1_latent_proj before the experts,
+   fc2_latent_proj after), plus the ungated shared expert of width
+   moe_shared_expert_intermediate_size on x. Hub names under backbone.layers.L.mixer. */
+static int hf_nemotron_h(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    static const char *const dflt[4] = {"linear_attention", "moe", "full_attention", "mlp"};
+    m->d_model = (int)hf_i(c, o, "hidden_size", 4096);
+    m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", 7688);
+    m->n_experts = (int)hf_i2(c, o, "n_routed_experts", "num_local_experts", 8);
+    m->top_k = (int)hf_i(c, o, "num_experts_per_tok", 2);
+    int64_t S = hf_i(c, o, "moe_shared_expert_intermediate_size", 7688);
+    int64_t ng = hf_i(c, o, "n_group", 1), kg = hf_i(c, o, "topk_group", 1);
+    m->d_latent = (int)hf_i(c, o, "moe_latent_size", 0);
+    m->scale = (float)hf_f(c, o, "routed_scaling_factor", 1.0);
+    m->score = MOE_SCORE_SIGMOID;
+    m->select_bias = 1;
+    m->n_group = (int)ng, m->topk_group = (int)kg, m->group_score = MOE_GROUP_TOP2_SUM;
+    if (hf_b(c, o, "norm_topk_prob", 1)) m->norm = MOE_NORM_SUM, m->norm_eps = 1e-20f;
+    m->ffn = MOE_FFN_PLAIN;
+    hf_set_act(c, p, hf_s(c, o, "mlp_hidden_act", "relu2"));
+    if (hf_b(c, o, "mlp_bias", 0)) hf_fail(c, "mlp_bias = true is not supported");
+    if (c->bad) return -1;
+    /* the layer list: layers_block_type (or layer_types), hybrid_override_pattern, the default */
+    const char *key = mio_json_get(o, "layers_block_type") ? "layers_block_type" : "layer_types";
+    const mio_json *lt = mio_json_get(o, key);
+    const char *pat = hf_s(c, o, "hybrid_override_pattern", NULL), *t = NULL;
+    int64_t nl;
+    char kind[2] = {0, 0};
+    if (lt && !mio_json_is_null(lt)) {
+        nl = mio_json_type(lt) == MIO_JSON_ARRAY ? (int64_t)mio_json_len(lt) : 0;
+        if (!hf_layer_range(c, f->layer, nl, key) || !hf_str_at(c, o, key, f->layer, &t)) return -1;
+    } else if (pat) {
+        nl = (int64_t)strlen(pat);
+        if (!hf_layer_range(c, f->layer, nl, "hybrid_override_pattern")) return -1;
+        kind[0] = pat[f->layer];
+        t = kind[0] == 'E' ? "moe" : kind;
+        key = "hybrid_override_pattern";
+    } else {
+        if (!hf_layer_range(c, f->layer, 4, "layers_block_type default")) return -1;
+        t = dflt[f->layer];
+        key = "layers_block_type default";
+    }
+    if (strcmp(t, "moe")) {
+        snprintf(f->msg, sizeof f->msg, "%s[%lld] = \"%s\"", key, (long long)f->layer, t);
+        hf_dense(c, f->layer, f->msg);
+        return -1;
+    }
+    int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts, dl = m->d_latent ? m->d_latent : d;
+    hf_prefix(p, "backbone.layers.{L}.", f->layer);
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    hf_add(p, HF_ROUTER, "mixer.gate.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+    hf_add(p, HF_SELECT_BIAS, "mixer.gate.e_score_correction_bias", 0, MOE_OUT_IN, 1, E, 0, 0);
+    hf_add(p, HF_UP, "mixer.experts.{e}.up_proj.weight", 1, MOE_OUT_IN, 2, ff, dl, 0);
+    hf_add(p, HF_DOWN, "mixer.experts.{e}.down_proj.weight", 1, MOE_OUT_IN, 2, dl, ff, 0);
+    if (m->d_latent) {
+        hf_add(p, HF_LAT_IN, "mixer.fc1_latent_proj.weight", 0, MOE_OUT_IN, 2, dl, d, 0);
+        hf_add(p, HF_LAT_OUT, "mixer.fc2_latent_proj.weight", 0, MOE_OUT_IN, 2, d, dl, 0);
+    }
+    if (S > 0) {
+        m->n_shared = 1;
+        m->d_shared = (int)S;
+        hf_add(p, HF_SH_UP, "mixer.shared_experts.up_proj.weight", 0, MOE_OUT_IN, 2, S, d, 0);
+        hf_add(p, HF_SH_DOWN, "mixer.shared_experts.down_proj.weight", 0, MOE_OUT_IN, 2, d, S, 0);
+    }
+    return 0;
+}
+
 /* HF Ernie4_5_MoeConfig. MoE layer: (layer + 1) % interval == 0 and start <= layer <= end
    (end -1 = the last layer). */
 static int hf_ernie(hf_fam *f) {
@@ -1349,6 +1493,7 @@ static const struct hf_family {
     {"exaone_moe", hf_deepseek, NULL, 0},
     {"mistral4", hf_deepseek, NULL, 0},
     {"axk2", hf_deepseek, NULL, 0},
+    {"axk1", hf_deepseek, NULL, 0},
     {"gpt_oss", hf_gpt_oss, NULL, 0},
     {"openai_privacy_filter", hf_gpt_oss, NULL, 0},
     {"llama4", hf_llama4, "text_config", 0},
@@ -1372,6 +1517,9 @@ static const struct hf_family {
     {"aria", hf_aria, "text_config", 0},
     {"aria_text", hf_aria, NULL, 0},
     {"deepseek_v4", hf_deepseek_v4, NULL, 0},
+    {"longcat_flash", hf_longcat, NULL, 0},
+    {"jetmoe", hf_jetmoe, NULL, 0},
+    {"nemotron_h", hf_nemotron_h, NULL, 0},
     {"switch_transformers", hf_switch, NULL, 1u << HF_STACK_ENCODER | 1u << HF_STACK_DECODER},
 };
 #define HF_N_FAMILIES (sizeof hf_table / sizeof *hf_table)
@@ -1423,7 +1571,7 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
     snprintf(p->layer_name, sizeof p->layer_name, "layer %lld", (long long)f.layer);
     if (fam->fn(&f) || c->bad) return -1;
     if (m->d_model <= 0 || m->d_ff <= 0 || m->n_experts <= 0 || m->top_k <= 0 ||
-        m->top_k > m->n_experts) {
+        m->top_k > (int64_t)m->n_experts + m->n_zero_experts) {
         snprintf(msg, sizeof msg, "bad sizes: hidden %d, expert width %d, experts %d, top-k %d",
                  m->d_model, m->d_ff, m->n_experts, m->top_k);
         hf_fail(c, msg);
@@ -1469,6 +1617,10 @@ static moe_tensor *hf_role_slot(moe_weights *w, int role) {
     case HF_SH_DOWN: return &w->shared_down;
     case HF_SH_GATE_W: return &w->shared_gate;
     case HF_SH_GATE_UP: return &w->shared_gate_up;
+    case HF_OUT_BIAS: return &w->output_bias;
+    case HF_OUT_NORM: return &w->out_norm;
+    case HF_LAT_IN: return &w->latent_in;
+    case HF_LAT_OUT: return &w->latent_out;
     default: return NULL;
     }
 }

@@ -44,8 +44,10 @@ static const char *usage_text =
     "  --experts E       routed experts (8)\n"
     "  --k K             experts per token (2)\n"
     "  --shared N        shared experts, each of width F (1)\n"
-    "  --score S         softmax | sigmoid | softmax_topk | sigmoid_topk | sparsemixer (softmax)\n"
-    "  --act A           silu | gelu | gelu_tanh | relu | swiglu_oai (silu)\n"
+    "  --score S         softmax | sigmoid | softmax_topk | sigmoid_topk | sparsemixer |\n"
+    "                    sqrt_softplus (softmax)\n"
+    "  --act A           silu | gelu | gelu_tanh | relu | swiglu_oai | relu2 | swiglu_clamp |\n"
+    "                    silu_clamp (silu)\n"
     "  --plain           ungated experts: down(act(up x)) instead of SwiGLU\n"
     "  --norm, --no-norm renormalise the top-k weights to sum 1 (on)\n"
     "  --groups G        split the experts into G groups (0 = none); group score is the max\n"
@@ -158,8 +160,11 @@ static int pick(const char *flag, const char *s, const char *const *names, int n
 }
 
 static const char *const score_names[] = {"softmax", "sigmoid", "softmax_topk", "sigmoid_topk",
-                                          "sparsemixer"};
-static const char *const act_names[] = {"silu", "gelu", "gelu_tanh", "relu", "swiglu_oai"};
+                                          "sparsemixer", "sqrt_softplus"};
+static const char *const act_names[] = {"silu", "gelu", "gelu_tanh", "relu", "swiglu_oai",
+                                        "relu2", "swiglu_clamp", "silu_clamp"};
+#define N_SCORES (int)(sizeof score_names / sizeof *score_names)
+#define N_ACTS (int)(sizeof act_names / sizeof *act_names)
 static const char *const drop_names[] = {"zero", "identity"};
 
 /* 0 ok, 1 help printed, 2 error printed */
@@ -196,8 +201,8 @@ static int parse_args(int argc, char **argv, opts *o) {
             if (!v || !*v || *v == '-' || *end || errno)
                 return fail("bad value '%s' for %s: expected an unsigned integer", v ? v : "(missing)", a);
         }
-        else if (VAL("--score")) { if (!pick(a, v, score_names, 5, &x)) return 2; o->score = (moe_score)x; }
-        else if (VAL("--act")) { if (!pick(a, v, act_names, 5, &x)) return 2; o->act = (moe_act)x; }
+        else if (VAL("--score")) { if (!pick(a, v, score_names, N_SCORES, &x)) return 2; o->score = (moe_score)x; }
+        else if (VAL("--act")) { if (!pick(a, v, act_names, N_ACTS, &x)) return 2; o->act = (moe_act)x; }
         else if (VAL("--drop")) { if (!pick(a, v, drop_names, 2, &o->drop)) return 2; }
         else if (VAL("--model")) { if (!v) return fail("%s needs a value", a); o->model = v; }
         else if (VAL("--layer")) { if (!v) return fail("%s needs a value", a); o->layer = v; }
@@ -227,8 +232,8 @@ static void print_config(const moe_config *c) {
     if (c->n_shared) printf(" (width %d%s)", c->n_shared * c->d_shared,
                             c->shared_gate ? ", sigmoid-gated" : "");
     printf(" ffn=%s act=%s score=%s norm=%s", c->ffn == MOE_FFN_PLAIN ? "plain" : "gated",
-           (unsigned)c->act < 5 ? act_names[c->act] : "?",
-           (unsigned)c->score < 5 ? score_names[c->score] : "?", norm_name(c->norm));
+           (unsigned)c->act < N_ACTS ? act_names[c->act] : "?",
+           (unsigned)c->score < N_SCORES ? score_names[c->score] : "?", norm_name(c->norm));
     if (c->scale != 1.0f) printf(" scale=%g", (double)c->scale);
     if (c->n_group > 1) printf(" groups=%d keep=%d (%s)", c->n_group, c->topk_group,
                                c->group_score == MOE_GROUP_MAX ? "max" : "top2-sum");
@@ -238,14 +243,20 @@ static void print_config(const moe_config *c) {
     if (c->capacity) printf(" capacity=%d drop=%s", c->capacity,
                             c->drop == MOE_DROP_IDENTITY ? "identity" : "zero");
     if (c->weight_on_input) printf(" weight_on_input");
+    if (c->logit_softcap > 0.0f) printf(" logit_softcap=%g", (double)c->logit_softcap);
+    if (c->scale_on_sum) printf(" scale_on_sum");
+    if (c->shared_combine == MOE_SHARED_AVERAGE) printf(" shared_average");
+    if (c->n_zero_experts) printf(" zero_experts=%d", c->n_zero_experts);
+    if (c->output_bias) printf(" output_bias");
+    if (c->out_norm == MOE_OUT_NORM_RMS) printf(" out_norm=rms(eps %g)", (double)c->out_norm_eps);
     printf("\n");
 }
 
 static void print_stats(const moe_config *c, const moe_trace *tr) {
-    printf("load (tokens per expert):");
-    for (int e = 0; e < c->n_experts; e++) {
+    printf("load (tokens per expert%s):", c->n_zero_experts ? "; z: a zero-computation expert" : "");
+    for (int e = 0; e < c->n_experts + c->n_zero_experts; e++) {
         if (e % 16 == 0) printf("\n ");
-        printf(" %3d:%-4lld", e, (long long)tr->expert_tokens[e]);
+        printf(" %3d%s:%-4lld", e, e < c->n_experts ? "" : "z", (long long)tr->expert_tokens[e]);
     }
     printf("\naux_loss %.6f  z_loss %.6f  dropped %zu\n", tr->aux_loss, tr->z_loss,
            tr->n_dropped);
@@ -567,7 +578,8 @@ static int run_model(const opts *o) {
     y = malloc((T ? T : 1) * d * sizeof *y);
     ex = malloc((T ? T : 1) * K * sizeof *ex);
     wt = malloc((T ? T : 1) * K * sizeof *wt);
-    load = malloc((size_t)E * sizeof *load);
+    /* the trace counts the zero-computation experts too (LongCat-Flash) */
+    load = malloc(((size_t)E + (size_t)plan.cfg.n_zero_experts) * sizeof *load);
     if (!y || !ex || !wt || !load) {
         fprintf(stderr, "moe: out of memory for %zu tokens\n", T);
         goto done;

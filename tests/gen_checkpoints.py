@@ -348,6 +348,11 @@ from_golden("cohere2_moe_sigmoid")
 from_golden("aria")
 from_golden("openai_privacy_filter")
 from_golden("deepseek_v4", sharded=True)
+from_golden("longcat_flash")
+from_golden("jetmoe_bf16", name="jetmoe")
+from_golden("axk1", sharded=True)
+from_golden("nemotron_h")
+from_golden("nemotron_h_latent_bf16", name="nemotron_h_latent", sharded=True)
 
 
 # ---- generation -------------------------------------------------------------------------------

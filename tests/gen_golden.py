@@ -1209,6 +1209,128 @@ def deepseek_v4(w, cfg, x, aux=None):
     return y, indices, weights
 
 
+# ---- blocks with a new part: zero-computation experts, an output bias, an output norm -----------
+
+def longcat_flash(w, cfg, x, aux=None):
+    """HF longcat_flash LongcatFlashTopkRouter + LongcatFlashExperts + LongcatFlashMoE: classifier
+    in fp32 over n_routed_experts + zero_expert_num choices (the forward uses only its weight),
+    softmax, top-moe_topk of p + e_score_correction_bias, gathered p x routed_scaling_factor (no
+    renormalisation); a choice >= n_routed_experts is a zero-computation expert, the identity."""
+    E, Z, k = cfg["n_routed_experts"], cfg["zero_expert_num"], cfg["moe_topk"]
+    act = ACT2FN[cfg.get("hidden_act", "silu")]
+    router_logits = F.linear(x, w["router.classifier.weight"])
+    scores = router_logits.softmax(dim=-1)
+    scores_for_choice = scores + w["router.e_score_correction_bias"]
+    _note_topk(aux, "top-k of p+b", scores_for_choice, k)
+    topk_indices = torch.topk(scores_for_choice, k=k, dim=-1, sorted=True)[1]  # HF sorted=False
+    topk_weights = scores.gather(1, topk_indices)
+    topk_weights = topk_weights * cfg["routed_scaling_factor"]
+
+    def expert(e, h):
+        if e >= E:  # zero-computation expert
+            return h
+        return _mlp(w, "experts.%d." % e, act, h)
+
+    y = _sparse_moe_loop(x, topk_indices, topk_weights, E + Z, expert)
+    if aux is not None:
+        aux["logits"] = router_logits
+        zero = int((topk_indices >= E).sum())
+        aux["exercised"] = 0 < zero < topk_indices.numel()  # both kinds of expert are chosen
+    return y, topk_indices, topk_weights
+
+
+def jetmoe(w, cfg, x, aux=None):
+    """HF jetmoe JetMoeTopKGating + JetMoeMoE: router.layer logits .float(), top-k, softmax over
+    the k; tokens grouped by expert (sort of the flattened choices), input_linear [E][2ff][d]
+    chunked into halves, act(first) * second, output_linear [E][d][ff], times the gates,
+    index_add; plus the block's bias [d]."""
+    E, k = cfg["num_local_experts"], cfg["num_experts_per_tok"]
+    act = ACT2FN[cfg.get("activation_function", "silu")]
+    logits = F.linear(x, w["router.layer.weight"])
+    _note_topk(aux, "top-k of logits", logits, k)
+    top_k_logits, top_k_indices = logits.topk(k, dim=1)
+    top_k_gates = torch.softmax(top_k_logits, dim=1)
+    zeros = torch.zeros([top_k_gates.size(0), E], dtype=top_k_gates.dtype)
+    gates = zeros.scatter(1, top_k_indices, 1)
+    expert_size = gates.long().sum(0).tolist()
+    _, index_sorted_experts = top_k_indices.flatten().sort(dim=0, stable=True)  # HF: .sort(0)
+    batch_index = index_sorted_experts.div(k, rounding_mode="trunc")
+    batch_gates = top_k_gates.flatten()[index_sorted_experts]
+    inputs = x[batch_index].split(expert_size, dim=0)  # JetMoeParallelExperts
+    hidden_states = torch.cat([F.linear(inputs[i], w["input_linear.weight"][i]) for i in range(E)], dim=0)
+    chunked_hidden_states = hidden_states.chunk(2, dim=-1)
+    hidden_states = act(chunked_hidden_states[0]) * chunked_hidden_states[1]
+    hs = hidden_states.split(expert_size, dim=0)
+    expert_outputs = torch.cat([F.linear(hs[i], w["output_linear.weight"][i]) for i in range(E)], dim=0)
+    expert_outputs = expert_outputs * batch_gates[:, None]
+    layer_output = torch.zeros_like(x).index_add(0, batch_index, expert_outputs)
+    layer_output = layer_output + w["bias"]
+    _set(aux, "logits", logits)
+    return layer_output, top_k_indices, top_k_gates
+
+
+def axk1(w, cfg, x, aux=None):
+    """HF axk1 AXK1MoE: DeepseekV3MoE's routed + shared output, then post_mlp_layernorm, an
+    RMSNorm (weight * h * rsqrt(mean(h^2) + rms_norm_eps), in fp32) - the decoder layer's
+    module on the Hub, moved into the block by transformers' conversion mapping."""
+    y, topk_indices, topk_weights = deepseek_v3(w, cfg, x, aux)
+    variance = y.pow(2).mean(-1, keepdim=True)
+    y = w["../post_mlp_layernorm.weight"] * (y * torch.rsqrt(variance + cfg["rms_norm_eps"]))
+    return y, topk_indices, topk_weights
+
+
+def _relu2(z):
+    # HF ReLUSquaredActivation ("relu2")
+    return torch.square(F.relu(z))
+
+
+ACT2FN["relu2"] = _relu2
+
+
+def nemotron_h(w, cfg, x, aux=None):
+    """HF nemotron_h NemotronHTopkRouter + NemotronHMoE(DeepseekV3MoE) + NemotronHExperts: the
+    DeepSeek-V3 router (fp32 sigmoid, key p + e_score_correction_bias, groups by the top-2 sum,
+    top-k, gathered p / (sum + 1e-20) iff norm_topk_prob, x routed_scaling_factor); x through
+    fc1_latent_proj when moe_latent_size is set; ungated experts down_proj(act(up_proj h)) with
+    mlp_hidden_act; the mixed output through fc2_latent_proj; plus the ungated shared expert
+    (NemotronHMLP) on x."""
+    E, k = cfg["n_routed_experts"], cfg["num_experts_per_tok"]
+    G, kg = cfg.get("n_group", 1), cfg.get("topk_group", 1)
+    act = ACT2FN[cfg.get("mlp_hidden_act", "relu2")]
+    router_logits = F.linear(x, w["gate.weight"])
+    scores = router_logits.sigmoid()
+    scores_for_choice = scores + w["gate.e_score_correction_bias"]
+    group_scores = scores_for_choice.view(-1, G, E // G).topk(2, dim=-1)[0].sum(dim=-1)
+    _note_group(aux, "group top-2-sum rank", group_scores, kg)
+    group_idx = torch.topk(group_scores, k=kg, dim=-1, sorted=False)[1]
+    group_mask = torch.zeros_like(group_scores)
+    group_mask.scatter_(1, group_idx, 1)
+    score_mask = group_mask.unsqueeze(-1).expand(-1, G, E // G).reshape(-1, E)
+    masked = scores_for_choice.masked_fill(~score_mask.bool(), 0.0)
+    _note_topk(aux, "top-k of masked p+b", masked, k)
+    topk_indices = torch.topk(masked, k=k, dim=-1, sorted=True)[1]
+    topk_weights = scores.gather(1, topk_indices)
+    if cfg.get("norm_topk_prob", True):
+        topk_weights = topk_weights / (topk_weights.sum(dim=-1, keepdim=True) + 1e-20)
+    topk_weights = topk_weights * cfg.get("routed_scaling_factor", 1.0)
+    h = F.linear(x, w["fc1_latent_proj.weight"]) if cfg.get("moe_latent_size") else x
+
+    def expert(e, hs):
+        p = "experts.%d." % e
+        return F.linear(act(F.linear(hs, w[p + "up_proj.weight"])), w[p + "down_proj.weight"])
+
+    h = _sparse_moe_loop(h, topk_indices, topk_weights, E, expert)
+    if cfg.get("moe_latent_size"):
+        h = F.linear(h, w["fc2_latent_proj.weight"])
+    sh = "shared_experts."
+    y = h + F.linear(act(F.linear(x, w[sh + "up_proj.weight"])), w[sh + "down_proj.weight"])
+    _bias_matters(aux, scores, topk_indices, k)
+    if aux is not None:
+        aux["logits"] = router_logits
+        aux["min_key"] = float(scores_for_choice.min())
+    return y, topk_indices, topk_weights
+
+
 # ---- random weights ---------------------------------------------------------------------------
 
 def _round(a, dtype):
@@ -1476,6 +1598,44 @@ def build_aria(dr, c, T):
          "experts.fc1.weight": dr.mat((E, d, 2 * ff), d),
          "experts.fc2.weight": dr.mat((E, ff, d), ff)}
     _shared(dr, w, "shared_experts.", d, ff * c["moe_num_shared_experts"])
+    return w, _x(dr, T, d)
+
+
+def build_longcat(dr, c, T):
+    d, ff, E, Z = c["hidden_size"], c["expert_ffn_hidden_size"], c["n_routed_experts"], c["zero_expert_num"]
+    w = {"router.classifier.weight": dr.mat((E + Z, d), d, 2.0),
+         "router.e_score_correction_bias": dr.uniform((E + Z,), -0.05, 0.05)}
+    _experts_modulelist(dr, w, E, d, ff)
+    return w, _x(dr, T, d)
+
+
+def build_jetmoe(dr, c, T):
+    d, ff, E = c["hidden_size"], c["intermediate_size"], c["num_local_experts"]
+    w = {"router.layer.weight": dr.mat((E, d), d, 2.0),
+         "input_linear.weight": dr.mat((E, 2 * ff, d), d),
+         "output_linear.weight": dr.mat((E, d, ff), ff),
+         "bias": dr.vec((d,), 0.5)}
+    return w, _x(dr, T, d)
+
+
+def build_axk1(dr, c, T):
+    w, x = build_deepseek_v3(dr, c, T)
+    w["../post_mlp_layernorm.weight"] = 1.0 + dr.vec((c["hidden_size"],), 0.3)
+    return w, x
+
+
+def build_nemotron_h(dr, c, T):
+    d, ff, E = c["hidden_size"], c["moe_intermediate_size"], c["n_routed_experts"]
+    dl, S = c.get("moe_latent_size") or d, c["moe_shared_expert_intermediate_size"]
+    w = {"gate.weight": dr.mat((E, d), d, 1.0), "gate.e_score_correction_bias": dr.uniform((E,), -0.1, 0.1)}
+    for e in range(E):
+        w["experts.%d.up_proj.weight" % e] = dr.mat((ff, dl), dl, 1.5)
+        w["experts.%d.down_proj.weight" % e] = dr.mat((dl, ff), ff)
+    if c.get("moe_latent_size"):
+        w["fc1_latent_proj.weight"] = dr.mat((dl, d), d)
+        w["fc2_latent_proj.weight"] = dr.mat((d, dl), dl)
+    w["shared_experts.up_proj.weight"] = dr.mat((S, d), d, 1.5)
+    w["shared_experts.down_proj.weight"] = dr.mat((d, S), S)
     return w, _x(dr, T, d)
 
 
@@ -1824,6 +1984,33 @@ case("deepseek_v4", deepseek_v4,
      F32, 6, build_sigmoid(bias="gate.bias", experts=("w1", "w3", "w2"), shared="shared_experts.",
                            shared_names=("w1", "w3", "w2"), gain=3.0), 59, layer="3", prefix="layers.3.",
      block="ffn.")
+# ---- blocks with a part added in moe.h 0.3
+# LongCat-Flash: 6 experts and 3 zero-computation ones; layer 1 of num_layers 2
+case("longcat_flash", longcat_flash,
+     dict(model_type="longcat_flash", hidden_size=16, expert_ffn_hidden_size=12, n_routed_experts=6,
+          zero_expert_num=3, moe_topk=3, routed_scaling_factor=6.0, num_layers=2, hidden_act="silu"),
+     F32, 8, build_longcat, 60, layer="1", prefix="model.layers.1.")
+case("jetmoe_bf16", jetmoe,
+     dict(model_type="jetmoe", hidden_size=16, intermediate_size=12, num_local_experts=8, num_experts_per_tok=2,
+          activation_function="silu"),
+     BF16, 7, build_jetmoe, 61)
+case("axk1", axk1,
+     dict(model_type="axk1", hidden_size=16, moe_intermediate_size=12, n_routed_experts=8, num_experts_per_tok=2,
+          n_shared_experts=1, n_group=2, topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.5,
+          first_k_dense_replace=1, num_hidden_layers=2, rms_norm_eps=1e-6, hidden_act="silu"),
+     F32, 6, build_axk1, 62, layer="1", prefix="model.layers.1.")
+# Nemotron-H: layer 1 is "moe" in layers_block_type; the latent case takes hybrid_override_pattern
+case("nemotron_h", nemotron_h,
+     dict(model_type="nemotron_h", hidden_size=16, moe_intermediate_size=12, moe_shared_expert_intermediate_size=20,
+          n_routed_experts=8, num_experts_per_tok=2, n_group=1, topk_group=1, norm_topk_prob=True,
+          routed_scaling_factor=2.5, mlp_hidden_act="relu2", layers_block_type=["linear_attention", "moe"]),
+     F32, 7, build_nemotron_h, 63, layer="1", prefix="backbone.layers.1.", block="mixer.")
+case("nemotron_h_latent_bf16", nemotron_h,
+     dict(model_type="nemotron_h", hidden_size=16, moe_intermediate_size=12, moe_shared_expert_intermediate_size=20,
+          moe_latent_size=8, n_routed_experts=8, num_experts_per_tok=3, n_group=1, topk_group=1,
+          norm_topk_prob=True, routed_scaling_factor=1.0, mlp_hidden_act="relu2", hybrid_override_pattern="M*E"),
+     {"gate.weight": F32, "gate.e_score_correction_bias": F32, "*": BF16}, 6, build_nemotron_h, 64, layer="2",
+     prefix="backbone.layers.2.", block="mixer.")
 # Grok-1 is not a transformers family: no config.json; test_golden.c maps it by hand
 case("grok1_bf16", grok1,
      dict(emb_size=24, ffn_size=36, num_experts=8, num_selected_experts=2),

@@ -65,6 +65,8 @@ expect_fail "dense: axk2 legacy rule" "layer 0 is a dense layer.*first_k_dense_r
 fixture minimax_m3_vl   # older configs: a 0/1 list moe_layer_freq instead of mlp_layer_types
 perl -0777 -pi -e 's/"mlp_layer_types": \[[^]]*\]/"moe_layer_freq": [1, 0]/' "$tmp/minimax_m3_vl/config.json"
 expect_fail "dense: moe_layer_freq list" "layer 1 is a dense layer.*moe_layer_freq\[1\] = 0" --model "$tmp/minimax_m3_vl" --layer 1 --input "$CK/minimax_m3_vl/minimax_m3_vl.1.x.npy"
+expect_fail "dense: layers_block_type" "layer 0 is a dense layer.*layers_block_type\[0\] = .linear_attention" --model "$CK/nemotron_h" --layer 0 --input "$CK/nemotron_h/nemotron_h.1.x.npy"
+expect_fail "dense: hybrid_override_pattern" "layer 1 is a dense layer.*hybrid_override_pattern\[1\] = .\*" --model "$CK/nemotron_h_latent" --layer 1 --input "$CK/nemotron_h_latent/nemotron_h_latent.2.x.npy"
 expect_fail "deepseek_v4 hash layer" "layer 2 is a hash-routed layer.*token ids" --model "$CK/deepseek_v4" --layer 2 --input "$CK/deepseek_v4/deepseek_v4.3.x.npy"
 expect_fail "stack of another family" "bad --layer 'talker.0'.*not a stack of olmoe" --model "$CK/olmoe" --layer talker.0 --input "$X"
 fixture hunyuan_v1_moe; sed -i 's/"moe_topk": \[/"moe_topk": [2], "unused": [/' "$tmp/hunyuan_v1_moe/config.json"

@@ -104,15 +104,15 @@ static void expect_cfg(const moe_config *c, moe_result want, int line) {
 /* ---- tests -------------------------------------------------------------------------------- */
 
 static void test_strings(void) {
-    const char *s[27];
-    for (int i = 0; i <= 25; i++) {
+    const char *s[30];
+    for (int i = 0; i <= 28; i++) {
         s[i] = moe_result_string((moe_result)-i);
         CHECK(s[i] != NULL && s[i][0] != '\0');
     }
-    s[26] = moe_result_string((moe_result)-26); /* unknown */
-    CHECK(s[26] != NULL && s[26][0] != '\0');
+    s[29] = moe_result_string((moe_result)-29); /* unknown */
+    CHECK(s[29] != NULL && s[29][0] != '\0');
     int distinct = 1;
-    for (int i = 0; i < 27; i++)
+    for (int i = 0; i < 30; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(s[i], s[j]) == 0) {
                 distinct = 0;
@@ -121,8 +121,8 @@ static void test_strings(void) {
     CHECK(distinct);
     const char *u1 = moe_result_string((moe_result)1), *u2 = moe_result_string((moe_result)12345);
     const char *u3 = moe_result_string((moe_result)INT_MIN);
-    CHECK(u1 && u2 && u3 && u1[0] && strcmp(u1, s[26]) == 0 && strcmp(u2, s[26]) == 0 &&
-          strcmp(u3, s[26]) == 0);
+    CHECK(u1 && u2 && u3 && u1[0] && strcmp(u1, s[29]) == 0 && strcmp(u2, s[29]) == 0 &&
+          strcmp(u3, s[29]) == 0);
 }
 
 static void test_null_args(void) {
@@ -180,6 +180,29 @@ static void test_config_errors(void) {
     EXPECT_CFG(&c, MOE_E_TOPK);
     c.top_k = INT_MAX;
     EXPECT_CFG(&c, MOE_E_TOPK);
+    /* zero-computation experts: never negative; top_k counts them; groups span them too */
+    c = good_cfg();
+    c.n_zero_experts = -1;
+    EXPECT_CFG(&c, MOE_E_DIM);
+    c.n_zero_experts = INT_MIN;
+    EXPECT_CFG(&c, MOE_E_DIM);
+    c.n_zero_experts = 2;
+    c.top_k = E + 2;
+    CHECK_CODE(moe_config_check(&c), MOE_OK);
+    c.top_k = E + 3;
+    EXPECT_CFG(&c, MOE_E_TOPK);
+    c.top_k = 2;
+    c.n_group = 3; /* E + 2 = 6 choices in 3 groups of 2 */
+    c.topk_group = 1;
+    CHECK_CODE(moe_config_check(&c), MOE_OK);
+    c.n_group = 4; /* 6 choices do not split into 4 groups, though the 4 experts would */
+    EXPECT_CFG(&c, MOE_E_GROUP_DIVIDE);
+    c.n_group = 1, c.topk_group = 0;
+    c.n_zero_experts = INT_MAX; /* E + Z past int32 */
+    EXPECT_CFG(&c, MOE_E_OVERFLOW);
+    c = good_cfg();
+    c.d_latent = -1;
+    EXPECT_CFG(&c, MOE_E_DIM);
 
     /* groups */
     c = good_cfg();
@@ -243,17 +266,23 @@ static void test_config_errors(void) {
     c = good_cfg();
     c.shared_combine = (moe_shared_combine)(MOE_SHARED_AVERAGE + 1);
     EXPECT_CFG(&c, MOE_E_OPTION);
+    for (int v = 0; v < 2; v++) {
+        c = good_cfg();
+        c.out_norm = v ? (moe_out_norm)-1 : (moe_out_norm)(MOE_OUT_NORM_RMS + 1);
+        EXPECT_CFG(&c, MOE_E_OPTION);
+    }
 
     /* every float option: negative, NaN, +inf (and -0 is fine); jitter_eps may be negative
        (it means exactly 0), the clamp limits may be +inf (no clamp), and -inf is as bad as
        +inf */
-    for (int f = 0; f < 8; f++)
+    for (int f = 0; f < 9; f++)
         for (int v = 0; v < 5; v++) {
             float vals[5] = {-1.0f, (float)NAN, (float)INFINITY, -1e-30f, -(float)INFINITY};
             c = good_cfg();
             float *p = f == 0 ? &c.norm_eps : f == 1 ? &c.norm_p : f == 2 ? &c.scale
                      : f == 3 ? &c.jitter_eps : f == 4 ? &c.act_alpha : f == 5 ? &c.act_limit
-                     : f == 6 ? &c.shared_act_limit : &c.logit_softcap;
+                     : f == 6 ? &c.shared_act_limit : f == 7 ? &c.logit_softcap
+                     : &c.out_norm_eps;
             *p = vals[v];
             if ((f == 3 && (v == 0 || v == 3)) || ((f == 5 || f == 6) && v == 2))
                 CHECK_CODE(moe_config_check(&c), MOE_OK);
@@ -475,6 +504,40 @@ static void test_missing_weights(void) {
     moe_layer *L = NULL;
     CHECK_CODE(moe_layer_create(&L, &c, &w), MOE_OK);
     moe_layer_free(L);
+
+    /* the latent projections: both needed */
+    for (int t = 0; t < 3; t++) {
+        c = good_cfg();
+        c.d_latent = 2;
+        w = good_w();
+        if (t != 0) w.latent_in.data = g_vec;
+        if (t != 1) w.latent_out.data = g_vec;
+        if (t == 2) w.latent_out.per_expert = one_null, w.latent_out.data = NULL;
+        EXPECT_CREATE(&c, &w, MOE_E_NO_LATENT);
+    }
+    w = good_w();
+    w.latent_in.data = w.latent_out.data = g_vec;
+    L = NULL;
+    CHECK_CODE(moe_layer_create(&L, &c, &w), MOE_OK);
+    moe_layer_free(L);
+
+    /* the output bias and the output norm's weight */
+    for (int t = 0; t < 2; t++) {
+        c = good_cfg();
+        w = good_w();
+        moe_tensor *v = t ? &w.out_norm : &w.output_bias;
+        moe_result want = t ? MOE_E_NO_OUT_NORM : MOE_E_NO_OUTPUT_BIAS;
+        if (t) c.out_norm = MOE_OUT_NORM_RMS;
+        else c.output_bias = 1;
+        EXPECT_CREATE(&c, &w, want);
+        v->per_expert = one_null;
+        EXPECT_CREATE(&c, &w, want);
+        v->per_expert = NULL;
+        v->data = g_vec;
+        L = NULL;
+        CHECK_CODE(moe_layer_create(&L, &c, &w), MOE_OK);
+        moe_layer_free(L);
+    }
 }
 
 static void test_dtype_layout(void) {

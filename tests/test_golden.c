@@ -280,7 +280,8 @@ static int flip(ctx *c, moe_tensor *t, int E, size_t n_per_expert) {
 }
 
 static int flip_all(ctx *c, const moe_config *m, moe_weights *w) {
-    size_t d = (size_t)m->d_model, ff = (size_t)m->d_ff;
+    /* the experts' model width: d, or d_latent (Nemotron-H) */
+    size_t d = (size_t)(m->d_latent ? m->d_latent : m->d_model), ff = (size_t)m->d_ff;
     int E = m->n_experts;
     return flip(c, &w->gate, E, ff * d) && flip(c, &w->up, E, ff * d) &&
            flip(c, &w->gate_up, E, 2 * ff * d) && flip(c, &w->down, E, d * ff) &&
@@ -379,9 +380,11 @@ static int run_case(const char *name) {
         CHECK(0, "hf_config.h: %s", err);
         goto done;
     }
-    CHECK((size_t)m.d_model == d && (size_t)m.n_experts == E && (size_t)m.top_k == k,
-          "config (d %d, E %d, k %d) disagrees with the reference shapes (%zu, %zu, %zu)",
-          m.d_model, m.n_experts, m.top_k, d, E, k);
+    /* E: every router output, the zero-computation experts (LongCat-Flash) included */
+    CHECK((size_t)m.d_model == d && (size_t)m.n_experts + (size_t)m.n_zero_experts == E &&
+          (size_t)m.top_k == k,
+          "config (d %d, E %d + %d, k %d) disagrees with the reference shapes (%zu, %zu, %zu)",
+          m.d_model, m.n_experts, m.n_zero_experts, m.top_k, d, E, k);
     if (g_failed_checks != before) goto done;
 
     r = moe_layer_create(&L, &m, &w);
