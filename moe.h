@@ -99,7 +99,9 @@ typedef enum moe_result {
     MOE_E_OVERFLOW = -8,        /* a size product overflows size_t */
     MOE_E_OPTION = -9,          /* an enum field holds an unknown value */
     MOE_E_VALUE = -10,          /* a float option is negative (jitter_eps may be), NaN or infinite */
-    MOE_E_SHARED = -11,         /* n_shared or d_shared is negative */
+    MOE_E_SHARED = -11,         /* n_shared or d_shared is negative, shared_gate without shared
+                                   experts, or shared_router without shared experts, with a
+                                   shared_gate or with a score other than SIGMOID */
     MOE_E_CAPACITY = -12,       /* capacity is negative */
     MOE_E_ACT_PLAIN = -13,      /* the clamped SwiGLU activations need a gated FFN */
     MOE_E_BIAS_SCORE = -14,     /* select_bias only works with scores SOFTMAX, SIGMOID, SQRT_SOFTPLUS */
@@ -116,7 +118,9 @@ typedef enum moe_result {
     MOE_E_SPARSEMIXER = -25,    /* MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only */
     MOE_E_NO_OUTPUT_BIAS = -26, /* cfg.output_bias is set but weights.output_bias is missing */
     MOE_E_NO_OUT_NORM = -27,    /* cfg.out_norm is RMS but weights.out_norm is missing */
-    MOE_E_NO_LATENT = -28       /* cfg.d_latent > 0 but weights.latent_in or latent_out is missing */
+    MOE_E_NO_LATENT = -28,      /* cfg.d_latent > 0 but weights.latent_in or latent_out is missing */
+    MOE_E_NO_IN_NORM = -29      /* cfg.router_in_norm, expert_in_norm or expert_scale is set but its
+                                   weight vector is missing */
 } moe_result;
 
 /* A static, never-NULL English sentence for any value (unknown values get a generic one). */
@@ -260,6 +264,21 @@ typedef struct moe_config {
                                 and their mixed output is mapped back by weights.latent_out; the
                                 router and the shared experts see x. A slot that outputs its input
                                 (capacity IDENTITY, zero-computation expert) adds w x_l */
+    int router_in_norm;      /* 1 = the router reads rms(x) * weights.router_in_scale / sqrt(d),
+                                rms(x) = x / sqrt(mean x^2 + in_norm_eps) (Gemma-4
+                                Gemma4TextRouter: a norm without weight, a learned scale, d^-1/2) */
+    int expert_in_norm;      /* 1 = the routed experts read rms(x) * weights.expert_in_norm
+                                (Gemma-4 pre_feedforward_layernorm_2); the shared experts see x */
+    float in_norm_eps;       /* the epsilon of both input norms; 0 = 1e-6 */
+    int expert_scale;        /* 1 = each slot's weight is then multiplied by weights.expert_scale[e]
+                                (Gemma-4 per_expert_scale) */
+    int shared_router;       /* 1 = the router has n_shared more outputs, one per shared expert,
+                                after the E (+ Z) choices; with score SIGMOID their scores join
+                                the k selected in the normalisation (NORM_SUM: w = p / (sum of the
+                                k + the n_shared p + eps)) and the scale, and shared expert s's
+                                activation is multiplied by its own weight (Inkling); needs
+                                n_shared > 0 and no shared_gate. The trace's logits, expert_tokens
+                                and mean_prob then have E + Z + n_shared entries */
 } moe_config;
 
 /* Checks a config on its own (weights are checked by moe_layer_create). */
@@ -307,6 +326,8 @@ typedef struct moe_tensor {
      output_bias  d                cfg.output_bias;  out_norm  d   cfg.out_norm (the norm's weight)
      latent_in    D x d, latent_out  d x D   cfg.d_latent = D; the routed experts are then
                   D wide: gate, up ff x D, down D x ff, down_bias D
+     router_in_scale d, expert_in_norm d   cfg.router_in_norm, cfg.expert_in_norm
+     expert_scale E (+ n_zero_experts)     cfg.expert_scale
    With cfg.n_zero_experts = Z, router is (E + Z) x d and router_bias, select_bias have E + Z.
    `on_packed`, if set, is called after each source buffer has been packed, so a loader can
    release its pages (e.g. madvise) before the next one is read: (user, pointer, bytes). Calls
@@ -323,6 +344,7 @@ typedef struct moe_weights {
     void *user;
     moe_tensor output_bias, out_norm; /* since 0.3 */
     moe_tensor latent_in, latent_out; /* since 0.3 */
+    moe_tensor router_in_scale, expert_in_norm, expert_scale; /* since 0.3 */
 } moe_weights;
 
 /* ---- layer -------------------------------------------------------------------------------- */
@@ -1292,6 +1314,7 @@ struct moe_layer {
     moe__actp act, sh_act; /* routed and shared FFN activations (they differ in the limit) */
     int gated;
     size_t d, E, R, k, d_pad, e_pad; /* E experts with an FFN, R = E + n_zero_experts choices */
+    size_t RO, S;          /* router outputs: R, + n_shared with shared_router; shared experts */
     size_t dl;             /* the routed experts' model width: d_latent, or d */
     moe__mat router;       /* R outputs over d inputs, fp32 */
     const moe__kern *router_kern; /* also combines */
@@ -1299,6 +1322,8 @@ struct moe_layer {
     float *select_bias;    /* [R] or NULL */
     float *shared_gate;    /* [d] or NULL */
     float *out_bias, *out_norm; /* [d] or NULL */
+    float *router_in_scale, *expert_in_norm; /* [d] or NULL */
+    float *expert_scale;   /* [R] or NULL */
     moe__ffnw ex, sh;      /* routed experts; shared experts (sh.ff = 0 when none) */
     moe__mat lat_in, lat_out; /* cfg.d_latent: d_latent outputs over d; d over d_latent */
     size_t packed_bytes;
@@ -1411,7 +1436,8 @@ static void moe__sparsemixer(const float *h, float *tmp, int n, float eps, int32
 
 /* Routes one token: logits h[E] -> experts ex[k], weights w[k]. scratch: 3 E floats, then
    E int32. */
-static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_t *ex, float *w) {
+static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_t *ex, float *w,
+                      float *gam) {
     const moe_config *c = &L->cfg;
     int E = (int)L->R, k = c->top_k; /* every choice, the zero-computation experts included */
     float *p = scratch, *key = scratch + E;
@@ -1468,12 +1494,21 @@ static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_
         } else {
             for (int j = 0; j < k; j++) s += c->norm == MOE_NORM_LP ? fabsf(w[j]) : w[j];
         }
+        if (gam) /* Inkling: the shared experts' scores join the sum */
+            for (size_t j = 0; j < L->S; j++) s += (gam[j] = moe__sigmoid(h[L->R + j]));
         if (c->norm == MOE_NORM_SUM) s += c->norm_eps;
         if (c->norm == MOE_NORM_SUM_CLAMP && s < c->norm_eps) s = c->norm_eps;
         for (int j = 0; j < k; j++) w[j] /= s;
+        for (size_t j = 0; gam && j < L->S; j++) gam[j] /= s;
+    } else if (gam) {
+        for (size_t j = 0; j < L->S; j++) gam[j] = moe__sigmoid(h[L->R + j]);
     }
-    if (c->scale != 1.0f && !c->scale_on_sum) /* else the combine scales the routed sum */
+    if (c->scale != 1.0f && !c->scale_on_sum) { /* else the combine scales the routed sum */
         for (int j = 0; j < k; j++) w[j] *= c->scale;
+        for (size_t j = 0; gam && j < L->S; j++) gam[j] *= c->scale;
+    }
+    if (L->expert_scale) /* Gemma-4: top_k_weights * per_expert_scale[top_k_index] */
+        for (int j = 0; j < k; j++) w[j] *= L->expert_scale[ex[j]];
 }
 
 // ---- workspace --------------------------------------------------------------------------------
@@ -1490,6 +1525,9 @@ typedef struct moe__ws {
     size_t *task;        /* [2][E + 2] first task of each expert, phase 1 and phase 2 */
     const float **zp;    /* [T][k + 1] combine: rows to mix */
     float *zw;           /* [T][k + 1] combine: their weights */
+    float *gam;          /* [T][n_shared] cfg.shared_router: the shared experts' weights */
+    float *xr;           /* [T][d] cfg.router_in_norm: the router's input */
+    float *xn;           /* [T][d] cfg.expert_in_norm: the routed experts' input (before latent_in) */
     float *xl;           /* [T][dl] cfg.d_latent: the routed experts' input, latent_in . x */
     float *yl;           /* [T][dl] cfg.d_latent: the routed sum, before latent_out */
     float *xs;           /* [T k][dl] weight_on_input: scaled inputs, plan order */
@@ -1501,8 +1539,8 @@ typedef struct moe__ws {
 
 /* Lays the workspace out from `base` (NULL: only measure). 0 on size overflow. */
 static int moe__carve(const moe_layer *L, size_t T, char *base, moe__ws *w, size_t *total) {
-    size_t at = 0, n, TK, E = L->R, k = L->k;
-    int ok = moe__mul(T, k, &TK);
+    size_t at = 0, n, TK, E = L->RO, k = L->k, TS = 0;
+    int ok = moe__mul(T, k, &TK) && moe__mul(T, L->cfg.shared_router ? L->S : 0, &TS);
 #define MOE__TAKE(ptr, type, count)                                                              \
     do {                                                                                         \
         ok = ok && moe__mul((count), sizeof(type), &n) && moe__add(at, n, &n) &&                 \
@@ -1527,6 +1565,9 @@ static int moe__carve(const moe_layer *L, size_t T, char *base, moe__ws *w, size
     MOE__TAKE(task, size_t, 2 * (L->E + 2));
     MOE__TAKE(zp, const float *, TK1);
     MOE__TAKE(zw, float, TK1);
+    MOE__TAKE(gam, float, TS);
+    MOE__TAKE(xr, float, L->cfg.router_in_norm ? Td : 0);
+    MOE__TAKE(xn, float, L->cfg.expert_in_norm ? Td : 0);
     MOE__TAKE(xl, float, L->cfg.d_latent ? Tl : 0);
     MOE__TAKE(yl, float, L->cfg.d_latent ? Tl : 0);
     MOE__TAKE(xs, float, L->cfg.weight_on_input ? TKd : 0);
@@ -1566,9 +1607,29 @@ static void moe__dense(const moe_layer *L, const moe__mat *M, const float *B, co
     }
 }
 
+/* out[t] = rms(x[t]) * wt (* mult), rms(x) = x / sqrt(mean x^2 + eps): HF Gemma4RMSNorm in fp32,
+   then the Gemma-4 router's scale and d^-1/2. */
+static void moe__in_norm(const moe_layer *L, const float *x, size_t T, const float *wt,
+                         float mult, float *out, int nth) {
+    size_t d = L->d;
+    (void)nth;
+    MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(T > 64))
+    for (long tl = 0; tl < (long)T; tl++) {
+        const float *xt = x + (size_t)tl * d;
+        float *o = out + (size_t)tl * d, ss = 0.0f;
+        for (size_t c = 0; c < d; c++) ss = fmaf(xt[c], xt[c], ss);
+        float r = 1.0f / sqrtf(ss / (float)d + L->cfg.in_norm_eps);
+        for (size_t c = 0; c < d; c++) o[c] = mult != 1.0f ? xt[c] * r * wt[c] * mult : xt[c] * r * wt[c];
+    }
+}
+
 static void moe__route(const moe_layer *L, const float *x, size_t T, moe__ws *w, int nth) {
     const moe_config *c = &L->cfg;
-    size_t E = L->R, k = L->k;
+    size_t E = L->RO, k = L->k; /* E: the router's outputs */
+    if (L->router_in_scale) { /* Gemma-4: norm(x) * scale * hidden_size^-0.5 */
+        moe__in_norm(L, x, T, L->router_in_scale, 1.0f / sqrtf((float)L->d), w->xr, nth);
+        x = w->xr;
+    }
     /* router logits */
     moe__dense(L, &L->router, L->router_bias, x, L->d, T, w->logits, E, nth);
     MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(T > 64))
@@ -1577,7 +1638,7 @@ static void moe__route(const moe_layer *L, const float *x, size_t T, moe__ws *w,
         if (cap > 0.0f) /* HF laguna LagunaTopKRouter: the capped logits are "the" logits */
             for (size_t e = 0; e < E; e++) h[e] = tanhf(h[e] / cap) * cap;
         moe__gate(L, h, w->scratch + (size_t)t * 4 * E, w->ex + (size_t)t * k,
-                  w->wt + (size_t)t * k);
+                  w->wt + (size_t)t * k, c->shared_router ? w->gam + (size_t)t * L->S : NULL);
     }
     /* capacity (Switch): per expert, the first `capacity` (token, slot) pairs in token order */
     memset(w->drop, 0, T * k);
@@ -1658,9 +1719,14 @@ static size_t moe__task_expert(const size_t *task, size_t E, size_t t) {
     return lo;
 }
 
+/* What the routed experts read: latent_in . x, or Gemma-4's normed x, or x itself. */
+static const float *moe__expert_in(const moe_layer *L, const float *x, const moe__ws *w) {
+    return L->cfg.d_latent ? w->xl : L->expert_in_norm ? w->xn : x;
+}
+
 static void moe__phase1(const moe_layer *L, const float *x, moe__ws *w, int nth) {
     size_t target, *task = w->task, E = L->E, d = L->d, dl = L->dl;
-    const float *xe = L->cfg.d_latent ? w->xl : x; /* the routed experts' input */
+    const float *xe = moe__expert_in(L, x, w); /* the routed experts' input */
     size_t n = moe__tasks(L, w, task, L->ex.ff_pad / MOE__NR, L->sh.ff_pad / MOE__NR, nth, &target);
     (void)nth;
     MOE__PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(nth) if(n > 1))
@@ -1738,7 +1804,7 @@ static void moe__combine_all(const moe_layer *L, const float *x, size_t T, float
     size_t k = L->k, d = L->d, dl = L->dl;
     float half = L->cfg.shared_combine == MOE_SHARED_AVERAGE && L->sh.ff ? 0.5f : 1.0f;
     int on_sum = L->cfg.scale_on_sum && L->cfg.scale != 1.0f, lat = L->cfg.d_latent > 0;
-    const float *xe = lat ? w->xl : x; /* what the routed experts saw */
+    const float *xe = moe__expert_in(L, x, w); /* what the routed experts saw */
     (void)nth;
     MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(T > 1))
     for (long tl = 0; tl < (long)T; tl++) {
@@ -1790,7 +1856,7 @@ static void moe__combine_all(const moe_layer *L, const float *x, size_t T, float
 // ---- trace ------------------------------------------------------------------------------------
 
 static void moe__trace(const moe_layer *L, size_t T, moe__ws *w, moe_trace *tr) {
-    size_t E = L->R, k = L->k;
+    size_t E = L->RO, k = L->k;
     /* gating is done, so the scratch is free: p[E], top[E] (int32), then 2E doubles (the
        scratch holds T * 4E + 8E floats) */
     float *p = w->scratch;
@@ -1860,7 +1926,9 @@ MOEDEF const char *moe_result_string(moe_result r) {
                "NaN or infinite, jitter_eps is NaN or infinite, or act_limit or shared_act_limit "
                "is negative or NaN";
     case MOE_E_SHARED:
-        return "n_shared or d_shared is negative, or shared_gate is set without shared experts";
+        return "n_shared or d_shared is negative, or shared_gate is set without shared experts, or "
+               "shared_router is set without shared experts, with shared_gate or without "
+               "MOE_SCORE_SIGMOID";
     case MOE_E_CAPACITY: return "capacity is negative";
     case MOE_E_ACT_PLAIN:
         return "MOE_ACT_SWIGLU_OAI, _SWIGLU_CLAMP and _SILU_CLAMP need a gated FFN (ffn = "
@@ -1890,6 +1958,9 @@ MOEDEF const char *moe_result_string(moe_result r) {
     case MOE_E_NO_OUT_NORM: return "cfg.out_norm is MOE_OUT_NORM_RMS but weights.out_norm is missing";
     case MOE_E_NO_LATENT:
         return "cfg.d_latent is set but weights.latent_in or weights.latent_out is missing";
+    case MOE_E_NO_IN_NORM:
+        return "cfg.router_in_norm, expert_in_norm or expert_scale is set but weights.router_in_scale, "
+               "expert_in_norm or expert_scale is missing";
     }
     return "unknown moe_result code";
 }
@@ -1919,10 +1990,15 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
     if (moe__bad_float(c.norm_eps) || moe__bad_float(c.norm_p) || moe__bad_float(c.scale) ||
         moe__bad_float(fabsf(c.jitter_eps)) || moe__bad_float(c.act_alpha) ||
         !(c.act_limit >= 0.0f) || !(c.shared_act_limit >= 0.0f) ||
-        moe__bad_float(c.logit_softcap) || moe__bad_float(c.out_norm_eps))
+        moe__bad_float(c.logit_softcap) || moe__bad_float(c.out_norm_eps) ||
+        moe__bad_float(c.in_norm_eps))
         return MOE_E_VALUE;
     if (c.n_shared < 0 || c.d_shared < 0 || (c.n_shared == 0 && c.shared_gate))
         return MOE_E_SHARED;
+    /* Inkling's router-weighted shared experts: sigmoid scores, one output each, no Qwen gate */
+    if (c.shared_router && (c.n_shared == 0 || c.shared_gate || c.score != MOE_SCORE_SIGMOID))
+        return MOE_E_SHARED;
+    if (c.shared_router && R + c.n_shared > INT32_MAX) return MOE_E_OVERFLOW;
     if (c.capacity < 0) return MOE_E_CAPACITY;
     if ((c.act == MOE_ACT_SWIGLU_OAI || c.act == MOE_ACT_SWIGLU_CLAMP || c.act == MOE_ACT_SILU_CLAMP) &&
         c.ffn != MOE_FFN_GATED)
@@ -1951,6 +2027,7 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
     if (c.act_limit == 0.0f) c.act_limit = 7.0f;
     if (c.shared_act_limit == 0.0f) c.shared_act_limit = c.act_limit;
     if (c.out_norm_eps == 0.0f) c.out_norm_eps = 1e-6f;
+    if (c.in_norm_eps == 0.0f) c.in_norm_eps = 1e-6f;
     if (c.n_shared == 0) c.d_shared = 0;
     *out = c;
     return MOE_OK;
@@ -2009,6 +2086,10 @@ static moe_result moe__weights_check(const moe_config *c, const moe_weights *w) 
     if (c->d_latent && (!MOE__HAS(latent_in, 1, MOE_E_NO_LATENT) ||
                         !MOE__HAS(latent_out, 1, MOE_E_NO_LATENT)))
         return MOE_E_NO_LATENT;
+    if ((c->router_in_norm && !MOE__HAS(router_in_scale, 1, MOE_E_NO_IN_NORM)) ||
+        (c->expert_in_norm && !MOE__HAS(expert_in_norm, 1, MOE_E_NO_IN_NORM)) ||
+        (c->expert_scale && !MOE__HAS(expert_scale, 1, MOE_E_NO_IN_NORM)))
+        return MOE_E_NO_IN_NORM;
     if ((unsigned)w->gate_up_split > MOE_SPLIT_INTERLEAVED ||
         (unsigned)w->shared_gate_up_split > MOE_SPLIT_INTERLEAVED)
         return MOE_E_OPTION;
@@ -2048,6 +2129,9 @@ static int moe__layer_carve(moe_layer *L, char *base, size_t *total) {
     MOE__TAKE(L->shared_gate, float, c->shared_gate ? L->d * sizeof(float) : 0);
     MOE__TAKE(L->out_bias, float, c->output_bias ? L->d * sizeof(float) : 0);
     MOE__TAKE(L->out_norm, float, c->out_norm ? L->d * sizeof(float) : 0);
+    MOE__TAKE(L->router_in_scale, float, c->router_in_norm ? L->d * sizeof(float) : 0);
+    MOE__TAKE(L->expert_in_norm, float, c->expert_in_norm ? L->d * sizeof(float) : 0);
+    MOE__TAKE(L->expert_scale, float, c->expert_scale ? L->R * sizeof(float) : 0);
     for (int s = 0; s < 2; s++) {
         moe__ffnw *f = s ? &L->sh : &L->ex;
         size_t ne = s ? (f->ff ? 1 : 0) : L->E, b1 = 0, b2 = 0;
@@ -2083,11 +2167,12 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
     L.gated = c.ffn == MOE_FFN_GATED;
     L.d = (size_t)c.d_model, L.E = (size_t)c.n_experts, L.k = (size_t)c.top_k;
     L.R = L.E + (size_t)c.n_zero_experts;
+    L.S = (size_t)c.n_shared, L.RO = L.R + (c.shared_router ? L.S : 0);
     L.dl = c.d_latent ? (size_t)c.d_latent : L.d;
     L.d_pad = moe__round_up(L.d, MOE__NR);
-    L.e_pad = moe__round_up(L.R, MOE__NR);
+    L.e_pad = moe__round_up(L.RO, MOE__NR);
     if (!moe__mul((size_t)c.n_shared, (size_t)c.d_shared, &S) ||
-        !moe__mat_init(&L.router, MOE__KF32, L.R, L.d, MOE__NR, 1, &rb) ||
+        !moe__mat_init(&L.router, MOE__KF32, L.RO, L.d, MOE__NR, 1, &rb) ||
         !moe__ffn_init(&L, &L.ex, MOE__KF32, L.E, (size_t)c.d_ff, L.dl) ||
         (S && !moe__ffn_init(&L, &L.sh, MOE__KF32, 1, S, L.d)) ||
         (c.d_latent && (!moe__mat_init(&L.lat_in, MOE__KF32, L.dl, L.d, MOE__NR, 1, &rb) ||
@@ -2112,14 +2197,14 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
     /* Nothing is zeroed first: the packers write every byte that is read, padding included, so
        a page faults in (in parallel, expert by expert) when its weights are written, and a
        loader that releases each source as it is packed peaks near the packed size. */
-    moe__part whole = {0, 1, L.R};
-    moe__pack_mat(&L.router, 0, 0, moe__expert_src(&w->router, 0, L.R * L.d), w->router.dtype,
+    moe__part whole = {0, 1, L.RO};
+    moe__pack_mat(&L.router, 0, 0, moe__expert_src(&w->router, 0, L.RO * L.d), w->router.dtype,
                   w->router.layout, whole);
-    moe__released(w, &w->router, 0, L.R * L.d);
+    moe__released(w, &w->router, 0, L.RO * L.d);
     if (L.router_bias) {
-        moe__pack_vec(L.router_bias, L.R, L.e_pad, MOE__NR, 0,
-                      moe__expert_src(&w->router_bias, 0, L.R), w->router_bias.dtype, whole);
-        moe__released(w, &w->router_bias, 0, L.R);
+        moe__pack_vec(L.router_bias, L.RO, L.e_pad, MOE__NR, 0,
+                      moe__expert_src(&w->router_bias, 0, L.RO), w->router_bias.dtype, whole);
+        moe__released(w, &w->router_bias, 0, L.RO);
     }
     if (L.select_bias) {
         moe__pack_vec(L.select_bias, L.R, L.R, MOE__NR, 0,
@@ -2135,14 +2220,17 @@ MOEDEF moe_result moe_layer_create(moe_layer **out, const moe_config *cfg, const
                       w->latent_out.dtype, w->latent_out.layout, pout);
         moe__released(w, &w->latent_out, 0, L.dl * L.d);
     }
-    /* the d-vectors: the Qwen2-MoE shared gate, the output bias, the output norm's weight */
-    float *vec[3] = {L.shared_gate, L.out_bias, L.out_norm};
-    const moe_tensor *src[3] = {&w->shared_gate, &w->output_bias, &w->out_norm};
-    for (int v = 0; v < 3; v++) {
+    /* the vectors: the Qwen2-MoE shared gate, the output bias, the output norm's weight, the
+       Gemma-4 router scale and expert input norm ([d]); the per-expert scale ([R]) */
+    float *vec[6] = {L.shared_gate, L.out_bias, L.out_norm, L.router_in_scale, L.expert_in_norm,
+                     L.expert_scale};
+    const moe_tensor *src[6] = {&w->shared_gate, &w->output_bias, &w->out_norm,
+                                &w->router_in_scale, &w->expert_in_norm, &w->expert_scale};
+    for (int v = 0; v < 6; v++) {
+        size_t n = v == 5 ? L.R : L.d;
         if (!vec[v]) continue;
-        moe__pack_vec(vec[v], L.d, L.d, MOE__NR, 0, moe__expert_src(src[v], 0, L.d), src[v]->dtype,
-                      whole);
-        moe__released(w, src[v], 0, L.d);
+        moe__pack_vec(vec[v], n, n, MOE__NR, 0, moe__expert_src(src[v], 0, n), src[v]->dtype, whole);
+        moe__released(w, src[v], 0, n);
     }
     moe__pack_ffn(&L.ex, &L, L.E, &w->gate, &w->up, &w->gate_up, w->gate_up_split, &w->down,
                   &w->gate_bias, &w->up_bias, &w->gate_up_bias, &w->down_bias, w);
@@ -2211,11 +2299,14 @@ MOEDEF moe_result moe_forward(const moe_layer *layer, const float *x, size_t n_t
     const moe_layer *L = layer;
     moe__route(L, x, n_tokens, &w, nth);
     moe__plan(L, n_tokens, &w);
+    if (L->expert_in_norm) /* Gemma-4 pre_feedforward_layernorm_2 */
+        moe__in_norm(L, x, n_tokens, L->expert_in_norm, 1.0f, w.xn, nth);
     if (L->cfg.d_latent) /* Nemotron-H fc1_latent_proj: the routed experts' input */
-        moe__dense(L, &L->lat_in, NULL, x, L->d, n_tokens, w.xl, L->dl, nth);
+        moe__dense(L, &L->lat_in, NULL, L->expert_in_norm ? w.xn : x, L->d, n_tokens, w.xl, L->dl,
+                   nth);
     if (L->cfg.weight_on_input) { /* Llama-4: FFN_e(w_e x) */
         size_t n = (size_t)w.off[L->E], dl = L->dl;
-        const float *xe = L->cfg.d_latent ? w.xl : x;
+        const float *xe = moe__expert_in(L, x, &w);
         MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(n > 64))
         for (long i = 0; i < (long)n; i++) {
             const float *xr = xe + (size_t)w.toks[i] * dl;
@@ -2224,6 +2315,15 @@ MOEDEF moe_result moe_forward(const moe_layer *layer, const float *x, size_t n_t
         }
     }
     moe__phase1(L, x, &w, nth);
+    if (L->cfg.shared_router) { /* Inkling: act(gate) * up * gamma, per shared expert */
+        size_t S = L->S, ds = (size_t)L->cfg.d_shared, ldh = L->sh.ff_pad;
+        MOE__PRAGMA(omp parallel for schedule(static) num_threads(nth) if(n_tokens > 64))
+        for (long t = 0; t < (long)n_tokens; t++)
+            for (size_t j = 0; j < S; j++) {
+                float g = w.gam[(size_t)t * S + j], *hs = w.hs + (size_t)t * ldh + j * ds;
+                for (size_t c = 0; c < ds; c++) hs[c] *= g;
+            }
+    }
     moe__phase2(L, &w, nth);
     moe__combine_all(L, x, n_tokens, y, &w, nth);
     if (trace) moe__trace(L, n_tokens, &w, trace);

@@ -32,7 +32,7 @@ enum hf_role {
     HF_ROUTER, HF_ROUTER_BIAS, HF_SELECT_BIAS,
     HF_GATE, HF_UP, HF_GATE_UP, HF_DOWN, HF_GATE_UP_BIAS, HF_DOWN_BIAS,
     HF_SH_GATE, HF_SH_UP, HF_SH_DOWN, HF_SH_GATE_W, HF_SH_GATE_UP, HF_OUT_BIAS, HF_OUT_NORM,
-    HF_LAT_IN, HF_LAT_OUT,
+    HF_LAT_IN, HF_LAT_OUT, HF_ROUTER_IN_SCALE, HF_EXPERT_IN_NORM, HF_EXPERT_SCALE,
     HF_N_ROLES
 };
 
@@ -1355,6 +1355,53 @@ static int hf_nemotron_h(hf_fam *f) {
     return 0;
 }
 
+/* HF Gemma4TextConfig with enable_moe_block (every decoder layer runs its dense MLP and this
+   branch on the same residual; the layer sums the two after their own post-norms, outside the
+   block): Gemma4TextRouter reads the residual - rms(x) * scale * hidden_size^-0.5, proj,
+   softmax, top-top_k_experts, /sum, x per_expert_scale -, the experts (MixtralExperts: fused
+   gate_up halves, hidden_activation) read pre_feedforward_layernorm_2(x), and the output is
+   post_feedforward_layernorm_2(experts). Gemma4RMSNorm: x / sqrt(mean x^2 + rms_norm_eps) * w.
+   Layer-level Hub names (model.language_model.layers.L.router.proj, ...). */
+static int hf_gemma4(hf_fam *f) {
+    hf_ctx *c = f->c;
+    hf_plan *p = f->p;
+    moe_config *m = &p->cfg;
+    const mio_json *o = f->o;
+    m->d_model = (int)hf_i(c, o, "hidden_size", 2304);
+    m->d_ff = (int)hf_i2(c, o, "moe_intermediate_size", "expert_intermediate_size", -1);
+    m->n_experts = (int)hf_i(c, o, "num_experts", -1);
+    m->top_k = (int)hf_i(c, o, "top_k_experts", -1);
+    double eps = hf_f(c, o, "rms_norm_eps", 1e-6);
+    hf_set_act(c, p, hf_s(c, o, "hidden_activation", "gelu_pytorch_tanh"));
+    if (!hf_layers(f, "num_hidden_layers", 30)) return -1;
+    if (!hf_b(c, o, "enable_moe_block", 0)) {
+        if (!c->bad) hf_dense(c, f->layer, "enable_moe_block is false");
+        return -1;
+    }
+    if (!c->bad && (m->d_ff < 0 || m->n_experts < 0 || m->top_k < 0)) {
+        hf_fail(c, m->d_ff < 0 ? "gemma4 needs 'moe_intermediate_size' (HF default None)"
+                   : m->n_experts < 0 ? "gemma4 needs 'num_experts' (HF default None)"
+                                      : "gemma4 needs 'top_k_experts' (HF default None)");
+        return -1;
+    }
+    m->norm = MOE_NORM_SUM;
+    m->router_in_norm = 1, m->expert_in_norm = 1, m->expert_scale = 1;
+    m->in_norm_eps = (float)eps;
+    m->out_norm = MOE_OUT_NORM_RMS, m->out_norm_eps = (float)eps;
+    int64_t d = m->d_model, ff = m->d_ff, E = m->n_experts;
+    p->split = MOE_SPLIT_HALVES;
+    if (f->o != f->root) hf_prefix(p, "model.language_model.layers.{L}.", f->layer);
+    hf_prefix(p, "model.layers.{L}.", f->layer);
+    hf_add(p, HF_ROUTER, "router.proj.weight", 0, MOE_OUT_IN, 2, E, d, 0);
+    hf_add(p, HF_ROUTER_IN_SCALE, "router.scale", 0, MOE_OUT_IN, 1, d, 0, 0);
+    hf_add(p, HF_EXPERT_SCALE, "router.per_expert_scale", 0, MOE_OUT_IN, 1, E, 0, 0);
+    hf_add(p, HF_GATE_UP, "experts.gate_up_proj", 0, MOE_OUT_IN, 3, E, 2 * ff, d);
+    hf_add(p, HF_DOWN, "experts.down_proj", 0, MOE_OUT_IN, 3, E, d, ff);
+    hf_add(p, HF_EXPERT_IN_NORM, "pre_feedforward_layernorm_2.weight", 0, MOE_OUT_IN, 1, d, 0, 0);
+    hf_add(p, HF_OUT_NORM, "post_feedforward_layernorm_2.weight", 0, MOE_OUT_IN, 1, d, 0, 0);
+    return 0;
+}
+
 /* HF Ernie4_5_MoeConfig. MoE layer: (layer + 1) % interval == 0 and start <= layer <= end
    (end -1 = the last layer). */
 static int hf_ernie(hf_fam *f) {
@@ -1520,6 +1567,8 @@ static const struct hf_family {
     {"longcat_flash", hf_longcat, NULL, 0},
     {"jetmoe", hf_jetmoe, NULL, 0},
     {"nemotron_h", hf_nemotron_h, NULL, 0},
+    {"gemma4", hf_gemma4, "text_config", 0},
+    {"gemma4_text", hf_gemma4, NULL, 0},
     {"switch_transformers", hf_switch, NULL, 1u << HF_STACK_ENCODER | 1u << HF_STACK_DECODER},
 };
 #define HF_N_FAMILIES (sizeof hf_table / sizeof *hf_table)
@@ -1621,6 +1670,9 @@ static moe_tensor *hf_role_slot(moe_weights *w, int role) {
     case HF_OUT_NORM: return &w->out_norm;
     case HF_LAT_IN: return &w->latent_in;
     case HF_LAT_OUT: return &w->latent_out;
+    case HF_ROUTER_IN_SCALE: return &w->router_in_scale;
+    case HF_EXPERT_IN_NORM: return &w->expert_in_norm;
+    case HF_EXPERT_SCALE: return &w->expert_scale;
     default: return NULL;
     }
 }

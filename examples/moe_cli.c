@@ -249,6 +249,11 @@ static void print_config(const moe_config *c) {
     if (c->n_zero_experts) printf(" zero_experts=%d", c->n_zero_experts);
     if (c->output_bias) printf(" output_bias");
     if (c->out_norm == MOE_OUT_NORM_RMS) printf(" out_norm=rms(eps %g)", (double)c->out_norm_eps);
+    if (c->d_latent) printf(" d_latent=%d", c->d_latent);
+    if (c->router_in_norm) printf(" router_in_norm");
+    if (c->expert_in_norm) printf(" expert_in_norm");
+    if (c->expert_scale) printf(" expert_scale");
+    if (c->shared_router) printf(" shared_router");
     printf("\n");
 }
 

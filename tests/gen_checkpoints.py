@@ -353,6 +353,7 @@ from_golden("jetmoe_bf16", name="jetmoe")
 from_golden("axk1", sharded=True)
 from_golden("nemotron_h")
 from_golden("nemotron_h_latent_bf16", name="nemotron_h_latent", sharded=True)
+from_golden("gemma4")
 
 
 # ---- generation -------------------------------------------------------------------------------

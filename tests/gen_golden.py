@@ -1331,6 +1331,40 @@ def nemotron_h(w, cfg, x, aux=None):
     return y, topk_indices, topk_weights
 
 
+def gemma4(w, cfg, x, aux=None):
+    """HF gemma4 Gemma4TextRouter + Gemma4TextExperts(MixtralExperts), the MoE branch of
+    Gemma4TextDecoderLayer: the router reads the residual x - Gemma4RMSNorm without weight
+    (x * (mean x^2 + eps)^-0.5, fp32), times scale, times hidden_size^-0.5, proj, softmax,
+    top-top_k_experts, /sum, times per_expert_scale[e] -; the experts read
+    pre_feedforward_layernorm_2(x) (gate_up in halves, act(gate) * up, down_proj); the branch's
+    output is post_feedforward_layernorm_2 of theirs (Gemma4RMSNorm: normed * weight)."""
+    E, k, d, eps = cfg["num_experts"], cfg["top_k_experts"], x.shape[1], cfg["rms_norm_eps"]
+    act = ACT2FN[cfg.get("hidden_activation", "gelu_pytorch_tanh")]
+
+    def rms_norm(h, weight=None):
+        normed = h * torch.pow(h.pow(2).mean(-1, keepdim=True) + eps, -0.5)
+        return normed * weight if weight is not None else normed
+
+    hidden_states = rms_norm(x)
+    hidden_states = hidden_states * w["router.scale"] * d ** -0.5
+    expert_scores = F.linear(hidden_states, w["router.proj.weight"])
+    router_probabilities = F.softmax(expert_scores, dim=-1)
+    _note_topk(aux, "top-k of p", router_probabilities, k)
+    top_k_weights, top_k_index = torch.topk(router_probabilities, k=k, dim=-1)
+    top_k_weights /= top_k_weights.sum(dim=-1, keepdim=True)
+    top_k_weights = top_k_weights * w["router.per_expert_scale"][top_k_index]
+    h2 = rms_norm(x, w["pre_feedforward_layernorm_2.weight"])
+
+    def expert(e, h):
+        gate, up = F.linear(h, w["experts.gate_up_proj"][e]).chunk(2, dim=-1)
+        return F.linear(act(gate) * up, w["experts.down_proj"][e])
+
+    h2 = _sparse_moe_loop(h2, top_k_index, top_k_weights, E, expert)
+    y = rms_norm(h2, w["post_feedforward_layernorm_2.weight"])
+    _set(aux, "logits", expert_scores)
+    return y, top_k_index, top_k_weights
+
+
 # ---- random weights ---------------------------------------------------------------------------
 
 def _round(a, dtype):
@@ -1637,6 +1671,18 @@ def build_nemotron_h(dr, c, T):
     w["shared_experts.up_proj.weight"] = dr.mat((S, d), d, 1.5)
     w["shared_experts.down_proj.weight"] = dr.mat((d, S), S)
     return w, _x(dr, T, d)
+
+
+def build_gemma4(dr, c, T):
+    d, ff, E = c["hidden_size"], c["moe_intermediate_size"], c["num_experts"]
+    w = {"router.proj.weight": dr.mat((E, d), d, 4.0),
+         "router.scale": 1.0 + dr.vec((d,), 0.3),
+         "router.per_expert_scale": 1.0 + dr.vec((E,), 0.3),
+         "experts.gate_up_proj": dr.mat((E, 2 * ff, d), d, 2.0),
+         "experts.down_proj": dr.mat((E, d, ff), ff),
+         "pre_feedforward_layernorm_2.weight": 1.0 + dr.vec((d,), 0.3),
+         "post_feedforward_layernorm_2.weight": 1.0 + dr.vec((d,), 0.3)}
+    return w, _x(dr, T, d, 3.0)
 
 
 def build_grok(dr, c, T):
@@ -2011,6 +2057,13 @@ case("nemotron_h_latent_bf16", nemotron_h,
           norm_topk_prob=True, routed_scaling_factor=1.0, mlp_hidden_act="relu2", hybrid_override_pattern="M*E"),
      {"gate.weight": F32, "gate.e_score_correction_bias": F32, "*": BF16}, 6, build_nemotron_h, 64, layer="2",
      prefix="backbone.layers.2.", block="mixer.")
+# Gemma 4 (26B-A4B style): the router's and the experts' input norms, the per-expert scale, the
+# output norm; the layer-level names under the VLM's language model
+_g4 = dict(model_type="gemma4_text", hidden_size=16, moe_intermediate_size=12, num_experts=8, top_k_experts=2,
+           enable_moe_block=True, rms_norm_eps=1e-6, hidden_activation="gelu_pytorch_tanh", num_hidden_layers=2)
+case("gemma4", gemma4, _g4, {"router.proj.weight": F32, "*": BF16}, 7, build_gemma4, 65, layer="1",
+     prefix="model.language_model.layers.1.", block="",
+     config=dict(model_type="gemma4", text_config=_g4, vision_config=dict(hidden_size=16)))
 # Grok-1 is not a transformers family: no config.json; test_golden.c maps it by hand
 case("grok1_bf16", grok1,
      dict(emb_size=24, ffn_size=36, num_experts=8, num_selected_experts=2),

@@ -67,6 +67,8 @@ perl -0777 -pi -e 's/"mlp_layer_types": \[[^]]*\]/"moe_layer_freq": [1, 0]/' "$t
 expect_fail "dense: moe_layer_freq list" "layer 1 is a dense layer.*moe_layer_freq\[1\] = 0" --model "$tmp/minimax_m3_vl" --layer 1 --input "$CK/minimax_m3_vl/minimax_m3_vl.1.x.npy"
 expect_fail "dense: layers_block_type" "layer 0 is a dense layer.*layers_block_type\[0\] = .linear_attention" --model "$CK/nemotron_h" --layer 0 --input "$CK/nemotron_h/nemotron_h.1.x.npy"
 expect_fail "dense: hybrid_override_pattern" "layer 1 is a dense layer.*hybrid_override_pattern\[1\] = .\*" --model "$CK/nemotron_h_latent" --layer 1 --input "$CK/nemotron_h_latent/nemotron_h_latent.2.x.npy"
+fixture gemma4; sed -i 's/"enable_moe_block": true/"enable_moe_block": false/' "$tmp/gemma4/config.json"
+expect_fail "dense: enable_moe_block" "layer 1 is a dense layer.*enable_moe_block is false" --model "$tmp/gemma4" --layer 1 --input "$CK/gemma4/gemma4.1.x.npy"
 expect_fail "deepseek_v4 hash layer" "layer 2 is a hash-routed layer.*token ids" --model "$CK/deepseek_v4" --layer 2 --input "$CK/deepseek_v4/deepseek_v4.3.x.npy"
 expect_fail "stack of another family" "bad --layer 'talker.0'.*not a stack of olmoe" --model "$CK/olmoe" --layer talker.0 --input "$X"
 fixture hunyuan_v1_moe; sed -i 's/"moe_topk": \[/"moe_topk": [2], "unused": [/' "$tmp/hunyuan_v1_moe/config.json"

@@ -104,15 +104,15 @@ static void expect_cfg(const moe_config *c, moe_result want, int line) {
 /* ---- tests -------------------------------------------------------------------------------- */
 
 static void test_strings(void) {
-    const char *s[30];
-    for (int i = 0; i <= 28; i++) {
+    const char *s[31];
+    for (int i = 0; i <= 29; i++) {
         s[i] = moe_result_string((moe_result)-i);
         CHECK(s[i] != NULL && s[i][0] != '\0');
     }
-    s[29] = moe_result_string((moe_result)-29); /* unknown */
-    CHECK(s[29] != NULL && s[29][0] != '\0');
+    s[30] = moe_result_string((moe_result)-30); /* unknown */
+    CHECK(s[30] != NULL && s[30][0] != '\0');
     int distinct = 1;
-    for (int i = 0; i < 30; i++)
+    for (int i = 0; i < 31; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(s[i], s[j]) == 0) {
                 distinct = 0;
@@ -121,8 +121,8 @@ static void test_strings(void) {
     CHECK(distinct);
     const char *u1 = moe_result_string((moe_result)1), *u2 = moe_result_string((moe_result)12345);
     const char *u3 = moe_result_string((moe_result)INT_MIN);
-    CHECK(u1 && u2 && u3 && u1[0] && strcmp(u1, s[29]) == 0 && strcmp(u2, s[29]) == 0 &&
-          strcmp(u3, s[29]) == 0);
+    CHECK(u1 && u2 && u3 && u1[0] && strcmp(u1, s[30]) == 0 && strcmp(u2, s[30]) == 0 &&
+          strcmp(u3, s[30]) == 0);
 }
 
 static void test_null_args(void) {
@@ -275,14 +275,14 @@ static void test_config_errors(void) {
     /* every float option: negative, NaN, +inf (and -0 is fine); jitter_eps may be negative
        (it means exactly 0), the clamp limits may be +inf (no clamp), and -inf is as bad as
        +inf */
-    for (int f = 0; f < 9; f++)
+    for (int f = 0; f < 10; f++)
         for (int v = 0; v < 5; v++) {
             float vals[5] = {-1.0f, (float)NAN, (float)INFINITY, -1e-30f, -(float)INFINITY};
             c = good_cfg();
             float *p = f == 0 ? &c.norm_eps : f == 1 ? &c.norm_p : f == 2 ? &c.scale
                      : f == 3 ? &c.jitter_eps : f == 4 ? &c.act_alpha : f == 5 ? &c.act_limit
                      : f == 6 ? &c.shared_act_limit : f == 7 ? &c.logit_softcap
-                     : &c.out_norm_eps;
+                     : f == 8 ? &c.out_norm_eps : &c.in_norm_eps;
             *p = vals[v];
             if ((f == 3 && (v == 0 || v == 3)) || ((f == 5 || f == 6) && v == 2))
                 CHECK_CODE(moe_config_check(&c), MOE_OK);
@@ -312,6 +312,17 @@ static void test_config_errors(void) {
     c.n_shared = 0;
     c.d_shared = 0;
     c.shared_gate = MOE_SHARED_GATE_SIGMOID;
+    EXPECT_CFG(&c, MOE_E_SHARED);
+
+    /* the router-weighted shared experts need shared experts, sigmoid scores, no Qwen gate */
+    c = good_cfg();
+    c.shared_router = 1, c.score = MOE_SCORE_SIGMOID;
+    EXPECT_CFG(&c, MOE_E_SHARED);
+    c.n_shared = 2;
+    CHECK_CODE(moe_config_check(&c), MOE_OK);
+    c.score = MOE_SCORE_SOFTMAX;
+    EXPECT_CFG(&c, MOE_E_SHARED);
+    c.score = MOE_SCORE_SIGMOID, c.shared_gate = MOE_SHARED_GATE_SIGMOID;
     EXPECT_CFG(&c, MOE_E_SHARED);
 
     c = good_cfg();
@@ -520,6 +531,24 @@ static void test_missing_weights(void) {
     L = NULL;
     CHECK_CODE(moe_layer_create(&L, &c, &w), MOE_OK);
     moe_layer_free(L);
+
+    /* the Gemma-4 router scale, expert input norm, per-expert scale */
+    for (int t = 0; t < 3; t++) {
+        c = good_cfg();
+        w = good_w();
+        moe_tensor *v = t == 0 ? &w.router_in_scale : t == 1 ? &w.expert_in_norm : &w.expert_scale;
+        if (t == 0) c.router_in_norm = 1;
+        if (t == 1) c.expert_in_norm = 1;
+        if (t == 2) c.expert_scale = 1;
+        EXPECT_CREATE(&c, &w, MOE_E_NO_IN_NORM);
+        v->per_expert = one_null;
+        EXPECT_CREATE(&c, &w, MOE_E_NO_IN_NORM);
+        v->per_expert = NULL;
+        v->data = g_vec;
+        L = NULL;
+        CHECK_CODE(moe_layer_create(&L, &c, &w), MOE_OK);
+        moe_layer_free(L);
+    }
 
     /* the output bias and the output norm's weight */
     for (int t = 0; t < 2; t++) {

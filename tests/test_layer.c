@@ -62,7 +62,8 @@ static float rval(float scale) { return (float)((int)(rnd() % 255) - 127) * (1.0
 
 typedef struct model {
     moe_config cfg;
-    int E, R, d, ff, k, S;          /* R = E + n_zero_experts router outputs */
+    int E, R, d, ff, k, S;          /* R = E + n_zero_experts choices */
+    int RO;                         /* router outputs: R (+ n_shared with shared_router) */
     int dl;                         /* the routed experts' width: d_latent, or d */
     float *router, *rbias, *sbias;  /* [R][d], [R], [R] */
     float *wg, *wu, *wd;            /* [E][ff][d], [E][ff][d], [E][d][ff] */
@@ -70,6 +71,7 @@ typedef struct model {
     float *sg, *su, *sd, *shg;      /* [S][d], [S][d], [d][S], [d] */
     float *ob, *on;                 /* output bias, output norm weight: [d] */
     float *li, *lo;                 /* latent_in [dl][d], latent_out [d][dl] */
+    float *rs, *en, *es;            /* router_in_scale [d], expert_in_norm [d], expert_scale [R] */
 } model;
 
 static float *rarr(size_t n, float scale) {
@@ -85,11 +87,12 @@ static model model_make(const moe_config *cfg, float wscale) {
     m.cfg = *cfg;
     m.E = cfg->n_experts, m.d = cfg->d_model, m.ff = cfg->d_ff, m.k = cfg->top_k;
     m.R = m.E + cfg->n_zero_experts;
+    m.RO = m.R + (cfg->shared_router ? cfg->n_shared : 0);
     m.dl = cfg->d_latent ? cfg->d_latent : m.d;
     m.S = cfg->n_shared * (cfg->d_shared ? cfg->d_shared : cfg->d_ff);
     size_t E = (size_t)m.E, d = (size_t)m.d, ff = (size_t)m.ff, S = (size_t)m.S;
-    m.router = rarr((size_t)m.R * d, 2.0f);
-    m.rbias = rarr((size_t)m.R, 1.0f);
+    m.router = rarr((size_t)m.RO * d, 2.0f);
+    m.rbias = rarr((size_t)m.RO, 1.0f);
     m.sbias = rarr((size_t)m.R, 0.5f);
     size_t dl = (size_t)m.dl; /* the experts' model width */
     m.wg = rarr(E * ff * dl, wscale);
@@ -106,13 +109,17 @@ static model model_make(const moe_config *cfg, float wscale) {
     m.on = rarr(d, 1.0f);
     m.li = rarr(dl * d, 1.0f);
     m.lo = rarr(d * dl, 1.0f);
+    m.rs = rarr(d, 1.0f);
+    m.en = rarr(d, 1.0f);
+    m.es = rarr((size_t)m.R, 1.0f);
     return m;
 }
 
 static void model_free(model *m) {
-    float *all[17] = {m->router, m->rbias, m->sbias, m->wg, m->wu, m->wd, m->bg, m->bu, m->bd,
-                      m->sg,     m->su,    m->sd,    m->shg, m->ob, m->on, m->li, m->lo};
-    for (int i = 0; i < 17; i++) free(all[i]);
+    float *all[20] = {m->router, m->rbias, m->sbias, m->wg, m->wu, m->wd, m->bg,
+                      m->bu,     m->bd,    m->sg,    m->su, m->sd, m->shg, m->ob,
+                      m->on,     m->li,    m->lo,    m->rs, m->en, m->es};
+    for (int i = 0; i < 20; i++) free(all[i]);
 }
 
 /* ---- the reference, in double ------------------------------------------------------------- */
@@ -149,6 +156,8 @@ static void ref_topk(const double *key, int n, int k, int *out) {
         out[j] = b;
     }
 }
+
+static double g_ref_gam[64]; /* shared_router: the shared experts' weights */
 
 static void ref_gate(const model *m, const double *h, int *ex, double *w) {
     const moe_config *c = &m->cfg;
@@ -210,6 +219,8 @@ static void ref_gate(const model *m, const double *h, int *ex, double *w) {
         for (int j = 0; j < k; j++) w[j] = p[ex[j]];
     }
     double n = 0.0;
+    for (int j = 0; c->shared_router && j < c->n_shared; j++) /* Inkling: the shared join the sum */
+        n += (g_ref_gam[j] = dsig(h[m->R + j]));
     for (int j = 0; j < k; j++) n += c->norm == MOE_NORM_LP ? pow(fabs(w[j]), r.p) : w[j];
     if (c->norm == MOE_NORM_LP) n = pow(n, 1.0 / r.p);
     if (c->norm == MOE_NORM_SUM) n += r.eps;
@@ -217,6 +228,11 @@ static void ref_gate(const model *m, const double *h, int *ex, double *w) {
     for (int j = 0; j < k; j++) {
         if (c->norm != MOE_NORM_NONE) w[j] /= n;
         if (!c->scale_on_sum) w[j] *= r.scale;
+        if (c->expert_scale) w[j] *= m->es[ex[j]];
+    }
+    for (int j = 0; c->shared_router && j < c->n_shared; j++) {
+        if (c->norm != MOE_NORM_NONE) g_ref_gam[j] /= n;
+        if (!c->scale_on_sum) g_ref_gam[j] *= r.scale;
     }
 }
 
@@ -268,6 +284,7 @@ static void ref_ffn(const model *m, int d, int F, const float *wg, const float *
         if (bu) u += bu[f];
         if (gated && bg) g += bg[f];
         hid[f] = gated ? ref_act2(c, g, u) : ref_act1(c, u);
+        if (g_ref_shared && c->shared_router) hid[f] *= g_ref_gam[f / (F / c->n_shared)];
     }
     for (int o = 0; o < d; o++) {
         double s = bd ? (double)bd[o] : 0.0;
@@ -287,9 +304,11 @@ typedef struct refout {
 /* y[T][d] in double; ro (optional) gets the routing */
 static void ref_forward(const model *m, const float *x, int T, double *y, refout *ro) {
     const moe_config *c = &m->cfg;
-    int E = m->E, R = m->R, d = m->d, k = m->k, ff = m->ff, dl = m->dl, D = d > dl ? d : dl;
+    int E = m->E, d = m->d, k = m->k, ff = m->ff, dl = m->dl, D = d > dl ? d : dl;
     int *count = (int *)calloc((size_t)E, sizeof(int));
     double *xd = (double *)malloc((size_t)d * sizeof(double));
+    double *xr = (double *)malloc((size_t)d * sizeof(double)); /* the router's input */
+    double *xn = (double *)malloc((size_t)d * sizeof(double)); /* the experts' before latent_in */
     double *xe = (double *)malloc((size_t)dl * sizeof(double)); /* the experts' input */
     double *xin = (double *)malloc((size_t)dl * sizeof(double));
     double *z = (double *)malloc((size_t)D * sizeof(double));
@@ -297,15 +316,21 @@ static void ref_forward(const model *m, const float *x, int T, double *y, refout
     double h[256], w[256];
     int ex[256];
     for (int t = 0; t < T; t++) {
-        for (int i = 0; i < d; i++) xd[i] = x[(size_t)t * d + i];
+        double sx = 0.0, ieps = c->in_norm_eps == 0.0f ? (double)1e-6f : c->in_norm_eps;
+        for (int i = 0; i < d; i++) xd[i] = x[(size_t)t * d + i], sx += xd[i] * xd[i];
+        double rn = 1.0 / sqrt(sx / d + ieps);
+        for (int i = 0; i < d; i++) { /* Gemma-4: the router's and the experts' inputs */
+            xr[i] = c->router_in_norm ? xd[i] * rn * m->rs[i] / sqrt((double)d) : xd[i];
+            xn[i] = c->expert_in_norm ? xd[i] * rn * m->en[i] : xd[i];
+        }
         for (int i = 0; i < dl; i++) { /* Nemotron-H fc1_latent_proj */
             double s = 0.0;
-            for (int j = 0; j < d; j++) s += (double)m->li[(size_t)i * d + j] * xd[j];
-            xe[i] = c->d_latent ? s : xd[i];
+            for (int j = 0; j < d; j++) s += (double)m->li[(size_t)i * d + j] * xn[j];
+            xe[i] = c->d_latent ? s : xn[i];
         }
-        for (int e = 0; e < R; e++) {
+        for (int e = 0; e < m->RO; e++) {
             double s = c->router_bias ? (double)m->rbias[e] : 0.0;
-            for (int i = 0; i < d; i++) s += (double)m->router[(size_t)e * d + i] * xd[i];
+            for (int i = 0; i < d; i++) s += (double)m->router[(size_t)e * d + i] * xr[i];
             h[e] = c->logit_softcap > 0.0f ? tanh(s / c->logit_softcap) * c->logit_softcap : s;
         }
         ref_gate(m, h, ex, w);
@@ -361,10 +386,12 @@ static void ref_forward(const model *m, const float *x, int T, double *y, refout
             for (int i = 0; i < d; i++) yt[i] *= rr * m->on[i];
         }
         if (ro)
-            for (int e = 0; e < R; e++) ro->logits[(size_t)t * R + e] = h[e];
+            for (int e = 0; e < m->RO; e++) ro->logits[(size_t)t * m->RO + e] = h[e];
     }
     free(count);
     free(xd);
+    free(xr);
+    free(xn);
     free(xe);
     free(xin);
     free(z);
@@ -485,11 +512,14 @@ static moe_weights make_weights(const model *m, fmt f, pool *pl) {
     vec.layout = MOE_OUT_IN;
     one.per_expert = 0;
     fmt plain = {MOE_F32, MOE_OUT_IN, 0, 0, MOE_SPLIT_HALVES};
-    w.router = make_tensor(pl, plain, 1, m->R, d, m->router, NULL, 0);
-    if (c->router_bias) w.router_bias = make_tensor(pl, plain, 1, m->R, 1, m->rbias, NULL, 1);
+    w.router = make_tensor(pl, plain, 1, m->RO, d, m->router, NULL, 0);
+    if (c->router_bias) w.router_bias = make_tensor(pl, plain, 1, m->RO, 1, m->rbias, NULL, 1);
     if (c->select_bias) w.select_bias = make_tensor(pl, plain, 1, m->R, 1, m->sbias, NULL, 1);
     if (c->output_bias) w.output_bias = make_tensor(pl, plain, 1, d, 1, m->ob, NULL, 1);
     if (c->out_norm) w.out_norm = make_tensor(pl, plain, 1, d, 1, m->on, NULL, 1);
+    if (c->router_in_norm) w.router_in_scale = make_tensor(pl, plain, 1, d, 1, m->rs, NULL, 1);
+    if (c->expert_in_norm) w.expert_in_norm = make_tensor(pl, plain, 1, d, 1, m->en, NULL, 1);
+    if (c->expert_scale) w.expert_scale = make_tensor(pl, plain, 1, m->R, 1, m->es, NULL, 1);
     w.gate_up_split = f.split;
     w.shared_gate_up_split = f.split;
     int dl = m->dl; /* the experts' model width */
@@ -583,7 +613,7 @@ static float *run_case(const model *m, fmt f, int T, float xscale, const char *w
         return NULL;
     }
     pool_free(&pl); /* the layer must not reference the sources any more */
-    int k = m->k, E = m->R;
+    int k = m->k, E = m->RO;
     size_t n = (size_t)T * m->d;
     float *x = make_x(T, m->d, xscale), *y = (float *)malloc((n + 1) * sizeof(float));
     double *yr = (double *)malloc((n + 1) * sizeof(double));
@@ -1524,6 +1554,39 @@ static void test_v03_rules(void) {
                                "latent, weight on input", "latent, scale on sum, out norm",
                                "latent, expert biases, no shared"};
         RUN(m, v & 1 ? pe : F32, 13, what[v]);
+        model_free(&m);
+    }
+
+    /* Gemma-4: the router reads rms(x) * scale / sqrt(d), the experts rms(x) * w, each slot's
+       weight times its expert's scale, the output normed; and these with a latent space, zero
+       experts, a shared expert (which sees x) */
+    for (int v = 0; v < 4; v++) {
+        c = cfg_dims(16, 8, 8, 2);
+        c.norm = MOE_NORM_SUM, c.act = MOE_ACT_GELU_TANH, c.router_in_norm = 1, c.expert_in_norm = 1;
+        c.expert_scale = 1, c.out_norm = MOE_OUT_NORM_RMS;
+        if (v == 1) c.in_norm_eps = 0.25f, c.out_norm = MOE_OUT_NORM_NONE;
+        if (v == 2) c.d_latent = 6, c.n_zero_experts = 2, c.top_k = 3;
+        if (v == 3) c.n_shared = 1, c.expert_in_norm = 0, c.weight_on_input = 1;
+        m = model_make(&c, 1.0f);
+        const char *what[4] = {"gemma4 norms", "gemma4 norms eps 0.25", "gemma4 norms, latent, zero",
+                               "router norm, shared, weight on input"};
+        RUN(m, v & 1 ? pe : F32, 11, what[v]);
+        model_free(&m);
+    }
+
+    /* Inkling: 2 shared experts weighted by the router's last 2 outputs, normalised with the k
+       routed; also with router bias, scale on the sum, zero experts, norm NONE */
+    for (int v = 0; v < 4; v++) {
+        c = cfg_dims(12, 8, 8, 3);
+        c.score = MOE_SCORE_SIGMOID, c.select_bias = 1, c.norm = MOE_NORM_SUM, c.scale = 2.0f;
+        c.n_shared = 2, c.d_shared = 6, c.shared_router = 1;
+        if (v == 1) c.router_bias = 1, c.scale_on_sum = 1;
+        if (v == 2) c.n_zero_experts = 2, c.ffn = MOE_FFN_PLAIN, c.act = MOE_ACT_RELU2;
+        if (v == 3) c.norm = MOE_NORM_NONE, c.n_shared = 3;
+        m = model_make(&c, 1.0f);
+        const char *what[4] = {"shared router", "shared router, bias, on sum", "shared router, zero experts",
+                               "shared router, no norm"};
+        RUN(m, v & 1 ? pe : F32, 9, what[v]);
         model_free(&m);
     }
 
