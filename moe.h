@@ -1316,7 +1316,7 @@ struct moe_layer {
     size_t d, E, R, k, d_pad, e_pad; /* E experts with an FFN, R = E + n_zero_experts choices */
     size_t RO, S;          /* router outputs: R, + n_shared with shared_router; shared experts */
     size_t dl;             /* the routed experts' model width: d_latent, or d */
-    moe__mat router;       /* R outputs over d inputs, fp32 */
+    moe__mat router;       /* RO outputs over d inputs, fp32 */
     const moe__kern *router_kern; /* also combines */
     float *router_bias;    /* [e_pad] or NULL */
     float *select_bias;    /* [R] or NULL */
@@ -1976,7 +1976,7 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
         c.d_latent < 0)
         return MOE_E_DIM;
     /* the choices the router scores: the experts, then the zero-computation ones */
-    long R = (long)c.n_experts + c.n_zero_experts;
+    int64_t R = (int64_t)c.n_experts + c.n_zero_experts;
     if (R > INT32_MAX) return MOE_E_OVERFLOW;
     if (c.top_k > R) return MOE_E_TOPK;
     if ((unsigned)c.score > MOE_SCORE_SQRT_SOFTPLUS || (unsigned)c.group_score > MOE_GROUP_TOP2_SUM ||
@@ -2017,7 +2017,7 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
         if (c.topk_group == 0) c.topk_group = c.n_group;
         if (c.topk_group < 0 || c.topk_group > c.n_group) return MOE_E_TOPK_GROUP;
         if (c.group_score == MOE_GROUP_TOP2_SUM && R / c.n_group < 2) return MOE_E_GROUP_SIZE;
-        if ((long)c.top_k > (long)c.topk_group * (R / c.n_group)) return MOE_E_GROUP_TOPK;
+        if ((int64_t)c.top_k > (int64_t)c.topk_group * (R / c.n_group)) return MOE_E_GROUP_TOPK;
     }
     if (c.d_shared == 0) c.d_shared = c.d_ff;
     if (c.norm_p == 0.0f) c.norm_p = 1.0f;
