@@ -59,6 +59,11 @@
       - Errors come back as moe_result codes; the library never prints, exits or aborts.
 
    RECENT CHANGES
+      0.3  formats q8 and q4 (int8 activations, integer dot products); the rules of the newer
+           families (n_zero_experts, output_bias, out_norm, d_latent, router_in_norm,
+           expert_in_norm, expert_scale, shared_router, logit_softcap, group_fill,
+           scale_on_sum, shared_combine, shared_act_limit, MOE_SCORE_SQRT_SOFTPLUS, RELU2 and
+           the clamped SwiGLUs); result codes -31..-36.
       0.2  packed formats bf16 and f16 (cfg.format, shared_format; exact and bf16-dot modes);
            stages moe_route_slots / moe_experts / moe_combine and moe_forward_routed; expert
            subsets (cfg.expert_begin, expert_count); host thread pools (cfg.parallel_for);
@@ -73,7 +78,7 @@
 #include <stdint.h>
 
 #define MOE_VERSION_MAJOR 0
-#define MOE_VERSION_MINOR 2
+#define MOE_VERSION_MINOR 3
 #define MOE_VERSION_PATCH 0
 
 #ifndef MOEDEF
@@ -95,19 +100,22 @@ extern "C" {
 typedef enum moe_result {
     MOE_OK = 0,
     MOE_E_NULL = -1,            /* a required pointer argument is NULL */
-    MOE_E_DIM = -2,             /* d_model, d_ff, n_experts or top_k is zero or negative */
-    MOE_E_TOPK = -3,            /* top_k is larger than n_experts */
+    MOE_E_DIM = -2,             /* d_model, d_ff, n_experts or top_k is zero or negative, or
+                                   n_zero_experts or d_latent is negative */
+    MOE_E_TOPK = -3,            /* top_k is larger than n_experts + n_zero_experts */
     MOE_E_GROUP_DIVIDE = -4,    /* n_group does not divide n_experts */
     MOE_E_TOPK_GROUP = -5,      /* topk_group is not in 1..n_group */
     MOE_E_GROUP_TOPK = -6,      /* top_k is larger than the experts in the kept groups */
     MOE_E_GROUP_SIZE = -7,      /* group score "sum of top 2" needs at least 2 experts a group */
     MOE_E_OVERFLOW = -8,        /* a size product overflows size_t */
     MOE_E_OPTION = -9,          /* an enum field holds an unknown value */
-    MOE_E_VALUE = -10,          /* a float option is negative, NaN or infinite */
-    MOE_E_SHARED = -11,         /* n_shared or d_shared is negative */
+    MOE_E_VALUE = -10,          /* a float option is negative (jitter_eps may be), NaN or infinite */
+    MOE_E_SHARED = -11,         /* n_shared or d_shared is negative, shared_gate without shared
+                                   experts, or shared_router without shared experts, with a
+                                   shared_gate or with a score other than SIGMOID */
     MOE_E_CAPACITY = -12,       /* capacity is negative */
-    MOE_E_ACT_PLAIN = -13,      /* MOE_ACT_SWIGLU_OAI needs a gated FFN */
-    MOE_E_BIAS_SCORE = -14,     /* select_bias only works with MOE_SCORE_SOFTMAX or _SIGMOID */
+    MOE_E_ACT_PLAIN = -13,      /* the clamped SwiGLU activations need a gated FFN */
+    MOE_E_BIAS_SCORE = -14,     /* select_bias only works with scores SOFTMAX, SIGMOID, SQRT_SOFTPLUS */
     MOE_E_NO_ROUTER = -15,      /* weights.router is missing */
     MOE_E_NO_EXPERTS = -16,     /* the expert matrices the FFN kind needs are missing */
     MOE_E_NO_ROUTER_BIAS = -17, /* cfg.router_bias is set but weights.router_bias is missing */
@@ -121,11 +129,16 @@ typedef enum moe_result {
     MOE_E_SPARSEMIXER = -25,    /* MOE_SCORE_SPARSEMIXER is defined for top_k = 2 only */
     MOE_E_DOT = -26,            /* dot = MOE_DOT_BF16 but no expert set is packed as bf16 */
     MOE_E_SUBSET = -27,         /* expert_begin / expert_count reach outside 0..n_experts */
-    MOE_E_EXPERT = -28,         /* a given expert id is not an expert, MOE_SLOT_NONE or _IDENTITY */
+    MOE_E_EXPERT = -28,         /* a given expert id is not a choice, MOE_SLOT_NONE or _IDENTITY */
     MOE_E_SIZE = -29,           /* a tensor's stated n_elems is not what the config needs */
     MOE_E_OFFSETS = -30,        /* moe_experts offsets do not start at 0 and never decrease */
     MOE_E_THREADS = -31,        /* moe_workspace.n_threads is negative */
-    MOE_E_NORM_P = -32          /* norm_p is below 1 or above 126 / log2(n_experts) */
+    MOE_E_NORM_P = -32,         /* norm_p is below 1 or above 126 / log2(n_experts) */
+    MOE_E_NO_OUTPUT_BIAS = -33, /* cfg.output_bias is set but weights.output_bias is missing */
+    MOE_E_NO_OUT_NORM = -34,    /* cfg.out_norm is RMS but weights.out_norm is missing */
+    MOE_E_NO_LATENT = -35,      /* cfg.d_latent > 0 but weights.latent_in or latent_out is missing */
+    MOE_E_NO_IN_NORM = -36      /* cfg.router_in_norm, expert_in_norm or expert_scale is set but its
+                                   weight vector is missing */
 } moe_result;
 
 /* A static, never-NULL English sentence for any value (unknown values get a generic one). */
@@ -141,6 +154,8 @@ typedef enum moe_score {
     MOE_SCORE_SOFTMAX_TOPK,  /* select top-k of h; w = softmax over the k selected h (GPT-OSS, Granite) */
     MOE_SCORE_SIGMOID_TOPK,  /* select top-k of h; w = sigmoid(h_e) (Llama-4) */
     MOE_SCORE_SPARSEMIXER,   /* Phi-3.5-MoE sparsemixer, inference form, top_k = 2 */
+    MOE_SCORE_SQRT_SOFTPLUS, /* p = sqrt(softplus(h)); select top-k of p (+ select_bias); w = p_e
+                                (DeepSeek-V4 scoring_func "sqrtsoftplus") */
     MOE_SCORE_COUNT
 } moe_score;
 
@@ -149,6 +164,20 @@ typedef enum moe_group_score {
     MOE_GROUP_TOP2_SUM,      /* group score = sum of the two best keys (DeepSeek-V3, GLM-4.5) */
     MOE_GROUP_SCORE_COUNT
 } moe_group_score;
+
+typedef enum moe_group_fill {
+    MOE_GROUP_FILL_NEG_INF = 0, /* the keys of dropped groups become -inf: never selected (vLLM,
+                                   llama.cpp, HF DeepSeek-V3 since 2026-04) */
+    MOE_GROUP_FILL_ZERO,      /* they become 0.0, and still beat a kept key below 0 (HF Mistral4,
+                                 AXK2, DeepSeek-V2) */
+    MOE_GROUP_FILL_COUNT
+} moe_group_fill;
+
+typedef enum moe_shared_combine {
+    MOE_SHARED_SUM = 0,      /* y = routed + shared */
+    MOE_SHARED_AVERAGE,      /* y = (routed + shared) / 2 (Cohere2-MoE "average") */
+    MOE_SHARED_COMBINE_COUNT
+} moe_shared_combine;
 
 typedef enum moe_norm {
     MOE_NORM_NONE = 0,       /* weights as scored */
@@ -159,9 +188,10 @@ typedef enum moe_norm {
 } moe_norm;
 
 typedef enum moe_drop {
-    MOE_DROP_ZERO = 0,       /* a slot over capacity adds nothing */
-    MOE_DROP_IDENTITY,       /* it adds weight * x, as HF SwitchTransformersSparseMLP does
-                                (dropped tokens keep their input, then are scaled by p) */
+    MOE_DROP_ZERO = 0,       /* a slot over capacity adds nothing (HF Switch since transformers
+                                PR #37123, 2025-04; Mesh TensorFlow) */
+    MOE_DROP_IDENTITY,       /* it adds weight * x, as HF SwitchTransformersSparseMLP did before
+                                that PR (dropped tokens kept their input, then were scaled by p) */
     MOE_DROP_COUNT
 } moe_drop;
 
@@ -178,8 +208,19 @@ typedef enum moe_act {
     MOE_ACT_RELU,            /* max(z, 0) */
     MOE_ACT_SWIGLU_OAI,      /* GPT-OSS: g = min(g, limit), u = clamp(u, -limit, limit),
                                 (u + 1) * g * sigmoid(alpha g); gated FFN only */
+    MOE_ACT_RELU2,           /* max(z, 0)^2 (Nemotron-H "relu2") */
+    MOE_ACT_SWIGLU_CLAMP,    /* DeepSeek-V4: silu(min(g, limit)) * clamp(u, -limit, limit); gated */
+    MOE_ACT_SILU_CLAMP,      /* Step-3.7: min(silu(g), limit) * clamp(u, -limit, limit), the clamp
+                                after the activation; gated */
     MOE_ACT_COUNT
 } moe_act;
+
+typedef enum moe_out_norm {
+    MOE_OUT_NORM_NONE = 0,   /* the block output as combined */
+    MOE_OUT_NORM_RMS,        /* y = w_c * (y_c / sqrt(mean_c y_c^2 + out_norm_eps)), weights.out_norm
+                                (HF LlamaRMSNorm on routed + shared: A.X K1 post_mlp_layernorm) */
+    MOE_OUT_NORM_COUNT
+} moe_out_norm;
 
 typedef enum moe_shared_gate {
     MOE_SHARED_GATE_NONE = 0, /* shared experts are added as they are */
@@ -247,7 +288,8 @@ typedef struct moe_config {
                                 never 0 (p = 1e30 made it 0 and the weights inf); below 1 it
                                 is no norm */
     float scale;             /* routed_scaling_factor, applied after norm; 0 = 1 */
-    float jitter_eps;        /* sparsemixer threshold epsilon; 0 = 0.01 (router_jitter_noise) */
+    float jitter_eps;        /* sparsemixer threshold epsilon (router_jitter_noise); 0 = 0.01, the
+                                HF default; negative = exactly 0 (router_jitter_noise: 0) */
     int capacity;            /* per-expert token capacity per forward call; 0 = unlimited */
     moe_drop drop;           /* what a slot over capacity contributes */
     int weight_on_input;     /* 1 = expert e computes FFN_e(w_e x), output added unweighted (Llama-4) */
@@ -256,7 +298,8 @@ typedef struct moe_config {
     moe_ffn ffn;
     moe_act act;
     float act_alpha;         /* MOE_ACT_SWIGLU_OAI alpha; 0 = 1.702 */
-    float act_limit;         /* MOE_ACT_SWIGLU_OAI limit; 0 = 7.0 */
+    float act_limit;         /* limit of the clamped activations (SWIGLU_OAI, SWIGLU_CLAMP,
+                                SILU_CLAMP); 0 = 7.0; +INFINITY = no clamp */
     int expert_bias;         /* 1 = experts have biases (weights.*_bias) */
 
     /* packed formats */
@@ -274,6 +317,45 @@ typedef struct moe_config {
     void (*parallel_for)(void *pool, int n, moe_task task, void *ctx); /* NULL: OpenMP */
     void *pool;
     int pool_threads;        /* the pool's threads, for sizing tasks; 0 = 1 */
+
+    /* the rules of the newer families (since 0.3); zero keeps the earlier behaviour */
+    float logit_softcap;     /* > 0: the router logits become c tanh(h / c) before scoring (Laguna
+                                moe_router_logit_softcapping); 0 = none */
+    moe_group_fill group_fill; /* what the keys of dropped groups become */
+    int scale_on_sum;        /* 1 = `scale` multiplies the routed sum after mixing and the weights
+                                stay unscaled (Laguna, Step-3.7, MiniMax-M3); 0 = on the weights */
+    moe_shared_combine shared_combine; /* how routed and shared outputs combine */
+    float shared_act_limit;  /* the shared FFN's clamp limit; 0 = act_limit; +INFINITY = none */
+
+    int n_zero_experts;      /* Z > 0: the router scores E + Z choices, and choice E + j (a
+                                "zero-computation" expert, LongCat-Flash zero_expert_num)
+                                outputs weight * x; router, router_bias and select_bias then have
+                                E + Z rows, and the trace's logits, expert_tokens and mean_prob
+                                E + Z entries. Capacity never applies to them */
+    int output_bias;         /* 1 = weights.output_bias [d] is added to the output (JetMoE's
+                                block bias) */
+    moe_out_norm out_norm;   /* a norm on the block output, after the bias */
+    float out_norm_eps;      /* MOE_OUT_NORM_RMS epsilon; 0 = 1e-6 */
+    int d_latent;            /* > 0: the routed experts work in a latent space of this width
+                                (Nemotron-H moe_latent_size): they see x_l = weights.latent_in . x
+                                and their mixed output is mapped back by weights.latent_out; the
+                                router and the shared experts see x. A slot that outputs its input
+                                (capacity IDENTITY, zero-computation expert) adds w x_l */
+    int router_in_norm;      /* 1 = the router reads rms(x) * weights.router_in_scale / sqrt(d),
+                                rms(x) = x / sqrt(mean x^2 + in_norm_eps) (Gemma-4
+                                Gemma4TextRouter: a norm without weight, a learned scale, d^-1/2) */
+    int expert_in_norm;      /* 1 = the routed experts read rms(x) * weights.expert_in_norm
+                                (Gemma-4 pre_feedforward_layernorm_2); the shared experts see x */
+    float in_norm_eps;       /* the epsilon of both input norms; 0 = 1e-6 */
+    int expert_scale;        /* 1 = each slot's weight is then multiplied by weights.expert_scale[e]
+                                (Gemma-4 per_expert_scale) */
+    int shared_router;       /* 1 = the router has n_shared more outputs, one per shared expert,
+                                after the E (+ Z) choices; with score SIGMOID their scores join
+                                the k selected in the normalisation (NORM_SUM: w = p / (sum of the
+                                k + the n_shared p + eps)) and the scale, and shared expert s's
+                                activation is multiplied by its own weight (Inkling); needs
+                                n_shared > 0 and no shared_gate. The trace's logits, expert_tokens
+                                and mean_prob then have E + Z + n_shared entries */
 } moe_config;
 
 /* Checks a config on its own (weights are checked by moe_layer_create). */
@@ -322,6 +404,12 @@ typedef struct moe_tensor {
      shared_gate_proj, shared_up, shared_down: one FFN of width S = n_shared * d_shared,
                   shapes S x d, S x d, d x S (given as one matrix: `data`)
      shared_gate  d                the Qwen2-MoE shared_expert_gate weight (1 x d)
+     output_bias  d                cfg.output_bias;  out_norm  d   cfg.out_norm (the norm's weight)
+     latent_in    D x d, latent_out  d x D   cfg.d_latent = D; the routed experts are then
+                  D wide: gate, up ff x D, down D x ff, down_bias D
+     router_in_scale d, expert_in_norm d   cfg.router_in_norm, cfg.expert_in_norm
+     expert_scale E (+ n_zero_experts)     cfg.expert_scale
+   With cfg.n_zero_experts = Z, router is (E + Z) x d and router_bias, select_bias have E + Z.
    `on_packed`, if set, is called after each source buffer has been packed, so a loader can
    release its pages (e.g. madvise) before the next one is read: (user, pointer, bytes), once per
    (tensor, expert) buffer: a per_expert pointer, or an expert's slice of a fused `data`. Under
@@ -337,6 +425,9 @@ typedef struct moe_weights {
     moe_tensor shared_gate;
     void (*on_packed)(void *user, const void *data, size_t bytes);
     void *user;
+    moe_tensor output_bias, out_norm; /* since 0.3 */
+    moe_tensor latent_in, latent_out; /* since 0.3 */
+    moe_tensor router_in_scale, expert_in_norm, expert_scale; /* since 0.3 */
 } moe_weights;
 
 /* ---- layer -------------------------------------------------------------------------------- */
@@ -391,7 +482,9 @@ MOEDEF moe_result moe_workspace_size(const moe_layer *layer, size_t n_tokens, si
    (that part is skipped); the scalars are always written. Statistics are over this call's
    tokens. */
 typedef struct moe_trace {
-    int32_t *expert;         /* [T][k] selected experts, key descending, lower index first on ties */
+    int32_t *expert;         /* [T][k] selected experts, key descending, lower index first on ties
+                                (E.. E + Z - 1: a zero-computation expert). Below, E counts
+                                cfg.n_zero_experts too */
     float *weight;           /* [T][k] the factor the expert's output (input, if weight_on_input)
                                 is multiplied by; 0 for a dropped slot */
     float *logits;           /* [T][E] router logits (after router bias) */
@@ -446,15 +539,21 @@ MOEDEF moe_result moe_route_slots(const moe_layer *layer, const float *x, size_t
    for offsets[j] <= i < offsets[j + 1] go to expert expert_begin + j (j < expert_count; n =
    offsets[expert_count] rows). out[i] is that expert's FFN of rows[i], unweighted; for a
    weight_on_input layer, of row_weight[i] * rows[i] (row_weight is ignored otherwise and may
-   be NULL). No shared experts here. rows and out are [n][d_model] and must not overlap. */
+   be NULL). No shared experts here. rows are [n][d_model] (x, before the layer's expert input
+   norm and latent_in, which run here), out [n][D], D = d_latent or d_model (the experts'
+   output before latent_out); they must not overlap. */
 MOEDEF moe_result moe_experts(const moe_layer *layer, const float *rows, const int32_t *offsets,
                               const float *row_weight, float *out, const moe_workspace *ws);
 MOEDEF moe_result moe_experts_workspace_size(const moe_layer *layer, size_t n_rows, size_t *bytes);
 
 /* Stage 3: y[t] = sum over j < top_k, in slot order, of weight[t][j] * z[t k + j] (an expert
    slot, whichever process computed it), weight[t][j] * x[t] (MOE_SLOT_IDENTITY) or nothing
-   (MOE_SLOT_NONE), plus the shared experts of x[t], computed here. z is [T k][d_model] (rows of
-   non-expert slots are not read; z may be NULL when there are none). Workspace:
+   (MOE_SLOT_NONE), plus the shared experts of x[t], computed here, and the layer's latent_out,
+   output bias and norm. z is [T k][D] as moe_experts writes it (rows of non-expert slots are
+   not read; z may be NULL when there are none). A zero-computation expert's id (n_experts ..
+   n_experts + n_zero_experts - 1) counts as MOE_SLOT_IDENTITY, and moe_route_slots reports it
+   so. With cfg.shared_router the shared experts' weights come from the layer's own router, here
+   and in moe_forward_routed. Workspace:
    moe_workspace_size. */
 MOEDEF moe_result moe_combine(const moe_layer *layer, const float *x, size_t n_tokens,
                               const int32_t *expert, const float *weight, const float *z,
@@ -1031,15 +1130,24 @@ static float moe__act1(const moe__actp *a, float z) {
     case MOE_ACT_GELU_TANH:
         return 0.5f * z * (1.0f + tanhf(0.79788456080286536f * (z + 0.044715f * z * z * z)));
     case MOE_ACT_RELU: return z > 0.0f ? z : 0.0f;
+    case MOE_ACT_RELU2: return z > 0.0f ? z * z : 0.0f; /* square(relu(z)) */
     default: return z * moe__sigmoid(z);
     }
 }
 
-/* Gated: act(g) * u, or GPT-OSS's clamped form (HF gpt_oss GptOssExperts.forward). */
+/* Gated: act(g) * u, or one of the clamped forms: GPT-OSS (HF gpt_oss GptOssExperts.forward),
+   DeepSeek-V4 (HF deepseek_v4 DeepseekV4Experts: clamp, then silu, no +1), Step-3.7 (HF step3p7
+   Step3p7Experts: silu, then clamp). */
 static float moe__act2(const moe__actp *a, float g, float u) {
-    if (a->act == MOE_ACT_SWIGLU_OAI) {
-        g = g < a->limit ? g : a->limit;
+    if (a->act == MOE_ACT_SWIGLU_OAI || a->act == MOE_ACT_SWIGLU_CLAMP ||
+        a->act == MOE_ACT_SILU_CLAMP) {
         u = u < -a->limit ? -a->limit : (u > a->limit ? a->limit : u);
+        if (a->act == MOE_ACT_SILU_CLAMP) {
+            g = g * moe__sigmoid(g);
+            return (g < a->limit ? g : a->limit) * u;
+        }
+        g = g < a->limit ? g : a->limit;
+        if (a->act == MOE_ACT_SWIGLU_CLAMP) return g * moe__sigmoid(g) * u;
         return (u + 1.0f) * (g * moe__sigmoid(a->alpha * g));
     }
     return moe__act1(a, g) * u;
@@ -1636,15 +1744,23 @@ static MOE__INLINE moe__v moe__vact1(const moe__actp *a, moe__v z) {
     case MOE_ACT_GELU_ERF: return moe__vgelu_erf(z);
     case MOE_ACT_GELU_TANH: return moe__vgelu_tanh(z);
     case MOE_ACT_RELU: return moe__vmax(z, moe__vset(0.0f));
+    case MOE_ACT_RELU2: {
+        moe__v r = moe__vmax(z, moe__vset(0.0f));
+        return moe__vmul(r, r);
+    }
     default: return moe__vmul(z, moe__vsigmoid(z));
     }
 }
 
 static MOE__INLINE moe__v moe__vact2(const moe__actp *a, moe__v g, moe__v u) {
-    if (a->act == MOE_ACT_SWIGLU_OAI) {
+    if (a->act == MOE_ACT_SWIGLU_OAI || a->act == MOE_ACT_SWIGLU_CLAMP ||
+        a->act == MOE_ACT_SILU_CLAMP) {
         moe__v lim = moe__vset(a->limit);
-        g = moe__vmin(g, lim);
         u = moe__vmin(moe__vmax(u, moe__vsub(moe__vset(0.0f), lim)), lim);
+        if (a->act == MOE_ACT_SILU_CLAMP)
+            return moe__vmul(moe__vmin(moe__vmul(g, moe__vsigmoid(g)), lim), u);
+        g = moe__vmin(g, lim);
+        if (a->act == MOE_ACT_SWIGLU_CLAMP) return moe__vmul(moe__vmul(g, moe__vsigmoid(g)), u);
         return moe__vmul(moe__vadd(u, moe__vset(1.0f)),
                          moe__vmul(g, moe__vsigmoid(moe__vmul(moe__vset(a->alpha), g))));
     }
@@ -2033,26 +2149,33 @@ static void moe__pack_vec(float *dst, size_t n, size_t n_pad, size_t w, size_t l
 
 /* One packed FFN weight set: n_exp experts (E routed, or 1 for the shared experts). */
 typedef struct moe__ffnw {
+    size_t dm, dm_pad;     /* the model width it reads and writes (d, or d_latent), and padded */
     size_t ff, ff_pad;     /* width and width rounded to NR */
     moe__mat w1;           /* gate | up interleaved (gated, 2 NR lanes) or up: ff outputs over d */
     moe__mat w2;           /* down: d outputs over ff */
     float *b1;             /* per expert [ff_pad / NR][w1.w], or NULL */
-    float *b2;             /* per expert [d_pad], or NULL */
+    float *b2;             /* per expert [dm_pad], or NULL */
     const moe__kern *kern; /* the kernels of w1 and w2 */
 } moe__ffnw;
 
 struct moe_layer {
     moe_config cfg;        /* defaults filled in */
-    moe__actp act;
+    moe__actp act, sh_act; /* routed and shared FFN activations (they differ in the limit) */
     int gated;
-    size_t d, E, k, d_pad, e_pad;
+    size_t d, E, R, k, d_pad, e_pad; /* E experts with an FFN, R = E + n_zero_experts choices */
+    size_t RO, S;          /* router outputs: R, + n_shared with shared_router; shared experts */
+    size_t dl;             /* the routed experts' model width: d_latent, or d */
     size_t e0, ne;         /* the experts held: e0 .. e0 + ne - 1 (packed as 0 .. ne - 1) */
-    moe__mat router;       /* E outputs over d inputs, fp32 */
+    moe__mat router;       /* RO outputs over d inputs, fp32 */
     const moe__kern *router_kern; /* also combines */
     float *router_bias;    /* [e_pad] or NULL */
-    float *select_bias;    /* [E] or NULL */
+    float *select_bias;    /* [R] or NULL */
     float *shared_gate;    /* [d] or NULL */
+    float *out_bias, *out_norm; /* [d] or NULL */
+    float *router_in_scale, *expert_in_norm; /* [d] or NULL */
+    float *expert_scale;   /* [R] or NULL */
     moe__ffnw ex, sh;      /* routed experts held (ne); shared experts (sh.ff = 0 when none) */
+    moe__mat lat_in, lat_out; /* cfg.d_latent: d_latent outputs over d; d over d_latent */
     int dpbf16;            /* 1: this CPU's VDPBF16PS agrees with MOE__KBF16DOT (it is used) */
     size_t packed_bytes;
     void *mem;             /* what MOE_MALLOC returned (the layer lives inside it) */
@@ -2093,7 +2216,7 @@ static void moe__task_pack(void *ctx, int el) {
     moe__ffnw *f = J->f;
     const moe_layer *L = J->L;
     const moe_weights *w = J->w;
-    size_t d = L->d, ff = f->ff, W1 = f->w1.w, e = (size_t)el, se = J->e0 + e;
+    size_t d = f->dm, ff = f->ff, W1 = f->w1.w, e = (size_t)el, se = J->e0 + e;
     int fused = L->gated && moe__present(J->gate_up), fb = fused && moe__present(J->bgu);
     moe__part whole = {0, 1, d};
     for (int part = L->gated ? 0 : 1; part < 2; part++) {
@@ -2115,7 +2238,7 @@ static void moe__task_pack(void *ctx, int el) {
                   J->down->layout, moe__part_of(J->split, 0, 0, d));
     moe__released(w, J->down, se, d * ff);
     if (f->b2) {
-        moe__pack_vec(f->b2 + e * L->d_pad, d, L->d_pad, MOE__NR, 0,
+        moe__pack_vec(f->b2 + e * f->dm_pad, d, f->dm_pad, MOE__NR, 0,
                       moe__expert_src(J->bd, se, d), J->bd->dtype, whole);
         moe__released(w, J->bd, se, d);
     }
@@ -2185,17 +2308,20 @@ static void moe__sparsemixer(const float *h, float *tmp, int n, float eps, int32
 
 /* Routes one token: logits h[E] -> experts ex[k], weights w[k]. scratch: 3 E floats, then
    E int32. */
-static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_t *ex, float *w) {
+static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_t *ex, float *w,
+                      float *gam) {
     const moe_config *c = &L->cfg;
-    int E = c->n_experts, k = c->top_k;
+    int E = (int)L->R, k = c->top_k; /* every choice, the zero-computation experts included */
     float *p = scratch, *key = scratch + E;
     if (c->score == MOE_SCORE_SPARSEMIXER) {
-        moe__sparsemixer(h, key, E, c->jitter_eps, ex, w);
+        moe__sparsemixer(h, key, E, c->jitter_eps < 0.0f ? 0.0f : c->jitter_eps, ex, w);
         return;
     }
     if (c->score == MOE_SCORE_SOFTMAX) moe__softmax(h, p, E);
     for (int e = 0; e < E; e++) {
         if (c->score == MOE_SCORE_SIGMOID) p[e] = moe__sigmoid(h[e]);
+        else if (c->score == MOE_SCORE_SQRT_SOFTPLUS) /* torch softplus: threshold 20 */
+            p[e] = sqrtf(h[e] > 20.0f ? h[e] : log1pf(expf(h[e])));
         else if (c->score != MOE_SCORE_SOFTMAX) p[e] = h[e]; /* *_TOPK: select on the logits */
         key[e] = L->select_bias ? p[e] + L->select_bias[e] : p[e];
     }
@@ -2215,11 +2341,12 @@ static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_
             gs[g] = c->group_score == MOE_GROUP_MAX ? a : a + b;
         }
         moe__topk(gs, G, c->topk_group, keep);
+        float fill = c->group_fill == MOE_GROUP_FILL_ZERO ? 0.0f : -INFINITY;
         for (int g = 0; g < G; g++) {
             int kept = 0;
             for (int j = 0; j < c->topk_group; j++) kept |= keep[j] == g;
             if (!kept)
-                for (int i = 0; i < per; i++) key[g * per + i] = -INFINITY;
+                for (int i = 0; i < per; i++) key[g * per + i] = fill;
         }
     }
     moe__topk(key, E, k, ex);
@@ -2239,12 +2366,21 @@ static void moe__gate(const moe_layer *L, const float *h, float *scratch, int32_
         } else {
             for (int j = 0; j < k; j++) s += c->norm == MOE_NORM_LP ? fabsf(w[j]) : w[j];
         }
+        if (gam) /* Inkling: the shared experts' scores join the sum */
+            for (size_t j = 0; j < L->S; j++) s += (gam[j] = moe__sigmoid(h[L->R + j]));
         if (c->norm == MOE_NORM_SUM) s += c->norm_eps;
         if (c->norm == MOE_NORM_SUM_CLAMP && s < c->norm_eps) s = c->norm_eps;
         for (int j = 0; j < k; j++) w[j] /= s;
+        for (size_t j = 0; gam && j < L->S; j++) gam[j] /= s;
+    } else if (gam) {
+        for (size_t j = 0; j < L->S; j++) gam[j] = moe__sigmoid(h[L->R + j]);
     }
-    if (c->scale != 1.0f)
+    if (c->scale != 1.0f && !c->scale_on_sum) { /* else the combine scales the routed sum */
         for (int j = 0; j < k; j++) w[j] *= c->scale;
+        for (size_t j = 0; gam && j < L->S; j++) gam[j] *= c->scale;
+    }
+    if (L->expert_scale) /* Gemma-4: top_k_weights * per_expert_scale[top_k_index] */
+        for (int j = 0; j < k; j++) w[j] *= L->expert_scale[ex[j]];
 }
 
 // ---- workspace --------------------------------------------------------------------------------
@@ -2265,9 +2401,15 @@ typedef struct moe__ws {
     size_t *task;        /* [2][ne + 2] first task of each expert, phase 1 and phase 2 */
     const float **zp;    /* [T][k + 1] combine: rows to mix */
     float *zw;           /* [T][k + 1] combine: their weights */
-    float *xs;           /* [R][d] weight_on_input: scaled inputs, plan order */
+    float *gam;          /* [T][n_shared] cfg.shared_router: the shared experts' weights */
+    float *xr;           /* [T][d] cfg.router_in_norm: the router's input */
+    float *xn;           /* [max(T, R)][d] cfg.expert_in_norm: the routed experts' input, normed */
+    float *xl;           /* [max(T, R)][dl] cfg.d_latent: the routed experts' input, latent_in . x */
+    float *yl;           /* [T][dl] cfg.d_latent: the routed sum, before latent_out */
+    const float *xe;     /* [T][dl] the routed experts' input by token (x, xn or xl) */
+    float *xs;           /* [R][dl] weight_on_input: scaled inputs, plan order */
     float *h;            /* [R][ff_pad] phase 1 out, plan order */
-    float *z;            /* [R][d] phase 2 out, pair order (moe_forward only) */
+    float *z;            /* [R][dl] phase 2 out, pair order (moe_forward only) */
     float *hs;           /* [T][S_pad] shared phase 1 */
     float *zs;           /* [T][d] shared phase 2 */
     /* the phase inputs re-encoded for kernels that read another encoding than fp32 (e.g. bf16
@@ -2289,8 +2431,8 @@ typedef struct moe__ws {
    pair-order output z is needed). 0 on size overflow. */
 static int moe__carve(const moe_layer *L, size_t T, size_t R, int z, char *base, moe__ws *w,
                       size_t *total) {
-    size_t at = 0, n, TK, E = L->E, ne = L->ne, k = L->k;
-    int ok = moe__mul(T, k, &TK);
+    size_t at = 0, n, TK, E = L->RO, ne = L->ne, k = L->k, TS = 0, TR = T > R ? T : R;
+    int ok = moe__mul(T, k, &TK) && moe__mul(T, L->cfg.shared_router ? L->S : 0, &TS);
 #define MOE__TAKE(ptr, type, count)                                                              \
     do {                                                                                         \
         ok = ok && moe__mul((count), sizeof(type), &n) && moe__add(at, n, &n) &&                 \
@@ -2299,10 +2441,11 @@ static int moe__carve(const moe_layer *L, size_t T, size_t R, int z, char *base,
         w->ptr = base ? (type *)(void *)(base + at) : NULL;                                      \
         at = n / MOE__ALIGN * MOE__ALIGN;                                                        \
     } while (0)
-    size_t TE, TE4, TK1, Rd, Rf, TSs, Td;
+    size_t TE, TE4, TK1, Rl, Rf, TSs, Td, Tl, TRd, TRl;
     ok = ok && moe__mul(T, E, &TE) && moe__mul(TE, 4, &TE4) && moe__mul(T, k + 1, &TK1) &&
-         moe__mul(R, L->d, &Rd) && moe__mul(R, L->ex.ff_pad, &Rf) &&
-         moe__mul(T, L->sh.ff_pad, &TSs) && moe__mul(T, L->d, &Td);
+         moe__mul(R, L->dl, &Rl) && moe__mul(R, L->ex.ff_pad, &Rf) &&
+         moe__mul(T, L->sh.ff_pad, &TSs) && moe__mul(T, L->d, &Td) && moe__mul(T, L->dl, &Tl) &&
+         moe__mul(TR, L->d, &TRd) && moe__mul(TR, L->dl, &TRl);
     if (!ok) return 0;
     MOE__TAKE(logits, float, TE);
     MOE__TAKE(scratch, float, TE4 + 8 * E); /* + room for the trace's 2E doubles */
@@ -2316,9 +2459,14 @@ static int moe__carve(const moe_layer *L, size_t T, size_t R, int z, char *base,
     MOE__TAKE(task, size_t, 2 * (ne + 2));
     MOE__TAKE(zp, const float *, TK1);
     MOE__TAKE(zw, float, TK1);
-    MOE__TAKE(xs, float, L->cfg.weight_on_input ? Rd : 0);
+    MOE__TAKE(gam, float, TS);
+    MOE__TAKE(xr, float, L->cfg.router_in_norm ? Td : 0);
+    MOE__TAKE(xn, float, L->cfg.expert_in_norm ? TRd : 0);
+    MOE__TAKE(xl, float, L->cfg.d_latent ? TRl : 0);
+    MOE__TAKE(yl, float, L->cfg.d_latent ? Tl : 0);
+    MOE__TAKE(xs, float, L->cfg.weight_on_input ? Rl : 0);
     MOE__TAKE(h, float, Rf);
-    MOE__TAKE(z, float, z ? Rd : 0);
+    MOE__TAKE(z, float, z ? Rl : 0);
     MOE__TAKE(hs, float, TSs);
     MOE__TAKE(zs, float, L->sh.ff ? Td : 0);
     {
@@ -2393,45 +2541,100 @@ static size_t moe__chunks(size_t n, int nth, size_t least, size_t *per) {
 
 // ---- route: router, gating, capacity ----------------------------------------------------------
 
-/* router logits: one task per (block of 16 tokens, panel of experts) */
-static void moe__task_router(void *ctx, int t) {
-    const moe__call *C = (const moe__call *)ctx;
-    const moe_layer *L = C->L;
-    size_t panels = L->e_pad / MOE__NR, r0 = (size_t)t / panels * 16, p = (size_t)t % panels;
-    size_t m = C->T - r0 < 16 ? C->T - r0 : 16;
-    moe__rows R = moe__rows_make(C->x + r0 * L->d, L->d * sizeof(float), NULL, m,
-                                 C->w->logits + r0 * L->E, L->E, NULL);
-    L->router_kern->gemm(&L->router, 0, L->router_bias, &R, p, p + 1);
+/* y[T][ldy] = x[T][ldx] . M^T (+ B) for one dense fp32 matrix (the router, the latent
+   projections): one task per (block of 16 rows, panel of outputs). */
+typedef struct moe__dns {
+    const moe_layer *L;
+    const moe__mat *M;
+    const float *B, *x;
+    float *y;
+    size_t ldx, ldy, T;
+} moe__dns;
+
+static void moe__task_dense(void *ctx, int t) {
+    const moe__dns *D = (const moe__dns *)ctx;
+    size_t panels = D->M->panels, r0 = (size_t)t / panels * 16, p = (size_t)t % panels;
+    size_t m = D->T - r0 < 16 ? D->T - r0 : 16;
+    moe__rows R = moe__rows_make(D->x + r0 * D->ldx, D->ldx * sizeof(float), NULL, m,
+                                 D->y + r0 * D->ldy, D->ldy, NULL);
+    D->L->router_kern->gemm(D->M, 0, D->B, &R, p, p + 1);
 }
 
+static void moe__dense(const moe_layer *L, const moe__mat *M, const float *B, const float *x,
+                       size_t ldx, size_t T, float *y, size_t ldy, int nth) {
+    moe__dns D;
+    D.L = L, D.M = M, D.B = B, D.x = x, D.ldx = ldx, D.T = T, D.y = y, D.ldy = ldy;
+    moe__parallel(&L->cfg, nth, (T + 15) / 16 * M->panels, moe__task_dense, &D);
+}
+
+/* out[t] = rms(x[t]) * wt (* mult), rms(x) = x / sqrt(mean x^2 + eps): HF Gemma4RMSNorm in fp32,
+   then the Gemma-4 router's scale and d^-1/2. */
+typedef struct moe__nrm {
+    const moe_layer *L;
+    const float *x, *wt;
+    float mult, *out;
+    size_t T, per;
+} moe__nrm;
+
+static void moe__task_in_norm(void *ctx, int tt) {
+    const moe__nrm *N = (const moe__nrm *)ctx;
+    size_t d = N->L->d, t0 = (size_t)tt * N->per;
+    for (size_t t = t0; t < t0 + N->per && t < N->T; t++) {
+        const float *xt = N->x + t * d, *wt = N->wt;
+        float *o = N->out + t * d, ss = 0.0f, mult = N->mult;
+        for (size_t c = 0; c < d; c++) ss = fmaf(xt[c], xt[c], ss);
+        float r = 1.0f / sqrtf(ss / (float)d + N->L->cfg.in_norm_eps);
+        for (size_t c = 0; c < d; c++) o[c] = mult != 1.0f ? xt[c] * r * wt[c] * mult : xt[c] * r * wt[c];
+    }
+}
+
+static void moe__in_norm(const moe_layer *L, const float *x, size_t T, const float *wt,
+                         float mult, float *out, int nth) {
+    moe__nrm N;
+    N.L = L, N.x = x, N.T = T, N.wt = wt, N.mult = mult, N.out = out;
+    moe__parallel(&L->cfg, nth, moe__chunks(T, nth, 8, &N.per), moe__task_in_norm, &N);
+}
+
+/* the logit softcap (HF laguna LagunaTopKRouter: the capped logits are "the" logits), then
+   the gating of a chunk of tokens */
 static void moe__task_gate(void *ctx, int t) {
     const moe__call *C = (const moe__call *)ctx;
-    size_t E = C->L->E, k = C->L->k, t0 = (size_t)t * C->per;
-    for (size_t i = t0; i < t0 + C->per && i < C->T; i++)
-        moe__gate(C->L, C->w->logits + i * E, C->w->scratch + i * 4 * E, C->w->ex + i * k,
-                  C->w->wt + i * k);
+    const moe_layer *L = C->L;
+    size_t E = L->RO, k = L->k, t0 = (size_t)t * C->per;
+    float cap = L->cfg.logit_softcap;
+    for (size_t i = t0; i < t0 + C->per && i < C->T; i++) {
+        float *h = C->w->logits + i * E;
+        if (cap > 0.0f)
+            for (size_t e = 0; e < E; e++) h[e] = tanhf(h[e] / cap) * cap;
+        moe__gate(L, h, C->w->scratch + i * 4 * E, C->w->ex + i * k, C->w->wt + i * k,
+                  L->cfg.shared_router ? C->w->gam + i * L->S : NULL);
+    }
 }
 
 static void moe__route(const moe_layer *L, const float *x, size_t T, moe__ws *w, int nth) {
     const moe_config *c = &L->cfg;
-    size_t E = L->E, k = L->k, n;
+    size_t k = L->k, n;
     moe__call C;
     memset(&C, 0, sizeof C);
     C.L = L, C.x = x, C.T = T, C.w = w;
-    moe__parallel(&L->cfg, nth, (T + 15) / 16 * (L->e_pad / MOE__NR), moe__task_router, &C);
+    if (L->router_in_scale) { /* Gemma-4: norm(x) * scale * hidden_size^-0.5 */
+        moe__in_norm(L, x, T, L->router_in_scale, 1.0f / sqrtf((float)L->d), w->xr, nth);
+        x = w->xr;
+    }
+    moe__dense(L, &L->router, L->router_bias, x, L->d, T, w->logits, L->RO, nth);
     n = moe__chunks(T, nth, 16, &C.per);
     moe__parallel(&L->cfg, nth, n, moe__task_gate, &C);
     /* capacity (Switch): per expert, the first `capacity` (token, slot) pairs in token order */
     memset(w->drop, 0, T * k);
     if (c->capacity > 0) {
         int32_t *used = (int32_t *)(void *)w->scratch; /* E counters: gating is done */
-        memset(used, 0, E * sizeof *used);
+        memset(used, 0, L->E * sizeof *used);
         for (size_t i = 0; i < T * k; i++)
-            if (used[w->ex[i]]++ >= c->capacity) w->drop[i] = 1;
+            if ((size_t)w->ex[i] < L->E && used[w->ex[i]]++ >= c->capacity) w->drop[i] = 1;
     }
-    for (size_t i = 0; i < T * k; i++)
-        w->slot[i] = !w->drop[i] ? w->ex[i]
-                     : c->drop == MOE_DROP_IDENTITY ? MOE_SLOT_IDENTITY : MOE_SLOT_NONE;
+    for (size_t i = 0; i < T * k; i++) /* a zero-computation expert (>= E) outputs its input */
+        w->slot[i] = w->drop[i] ? (c->drop == MOE_DROP_IDENTITY ? MOE_SLOT_IDENTITY : MOE_SLOT_NONE)
+                     : (size_t)w->ex[i] < L->E ? w->ex[i] : MOE_SLOT_IDENTITY;
 }
 
 /* Counting sort of the slots the layer holds experts for, by expert; stable, so rows keep
@@ -2505,16 +2708,46 @@ static size_t moe__task_expert(const size_t *task, size_t ne, size_t t) {
     return lo;
 }
 
+/* Before the routed experts (phase 1): their input, x or (with moe_experts) the caller's rows,
+   through Gemma-4's pre_feedforward_layernorm_2 and Nemotron-H's fc1_latent_proj where the
+   layer has them. Sets w->xe (token rows) or replaces w->xin (plan rows). */
+static void moe__expert_input(const moe_layer *L, const float *x, size_t T, moe__ws *w, int nth) {
+    const float *src = w->xin ? w->xin : x;
+    size_t n = w->xin ? w->R : T;
+    if (L->expert_in_norm && n) {
+        moe__in_norm(L, src, n, L->expert_in_norm, 1.0f, w->xn, nth);
+        src = w->xn;
+    }
+    if (L->cfg.d_latent && n) {
+        moe__dense(L, &L->lat_in, NULL, src, L->d, n, w->xl, L->dl, nth);
+        src = w->xl;
+    }
+    if (w->xin) w->xin = src;
+    else w->xe = src;
+}
+
 /* weight_on_input (Llama-4): the routed rows' inputs w_e x, in plan order */
 static void moe__task_scale(void *ctx, int t) {
     const moe__call *C = (const moe__call *)ctx;
     const moe__ws *w = C->w;
-    size_t d = C->L->d, i0 = (size_t)t * C->per;
+    size_t dl = C->L->dl, i0 = (size_t)t * C->per;
     for (size_t i = i0; i < i0 + C->per && i < w->R; i++) {
-        const float *xr = w->xin ? w->xin + i * d : C->x + (size_t)w->toks[i] * d;
-        float s = w->xin ? w->rwin[i] : w->wt[w->rows[i]], *o = w->xs + i * d;
-        for (size_t c = 0; c < d; c++) o[c] = s * xr[c];
+        const float *xr = w->xin ? w->xin + i * dl : w->xe + (size_t)w->toks[i] * dl;
+        float s = w->xin ? w->rwin[i] : w->wt[w->rows[i]], *o = w->xs + i * dl;
+        for (size_t c = 0; c < dl; c++) o[c] = s * xr[c];
     }
+}
+
+/* cfg.shared_router (Inkling): shared expert s's activation times its router weight */
+static void moe__task_shared_weight(void *ctx, int tt) {
+    const moe__call *C = (const moe__call *)ctx;
+    const moe_layer *L = C->L;
+    size_t S = L->S, ds = (size_t)L->cfg.d_shared, ldh = L->sh.ff_pad, t0 = (size_t)tt * C->per;
+    for (size_t t = t0; t < t0 + C->per && t < C->T; t++)
+        for (size_t j = 0; j < S; j++) {
+            float g = C->w->gam[t * S + j], *hs = C->w->hs + t * ldh + j * ds;
+            for (size_t c = 0; c < ds; c++) hs[c] *= g;
+        }
 }
 
 /* rows of src (stride ld floats, n used) -> dst in the kernels' encoding */
@@ -2544,11 +2777,11 @@ static void moe__encode(const moe_config *cfg, int nth, int act, const float *sr
 static void moe__encode_inputs(const moe_layer *L, const float *x, size_t T, moe__ws *w,
                                int phase, int nth) {
     int ax = L->ex.kern->act, as = L->sh.kern->act;
-    size_t R = w->R, d = L->d, S = moe__rows_of(w, L->ne);
+    size_t R = w->R, d = L->d, dl = L->dl, S = moe__rows_of(w, L->ne);
     if (phase == 0) {
-        if (ax && L->cfg.weight_on_input) moe__encode(&L->cfg, nth, ax, w->xs, d, d, R, w->xa);
-        else if (ax && w->xin) moe__encode(&L->cfg, nth, ax, w->xin, d, d, R, w->xa);
-        else if (ax && R) moe__encode(&L->cfg, nth, ax, x, d, d, T, w->xa);
+        if (ax && L->cfg.weight_on_input) moe__encode(&L->cfg, nth, ax, w->xs, dl, dl, R, w->xa);
+        else if (ax && w->xin) moe__encode(&L->cfg, nth, ax, w->xin, dl, dl, R, w->xa);
+        else if (ax && R) moe__encode(&L->cfg, nth, ax, w->xe, dl, dl, T, w->xa);
         if (as && S) moe__encode(&L->cfg, nth, as, x, d, d, T, w->xsa);
     } else {
         if (ax) moe__encode(&L->cfg, nth, ax, w->h, L->ex.ff_pad, L->ex.ff, R, w->ha);
@@ -2560,13 +2793,13 @@ static void moe__task_phase1(void *ctx, int t) {
     const moe__call *C = (const moe__call *)ctx;
     const moe_layer *L = C->L;
     const moe__ws *w = C->w;
-    size_t ne = L->ne, d = L->d, *task = w->task;
+    size_t ne = L->ne, *task = w->task;
     size_t e = moe__task_expert(task, ne, (size_t)t), m = moe__rows_of(w, e);
     const moe__ffnw *f = e < ne ? &L->ex : &L->sh;
     size_t fe = e < ne ? e : 0, np = f->ff_pad / MOE__NR, pb = moe__block(C->target, m, np);
     size_t p0 = ((size_t)t - task[e]) * pb, p1 = p0 + pb < np ? p0 + pb : np;
     int act = f->kern->act;
-    size_t rb = moe__act_row_bytes(act, d);
+    size_t rb = moe__act_row_bytes(act, f->dm); /* one input row: dl wide routed, d shared */
     moe__rows R = moe__rows_make(act ? w->xsa : (const unsigned char *)C->x, rb, NULL, m, w->hs,
                                  f->ff_pad, NULL);
     if (e < ne) {
@@ -2576,67 +2809,104 @@ static void moe__task_phase1(void *ctx, int t) {
             R.x = (act ? w->xa : (const unsigned char *)(L->cfg.weight_on_input ? w->xs : w->xin)) +
                   o * rb;
         else
-            R.x = act ? w->xa : (const unsigned char *)C->x, R.xi = w->toks + o;
+            R.x = act ? w->xa : (const unsigned char *)w->xe, R.xi = w->toks + o;
     }
     const float *B = f->b1 ? f->b1 + fe * np * f->w1.w : NULL;
-    f->kern->ffn1(&L->act, &f->w1, fe, B, &R, p0, p1);
+    f->kern->ffn1(e < ne ? &L->act : &L->sh_act, &f->w1, fe, B, &R, p0, p1);
 }
 
 static void moe__task_phase2(void *ctx, int t) {
     const moe__call *C = (const moe__call *)ctx;
     const moe_layer *L = C->L;
     const moe__ws *w = C->w;
-    size_t ne = L->ne, d = L->d, np = L->d_pad / MOE__NR, *task = w->task + ne + 2;
+    size_t ne = L->ne, *task = w->task + ne + 2;
     size_t e = moe__task_expert(task, ne, (size_t)t), m = moe__rows_of(w, e);
+    const moe__ffnw *f = e < ne ? &L->ex : &L->sh;
+    size_t np = f->dm_pad / MOE__NR, dm = f->dm;
     size_t pb = moe__block(C->target, m, np), p0 = ((size_t)t - task[e]) * pb;
     size_t p1 = p0 + pb < np ? p0 + pb : np;
-    const moe__ffnw *f = e < ne ? &L->ex : &L->sh;
     size_t fe = e < ne ? e : 0, o = e < ne ? (size_t)w->off[e] : 0;
     int act = f->kern->act;
     size_t rb = act ? moe__act_row_bytes(act, f->ff) : f->ff_pad * sizeof(float);
     const unsigned char *H = act ? (e < ne ? w->ha : w->hsa)
                                  : (const unsigned char *)(e < ne ? w->h : w->hs);
-    moe__rows R = moe__rows_make(H + o * rb, rb, NULL, m, w->zs, d, NULL);
+    moe__rows R = moe__rows_make(H + o * rb, rb, NULL, m, w->zs, dm, NULL);
     if (e < ne) {
-        if (w->zout) R.y = w->zout + o * d;
+        if (w->zout) R.y = w->zout + o * dm;
         else R.y = w->z, R.yi = w->rows + o;
     }
-    f->kern->gemm(&f->w2, fe, f->b2 ? f->b2 + fe * L->d_pad : NULL, &R, p0, p1);
+    f->kern->gemm(&f->w2, fe, f->b2 ? f->b2 + fe * f->dm_pad : NULL, &R, p0, p1);
 }
 
-/* The expert phases of the plan in w: phase 1 = scale (weight_on_input), encode, gate/up and
-   activation; phase 2 = encode, down. */
+/* The expert phases of the plan in w: phase 1 = the routed experts' input (norm, latent),
+   scale (weight_on_input), encode, gate/up and activation (then the shared experts' router
+   weights); phase 2 = encode, down. */
 static void moe__run_phase(const moe_layer *L, const float *x, size_t T, moe__ws *w, int nth,
                            int phase) {
     moe__call C;
-    size_t n, np = L->d_pad / MOE__NR;
+    size_t n;
     memset(&C, 0, sizeof C);
     C.L = L, C.x = x, C.T = T, C.w = w;
     if (phase == 1) {
+        moe__expert_input(L, x, T, w, nth);
         if (L->cfg.weight_on_input && w->R)
             moe__parallel(&L->cfg, nth, moe__chunks(w->R, nth, 8, &C.per), moe__task_scale, &C);
         moe__encode_inputs(L, x, T, w, 0, nth);
         n = moe__tasks(L, w, w->task, L->ex.ff_pad / MOE__NR, L->sh.ff_pad / MOE__NR, nth,
                        &C.target);
         moe__parallel(&L->cfg, nth, n, moe__task_phase1, &C);
+        if (L->cfg.shared_router && moe__rows_of(w, L->ne))
+            moe__parallel(&L->cfg, nth, moe__chunks(T, nth, 8, &C.per), moe__task_shared_weight,
+                          &C);
     } else {
         moe__encode_inputs(L, x, T, w, 1, nth);
-        n = moe__tasks(L, w, w->task + L->ne + 2, np, np, nth, &C.target);
+        n = moe__tasks(L, w, w->task + L->ne + 2, L->ex.dm_pad / MOE__NR, L->sh.dm_pad / MOE__NR,
+                       nth, &C.target);
         moe__parallel(&L->cfg, nth, n, moe__task_phase2, &C);
     }
 }
 
 // ---- combine ----------------------------------------------------------------------------------
 
+/* The factor of the shared output for token t: 0 without shared experts, else g(t) (the
+   Qwen2-MoE sigmoid gate, or 1), halved for MOE_SHARED_AVERAGE. */
+static float moe__shared_factor(const moe_layer *L, const float *xt, float half) {
+    if (!L->sh.ff) return 0.0f;
+    if (!L->shared_gate) return half;
+    float s = 0.0f;
+    for (size_t c = 0; c < L->d; c++) s = fmaf(xt[c], L->shared_gate[c], s);
+    return moe__sigmoid(s) * half;
+}
+
+/* One token's output row, after the experts: + output_bias, then the output norm. */
+static void moe__out_post(const moe_layer *L, float *yt) {
+    size_t d = L->d;
+    if (L->out_bias) /* JetMoE: layer_output + self.bias */
+        for (size_t c = 0; c < d; c++) yt[c] += L->out_bias[c];
+    if (L->out_norm) { /* HF RMSNorm: weight * (h * rsqrt(mean(h^2) + eps)), in fp32 */
+        float ss = 0.0f;
+        for (size_t c = 0; c < d; c++) ss = fmaf(yt[c], yt[c], ss);
+        float r = 1.0f / sqrtf(ss / (float)d + L->cfg.out_norm_eps);
+        for (size_t c = 0; c < d; c++) yt[c] = L->out_norm[c] * (yt[c] * r);
+    }
+}
+
 /* y[t] = sum_j w[t][j] Z[t k + j] in slot order, then + g(t) * shared[t], as one fp32 chain.
    A slot adds its expert's row (if the layer holds the expert, or every expert slot when
-   w->all_slots), w x (MOE_SLOT_IDENTITY), or nothing (MOE_SLOT_NONE). */
+   w->all_slots), w x (MOE_SLOT_IDENTITY: capacity IDENTITY, a zero-computation expert; x as
+   the routed experts see it), or nothing (MOE_SLOT_NONE). scale_on_sum: the routed part is its
+   own chain, times scale, then + g(t) * shared[t]. MOE_SHARED_AVERAGE halves every factor,
+   which is exact, so the chain is that of the sum. With a latent space the routed chain is
+   d_latent wide, and latent_out maps it to d before the shared output joins (see
+   moe__combine_all). Then + output_bias, then the output norm. */
 static void moe__task_combine(void *ctx, int tt) {
     const moe__call *C = (const moe__call *)ctx;
     const moe_layer *L = C->L;
     const moe__ws *w = C->w;
-    const float *x = C->x;
-    size_t k = L->k, d = L->d, t0 = (size_t)tt * C->per;
+    const float *x = C->x, *xe = w->xe;
+    float *y = C->y, half = L->cfg.shared_combine == MOE_SHARED_AVERAGE && L->sh.ff ? 0.5f : 1.0f;
+    int on_sum = L->cfg.scale_on_sum && L->cfg.scale != 1.0f, lat = L->cfg.d_latent > 0;
+    size_t k = L->k, d = L->d, dl = L->dl, t0 = (size_t)tt * C->per;
     for (size_t t = t0; t < t0 + C->per && t < C->T; t++) {
         size_t n = 0;
         const float **zp = w->zp + t * (k + 1);
@@ -2645,38 +2915,69 @@ static void moe__task_combine(void *ctx, int tt) {
             size_t i = t * k + j;
             int32_t s = w->slot[i];
             if (s == MOE_SLOT_IDENTITY) {
-                zp[n] = x + t * d, zw[n++] = w->wt[i];
+                zp[n] = xe + t * dl, zw[n++] = w->wt[i] * half;
             } else if (s >= 0 && (w->all_slots || (size_t)(s - (int32_t)L->e0) < L->ne)) {
-                zp[n] = w->zsrc + i * d;
-                zw[n++] = L->cfg.weight_on_input ? 1.0f : w->wt[i];
+                zp[n] = w->zsrc + i * dl;
+                zw[n++] = (L->cfg.weight_on_input ? 1.0f : w->wt[i]) * half;
             }
         }
-        if (L->sh.ff) {
-            float g = 1.0f;
-            if (L->shared_gate) {
-                float s = 0.0f;
-                for (size_t c = 0; c < d; c++) s = fmaf(x[t * d + c], L->shared_gate[c], s);
-                g = moe__sigmoid(s);
-            }
-            zp[n] = w->zs + t * d;
-            zw[n++] = g;
+        if (lat) { /* the latent sum; latent_out and the rest below */
+            L->router_kern->combine(w->yl + t * dl, dl, zp, zw, (int)n);
+            continue;
         }
-        L->router_kern->combine(C->y + t * d, d, zp, zw, (int)n);
+        float g = moe__shared_factor(L, x + t * d, half), *yt = y + t * d;
+        if (on_sum) { /* (routed sum) * scale, then the shared output */
+            float sc = L->cfg.scale;
+            const float *zs = w->zs + t * d;
+            L->router_kern->combine(yt, d, zp, zw, (int)n);
+            for (size_t c = 0; c < d; c++) yt[c] = L->sh.ff ? fmaf(g, zs[c], yt[c] * sc) : yt[c] * sc;
+        } else {
+            if (L->sh.ff) {
+                zp[n] = w->zs + t * d;
+                zw[n++] = g;
+            }
+            L->router_kern->combine(yt, d, zp, zw, (int)n);
+        }
+        moe__out_post(L, yt);
+    }
+}
+
+/* Nemotron-H, after fc2_latent_proj(routed sum): (* scale), + shared_experts(x), the output
+   bias and norm */
+static void moe__task_combine_latent(void *ctx, int tt) {
+    const moe__call *C = (const moe__call *)ctx;
+    const moe_layer *L = C->L;
+    size_t d = L->d, t0 = (size_t)tt * C->per;
+    float half = L->cfg.shared_combine == MOE_SHARED_AVERAGE && L->sh.ff ? 0.5f : 1.0f;
+    int on_sum = L->cfg.scale_on_sum && L->cfg.scale != 1.0f;
+    for (size_t t = t0; t < t0 + C->per && t < C->T; t++) {
+        float g = moe__shared_factor(L, C->x + t * d, half), *yt = C->y + t * d, sc = L->cfg.scale;
+        const float *zs = C->w->zs + t * d;
+        for (size_t c = 0; c < d; c++) {
+            float r = on_sum ? yt[c] * sc : yt[c];
+            yt[c] = L->sh.ff ? fmaf(g, zs[c], r) : r;
+        }
+        moe__out_post(L, yt);
     }
 }
 
 static void moe__combine_all(const moe_layer *L, const float *x, size_t T, float *y, moe__ws *w,
                              int nth) {
     moe__call C;
+    size_t n;
     memset(&C, 0, sizeof C);
     C.L = L, C.x = x, C.T = T, C.w = w, C.y = y;
-    moe__parallel(&L->cfg, nth, moe__chunks(T, nth, 4, &C.per), moe__task_combine, &C);
+    n = moe__chunks(T, nth, 4, &C.per);
+    moe__parallel(&L->cfg, nth, n, moe__task_combine, &C);
+    if (!L->cfg.d_latent) return;
+    moe__dense(L, &L->lat_out, NULL, w->yl, L->dl, T, y, L->d, nth);
+    moe__parallel(&L->cfg, nth, n, moe__task_combine_latent, &C);
 }
 
 // ---- trace ------------------------------------------------------------------------------------
 
 static void moe__trace(const moe_layer *L, size_t T, moe__ws *w, moe_trace *tr) {
-    size_t E = L->E, k = L->k;
+    size_t E = L->RO, k = L->k;
     /* gating is done, so the scratch is free: p[E], top[E] (int32), then 2E doubles (the
        scratch holds T * 4E + 8E floats) */
     float *p = w->scratch;
@@ -2728,8 +3029,10 @@ MOEDEF const char *moe_result_string(moe_result r) {
     switch (r) {
     case MOE_OK: return "ok";
     case MOE_E_NULL: return "a required pointer argument is NULL";
-    case MOE_E_DIM: return "d_model, d_ff, n_experts and top_k must all be greater than zero";
-    case MOE_E_TOPK: return "top_k is larger than n_experts";
+    case MOE_E_DIM:
+        return "d_model, d_ff, n_experts and top_k must all be greater than zero, and "
+               "n_zero_experts and d_latent not negative";
+    case MOE_E_TOPK: return "top_k is larger than n_experts + n_zero_experts";
     case MOE_E_GROUP_DIVIDE: return "n_group does not divide n_experts";
     case MOE_E_TOPK_GROUP: return "topk_group must be between 1 and n_group";
     case MOE_E_GROUP_TOPK:
@@ -2740,14 +3043,20 @@ MOEDEF const char *moe_result_string(moe_result r) {
     case MOE_E_OVERFLOW: return "a size computed from the dimensions overflows size_t";
     case MOE_E_OPTION: return "an enum field of the config or of a tensor holds an unknown value";
     case MOE_E_VALUE:
-        return "a float option (norm_eps, norm_p, scale, jitter_eps, act_alpha, act_limit) is "
-               "negative, NaN or infinite";
+        return "a float option (norm_eps, norm_p, scale, act_alpha, logit_softcap) is negative, "
+               "NaN or infinite, jitter_eps is NaN or infinite, or act_limit or shared_act_limit "
+               "is negative or NaN";
     case MOE_E_SHARED:
-        return "n_shared or d_shared is negative, or shared_gate is set without shared experts";
+        return "n_shared or d_shared is negative, or shared_gate is set without shared experts, or "
+               "shared_router is set without shared experts, with shared_gate or without "
+               "MOE_SCORE_SIGMOID";
     case MOE_E_CAPACITY: return "capacity is negative";
-    case MOE_E_ACT_PLAIN: return "MOE_ACT_SWIGLU_OAI needs a gated FFN (ffn = MOE_FFN_GATED)";
+    case MOE_E_ACT_PLAIN:
+        return "MOE_ACT_SWIGLU_OAI, _SWIGLU_CLAMP and _SILU_CLAMP need a gated FFN (ffn = "
+               "MOE_FFN_GATED)";
     case MOE_E_BIAS_SCORE:
-        return "select_bias needs score MOE_SCORE_SOFTMAX or MOE_SCORE_SIGMOID";
+        return "select_bias needs score MOE_SCORE_SOFTMAX, MOE_SCORE_SIGMOID or "
+               "MOE_SCORE_SQRT_SOFTPLUS";
     case MOE_E_NO_ROUTER: return "weights.router is missing";
     case MOE_E_NO_EXPERTS:
         return "expert weights are missing: a gated FFN needs gate and up (or gate_up) and "
@@ -2780,6 +3089,13 @@ MOEDEF const char *moe_result_string(moe_result r) {
     case MOE_E_NORM_P:
         return "norm_p must be at least 1 and at most 126 / log2(n_experts) (so that the top-1 "
                "weight to the power norm_p stays a normal float)";
+    case MOE_E_NO_OUTPUT_BIAS: return "cfg.output_bias is set but weights.output_bias is missing";
+    case MOE_E_NO_OUT_NORM: return "cfg.out_norm is MOE_OUT_NORM_RMS but weights.out_norm is missing";
+    case MOE_E_NO_LATENT:
+        return "cfg.d_latent is set but weights.latent_in or weights.latent_out is missing";
+    case MOE_E_NO_IN_NORM:
+        return "cfg.router_in_norm, expert_in_norm or expert_scale is set but weights.router_in_scale, "
+               "expert_in_norm or expert_scale is missing";
     }
     return "unknown moe_result code";
 }
@@ -2791,27 +3107,45 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
     moe_config c;
     if (!cfg) return MOE_E_NULL;
     c = *cfg;
-    if (c.d_model <= 0 || c.d_ff <= 0 || c.n_experts <= 0 || c.top_k <= 0) return MOE_E_DIM;
-    if (c.top_k > c.n_experts) return MOE_E_TOPK;
+    if (c.d_model <= 0 || c.d_ff <= 0 || c.n_experts <= 0 || c.top_k <= 0 || c.n_zero_experts < 0 ||
+        c.d_latent < 0)
+        return MOE_E_DIM;
+    /* the choices the router scores: the experts, then the zero-computation ones */
+    int64_t R = (int64_t)c.n_experts + c.n_zero_experts;
+    if (R > INT32_MAX) return MOE_E_OVERFLOW;
+    if (c.top_k > R) return MOE_E_TOPK;
     if ((unsigned)c.score >= MOE_SCORE_COUNT || (unsigned)c.group_score >= MOE_GROUP_SCORE_COUNT ||
         (unsigned)c.norm >= MOE_NORM_COUNT || (unsigned)c.drop >= MOE_DROP_COUNT ||
         (unsigned)c.ffn >= MOE_FFN_COUNT || (unsigned)c.act >= MOE_ACT_COUNT ||
         (unsigned)c.shared_gate >= MOE_SHARED_GATE_COUNT || (unsigned)c.format >= MOE_FORMAT_COUNT ||
-        (unsigned)c.shared_format >= MOE_FORMAT_COUNT || (unsigned)c.dot >= MOE_DOT_COUNT)
+        (unsigned)c.shared_format >= MOE_FORMAT_COUNT || (unsigned)c.dot >= MOE_DOT_COUNT ||
+        (unsigned)c.group_fill >= MOE_GROUP_FILL_COUNT ||
+        (unsigned)c.shared_combine >= MOE_SHARED_COMBINE_COUNT ||
+        (unsigned)c.out_norm >= MOE_OUT_NORM_COUNT)
         return MOE_E_OPTION;
     if (c.dot == MOE_DOT_BF16 && c.format != MOE_FORMAT_AUTO && c.format != MOE_FORMAT_BF16 &&
         (c.n_shared == 0 ||
          (c.shared_format != MOE_FORMAT_AUTO && c.shared_format != MOE_FORMAT_BF16)))
         return MOE_E_DOT;
+    /* the limits may be +inf (no clamp) */
     if (moe__bad_float(c.norm_eps) || moe__bad_float(c.norm_p) || moe__bad_float(c.scale) ||
-        moe__bad_float(c.jitter_eps) || moe__bad_float(c.act_alpha) ||
-        moe__bad_float(c.act_limit))
+        moe__bad_float(fabsf(c.jitter_eps)) || moe__bad_float(c.act_alpha) ||
+        !(c.act_limit >= 0.0f) || !(c.shared_act_limit >= 0.0f) ||
+        moe__bad_float(c.logit_softcap) || moe__bad_float(c.out_norm_eps) ||
+        moe__bad_float(c.in_norm_eps))
         return MOE_E_VALUE;
     if (c.n_shared < 0 || c.d_shared < 0 || (c.n_shared == 0 && c.shared_gate))
         return MOE_E_SHARED;
+    /* Inkling's router-weighted shared experts: sigmoid scores, one output each, no Qwen gate */
+    if (c.shared_router && (c.n_shared == 0 || c.shared_gate || c.score != MOE_SCORE_SIGMOID))
+        return MOE_E_SHARED;
+    if (c.shared_router && R + c.n_shared > INT32_MAX) return MOE_E_OVERFLOW;
     if (c.capacity < 0) return MOE_E_CAPACITY;
-    if (c.act == MOE_ACT_SWIGLU_OAI && c.ffn != MOE_FFN_GATED) return MOE_E_ACT_PLAIN;
-    if (c.select_bias && c.score != MOE_SCORE_SOFTMAX && c.score != MOE_SCORE_SIGMOID)
+    if ((c.act == MOE_ACT_SWIGLU_OAI || c.act == MOE_ACT_SWIGLU_CLAMP || c.act == MOE_ACT_SILU_CLAMP) &&
+        c.ffn != MOE_FFN_GATED)
+        return MOE_E_ACT_PLAIN;
+    if (c.select_bias && c.score != MOE_SCORE_SOFTMAX && c.score != MOE_SCORE_SIGMOID &&
+        c.score != MOE_SCORE_SQRT_SOFTPLUS)
         return MOE_E_BIAS_SCORE;
     if (c.score == MOE_SCORE_SPARSEMIXER && c.top_k != 2) return MOE_E_SPARSEMIXER;
     if (c.n_group < 0) return MOE_E_GROUP_DIVIDE;
@@ -2820,12 +3154,11 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
         if (c.topk_group < 0 || c.topk_group > 1) return MOE_E_TOPK_GROUP;
         c.topk_group = 1;
     } else {
-        if (c.n_experts % c.n_group) return MOE_E_GROUP_DIVIDE;
+        if (R % c.n_group) return MOE_E_GROUP_DIVIDE;
         if (c.topk_group == 0) c.topk_group = c.n_group;
         if (c.topk_group < 0 || c.topk_group > c.n_group) return MOE_E_TOPK_GROUP;
-        if (c.group_score == MOE_GROUP_TOP2_SUM && c.n_experts / c.n_group < 2)
-            return MOE_E_GROUP_SIZE;
-        if ((long)c.top_k > (long)c.topk_group * (c.n_experts / c.n_group)) return MOE_E_GROUP_TOPK;
+        if (c.group_score == MOE_GROUP_TOP2_SUM && R / c.n_group < 2) return MOE_E_GROUP_SIZE;
+        if ((int64_t)c.top_k > (int64_t)c.topk_group * (R / c.n_group)) return MOE_E_GROUP_TOPK;
     }
     if (c.expert_begin < 0 || c.expert_count < 0 || c.expert_begin >= c.n_experts ||
         c.expert_count > c.n_experts - c.expert_begin)
@@ -2835,12 +3168,15 @@ static moe_result moe__config(const moe_config *cfg, moe_config *out) {
     if (c.norm_p == 0.0f) c.norm_p = 1.0f;
     /* under softmax, softmax-of-the-selected and sparsemixer scores the top-1 weight w >= 1/E,
        so w^p >= 2^-126 keeps the sum a normal float; 1/p and k^(1/p) stay finite for p >= 1 */
-    if (c.norm_p < 1.0f || (double)c.norm_p * log2((double)c.n_experts) > 126.0)
+    if (c.norm_p < 1.0f || (double)c.norm_p * log2((double)R) > 126.0)
         return MOE_E_NORM_P;
     if (c.scale == 0.0f) c.scale = 1.0f;
     if (c.jitter_eps == 0.0f) c.jitter_eps = 0.01f;
     if (c.act_alpha == 0.0f) c.act_alpha = 1.702f;
     if (c.act_limit == 0.0f) c.act_limit = 7.0f;
+    if (c.shared_act_limit == 0.0f) c.shared_act_limit = c.act_limit;
+    if (c.out_norm_eps == 0.0f) c.out_norm_eps = 1e-6f;
+    if (c.in_norm_eps == 0.0f) c.in_norm_eps = 1e-6f;
     if (c.n_shared == 0) c.d_shared = 0;
     *out = c;
     return MOE_OK;
@@ -2916,6 +3252,16 @@ static moe_result moe__weights_check(const moe_config *c, const moe_weights *w, 
         if (c->shared_gate && !MOE__HAS(shared_gate, 0, MOE_E_NO_SHARED_GATE))
             return MOE_E_NO_SHARED_GATE;
     }
+    if (c->output_bias && !MOE__HAS(output_bias, 0, MOE_E_NO_OUTPUT_BIAS))
+        return MOE_E_NO_OUTPUT_BIAS;
+    if (c->out_norm && !MOE__HAS(out_norm, 0, MOE_E_NO_OUT_NORM)) return MOE_E_NO_OUT_NORM;
+    if (c->d_latent && (!MOE__HAS(latent_in, 0, MOE_E_NO_LATENT) ||
+                        !MOE__HAS(latent_out, 0, MOE_E_NO_LATENT)))
+        return MOE_E_NO_LATENT;
+    if ((c->router_in_norm && !MOE__HAS(router_in_scale, 0, MOE_E_NO_IN_NORM)) ||
+        (c->expert_in_norm && !MOE__HAS(expert_in_norm, 0, MOE_E_NO_IN_NORM)) ||
+        (c->expert_scale && !MOE__HAS(expert_scale, 0, MOE_E_NO_IN_NORM)))
+        return MOE_E_NO_IN_NORM;
     if ((unsigned)w->gate_up_split >= MOE_SPLIT_COUNT ||
         (unsigned)w->shared_gate_up_split >= MOE_SPLIT_COUNT)
         return MOE_E_OPTION;
@@ -2926,30 +3272,39 @@ static moe_result moe__weights_check(const moe_config *c, const moe_weights *w, 
     {
         size_t E = (size_t)c->n_experts, d = (size_t)c->d_model, ff = (size_t)c->d_ff;
         size_t S = (size_t)c->n_shared * (size_t)c->d_shared, bias = (size_t)c->expert_bias;
+        size_t Rc = E + (size_t)c->n_zero_experts, dl = c->d_latent ? (size_t)c->d_latent : d;
+        size_t RO = Rc + (c->shared_router ? (size_t)c->n_shared : 0);
         struct {
             const char *name;
             const moe_tensor *t;
             size_t rows, cols;
             int per_expert, used;
-        } v[16] = {
-            {"router", &w->router, E, d, 0, 1},
-            {"router_bias", &w->router_bias, 1, E, 0, c->router_bias},
-            {"select_bias", &w->select_bias, 1, E, 0, c->select_bias},
-            {"gate", &w->gate, ff, d, 1, gated && !fused},
-            {"up", &w->up, ff, d, 1, !fused},
-            {"gate_up", &w->gate_up, 2 * ff, d, 1, fused},
-            {"down", &w->down, d, ff, 1, 1},
+        } v[] = {
+            {"router", &w->router, RO, d, 0, 1},
+            {"router_bias", &w->router_bias, 1, RO, 0, c->router_bias},
+            {"select_bias", &w->select_bias, 1, Rc, 0, c->select_bias},
+            {"gate", &w->gate, ff, dl, 1, gated && !fused},
+            {"up", &w->up, ff, dl, 1, !fused},
+            {"gate_up", &w->gate_up, 2 * ff, dl, 1, fused},
+            {"down", &w->down, dl, ff, 1, 1},
             {"gate_bias", &w->gate_bias, 1, ff, 1, (int)bias && gated && !moe__present(&w->gate_up_bias)},
             {"up_bias", &w->up_bias, 1, ff, 1, (int)bias && !(fused && moe__present(&w->gate_up_bias))},
             {"gate_up_bias", &w->gate_up_bias, 1, 2 * ff, 1, (int)bias && fused},
-            {"down_bias", &w->down_bias, 1, d, 1, (int)bias},
+            {"down_bias", &w->down_bias, 1, dl, 1, (int)bias},
             {"shared_gate_proj", &w->shared_gate_proj, S, d, 0, S && gated && !moe__present(&w->shared_gate_up)},
             {"shared_up", &w->shared_up, S, d, 0, S && !(gated && moe__present(&w->shared_gate_up))},
             {"shared_gate_up", &w->shared_gate_up, 2 * S, d, 0, S && gated},
             {"shared_down", &w->shared_down, d, S, 0, S > 0},
             {"shared_gate", &w->shared_gate, 1, d, 0, c->shared_gate != 0},
+            {"output_bias", &w->output_bias, 1, d, 0, c->output_bias},
+            {"out_norm", &w->out_norm, 1, d, 0, c->out_norm != 0},
+            {"latent_in", &w->latent_in, dl, d, 0, c->d_latent > 0},
+            {"latent_out", &w->latent_out, d, dl, 0, c->d_latent > 0},
+            {"router_in_scale", &w->router_in_scale, 1, d, 0, c->router_in_norm},
+            {"expert_in_norm", &w->expert_in_norm, 1, d, 0, c->expert_in_norm},
+            {"expert_scale", &w->expert_scale, 1, Rc, 0, c->expert_scale},
         };
-        for (int i = 0; i < 16; i++) {
+        for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
             const moe_tensor *t = v[i].t;
             size_t need = v[i].rows * v[i].cols, n_e = v[i].per_expert && t->data ? E : 1, all;
             if (!v[i].used || !moe__present(t) || !t->n_elems) continue;
@@ -2987,12 +3342,14 @@ static int moe__format_kind(moe_format f, moe_dot dot) {
 }
 
 /* Geometry of one packed FFN set: n_exp experts of width ff, packed as `kind`. */
-static int moe__ffn_init(const moe_layer *L, moe__ffnw *f, int kind, size_t n_exp, size_t ff) {
+static int moe__ffn_init(const moe_layer *L, moe__ffnw *f, int kind, size_t n_exp, size_t ff,
+                         size_t dm) {
     size_t b;
+    f->dm = dm, f->dm_pad = moe__round_up(dm, MOE__NR);
     f->ff = ff;
     f->ff_pad = moe__round_up(ff, MOE__NR);
-    return moe__mat_init(&f->w1, kind, ff, L->d, L->gated ? 2 * MOE__NR : MOE__NR, n_exp, &b) &&
-           moe__mat_init(&f->w2, kind, L->d, ff, MOE__NR, n_exp, &b);
+    return moe__mat_init(&f->w1, kind, ff, dm, L->gated ? 2 * MOE__NR : MOE__NR, n_exp, &b) &&
+           moe__mat_init(&f->w2, kind, dm, ff, MOE__NR, n_exp, &b);
 }
 
 /* The layer's one block of memory: the layer itself, then every packed array, 64-byte aligned.
@@ -3009,9 +3366,16 @@ static int moe__layer_carve(moe_layer *L, char *base, size_t *total) {
         at = n / MOE__ALIGN * MOE__ALIGN;                                                        \
     } while (0)
     MOE__TAKE(L->router.data, unsigned char, L->router.expert_bytes);
+    MOE__TAKE(L->lat_in.data, unsigned char, c->d_latent ? L->lat_in.expert_bytes : 0);
+    MOE__TAKE(L->lat_out.data, unsigned char, c->d_latent ? L->lat_out.expert_bytes : 0);
     MOE__TAKE(L->router_bias, float, c->router_bias ? L->e_pad * sizeof(float) : 0);
-    MOE__TAKE(L->select_bias, float, c->select_bias ? L->E * sizeof(float) : 0);
+    MOE__TAKE(L->select_bias, float, c->select_bias ? L->R * sizeof(float) : 0);
     MOE__TAKE(L->shared_gate, float, c->shared_gate ? L->d * sizeof(float) : 0);
+    MOE__TAKE(L->out_bias, float, c->output_bias ? L->d * sizeof(float) : 0);
+    MOE__TAKE(L->out_norm, float, c->out_norm ? L->d * sizeof(float) : 0);
+    MOE__TAKE(L->router_in_scale, float, c->router_in_norm ? L->d * sizeof(float) : 0);
+    MOE__TAKE(L->expert_in_norm, float, c->expert_in_norm ? L->d * sizeof(float) : 0);
+    MOE__TAKE(L->expert_scale, float, c->expert_scale ? L->R * sizeof(float) : 0);
     for (int s = 0; s < 2; s++) {
         moe__ffnw *f = s ? &L->sh : &L->ex;
         size_t ne = s ? (f->ff ? 1 : 0) : L->ne, b1 = 0, b2 = 0;
@@ -3021,7 +3385,7 @@ static int moe__layer_carve(moe_layer *L, char *base, size_t *total) {
         ok = ok && moe__mul(f->w2.expert_bytes, ne, &b);
         MOE__TAKE(f->w2.data, unsigned char, b);
         ok = ok && (!bias || (moe__mul(f->ff_pad / MOE__NR * f->w1.w * sizeof(float), ne, &b1) &&
-                              moe__mul(L->d_pad * sizeof(float), ne, &b2)));
+                              moe__mul(f->dm_pad * sizeof(float), ne, &b2)));
         MOE__TAKE(f->b1, float, b1);
         MOE__TAKE(f->b2, float, b2);
     }
@@ -3044,11 +3408,15 @@ static moe_result moe__create(moe_layer **out, const moe_config *cfg, const moe_
     memset(&L, 0, sizeof L);
     L.cfg = c;
     L.act.act = c.act, L.act.alpha = c.act_alpha, L.act.limit = c.act_limit;
+    L.sh_act = L.act, L.sh_act.limit = c.shared_act_limit;
     L.gated = c.ffn == MOE_FFN_GATED;
     L.d = (size_t)c.d_model, L.E = (size_t)c.n_experts, L.k = (size_t)c.top_k;
+    L.R = L.E + (size_t)c.n_zero_experts;
+    L.S = (size_t)c.n_shared, L.RO = L.R + (c.shared_router ? L.S : 0);
+    L.dl = c.d_latent ? (size_t)c.d_latent : L.d;
     L.e0 = (size_t)c.expert_begin, L.ne = (size_t)c.expert_count;
     L.d_pad = moe__round_up(L.d, MOE__NR);
-    L.e_pad = moe__round_up(L.E, MOE__NR);
+    L.e_pad = moe__round_up(L.RO, MOE__NR);
     {
         const moe_tensor *tx[4] = {&w->gate, &w->up, &w->gate_up, &w->down};
         const moe_tensor *ts[4] = {&w->shared_gate_proj, &w->shared_up, &w->shared_gate_up,
@@ -3062,9 +3430,12 @@ static moe_result moe__create(moe_layer **out, const moe_config *cfg, const moe_
     }
     int kx = moe__format_kind(c.format, c.dot), ks = moe__format_kind(c.shared_format, c.dot);
     if (!moe__mul((size_t)c.n_shared, (size_t)c.d_shared, &S) ||
-        !moe__mat_init(&L.router, MOE__KF32, L.E, L.d, MOE__NR, 1, &rb) ||
-        !moe__ffn_init(&L, &L.ex, kx, L.ne, (size_t)c.d_ff) ||
-        (S && !moe__ffn_init(&L, &L.sh, ks, 1, S)) || !moe__layer_carve(&L, NULL, &total))
+        !moe__mat_init(&L.router, MOE__KF32, L.RO, L.d, MOE__NR, 1, &rb) ||
+        !moe__ffn_init(&L, &L.ex, kx, L.ne, (size_t)c.d_ff, L.dl) ||
+        (S && !moe__ffn_init(&L, &L.sh, ks, 1, S, L.d)) ||
+        (c.d_latent && (!moe__mat_init(&L.lat_in, MOE__KF32, L.dl, L.d, MOE__NR, 1, &rb) ||
+                        !moe__mat_init(&L.lat_out, MOE__KF32, L.d, L.dl, MOE__NR, 1, &rb))) ||
+        !moe__layer_carve(&L, NULL, &total))
         return MOE_E_OVERFLOW;
     if (kx == MOE__KBF16DOT || (S && ks == MOE__KBF16DOT)) L.dpbf16 = moe__dpbf16_agrees();
     moe__select_kernels(&L, 0);
@@ -3085,24 +3456,40 @@ static moe_result moe__create(moe_layer **out, const moe_config *cfg, const moe_
     /* Nothing is zeroed first: the packers write every byte that is read, padding included, so
        a page faults in (in parallel, expert by expert) when its weights are written, and a
        loader that releases each source as it is packed peaks near the packed size. */
-    moe__part whole = {0, 1, L.E};
-    moe__pack_mat(&L.router, 0, 0, moe__expert_src(&w->router, 0, L.E * L.d), w->router.dtype,
+    moe__part whole = {0, 1, L.RO};
+    moe__pack_mat(&L.router, 0, 0, moe__expert_src(&w->router, 0, L.RO * L.d), w->router.dtype,
                   w->router.layout, whole);
-    moe__released(w, &w->router, 0, L.E * L.d);
+    moe__released(w, &w->router, 0, L.RO * L.d);
     if (L.router_bias) {
-        moe__pack_vec(L.router_bias, L.E, L.e_pad, MOE__NR, 0,
-                      moe__expert_src(&w->router_bias, 0, L.E), w->router_bias.dtype, whole);
-        moe__released(w, &w->router_bias, 0, L.E);
+        moe__pack_vec(L.router_bias, L.RO, L.e_pad, MOE__NR, 0,
+                      moe__expert_src(&w->router_bias, 0, L.RO), w->router_bias.dtype, whole);
+        moe__released(w, &w->router_bias, 0, L.RO);
     }
     if (L.select_bias) {
-        moe__pack_vec(L.select_bias, L.E, L.E, MOE__NR, 0,
-                      moe__expert_src(&w->select_bias, 0, L.E), w->select_bias.dtype, whole);
-        moe__released(w, &w->select_bias, 0, L.E);
+        moe__pack_vec(L.select_bias, L.R, L.R, MOE__NR, 0,
+                      moe__expert_src(&w->select_bias, 0, L.R), w->select_bias.dtype, whole);
+        moe__released(w, &w->select_bias, 0, L.R);
     }
-    if (L.shared_gate) {
-        moe__pack_vec(L.shared_gate, L.d, L.d, MOE__NR, 0, moe__expert_src(&w->shared_gate, 0, L.d),
-                      w->shared_gate.dtype, whole);
-        moe__released(w, &w->shared_gate, 0, L.d);
+    if (c.d_latent) { /* Nemotron-H fc1_latent_proj, fc2_latent_proj */
+        moe__part pin = {0, 1, L.dl}, pout = {0, 1, L.d};
+        moe__pack_mat(&L.lat_in, 0, 0, moe__expert_src(&w->latent_in, 0, L.dl * L.d),
+                      w->latent_in.dtype, w->latent_in.layout, pin);
+        moe__released(w, &w->latent_in, 0, L.dl * L.d);
+        moe__pack_mat(&L.lat_out, 0, 0, moe__expert_src(&w->latent_out, 0, L.dl * L.d),
+                      w->latent_out.dtype, w->latent_out.layout, pout);
+        moe__released(w, &w->latent_out, 0, L.dl * L.d);
+    }
+    /* the vectors: the Qwen2-MoE shared gate, the output bias, the output norm's weight, the
+       Gemma-4 router scale and expert input norm ([d]); the per-expert scale ([R]) */
+    float *vec[6] = {L.shared_gate, L.out_bias, L.out_norm, L.router_in_scale, L.expert_in_norm,
+                     L.expert_scale};
+    const moe_tensor *src[6] = {&w->shared_gate, &w->output_bias, &w->out_norm,
+                                &w->router_in_scale, &w->expert_in_norm, &w->expert_scale};
+    for (int v = 0; v < 6; v++) {
+        size_t n = v == 5 ? L.R : L.d;
+        if (!vec[v]) continue;
+        moe__pack_vec(vec[v], n, n, MOE__NR, 0, moe__expert_src(src[v], 0, n), src[v]->dtype, whole);
+        moe__released(w, src[v], 0, n);
     }
     {
         moe__packjob J;
@@ -3154,15 +3541,16 @@ MOEDEF moe_result moe_layer_sizes(const moe_layer *L, moe_packed_sizes *o) {
     if (!L || !o) return MOE_E_NULL;
     memset(o, 0, sizeof *o);
     size_t gw = L->gated ? 3 : 2, b1 = L->ex.b1 ? (L->ex.ff_pad / MOE__NR) * L->ex.w1.w * 4 : 0;
-    size_t b2 = L->ex.b2 ? L->d_pad * 4 : 0;
-    o->router = L->router.expert_bytes + (L->router_bias ? L->e_pad * 4 : 0);
+    size_t b2 = L->ex.b2 ? L->ex.dm_pad * 4 : 0;
+    o->router = L->router.expert_bytes + (L->router_bias ? L->e_pad * 4 : 0) +
+                (L->cfg.d_latent ? L->lat_in.expert_bytes + L->lat_out.expert_bytes : 0);
     o->expert = L->ex.w1.expert_bytes + L->ex.w2.expert_bytes + b1 + b2;
     o->experts = o->expert * L->ne;
     o->shared = L->sh.ff ? L->sh.w1.expert_bytes + L->sh.w2.expert_bytes : 0;
     o->total = L->packed_bytes;
     o->format = L->cfg.format, o->shared_format = L->cfg.shared_format;
     o->bits_per_weight = 8.0 * (double)(L->ex.w1.expert_bytes + L->ex.w2.expert_bytes) /
-                         ((double)gw * (double)L->d * (double)L->ex.ff);
+                         ((double)gw * (double)L->dl * (double)L->ex.ff);
     if (L->sh.ff)
         o->shared_bits_per_weight = 8.0 * (double)o->shared / ((double)gw * (double)L->d * (double)L->sh.ff);
     return MOE_OK;
@@ -3193,7 +3581,7 @@ static moe_result moe__no_tokens(const moe_layer *L, const moe_workspace *ws, mo
     if (tr) {
         tr->n_dropped = 0;
         tr->aux_loss = tr->z_loss = 0.0;
-        for (size_t e = 0; e < L->E; e++) {
+        for (size_t e = 0; e < L->RO; e++) {
             if (tr->expert_tokens) tr->expert_tokens[e] = 0;
             if (tr->mean_prob) tr->mean_prob[e] = 0.0f;
         }
@@ -3221,9 +3609,9 @@ static moe_result moe__take_slots(const moe_layer *L, size_t T, const int32_t *e
                                   const float *weight, moe__ws *w) {
     for (size_t i = 0; i < T * L->k; i++) {
         int32_t s = expert[i];
-        if (s != MOE_SLOT_NONE && s != MOE_SLOT_IDENTITY && (s < 0 || (size_t)s >= L->E))
+        if (s != MOE_SLOT_NONE && s != MOE_SLOT_IDENTITY && (s < 0 || (size_t)s >= L->R))
             return MOE_E_EXPERT;
-        w->slot[i] = s, w->wt[i] = weight[i];
+        w->slot[i] = (size_t)s >= L->E && s >= 0 ? MOE_SLOT_IDENTITY : s, w->wt[i] = weight[i];
     }
     return MOE_OK;
 }
@@ -3280,8 +3668,9 @@ MOEDEF moe_result moe_forward_routed(const moe_layer *layer, const float *x, siz
     if (!layer || !x || !y || !expert || !weight) return MOE_E_NULL;
     moe_result r = moe__begin(layer, n_tokens, n_tokens * layer->k, 1, ws, &w);
     if (r != MOE_OK) return r;
-    if ((r = moe__take_slots(layer, n_tokens, expert, weight, &w)) != MOE_OK) return r;
     int nth = moe__threads(layer, ws);
+    if (layer->cfg.shared_router) moe__route(layer, x, n_tokens, &w, nth); /* the shared weights */
+    if ((r = moe__take_slots(layer, n_tokens, expert, weight, &w)) != MOE_OK) return r;
     moe__plan(layer, n_tokens, &w, 1);
     moe__run_phase(layer, x, n_tokens, &w, nth, 1);
     moe__run_phase(layer, x, n_tokens, &w, nth, 2);
@@ -3319,10 +3708,11 @@ MOEDEF moe_result moe_combine(const moe_layer *layer, const float *x, size_t n_t
     if (!layer || !x || !y || !expert || !weight) return MOE_E_NULL;
     moe_result r = moe__begin(layer, n_tokens, n_tokens * layer->k, 0, ws, &w);
     if (r != MOE_OK) return r;
+    int nth = moe__threads(layer, ws);
+    if (layer->cfg.shared_router) moe__route(layer, x, n_tokens, &w, nth); /* the shared weights */
     if ((r = moe__take_slots(layer, n_tokens, expert, weight, &w)) != MOE_OK) return r;
     for (size_t i = 0; i < n_tokens * layer->k; i++)
         if (w.slot[i] >= 0 && !z) return MOE_E_NULL;
-    int nth = moe__threads(layer, ws);
     memset(w.off, 0, (layer->ne + 1) * sizeof *w.off); /* the shared experts only */
     w.off[layer->ne + 1] = layer->sh.ff ? (int32_t)n_tokens : 0;
     w.R = 0, w.zsrc = z, w.all_slots = 1;
@@ -3371,6 +3761,11 @@ MOEDEF const moe_build *moe_build_info(void) {
 
 /*
    VERSION HISTORY
+      0.3  (2026-12-02) the rules of the newer families: zero-computation experts, an output
+           bias and RMSNorm, a latent space for the experts, input norms and per-expert scales
+           (Gemma-4), router-weighted shared experts (Inkling), sqrt-softplus scores, clamped
+           activations, logit softcap, group fill, scale on the sum, averaged shared experts;
+           formats q8 and q4 on integer dot products.
       0.2  (2026-12-01) packed formats (bf16, f16, bf16 dot) on typed packed matrices with a
            kernel table per layer; K-chunked GEMM tiles; public stages, routed forward, expert
            subsets, host thread pools, sized tensor views, build info.

@@ -45,8 +45,10 @@ static const char *usage_text =
     "  --experts E       routed experts (8)\n"
     "  --k K             experts per token (2)\n"
     "  --shared N        shared experts, each of width F (1)\n"
-    "  --score S         softmax | sigmoid | softmax_topk | sigmoid_topk | sparsemixer (softmax)\n"
-    "  --act A           silu | gelu | gelu_tanh | relu | swiglu_oai (silu)\n"
+    "  --score S         softmax | sigmoid | softmax_topk | sigmoid_topk | sparsemixer |\n"
+    "                    sqrt_softplus (softmax)\n"
+    "  --act A           silu | gelu | gelu_tanh | relu | swiglu_oai | relu2 | swiglu_clamp |\n"
+    "                    silu_clamp (silu)\n"
     "  --plain           ungated experts: down(act(up x)) instead of SwiGLU\n"
     "  --norm, --no-norm renormalise the top-k weights to sum 1 (on)\n"
     "  --groups G        split the experts into G groups (0 = none); group score is the max\n"
@@ -70,11 +72,12 @@ static const char *usage_text =
     "  --mmap            map the checkpoint instead of reading it (the default, --no-mmap):\n"
     "                    the sources are not copied, so the peak memory is lower, but a file\n"
     "                    that shrinks while it is mapped kills the process with SIGBUS\n"
+    "  --drop zero|identity  what a token over an expert's capacity outputs (layers with a\n"
+    "                    capacity: switch_transformers): 0 (default, transformers since\n"
+    "                    PR #37123 and Mesh TensorFlow) or p * x (transformers before it)\n"
     "  The outputs appear together, only when the whole run succeeds; a failed run leaves\n"
     "  every file as it was. An output may not be the input or a file of the checkpoint.\n"
-    "  Families (model_type): mixtral qwen2_moe qwen3_moe olmoe deepseek_v2 deepseek_v3\n"
-    "  kimi_k2 glm4_moe gpt_oss llama4 jamba dbrx granitemoe phimoe ernie4_5_moe\n"
-    "  switch_transformers. Switch layers see X as one sequence (one capacity group).\n"
+    "  Switch layers see X as one sequence (one capacity group).\n"
     "\n"
     "Both:\n"
     "  --dtype F         packed format of the routed experts: auto | f32 | bf16 | f16 | q8 | q4\n"
@@ -102,6 +105,20 @@ static void *cli_calloc(size_t n, size_t size) {
     return p;
 }
 
+/* The usage text, then every model_type hf_config.h maps, wrapped. */
+static void usage(void) {
+    size_t col = 2;
+    fputs(usage_text, stdout);
+    printf("\nFamilies (config.json model_type) for --model:\n ");
+    for (size_t i = 0; i < HF_N_FAMILIES; i++) {
+        size_t n = strlen(hf_table[i].model_type) + 1;
+        if (col + n > 92) printf("\n "), col = 2;
+        printf(" %s", hf_table[i].model_type);
+        col += n;
+    }
+    printf("\n");
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -125,6 +142,7 @@ typedef struct opts {
     /* checkpoint */
     const char *model, *layer, *input, *output, *experts_out, *weights_out;
     int use_mmap;            /* --mmap: map the checkpoint instead of reading it */
+    int drop;                   /* -1 = the family's default, else a moe_drop */
     /* both */
     int threads, stats;
     int format, shared_format, bf16_dot; /* moe_format values (0 = as the checkpoint) */
@@ -170,15 +188,19 @@ static int pick(const char *flag, const char *s, const char *const *names, int n
 }
 
 static const char *const score_names[] = {"softmax", "sigmoid", "softmax_topk", "sigmoid_topk",
-                                          "sparsemixer"};
-static const char *const act_names[] = {"silu", "gelu", "gelu_tanh", "relu", "swiglu_oai"};
+                                          "sparsemixer", "sqrt_softplus"};
+static const char *const act_names[] = {"silu", "gelu", "gelu_tanh", "relu", "swiglu_oai",
+                                        "relu2", "swiglu_clamp", "silu_clamp"};
+#define N_SCORES (int)(sizeof score_names / sizeof *score_names)
+#define N_ACTS (int)(sizeof act_names / sizeof *act_names)
+static const char *const drop_names[] = {"zero", "identity"};
 static const char *const format_names[] = {"auto", "f32", "bf16", "f16", "q8", "q4"}; /* = moe_format */
 
 /* 0 ok, 1 help printed, 2 error printed */
 static int parse_args(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->d = 64; o->ff = 128; o->experts = 8; o->k = 2; o->shared = 1; o->tokens = 4;
-    o->norm = 1; o->seed = 1; o->topk_group = -1;
+    o->norm = 1; o->seed = 1; o->topk_group = -1; o->drop = -1;
     int i = 1;
     if (i < argc && !strcmp(argv[i], "run")) i++;
     else if (i < argc && argv[i][0] != '-')
@@ -187,7 +209,7 @@ static int parse_args(int argc, char **argv, opts *o) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int x;
 #define VAL(name) (!strcmp(a, name) && (i++, 1))
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage_text, stdout); return 1; }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 1; }
         else if (!strcmp(a, "--plain")) o->plain = 1;
         else if (!strcmp(a, "--norm")) o->norm = 1;
         else if (!strcmp(a, "--no-norm")) o->norm = 0;
@@ -218,8 +240,9 @@ static int parse_args(int argc, char **argv, opts *o) {
             o->shared_format_set = 1;
         }
         else if (!strcmp(a, "--bf16-dot")) o->bf16_dot = 1;
-        else if (VAL("--score")) { if (!pick(a, v, score_names, 5, &x)) return 2; o->score = (moe_score)x; }
-        else if (VAL("--act")) { if (!pick(a, v, act_names, 5, &x)) return 2; o->act = (moe_act)x; }
+        else if (VAL("--score")) { if (!pick(a, v, score_names, N_SCORES, &x)) return 2; o->score = (moe_score)x; }
+        else if (VAL("--act")) { if (!pick(a, v, act_names, N_ACTS, &x)) return 2; o->act = (moe_act)x; }
+        else if (VAL("--drop")) { if (!pick(a, v, drop_names, 2, &o->drop)) return 2; }
         else if (VAL("--model")) { if (!v) return fail("%s needs a value", a); o->model = v; }
         else if (VAL("--layer")) { if (!v) return fail("%s needs a value", a); o->layer = v; }
         else if (VAL("--input")) { if (!v) return fail("%s needs a value", a); o->input = v; }
@@ -229,8 +252,9 @@ static int parse_args(int argc, char **argv, opts *o) {
         else return fail("unknown option '%s' (see moe --help)", a);
 #undef VAL
     }
-    if (!o->model && (o->layer || o->input || o->output || o->experts_out || o->weights_out))
-        return fail("--layer, --input and the outputs need --model (see moe --help)");
+    if (!o->model && (o->layer || o->input || o->output || o->experts_out || o->weights_out ||
+                      o->drop >= 0))
+        return fail("--layer, --input, --drop and the outputs need --model (see moe --help)");
     if (!o->shared_format_set) o->shared_format = o->format; /* --dtype sets both */
     return 0;
 }
@@ -248,8 +272,8 @@ static void print_config(const moe_config *c) {
     if (c->n_shared) printf(" (width %d%s)", c->n_shared * c->d_shared,
                             c->shared_gate ? ", sigmoid-gated" : "");
     printf(" ffn=%s act=%s score=%s norm=%s", c->ffn == MOE_FFN_PLAIN ? "plain" : "gated",
-           (unsigned)c->act < 5 ? act_names[c->act] : "?",
-           (unsigned)c->score < 5 ? score_names[c->score] : "?", norm_name(c->norm));
+           (unsigned)c->act < N_ACTS ? act_names[c->act] : "?",
+           (unsigned)c->score < N_SCORES ? score_names[c->score] : "?", norm_name(c->norm));
     if (c->scale != 1.0f) printf(" scale=%g", (double)c->scale);
     if (c->n_group > 1) printf(" groups=%d keep=%d (%s)", c->n_group, c->topk_group,
                                c->group_score == MOE_GROUP_MAX ? "max" : "top2-sum");
@@ -264,14 +288,25 @@ static void print_config(const moe_config *c) {
         printf(" shared_format=%s",
                (unsigned)c->shared_format < MOE_FORMAT_COUNT ? format_names[c->shared_format] : "?");
     if (c->dot == MOE_DOT_BF16) printf(" dot=bf16");
+    if (c->logit_softcap > 0.0f) printf(" logit_softcap=%g", (double)c->logit_softcap);
+    if (c->scale_on_sum) printf(" scale_on_sum");
+    if (c->shared_combine == MOE_SHARED_AVERAGE) printf(" shared_average");
+    if (c->n_zero_experts) printf(" zero_experts=%d", c->n_zero_experts);
+    if (c->output_bias) printf(" output_bias");
+    if (c->out_norm == MOE_OUT_NORM_RMS) printf(" out_norm=rms(eps %g)", (double)c->out_norm_eps);
+    if (c->d_latent) printf(" d_latent=%d", c->d_latent);
+    if (c->router_in_norm) printf(" router_in_norm");
+    if (c->expert_in_norm) printf(" expert_in_norm");
+    if (c->expert_scale) printf(" expert_scale");
+    if (c->shared_router) printf(" shared_router");
     printf("\n");
 }
 
 static void print_stats(const moe_config *c, const moe_trace *tr) {
-    printf("load (tokens per expert):");
-    for (int e = 0; e < c->n_experts; e++) {
+    printf("load (tokens per expert%s):", c->n_zero_experts ? "; z: a zero-computation expert" : "");
+    for (int e = 0; e < c->n_experts + c->n_zero_experts; e++) {
         if (e % 16 == 0) printf("\n ");
-        printf(" %3d:%-4lld", e, (long long)tr->expert_tokens[e]);
+        printf(" %3d%s:%-4lld", e, e < c->n_experts ? "" : "z", (long long)tr->expert_tokens[e]);
     }
     printf("\naux_loss %.6f  z_loss %.6f  dropped %zu\n", tr->aux_loss, tr->z_loss,
            tr->n_dropped);
@@ -446,84 +481,40 @@ static int dtype_of(int mio_dt, moe_dtype *out) {
     }
 }
 
-static const char *dtype_name(moe_dtype dt) {
-    return dt == MOE_F32 ? "F32" : dt == MOE_BF16 ? "BF16" : "F16";
-}
-
-static void shape_str(char *b, size_t n, int rank, const int64_t *s) {
-    size_t at = (size_t)snprintf(b, n, "[");
-    for (int i = 0; i < rank && at < n; i++)
-        at += (size_t)snprintf(b + at, n - at, "%s%lld", i ? ", " : "", (long long)s[i]);
-    if (at < n) snprintf(b + at, n - at, "]");
-}
-
-static int shape_is(const mio_tensor *t, int rank, const int64_t *s) {
-    if (t->rank != rank) return 0;
-    for (int i = 0; i < rank; i++)
-        if (t->shape[i] != s[i]) return 0;
-    return 1;
-}
-
-/* name = prefix + pattern with "{e}" replaced by e */
-static void tensor_name(char *out, size_t n, const char *prefix, const char *pat, int e) {
-    const char *at = strstr(pat, "{e}");
-    if (at) snprintf(out, n, "%s%.*s%d%s", prefix, (int)(at - pat), pat, e, at + 3);
-    else snprintf(out, n, "%s%s", prefix, pat);
-}
-
-/* Looks up, checks and returns one tensor's data as moe.h can read it. */
-static int get_tensor(mio_model *m, loader *ld, const char *name, const hf_tensor *spec,
-                      const void **data, moe_dtype *dt, char *err, size_t en) {
+/* hf_lookup for the checkpoint: finds a tensor in the safetensors files and remembers it, so
+   that on_packed can release its pages. */
+static int model_lookup(void *user, const char *name, hf_found *out, char *err, size_t en) {
+    void **ctx = (void **)user;
+    mio_model *m = (mio_model *)ctx[0];
+    loader *ld = (loader *)ctx[1];
     const mio_tensor *t;
-    char e[MIO_ERR_SIZE], a[96], b[96];
+    char e[MIO_ERR_SIZE];
+    if (!mio_model_has(m, name)) return 1;
     int r = mio_model_tensor(m, name, &t, e, sizeof e);
     if (r == MIO_ERR_NOT_FOUND) {
-        snprintf(err, en, "missing tensor '%s' (%s)", name, e);
-        return -1;
+        snprintf(err, en, "%s", e);
+        return 1;
     }
     if (r) {
         snprintf(err, en, "cannot read tensor '%s': %s", name, e);
         return -1;
     }
-    if (!dtype_of(t->dtype, dt)) {
+    if (!dtype_of(t->dtype, &out->dtype)) {
         snprintf(err, en, "tensor '%s' has unsupported dtype %s (moe.h takes F32, BF16, F16)",
                  name, mio_dtype_name(t->dtype));
         return -1;
     }
-    if (!shape_is(t, spec->rank, spec->shape) &&
-        !(spec->alt_rank && shape_is(t, spec->alt_rank, spec->alt_shape))) {
-        shape_str(a, sizeof a, spec->rank, spec->shape);
-        shape_str(b, sizeof b, t->rank, t->shape);
-        snprintf(err, en, "tensor '%s' has wrong shape %s, expected %s (from config.json)", name,
-                 b, a);
-        return -1;
-    }
+    out->data = t->data; /* moe.h reads sources through memcpy: alignment does not matter */
+    out->rank = t->rank;
+    for (int i = 0; i < t->rank && i < 8; i++) out->shape[i] = t->shape[i];
+    for (size_t i = 0; i < ld->n_used; i++)
+        if (ld->used[i] == t) return 0;
     if (ld->n_used >= ld->cap) {
         snprintf(err, en, "too many tensors in one layer"); /* cannot happen: cap is the plan's count */
         return -1;
     }
     ld->used[ld->n_used++] = t;
-    *data = t->data; /* moe.h reads sources through memcpy: alignment does not matter */
     return 0;
-}
-
-static moe_tensor *role_slot(moe_weights *w, int role) {
-    switch (role) {
-    case HF_ROUTER: return &w->router;
-    case HF_ROUTER_BIAS: return &w->router_bias;
-    case HF_SELECT_BIAS: return &w->select_bias;
-    case HF_GATE: return &w->gate;
-    case HF_UP: return &w->up;
-    case HF_GATE_UP: return &w->gate_up;
-    case HF_DOWN: return &w->down;
-    case HF_GATE_UP_BIAS: return &w->gate_up_bias;
-    case HF_DOWN_BIAS: return &w->down_bias;
-    case HF_SH_GATE: return &w->shared_gate_proj;
-    case HF_SH_UP: return &w->shared_up;
-    case HF_SH_DOWN: return &w->shared_down;
-    case HF_SH_GATE_W: return &w->shared_gate;
-    default: return NULL;
-    }
 }
 
 /* 1 if path's directory is writable (the outputs are created there). */
@@ -602,7 +593,7 @@ static int run_model(const opts *o) {
     float *x = NULL, *y = NULL, *wt = NULL;
     int32_t *ex = NULL;
     int64_t *load = NULL;
-    const void **pe[HF_MAX_TENSORS] = {0};
+    hf_bound bound;
     moe_layer *layer = NULL;
     moe_workspace ws = {0};
     ws.data = NULL, ws.size = 0, ws.n_threads = o->threads;
@@ -612,6 +603,7 @@ static int run_model(const opts *o) {
 
     memset(&doc, 0, sizeof doc);
     mio_outputs_init(&written);
+    memset(&bound, 0, sizeof bound);
     if (!o->layer || !o->input || !o->output) {
         fprintf(stderr, "moe: run --model needs --layer, --input and --output (see moe --help)\n");
         return 2;
@@ -638,6 +630,14 @@ static int run_model(const opts *o) {
         goto done;
     }
     if (plan.note[0]) fprintf(stderr, "moe: note: %s\n", plan.note);
+    if (o->drop >= 0) {
+        if (!plan.cfg.capacity) {
+            fprintf(stderr, "moe: --drop applies to layers with an expert capacity "
+                    "(switch_transformers); %s has none\n", plan.family);
+            goto done;
+        }
+        plan.cfg.drop = (moe_drop)o->drop;
+    }
 
     /* the input first: cheap to check, and no point mapping weights for a bad one */
     size_t T, D;
@@ -658,17 +658,6 @@ static int run_model(const opts *o) {
     model_open = 1;
     snprintf(dir, sizeof dir, "%s/config.json", o->model);
     if (check_not_inputs(outs, o->input, dir, &model)) goto done;
-    const char *prefix = NULL;
-    for (int i = 0; i < plan.n_prefix && !prefix; i++) {
-        tensor_name(path, sizeof path, plan.prefix[i], plan.t[0].name, 0);
-        if (mio_model_has(&model, path)) prefix = plan.prefix[i];
-    }
-    if (!prefix) {
-        tensor_name(path, sizeof path, plan.prefix[0], plan.t[0].name, 0);
-        fprintf(stderr, "moe: missing tensor '%s' (the router of %s %s) in %s\n", path,
-                plan.family, plan.layer_name, o->model);
-        goto done;
-    }
 
     int E = plan.cfg.n_experts;
     size_t cap = 0;
@@ -677,42 +666,15 @@ static int run_model(const opts *o) {
     if (!ld) { fprintf(stderr, "moe: out of memory\n"); goto done; }
     ld->cap = cap;
     moe_weights w;
-    memset(&w, 0, sizeof w);
-    w.gate_up_split = plan.split;
+    void *lookup_ctx[2] = {&model, ld};
+    int br = hf_bind(&plan, model_lookup, lookup_ctx, &w, &bound, err, sizeof err);
+    if (br) {
+        fprintf(stderr, "moe: %s%s%s\n", err, br == -2 ? " in " : "", br == -2 ? o->model : "");
+        goto done;
+    }
+    const char *prefix = bound.prefix;
     w.on_packed = on_packed;
     w.user = ld;
-    for (int i = 0; i < plan.n; i++) {
-        const hf_tensor *sp = &plan.t[i];
-        moe_tensor *slot = role_slot(&w, sp->role);
-        slot->layout = sp->layout;
-        if (!sp->per_expert) {
-            tensor_name(path, sizeof path, prefix, sp->name, 0);
-            if (get_tensor(&model, ld, path, sp, &slot->data, &slot->dtype, err, sizeof err)) {
-                fprintf(stderr, "moe: %s\n", err);
-                goto done;
-            }
-            continue;
-        }
-        pe[i] = cli_calloc((size_t)E, sizeof *pe[i]);
-        if (!pe[i]) { fprintf(stderr, "moe: out of memory\n"); goto done; }
-        for (int e = 0; e < E; e++) {
-            moe_dtype dt;
-            tensor_name(path, sizeof path, prefix, sp->name, e);
-            if (get_tensor(&model, ld, path, sp, &pe[i][e], &dt, err, sizeof err)) {
-                fprintf(stderr, "moe: %s\n", err);
-                goto done;
-            }
-            if (e == 0) slot->dtype = dt;
-            else if (dt != slot->dtype) {
-                char first[512];
-                tensor_name(first, sizeof first, prefix, sp->name, 0);
-                fprintf(stderr, "moe: tensor '%s' has dtype %s but '%s' has %s: one dtype per "
-                        "expert set is supported\n", path, dtype_name(dt), first, dtype_name(slot->dtype));
-                goto done;
-            }
-        }
-        slot->per_expert = pe[i];
-    }
 
     plan.cfg.format = (moe_format)o->format, plan.cfg.shared_format = (moe_format)o->shared_format;
     plan.cfg.dot = o->bf16_dot ? MOE_DOT_BF16 : MOE_DOT_EXACT;
@@ -732,7 +694,8 @@ static int run_model(const opts *o) {
     y = MIO_MALLOC((T ? T : 1) * d * sizeof *y);
     ex = MIO_MALLOC((T ? T : 1) * K * sizeof *ex);
     wt = MIO_MALLOC((T ? T : 1) * K * sizeof *wt);
-    load = MIO_MALLOC((size_t)E * sizeof *load);
+    /* the trace counts the zero-computation experts too (LongCat-Flash) */
+    load = MIO_MALLOC(((size_t)E + (size_t)plan.cfg.n_zero_experts) * sizeof *load);
     if (!y || !ex || !wt || !load) {
         fprintf(stderr, "moe: out of memory for %zu tokens\n", T);
         goto done;
@@ -775,7 +738,7 @@ static int run_model(const opts *o) {
 done:
     mio_outputs_discard(&written);
     MIO_FREE(ld);
-    for (int i = 0; i < HF_MAX_TENSORS; i++) MIO_FREE((void *)pe[i]);
+    hf_unbind(&bound);
     moe_layer_free(layer);
     if (model_open) mio_model_close(&model);
     mio_json_free(&doc);

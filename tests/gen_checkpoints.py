@@ -126,9 +126,12 @@ def decoder_extras(d, n_layers, dense_layers, mlp="mlp.", ff_dense=32, root="mod
 CASES = []
 
 
-def case(name, family, config, ref_cfg, builder, dtype, T, moe, extras, sharded, gen=None):
+def case(name, family, config, ref_cfg, builder, dtype, T, moe, extras, sharded, gen=None, variants=()):
+    """variants: (suffix, reference function, CLI flags): each tested layer is also run with the
+    flags against that reference, as case <stem><suffix>."""
     CASES.append(dict(name=name, family=family, config=config, ref_cfg=ref_cfg, builder=builder,
-                      dtype=dtype, T=T, moe=moe, extras=extras, sharded=sharded, gen=gen or {}))
+                      dtype=dtype, T=T, moe=moe, extras=extras, sharded=sharded, gen=gen or {},
+                      variants=variants))
 
 
 # Mixtral: 2 layers, both MoE; layer 1 tested; BF16, sharded
@@ -289,13 +292,86 @@ for stack, ffl in (("encoder", 1), ("decoder", 2)):
 case("switch_transformers", G.switch_transformers, c, c, G.build_switch, F32, 11,
      [("encoder.1", "encoder.block.1.layer.1.mlp.", True), ("encoder.3", "encoder.block.3.layer.1.mlp.", False),
       ("decoder.1", "decoder.block.1.layer.2.mlp.", False), ("decoder.3", "decoder.block.3.layer.2.mlp.", True)],
-     ex, True)
+     ex, True, variants=[(".identity", G.switch_transformers_v4, "--drop identity")])
+
+
+# ---- cases made from a golden case ------------------------------------------------------------
+# The families added with the one-mapping work: the checkpoint holds the golden case's config.json
+# and its MoE layer under the same Hub names (fresh draws: a different seed), plus embeddings,
+# norms and attention tensors the CLI must skip.
+
+def from_golden(gname, sharded=False, name=None):
+    gc = next(c for c in G.CASES if c["name"] == gname)
+    config = gc["config"] if gc["config"] is not None else {k: v for k, v in gc["cfg"].items() if not k.startswith("_")}
+    d = gc["cfg"].get("hidden_size", gc["cfg"].get("d_model"))
+    prefix = gc["prefix"]
+    root = prefix[:prefix.index("layers.")] if "layers." in prefix else ""
+    n_layers = int(gc["layer"].split(".")[-1]) + 1
+    case(name or gname, gc["family"], config, gc["cfg"], gc["builder"], gc["dtype"], gc["T"],
+         [(gc["layer"], prefix + gc["block"], True)], decoder_extras(d, n_layers, [], root=root), sharded)
+
+
+from_golden("granitemoeshared", sharded=True)
+from_golden("granitemoehybrid_bf16", name="granitemoehybrid")
+from_golden("granitemoe_swa")
+from_golden("minimax", sharded=True)
+from_golden("flex_olmo_bf16", name="flex_olmo")
+from_golden("mellum")
+from_golden("qwen3_next", sharded=True)
+from_golden("qwen3_5_moe_bf16", name="qwen3_5_moe")
+from_golden("qwen3_vl_moe")
+from_golden("qwen3_omni_moe_thinker")
+from_golden("qwen3_omni_moe_talker")
+from_golden("dots1")
+from_golden("deepseek_v32", sharded=True)
+from_golden("deepseek_ocr2")
+from_golden("glm4_moe_lite")
+from_golden("glm4v_moe")
+from_golden("glm_moe_dsa")
+from_golden("solar_open")
+from_golden("mimo_v2_flash")
+from_golden("exaone_moe")
+from_golden("kimi_k25")
+from_golden("hunyuan_v1_moe")
+from_golden("minimax_m2")
+from_golden("minimax_m3_vl", sharded=True)
+from_golden("hy_v3")
+from_golden("afmoe_bf16", name="afmoe")
+from_golden("laguna")
+from_golden("step3p7")
+from_golden("step3p5_bf16", name="step3p5")
+from_golden("lfm2_moe")
+from_golden("mistral4")
+from_golden("axk2")
+from_golden("cohere2_moe")
+from_golden("cohere2_moe_sigmoid")
+from_golden("aria")
+from_golden("openai_privacy_filter")
+from_golden("deepseek_v4", sharded=True)
+from_golden("longcat_flash")
+from_golden("jetmoe_bf16", name="jetmoe")
+from_golden("axk1", sharded=True)
+from_golden("nemotron_h")
+from_golden("nemotron_h_latent_bf16", name="nemotron_h_latent", sharded=True)
+from_golden("gemma4")
 
 
 # ---- generation -------------------------------------------------------------------------------
 
 def dtype_of(spec, name):
     return spec.get(name, spec["*"]) if isinstance(spec, dict) else spec
+
+
+def reference(family, cfg, w, xv):
+    """(y, experts, weights) of a reference function on stored weights; the weight of a slot
+    dropped by capacity is reported as 0, as the moe_trace does."""
+    aux = {}
+    with torch.no_grad():
+        y, ex, wt = family({k: torch.from_numpy(v[0]) for k, v in w.items()}, cfg, torch.from_numpy(xv), aux)
+    wt = wt.clone()
+    if aux.get("dropped") is not None:
+        wt[aux["dropped"]] = 0.0
+    return y.numpy(), ex.numpy().astype(np.int32), wt.numpy()
 
 
 def draw_layer(cs, seed, tested):
@@ -366,19 +442,23 @@ def main():
         for li, (spec, prefix, tested) in enumerate(cs["moe"]):
             w, x, y, ex, wt = draw_layer(cs, 100 * (ci + 1) + li, tested)
             for k, (vals, dt, raw) in w.items():
-                tensors.append((prefix + k, dt, vals.shape, raw))
+                tensors.append((G.hub_name(prefix, "", k), dt, vals.shape, raw))
             if tested:
-                stem = "%s.%s" % (cs["name"], spec)
-                write_npy(os.path.join(d, stem + ".x.npy"), x.astype(np.float32))
-                write_npy(os.path.join(d, stem + ".y.npy"), y.astype(np.float64))
-                write_npy(os.path.join(d, stem + ".e.npy"), ex.astype(np.int32))
-                write_npy(os.path.join(d, stem + ".w.npy"), wt.astype(np.float64))
-                lines.append("%s %s %s %s" % (stem, cs["name"], spec, stem))
-                print("%-34s T=%d max|y| %.3g" % (stem, x.shape[0], float(np.abs(y).max())))
+                runs = [("", y, ex, wt, "")]
+                for suffix, family, flags in cs["variants"]:
+                    runs.append((suffix,) + reference(family, dict(cs["ref_cfg"], **cs["gen"]), w, x) + (flags,))
+                for suffix, y, ex, wt, flags in runs:
+                    stem = "%s.%s%s" % (cs["name"], spec, suffix)
+                    write_npy(os.path.join(d, stem + ".x.npy"), x.astype(np.float32))
+                    write_npy(os.path.join(d, stem + ".y.npy"), y.astype(np.float64))
+                    write_npy(os.path.join(d, stem + ".e.npy"), ex.astype(np.int32))
+                    write_npy(os.path.join(d, stem + ".w.npy"), wt.astype(np.float64))
+                    lines.append(("%s %s %s %s %s" % (stem, cs["name"], spec, stem, flags)).rstrip())
+                    print("%-34s T=%d max|y| %.3g" % (stem, x.shape[0], float(np.abs(y).max())))
         write_checkpoint(d, tensors, cs["sharded"])
     if not only:
         with open(os.path.join(root, "cases.txt"), "w") as f:
-            f.write("# case  directory  --layer  file-stem   (written by tests/gen_checkpoints.py)\n")
+            f.write("# case  directory  --layer  file-stem  [CLI flags]   (written by tests/gen_checkpoints.py)\n")
             f.write("\n".join(lines) + "\n")
     total = sum(os.path.getsize(os.path.join(a, f)) for a, _, fs in os.walk(root) for f in fs)
     print("total %d bytes in %s" % (total, root))

@@ -17,16 +17,18 @@ make -s build/moe build/npy_compare || exit 1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pass=0 fail=0
-while read -r name dir layer stem; do
+while read -r name dir layer stem flags; do
   case "$name" in ''|'#'*) continue ;; esac
   d=tests/checkpoints/$dir
   out="$tmp/$name"
-  if ! log=$(build/moe run --model "$d" --layer "$layer" --input "$d/$stem.x.npy" --output "$out.y.npy" \
+  # shellcheck disable=SC2086 # the flags are words
+  if ! log=$(build/moe run --model "$d" --layer "$layer" $flags --input "$d/$stem.x.npy" --output "$out.y.npy" \
         --experts-out "$out.e.npy" --weights-out "$out.w.npy" 2>&1); then
     fail=$((fail + 1)); printf 'FAIL  %-32s moe run failed: %s\n' "$name" "$log"; continue
   fi
   # the mapped load path gives the same bytes as the default (read) one
-  if ! build/moe run --mmap --model "$d" --layer "$layer" --input "$d/$stem.x.npy" --output "$out.my.npy" \
+  # shellcheck disable=SC2086
+  if ! build/moe run --mmap --model "$d" --layer "$layer" $flags --input "$d/$stem.x.npy" --output "$out.my.npy" \
         >/dev/null 2>&1 || ! cmp -s "$out.y.npy" "$out.my.npy"; then
     fail=$((fail + 1)); printf 'FAIL  %-32s --mmap gives other bytes than the default read\n' "$name"; continue
   fi

@@ -65,9 +65,27 @@ expect_fail "dense: mlp_only_layers" "dense layer.*mlp_only_layers" --model "$CK
 expect_fail "dense: llama4 interleave" "dense layer.*interleave_moe_layer_step" --model "$CK/llama4" --layer 0 --input "$CK/llama4/llama4.1.x.npy"
 expect_fail "dense: jamba period" "dense layer.*expert_layer_period" --model "$CK/jamba" --layer 0 --input "$CK/jamba/jamba.1.x.npy"
 expect_fail "dense: ernie start index" "dense layer.*moe_layer_start_index" --model "$CK/ernie4_5_moe" --layer 0 --input "$CK/ernie4_5_moe/ernie4_5_moe.1.x.npy"
+expect_fail "dense: mlp_layer_types" "layer 0 is a dense layer.*mlp_layer_types\[0\] = .dense" --model "$CK/mellum" --layer 0 --input "$CK/mellum/mellum.1.x.npy"
+expect_fail "dense: num_dense_layers" "layer 0 is a dense layer.*num_dense_layers = 1" --model "$CK/lfm2_moe" --layer 0 --input "$CK/lfm2_moe/lfm2_moe.1.x.npy"
+expect_fail "dense: moe_layers_enum" "layer 0 is a dense layer.*not listed in moe_layers_enum" --model "$CK/step3p7" --layer 0 --input "$CK/step3p7/step3p7.1.x.npy"
+expect_fail "dense: step3p5 default" "layer 2 is a dense layer.*layers 0\.\.2 are dense" --model "$CK/step3p5" --layer 2 --input "$CK/step3p5/step3p5.3.x.npy"
+expect_fail "dense: axk2 legacy rule" "layer 0 is a dense layer.*first_k_dense_replace = 1, moe_layer_freq = 1" --model "$CK/axk2" --layer 0 --input "$CK/axk2/axk2.1.x.npy"
+fixture minimax_m3_vl   # older configs: a 0/1 list moe_layer_freq instead of mlp_layer_types
+perl -0777 -pi -e 's/"mlp_layer_types": \[[^]]*\]/"moe_layer_freq": [1, 0]/' "$tmp/minimax_m3_vl/config.json"
+expect_fail "dense: moe_layer_freq list" "layer 1 is a dense layer.*moe_layer_freq\[1\] = 0" --model "$tmp/minimax_m3_vl" --layer 1 --input "$CK/minimax_m3_vl/minimax_m3_vl.1.x.npy"
+expect_fail "dense: layers_block_type" "layer 0 is a dense layer.*layers_block_type\[0\] = .linear_attention" --model "$CK/nemotron_h" --layer 0 --input "$CK/nemotron_h/nemotron_h.1.x.npy"
+expect_fail "dense: hybrid_override_pattern" "layer 1 is a dense layer.*hybrid_override_pattern\[1\] = .\*" --model "$CK/nemotron_h_latent" --layer 1 --input "$CK/nemotron_h_latent/nemotron_h_latent.2.x.npy"
+fixture gemma4; sed -i 's/"enable_moe_block": true/"enable_moe_block": false/' "$tmp/gemma4/config.json"
+expect_fail "dense: enable_moe_block" "layer 1 is a dense layer.*enable_moe_block is false" --model "$tmp/gemma4" --layer 1 --input "$CK/gemma4/gemma4.1.x.npy"
+expect_fail "deepseek_v4 hash layer" "layer 2 is a hash-routed layer.*token ids" --model "$CK/deepseek_v4" --layer 2 --input "$CK/deepseek_v4/deepseek_v4.3.x.npy"
+expect_fail "stack of another family" "bad --layer 'talker.0'.*not a stack of olmoe" --model "$CK/olmoe" --layer talker.0 --input "$X"
+fixture hunyuan_v1_moe; sed -i 's/"moe_topk": \[/"moe_topk": [2], "unused": [/' "$tmp/hunyuan_v1_moe/config.json"
+expect_fail "per-layer list too short" "'moe_topk' is a list without an integer for layer 1" --model "$tmp/hunyuan_v1_moe" --layer 1 --input "$CK/hunyuan_v1_moe/hunyuan_v1_moe.1.x.npy"
 XS=$CK/switch_transformers/switch_transformers.encoder.1.x.npy
 expect_fail "dense: switch encoder.0" "dense" --model "$CK/switch_transformers" --layer encoder.0 --input "$XS"
 expect_fail "switch decoder out of range" "out of range.*num_decoder_layers" --model "$CK/switch_transformers" --layer decoder.4 --input "$XS"
+
+expect_fail "--drop without capacity" "--drop applies to layers with an expert capacity" --model "$CK/olmoe" --layer 0 --drop identity --input "$X"
 
 # -- tensors
 fixture olmoe   # rename one expert tensor (same length, so the file stays valid)
@@ -133,6 +151,14 @@ log=$(build/moe run --model "$tmp/deepseek_v3" --layer 1 --input "$X3" --output 
       build/npy_compare "$tmp/kimi.y.npy" "$CK/deepseek_v3/deepseek_v3.1.y.npy" 1e-5 2>&1); rc=$?
 if [ $rc -eq 0 ]; then ok "kimi_k2 as deepseek_v3" "$log"; else bad "kimi_k2 as deepseek_v3" "rc $rc: $log"; fi
 
+# -- moe_layer_freq: transformers ignores it (every layer from first_k_dense_replace on is MoE),
+#    so layer 1 with freq 2 runs the MoE block, with a note
+fixture deepseek_v3; sed -i 's/"moe_layer_freq": 1/"moe_layer_freq": 2/' "$tmp/deepseek_v3/config.json"
+log=$(build/moe run --model "$tmp/deepseek_v3" --layer 1 --input "$X3" --output "$tmp/freq.y.npy" 2>&1 &&
+      build/npy_compare "$tmp/freq.y.npy" "$CK/deepseek_v3/deepseek_v3.1.y.npy" 1e-5 2>&1); rc=$?
+if [ $rc -eq 0 ] && printf '%s' "$log" | grep -q "moe_layer_freq = 2 is ignored"; then ok "moe_layer_freq ignored" "$log"
+else bad "moe_layer_freq ignored" "rc $rc: $log"; fi
+
 # -- toy run and flags
 log=$(build/moe 2>&1); rc=$?
 if [ $rc -eq 0 ] && printf '%s' "$log" | grep -q "checksum" && printf '%s' "$log" | grep -q "token 0:"; then
@@ -143,6 +169,15 @@ else bad "toy run (options)" "rc $rc: $log"; fi
 log=$(build/moe --help 2>&1); rc=$?
 if [ $rc -eq 0 ] && printf '%s' "$log" | grep -q -- "--model DIR"; then ok "--help" "rc 0"
 else bad "--help" "rc $rc"; fi
+# --help lists every model_type the unknown-model_type error lists (both come from hf_table)
+fixture olmoe; sed -i 's/"model_type": "olmoe"/"model_type": "nope"/' "$tmp/olmoe/config.json"
+known=$(build/moe run --model "$tmp/olmoe" --layer 0 --input "$X" --output "$tmp/o.npy" 2>&1 | sed 's/.*supported://')
+missing=""
+for mt in $known llama4_text granitemoeshared; do
+  printf '%s\n' "$log" | grep -qw -- "$mt" || missing="$missing $mt"
+done
+if [ -n "$known" ] && [ -z "$missing" ]; then ok "--help lists every model_type" "$(echo $known | wc -w) types"
+else bad "--help lists every model_type" "missing:$missing"; fi
 for args in "--layer 1" "--seed -1" "--bogus" "--score nope" "--k 0" "--experts" "--k 9 --experts 8" "--score sparsemixer --k 3" "--plain --act swiglu_oai"; do
   # shellcheck disable=SC2086
   log=$(build/moe run $args 2>&1); rc=$?

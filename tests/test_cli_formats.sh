@@ -17,12 +17,13 @@ make -s build/moe build/npy_compare || exit 1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pass=0 fail=0
-while read -r name dir layer stem; do
+while read -r name dir layer stem case_flags; do
   case "$name" in ''|'#'*) continue ;; esac
   d=tests/checkpoints/$dir
   run() { # tag flags...
     local tag=$1; shift
-    build/moe run --model "$d" --layer "$layer" --input "$d/$stem.x.npy" --output "$tmp/$tag.y.npy" \
+    # shellcheck disable=SC2086 # the case's flags are words
+    build/moe run --model "$d" --layer "$layer" $case_flags --input "$d/$stem.x.npy" --output "$tmp/$tag.y.npy" \
       --experts-out "$tmp/$tag.e.npy" --weights-out "$tmp/$tag.w.npy" "$@" >/dev/null 2>"$tmp/err"
   }
   if ! run auto || ! run f32 --dtype f32; then

@@ -36,29 +36,36 @@ typedef struct layer_case {
 } layer_case;
 
 typedef struct bufs {
-    float *router, *gate, *up, *down, *sel, *sg, *su, *sd, *sgate;
+    float *router, *gate, *up, *down, *sel, *sg, *su, *sd, *sgate, *lin, *lout, *onorm;
 } bufs;
 
 static moe_layer *make(const moe_config *c, bufs *b) {
     size_t d = (size_t)c->d_model, ff = (size_t)c->d_ff, E = (size_t)c->n_experts;
+    size_t R = E + (size_t)c->n_zero_experts, dl = c->d_latent ? (size_t)c->d_latent : d;
     size_t S = (size_t)c->n_shared * (size_t)(c->d_shared ? c->d_shared : c->d_ff) + 1;
-    b->router = (float *)malloc(E * d * sizeof(float));
-    b->gate = (float *)malloc(E * ff * d * sizeof(float));
-    b->up = (float *)malloc(E * ff * d * sizeof(float));
-    b->down = (float *)malloc(E * d * ff * sizeof(float));
-    b->sel = (float *)malloc(E * sizeof(float));
+    b->router = (float *)malloc(R * d * sizeof(float));
+    b->gate = (float *)malloc(E * ff * dl * sizeof(float));
+    b->up = (float *)malloc(E * ff * dl * sizeof(float));
+    b->down = (float *)malloc(E * dl * ff * sizeof(float));
+    b->sel = (float *)malloc(R * sizeof(float));
+    b->lin = (float *)malloc(dl * d * sizeof(float));
+    b->lout = (float *)malloc(dl * d * sizeof(float));
+    b->onorm = (float *)malloc(d * sizeof(float));
     b->sg = (float *)malloc(S * d * sizeof(float));
     b->su = (float *)malloc(S * d * sizeof(float));
     b->sd = (float *)malloc(S * d * sizeof(float));
     b->sgate = (float *)malloc(d * sizeof(float));
-    fill(b->router, E * d, 1.0f), fill(b->gate, E * ff * d, 0.3f), fill(b->up, E * ff * d, 0.3f);
-    fill(b->down, E * d * ff, 0.3f), fill(b->sel, E, 0.05f), fill(b->sg, S * d, 0.3f);
+    fill(b->router, R * d, 1.0f), fill(b->gate, E * ff * dl, 0.3f), fill(b->up, E * ff * dl, 0.3f);
+    fill(b->down, E * dl * ff, 0.3f), fill(b->sel, R, 0.05f), fill(b->sg, S * d, 0.3f);
+    fill(b->lin, dl * d, 0.3f), fill(b->lout, dl * d, 0.3f), fill(b->onorm, d, 1.0f);
     fill(b->su, S * d, 0.3f), fill(b->sd, S * d, 0.3f), fill(b->sgate, d, 0.3f);
     moe_weights w;
     memset(&w, 0, sizeof w);
     w.router.data = b->router, w.up.data = b->up, w.down.data = b->down;
     if (c->ffn == MOE_FFN_GATED) w.gate.data = b->gate;
     if (c->select_bias) w.select_bias.data = b->sel;
+    if (c->d_latent) w.latent_in.data = b->lin, w.latent_out.data = b->lout;
+    if (c->out_norm) w.out_norm.data = b->onorm;
     if (c->n_shared) {
         w.shared_up.data = b->su, w.shared_down.data = b->sd;
         if (c->ffn == MOE_FFN_GATED) w.shared_gate_proj.data = b->sg;
@@ -72,7 +79,8 @@ static moe_layer *make(const moe_config *c, bufs *b) {
 
 static void drop(bufs *b) {
     free(b->router), free(b->gate), free(b->up), free(b->down), free(b->sel);
-    free(b->sg), free(b->su), free(b->sd), free(b->sgate);
+    free(b->sg), free(b->su), free(b->sd), free(b->sgate), free(b->lin), free(b->lout);
+    free(b->onorm);
 }
 
 /* y = forward(x[0..T)) with n_threads threads */
@@ -190,7 +198,7 @@ static void test_kernel_shapes(int kind) {
 }
 
 int main(void) {
-    layer_case cases[4];
+    layer_case cases[5];
     memset(cases, 0, sizeof cases);
     /* Qwen3 / Mixtral-like: softmax top-k, renormalised */
     cases[0].name = "softmax top-k";
@@ -215,11 +223,20 @@ int main(void) {
     cases[3].cfg.d_model = 32, cases[3].cfg.d_ff = 50, cases[3].cfg.n_experts = 4;
     cases[3].cfg.top_k = 1, cases[3].cfg.ffn = MOE_FFN_PLAIN, cases[3].cfg.act = MOE_ACT_RELU;
     cases[3].cfg.capacity = 6, cases[3].cfg.drop = MOE_DROP_IDENTITY;
+    /* Nemotron-H / LongCat-like: ungated relu2 experts in a latent space, zero-computation
+       experts, a shared expert, the output norm */
+    cases[4].name = "latent+zero experts+out norm";
+    cases[4].cfg.d_model = 40, cases[4].cfg.d_ff = 24, cases[4].cfg.n_experts = 8;
+    cases[4].cfg.top_k = 3, cases[4].cfg.ffn = MOE_FFN_PLAIN, cases[4].cfg.act = MOE_ACT_RELU2;
+    cases[4].cfg.score = MOE_SCORE_SIGMOID, cases[4].cfg.select_bias = 1;
+    cases[4].cfg.norm = MOE_NORM_SUM, cases[4].cfg.d_latent = 20, cases[4].cfg.n_zero_experts = 4;
+    cases[4].cfg.n_shared = 1, cases[4].cfg.out_norm = MOE_OUT_NORM_RMS;
+    cases[4].batch_invariant = 1;
     /* every case in every packed format, and the bf16 dot */
     static const char *fname[] = {"f32", "bf16", "f16", "bf16-dot", "q8", "q4"};
     static const moe_format fv[] = {MOE_FORMAT_F32, MOE_FORMAT_BF16, MOE_FORMAT_F16,
                                     MOE_FORMAT_BF16, MOE_FORMAT_Q8, MOE_FORMAT_Q4};
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         for (int f = 0; f < 6; f++) {
             layer_case lc = cases[i];
             char name[96];

@@ -108,7 +108,7 @@ static void expect_cfg(const moe_config *c, moe_result want, int line) {
 
 /* ---- tests -------------------------------------------------------------------------------- */
 
-enum { N_CODES = 33 }; /* MOE_OK .. MOE_E_NORM_P (-32) */
+enum { N_CODES = 37 }; /* MOE_OK .. MOE_E_NO_IN_NORM (-36) */
 
 static void test_strings(void) {
     const char *s[N_CODES + 1];
@@ -207,6 +207,29 @@ static void test_config_errors(void) {
     EXPECT_CFG(&c, MOE_E_TOPK);
     c.top_k = INT_MAX;
     EXPECT_CFG(&c, MOE_E_TOPK);
+    /* zero-computation experts: never negative; top_k counts them; groups span them too */
+    c = good_cfg();
+    c.n_zero_experts = -1;
+    EXPECT_CFG(&c, MOE_E_DIM);
+    c.n_zero_experts = INT_MIN;
+    EXPECT_CFG(&c, MOE_E_DIM);
+    c.n_zero_experts = 2;
+    c.top_k = E + 2;
+    CHECK_CODE(moe_config_check(&c), MOE_OK);
+    c.top_k = E + 3;
+    EXPECT_CFG(&c, MOE_E_TOPK);
+    c.top_k = 2;
+    c.n_group = 3; /* E + 2 = 6 choices in 3 groups of 2 */
+    c.topk_group = 1;
+    CHECK_CODE(moe_config_check(&c), MOE_OK);
+    c.n_group = 4; /* 6 choices do not split into 4 groups, though the 4 experts would */
+    EXPECT_CFG(&c, MOE_E_GROUP_DIVIDE);
+    c.n_group = 1, c.topk_group = 0;
+    c.n_zero_experts = INT_MAX; /* E + Z past int32 */
+    EXPECT_CFG(&c, MOE_E_OVERFLOW);
+    c = good_cfg();
+    c.d_latent = -1;
+    EXPECT_CFG(&c, MOE_E_DIM);
 
     /* groups */
     c = good_cfg();
@@ -262,7 +285,7 @@ static void test_config_errors(void) {
             EXPECT_CFG(&c, MOE_E_OPTION);
         }
     c = good_cfg();
-    c.score = (moe_score)(MOE_SCORE_SPARSEMIXER + 1);
+    c.score = (moe_score)(MOE_SCORE_SQRT_SOFTPLUS + 1);
     EXPECT_CFG(&c, MOE_E_OPTION);
     c = good_cfg();
     c.act = (moe_act)MOE_ACT_COUNT;
@@ -285,19 +308,47 @@ static void test_config_errors(void) {
     EXPECT_CFG(&c, MOE_E_DOT);
     c.shared_format = MOE_FORMAT_BF16;
     CHECK_CODE(moe_config_check(&c), MOE_OK);
+        c = good_cfg();
+    c.group_fill = MOE_GROUP_FILL_COUNT;
+    EXPECT_CFG(&c, MOE_E_OPTION);
+    c = good_cfg();
+    c.shared_combine = MOE_SHARED_COMBINE_COUNT;
+    EXPECT_CFG(&c, MOE_E_OPTION);
+    for (int v = 0; v < 2; v++) {
+        c = good_cfg();
+        c.out_norm = v ? (moe_out_norm)-1 : MOE_OUT_NORM_COUNT;
+        EXPECT_CFG(&c, MOE_E_OPTION);
+    }
 
-    /* every float option: negative, NaN, +inf (and -0 is fine) */
-    for (int f = 0; f < 6; f++)
-        for (int v = 0; v < 4; v++) {
-            float vals[4] = {-1.0f, (float)NAN, (float)INFINITY, -1e-30f};
+    /* every float option: negative, NaN, +inf (and -0 is fine); jitter_eps may be negative
+       (it means exactly 0), the clamp limits may be +inf (no clamp), and -inf is as bad as
+       +inf */
+    for (int f = 0; f < 10; f++)
+        for (int v = 0; v < 5; v++) {
+            float vals[5] = {-1.0f, (float)NAN, (float)INFINITY, -1e-30f, -(float)INFINITY};
             c = good_cfg();
             float *p = f == 0 ? &c.norm_eps : f == 1 ? &c.norm_p : f == 2 ? &c.scale
-                     : f == 3 ? &c.jitter_eps : f == 4 ? &c.act_alpha : &c.act_limit;
+                     : f == 3 ? &c.jitter_eps : f == 4 ? &c.act_alpha : f == 5 ? &c.act_limit
+                     : f == 6 ? &c.shared_act_limit : f == 7 ? &c.logit_softcap
+                     : f == 8 ? &c.out_norm_eps : &c.in_norm_eps;
             *p = vals[v];
-            EXPECT_CFG(&c, MOE_E_VALUE);
+            if ((f == 3 && (v == 0 || v == 3)) || ((f == 5 || f == 6) && v == 2))
+                CHECK_CODE(moe_config_check(&c), MOE_OK);
+            else
+                EXPECT_CFG(&c, MOE_E_VALUE);
             *p = -0.0f;
             CHECK_CODE(moe_config_check(&c), MOE_OK);
         }
+    /* the clamped SwiGLUs need a gated FFN; the sqrt(softplus) score takes a selection bias */
+    for (int a = 0; a < 3; a++) {
+        c = good_cfg();
+        c.ffn = MOE_FFN_PLAIN;
+        c.act = a == 0 ? MOE_ACT_SWIGLU_OAI : a == 1 ? MOE_ACT_SWIGLU_CLAMP : MOE_ACT_SILU_CLAMP;
+        EXPECT_CFG(&c, MOE_E_ACT_PLAIN);
+    }
+    c = good_cfg();
+    c.score = MOE_SCORE_SQRT_SOFTPLUS, c.select_bias = 1;
+    CHECK_CODE(moe_config_check(&c), MOE_OK);
 
     /* shared experts */
     c = good_cfg();
@@ -309,6 +360,17 @@ static void test_config_errors(void) {
     c.n_shared = 0;
     c.d_shared = 0;
     c.shared_gate = MOE_SHARED_GATE_SIGMOID;
+    EXPECT_CFG(&c, MOE_E_SHARED);
+
+    /* the router-weighted shared experts need shared experts, sigmoid scores, no Qwen gate */
+    c = good_cfg();
+    c.shared_router = 1, c.score = MOE_SCORE_SIGMOID;
+    EXPECT_CFG(&c, MOE_E_SHARED);
+    c.n_shared = 2;
+    CHECK_CODE(moe_config_check(&c), MOE_OK);
+    c.score = MOE_SCORE_SOFTMAX;
+    EXPECT_CFG(&c, MOE_E_SHARED);
+    c.score = MOE_SCORE_SIGMOID, c.shared_gate = MOE_SHARED_GATE_SIGMOID;
     EXPECT_CFG(&c, MOE_E_SHARED);
 
     c = good_cfg();
@@ -525,6 +587,58 @@ static void test_missing_weights(void) {
     moe_layer *L = NULL;
     CHECK_CODE(moe_layer_create(&L, &c, &w), MOE_OK);
     moe_layer_free(L);
+
+    /* the latent projections: both needed */
+    for (int t = 0; t < 3; t++) {
+        c = good_cfg();
+        c.d_latent = 2;
+        w = good_w();
+        if (t != 0) w.latent_in.data = g_vec;
+        if (t != 1) w.latent_out.data = g_vec;
+        if (t == 2) w.latent_out.per_expert = one_null, w.latent_out.data = NULL;
+        EXPECT_CREATE(&c, &w, MOE_E_NO_LATENT);
+    }
+    w = good_w();
+    w.latent_in.data = w.latent_out.data = g_vec;
+    L = NULL;
+    CHECK_CODE(moe_layer_create(&L, &c, &w), MOE_OK);
+    moe_layer_free(L);
+
+    /* the Gemma-4 router scale, expert input norm, per-expert scale */
+    for (int t = 0; t < 3; t++) {
+        c = good_cfg();
+        w = good_w();
+        moe_tensor *v = t == 0 ? &w.router_in_scale : t == 1 ? &w.expert_in_norm : &w.expert_scale;
+        if (t == 0) c.router_in_norm = 1;
+        if (t == 1) c.expert_in_norm = 1;
+        if (t == 2) c.expert_scale = 1;
+        EXPECT_CREATE(&c, &w, MOE_E_NO_IN_NORM);
+        v->per_expert = one_null;
+        EXPECT_CREATE(&c, &w, MOE_E_NO_IN_NORM);
+        v->per_expert = NULL;
+        v->data = g_vec;
+        L = NULL;
+        CHECK_CODE(moe_layer_create(&L, &c, &w), MOE_OK);
+        moe_layer_free(L);
+    }
+
+    /* the output bias and the output norm's weight */
+    for (int t = 0; t < 2; t++) {
+        c = good_cfg();
+        w = good_w();
+        moe_tensor *v = t ? &w.out_norm : &w.output_bias;
+        moe_result want = t ? MOE_E_NO_OUT_NORM : MOE_E_NO_OUTPUT_BIAS;
+        if (t) c.out_norm = MOE_OUT_NORM_RMS;
+        else c.output_bias = 1;
+        EXPECT_CREATE(&c, &w, want);
+        v->per_expert = one_null;
+        EXPECT_CREATE(&c, &w, want);
+        v->per_expert = NULL;
+        v->data = g_vec;
+        L = NULL;
+        CHECK_CODE(moe_layer_create(&L, &c, &w), MOE_OK);
+        moe_layer_free(L);
+    }
 }
 
 static void test_dtype_layout(void) {

@@ -325,6 +325,15 @@ static void test_sparsemixer(void) {
     CHECK_NEAR(w[0], 1.0 / (1.0 + exp(hd[1] - hd[0]) + exp(hd[2] - hd[0])), WTOL);
     CHECK_NEAR(w[1], 1.0 / (1.0 + exp(hd[2] - hd[1])), WTOL);
 
+    /* jitter_eps < 0 is a threshold of exactly 0 (HF router_jitter_noise = 0): only the best
+       logit survives each mask, so both weights are 1, where 0.01 kept three and two */
+    c.jitter_eps = -1.0f;
+    d_sparsemixer(hd, 4, 0.0, want, ww);
+    CHECK_INT(route(c, h1, 1, NULL, NULL, ex, w), MOE_OK);
+    CHECK_ROUTE(ex, w, want, ww, 2);
+    CHECK(w[0] == 1.0f && w[1] == 1.0f && ex[0] == 0 && ex[1] == 1);
+    c.jitter_eps = 0.0f;
+
     /* only one survives each time: both weights exactly 1 */
     float h2[4] = {2.0f, 0.0f, 1.0f, -1.0f};
     CHECK_INT(route(c, h2, 1, NULL, NULL, ex, w), MOE_OK);
@@ -759,6 +768,57 @@ static void test_topk_internal(void) {
     }
 }
 
+/* The 0.2 rules: 0.0 for dropped groups, soft-capped logits, sqrt(softplus) scores, the scale
+   left off the weights when it goes on the routed sum. */
+static void test_v02_rules(void) {
+    int32_t ex[8];
+    float w[8];
+    /* keys p + b = {-0.3, -0.3, -0.5, -0.5}: group 0 is kept. -inf fill selects its two
+       experts; 0.0 fill makes the dropped group's keys 0 > -0.3, so HF Mistral4 / AXK2 pick
+       experts 2 and 3 (with their own unbiased p) */
+    moe_config c = base_cfg(4, 2);
+    c.score = MOE_SCORE_SIGMOID, c.n_group = 2, c.topk_group = 1, c.group_score = MOE_GROUP_TOP2_SUM;
+    float h0[4] = {0, 0, 0, 0}, b0[4] = {-0.8f, -0.8f, -1.0f, -1.0f};
+    CHECK_INT(route(c, h0, 1, b0, NULL, ex, w), MOE_OK);
+    CHECK(ex[0] == 0 && ex[1] == 1);
+    c.group_fill = MOE_GROUP_FILL_ZERO;
+    CHECK_INT(route(c, h0, 1, b0, NULL, ex, w), MOE_OK);
+    CHECK(ex[0] == 2 && ex[1] == 3 && w[0] == 0.5f && w[1] == 0.5f);
+
+    /* softcap c = 2: logits {3, 1, 0.5, -4} become 2 tanh(h / 2); the trace's logits are the
+       capped ones; selection on sigmoid of them */
+    c = base_cfg(4, 2);
+    c.score = MOE_SCORE_SIGMOID, c.logit_softcap = 2.0f, c.norm = MOE_NORM_SUM;
+    float h1[4] = {3.0f, 1.0f, 0.5f, -4.0f};
+    double cap[4], ww[2];
+    for (int e = 0; e < 4; e++) cap[e] = 2.0 * tanh(h1[e] / 2.0);
+    CHECK_INT(route(c, h1, 1, NULL, NULL, ex, w), MOE_OK);
+    double s0 = 1.0 / (1.0 + exp(-cap[0])), s1 = 1.0 / (1.0 + exp(-cap[1]));
+    int want[2] = {0, 1};
+    ww[0] = s0 / (s0 + s1), ww[1] = s1 / (s0 + s1);
+    CHECK_ROUTE(ex, w, want, ww, 2);
+
+    /* sqrt(softplus): p = sqrt(log(1 + e^h)), bias on the selection only, weights from p;
+       h = 25 takes torch's threshold branch (softplus = h) */
+    c = base_cfg(4, 2);
+    c.score = MOE_SCORE_SQRT_SOFTPLUS;
+    float h2[4] = {0.1f, 25.0f, -1.0f, 0.3f}, b2[4] = {0.0f, -10.0f, 0.9f, 0.0f};
+    CHECK_INT(route(c, h2, 1, b2, NULL, ex, w), MOE_OK);
+    int want2[2] = {2, 3}; /* keys 1.460, -5, 0.924, 0.863 */
+    double ww2[2] = {sqrt(log1p(exp(-1.0))), sqrt(log1p(exp((double)0.3f)))};
+    CHECK_ROUTE(ex, w, want2, ww2, 2);
+    float h3[4] = {25.0f, 0.0f, 0.0f, 0.0f};
+    CHECK_INT(route(c, h3, 1, NULL, NULL, ex, w), MOE_OK);
+    CHECK(ex[0] == 0 && fabs(w[0] - 5.0) < 1e-6);
+
+    /* scale_on_sum: the weights in the trace stay unscaled (test_layer checks the output) */
+    c = base_cfg(4, 2);
+    c.norm = MOE_NORM_SUM, c.scale = 3.0f, c.scale_on_sum = 1;
+    float h4[4] = {1.0f, 0.0f, 2.0f, -1.0f};
+    CHECK_INT(route(c, h4, 1, NULL, NULL, ex, w), MOE_OK);
+    CHECK(fabs(w[0] + w[1] - 1.0) < 1e-6);
+}
+
 int main(void) {
     test_softmax_topk_plain();
     test_sigmoid_select_bias();
@@ -771,5 +831,6 @@ int main(void) {
     test_nan();
     test_sparsemixer_degenerate();
     test_topk_internal();
+    test_v02_rules();
     return check_summary();
 }

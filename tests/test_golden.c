@@ -2,12 +2,12 @@
 
    tests/gen_golden.py renders each family's Hugging Face MoE block (router, gating, top-k,
    renormalisation, scaling, experts, shared experts) in float64 and writes tiny cases to
-   tests/golden/<case>.bin: the HF config fields, the weights under their HF names and shapes
-   (some bf16 / f16), x, and the reference y, experts, weights and router logits. This program
-   maps each family's HF config onto a moe_config (the table in family_setup(): that mapping is
-   what is under test, and it documents which values reproduce each family; tests/FAMILIES.md
-   is the same table in prose), views the tensors in the library's layouts, runs moe_forward
-   with a trace and checks, per case:
+   tests/golden/<case>.bin (listed in tests/golden/cases.txt): the case's config.json and
+   --layer, the weights under their full Hub names and shapes (some bf16 / f16), x, and the
+   reference y, experts, weights and router logits. This program maps the config.json with
+   examples/hf_config.h - the very code `build/moe run --model DIR` runs, so the mapping users
+   run is the mapping under test - binds the plan's tensors to the file's records with
+   hf_bind(), runs moe_forward with a trace and checks, per case:
 
      - experts == experts_ref exactly, in slot order (the generator only keeps draws whose
        routing decisions all have margins > 1e-4 relative, far above fp32 rounding);
@@ -17,6 +17,9 @@
        capacity only), and the layer built from the other weight view (per_expert pointers
        instead of one fused buffer, or the reverse) all give bit-identical y; moe_route gives
        the same route as moe_forward.
+
+   Grok-1 is the one case without a config.json (xai-org/grok-1 is JAX code, not a transformers
+   family): grok1_setup() maps it by hand.
 
    TOLERANCE. The library computes in fp32 (weights widened exactly from bf16 / f16), the
    reference in float64 from the same stored values, so the difference is fp32 rounding alone.
@@ -35,8 +38,12 @@
 
    Run from the repository root (make test does): build/test_golden. Last line: "N passed,
    M failed"; exit status 1 on any failure. */
+#define _DEFAULT_SOURCE 1 /* moe_io.h: madvise */
 #define MOE_IMPLEMENTATION
 #include "moe.h"
+#define MOE_IO_IMPLEMENTATION
+#include "moe_io.h"
+#include "hf_config.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -45,13 +52,8 @@
 
 #define TOL 2e-6
 
-/* The cases tests/gen_golden.py writes (one file each under tests/golden/). */
-static const char *const CASES[] = {
-    "mixtral_bf16", "mixtral_gelu", "qwen2_moe", "qwen3_moe_f16", "olmoe", "jamba",
-    "deepseek_v2_lite", "deepseek_v2_group", "deepseek_v3", "glm4_moe", "kimi_k2", "gpt_oss",
-    "gpt_oss_bf16", "llama4_bf16", "switch_drop", "switch_gelu_bf16", "phimoe", "dbrx_f16",
-    "granitemoe", "ernie4_5_moe", "grok1_bf16",
-};
+#define MAX_CASES 256
+#define CASE_LIST "tests/golden/cases.txt"
 
 // ---- golden file reader -----------------------------------------------------------------------
 // Format (little-endian): "MOEG", u32 version 1, then records: u32 name_len, name, u32 dtype
@@ -190,14 +192,6 @@ static double cfg_num(ctx *c, const char *key) {
 }
 static int cfg_int(ctx *c, const char *key) { return (int)cfg_num(c, key); }
 
-static const char *cfg_str(ctx *c, const char *key) {
-    char name[128];
-    const rec *r;
-    snprintf(name, sizeof name, "cfg.%s", key);
-    r = need(c, name);
-    return r && r->dtype == G_TEXT ? (const char *)r->data : "";
-}
-
 static moe_dtype dtype_of(const rec *r) {
     return r->dtype == G_BF16 ? MOE_BF16 : r->dtype == G_F16 ? MOE_F16 : MOE_F32;
 }
@@ -213,229 +207,58 @@ static moe_tensor fused(ctx *c, const char *name, moe_layout layout) {
     return t;
 }
 
-/* nn.ModuleList experts: E records "w.<fmt % e>", given as E `per_expert` pointers. */
-static moe_tensor modlist(ctx *c, const char *fmt, int E, moe_layout layout) {
-    char name[112], full[128];
-    moe_tensor t;
-    const void **ptrs = (const void **)ctx_alloc(c, (size_t)E * sizeof *ptrs);
-    memset(&t, 0, sizeof t);
-    if (!ptrs) return t;
-    for (int e = 0; e < E; e++) {
-        const rec *r;
-        snprintf(name, sizeof name, fmt, e);
-        snprintf(full, sizeof full, "w.%s", name);
-        if (!(r = need(c, full))) return t;
-        ptrs[e] = r->data, t.dtype = dtype_of(r);
+// ---- the mapping: config.json through hf_config.h, tensors through hf_bind -------------------
+
+/* hf_lookup over the golden records: "w.<name>". */
+static int golden_lookup(void *user, const char *name, hf_found *out, char *err, size_t n) {
+    char full[320];
+    const rec *r;
+    snprintf(full, sizeof full, "w.%s", name);
+    if (!(r = find((const golden *)user, full))) return 1;
+    if (r->dtype > G_F16) {
+        snprintf(err, n, "record '%s' is not a weight (dtype %u)", full, r->dtype);
+        return -1;
     }
-    t.per_expert = ptrs, t.layout = layout;
-    return t;
+    out->data = r->data, out->dtype = dtype_of(r), out->rank = (int)r->ndim;
+    for (unsigned i = 0; i < r->ndim; i++) out->shape[i] = r->dims[i];
+    return 0;
 }
 
-static moe_act act_of(ctx *c, const char *hf_act) {
-    if (!strcmp(hf_act, "silu") || !strcmp(hf_act, "swish")) return MOE_ACT_SILU;
-    if (!strcmp(hf_act, "gelu")) return MOE_ACT_GELU_ERF;
-    if (!strcmp(hf_act, "gelu_new") || !strcmp(hf_act, "gelu_pytorch_tanh")) return MOE_ACT_GELU_TANH;
-    if (!strcmp(hf_act, "relu")) return MOE_ACT_RELU;
-    if (!c->missing[0]) snprintf(c->missing, sizeof c->missing, "activation '%s'", hf_act);
-    return MOE_ACT_SILU;
+/* The case's config.json and --layer, mapped as the CLI maps them. 0 on success, else a message
+   in err. */
+static int hf_setup(const golden *g, hf_plan *plan, moe_weights *w, hf_bound *b, char *err,
+                    size_t n) {
+    const rec *cj = find(g, "config.json"), *layer = find(g, "layer");
+    mio_json_doc doc;
+    char e[MIO_ERR_SIZE];
+    if (!cj || !layer || cj->dtype != G_TEXT || layer->dtype != G_TEXT) {
+        snprintf(err, n, "no config.json or layer record");
+        return -1;
+    }
+    if (mio_json_parse(&doc, cj->data, cj->count, "config.json", e, sizeof e)) {
+        snprintf(err, n, "%s", e);
+        return -1;
+    }
+    int r = hf_plan_layer(plan, mio_json_root(&doc), (const char *)layer->data, err, n);
+    mio_json_free(&doc); /* the plan copies what it keeps */
+    if (r) return -1;
+    return hf_bind(plan, golden_lookup, (void *)g, w, b, err, n) ? -1 : 0;
 }
 
-// ---- the family table: HF config + state dict -> moe_config + moe_weights ---------------------
-
-/* Experts named like LlamaMLP (gate_proj, up_proj, down_proj) in an nn.ModuleList. */
-static void llama_experts(ctx *c, moe_weights *w, int E) {
-    w->gate = modlist(c, "experts.%d.gate_proj.weight", E, MOE_OUT_IN);
-    w->up = modlist(c, "experts.%d.up_proj.weight", E, MOE_OUT_IN);
-    w->down = modlist(c, "experts.%d.down_proj.weight", E, MOE_OUT_IN);
-}
-
-/* Shared experts: one LlamaMLP of the summed width (HF stores them as one module). */
-static void llama_shared(ctx *c, moe_weights *w, const char *prefix) {
-    char n[3][96];
-    snprintf(n[0], sizeof n[0], "%sgate_proj.weight", prefix);
-    snprintf(n[1], sizeof n[1], "%sup_proj.weight", prefix);
-    snprintf(n[2], sizeof n[2], "%sdown_proj.weight", prefix);
-    w->shared_gate_proj = fused(c, n[0], MOE_OUT_IN);
-    w->shared_up = fused(c, n[1], MOE_OUT_IN);
-    w->shared_down = fused(c, n[2], MOE_OUT_IN);
-}
-
-/* Weight names are the HF state-dict keys of the MoE block without the layer prefix. Layouts:
-   nn.Linear and nn.ModuleList experts are [out][in] (MOE_OUT_IN, per_expert pointers); fused
-   3-D expert tensors are given as one `data` buffer in the layout the checkpoint uses.
-   Returns 0 when the family is unknown. */
-static int family_setup(ctx *c, const char *fam, moe_config *m, moe_weights *w) {
-    int E;
+/* xai-org/grok-1 model.py: softmax, top-2, no renormalisation; GeGLU with tanh GELU (jax.nn.gelu's
+   default); JAX storage [in][out] for the router and every expert matrix. */
+static int grok1_setup(ctx *c, moe_config *m, moe_weights *w) {
     memset(m, 0, sizeof *m);
     memset(w, 0, sizeof *w);
-
-    if (!strcmp(fam, "mixtral")) { /* HF mixtral; defaults: softmax, top-k of p */
-        m->d_model = cfg_int(c, "hidden_size"), m->d_ff = cfg_int(c, "intermediate_size");
-        m->n_experts = E = cfg_int(c, "num_local_experts"), m->top_k = cfg_int(c, "num_experts_per_tok");
-        m->score = MOE_SCORE_SOFTMAX;
-        m->norm = MOE_NORM_SUM;                                 /* w /= sum, no epsilon */
-        m->act = act_of(c, cfg_str(c, "hidden_act"));
-        w->router = fused(c, "gate.weight", MOE_OUT_IN);
-        w->gate = modlist(c, "experts.%d.w1.weight", E, MOE_OUT_IN);
-        w->up = modlist(c, "experts.%d.w3.weight", E, MOE_OUT_IN);
-        w->down = modlist(c, "experts.%d.w2.weight", E, MOE_OUT_IN);
-    } else if (!strcmp(fam, "qwen2_moe") || !strcmp(fam, "qwen3_moe") || !strcmp(fam, "olmoe") ||
-               !strcmp(fam, "jamba")) {
-        /* softmax, top-k of p, renormalise iff norm_topk_prob (Jamba: never) */
-        int qwen = fam[0] == 'q', jam = fam[0] == 'j';
-        m->d_model = cfg_int(c, "hidden_size");
-        m->d_ff = cfg_int(c, qwen ? "moe_intermediate_size" : "intermediate_size");
-        m->n_experts = E = cfg_int(c, "num_experts"), m->top_k = cfg_int(c, "num_experts_per_tok");
-        m->score = MOE_SCORE_SOFTMAX;
-        m->norm = !jam && cfg_int(c, "norm_topk_prob") ? MOE_NORM_SUM : MOE_NORM_NONE;
-        m->act = act_of(c, cfg_str(c, "hidden_act"));
-        w->router = fused(c, jam ? "router.weight" : "gate.weight", MOE_OUT_IN);
-        llama_experts(c, w, E);
-        if (!strcmp(fam, "qwen2_moe")) { /* one shared expert, times sigmoid(shared_expert_gate . x) */
-            m->n_shared = 1, m->d_shared = cfg_int(c, "shared_expert_intermediate_size");
-            m->shared_gate = MOE_SHARED_GATE_SIGMOID;
-            llama_shared(c, w, "shared_expert.");
-            w->shared_gate = fused(c, "shared_expert_gate.weight", MOE_OUT_IN);
-        }
-    } else if (!strcmp(fam, "deepseek_v2")) {
-        /* softmax; greedy, or group_limited_greedy with group score = max; HF never
-           renormalises (whatever norm_topk_prob says); w *= routed_scaling_factor */
-        m->d_model = cfg_int(c, "hidden_size"), m->d_ff = cfg_int(c, "moe_intermediate_size");
-        m->n_experts = E = cfg_int(c, "n_routed_experts"), m->top_k = cfg_int(c, "num_experts_per_tok");
-        m->score = MOE_SCORE_SOFTMAX;
-        if (!strcmp(cfg_str(c, "topk_method"), "group_limited_greedy")) {
-            m->n_group = cfg_int(c, "n_group"), m->topk_group = cfg_int(c, "topk_group");
-            m->group_score = MOE_GROUP_MAX;
-        }
-        m->norm = MOE_NORM_NONE;
-        m->scale = (float)cfg_num(c, "routed_scaling_factor");
-        m->n_shared = cfg_int(c, "n_shared_experts"), m->d_shared = m->d_ff; /* ungated */
-        m->act = act_of(c, cfg_str(c, "hidden_act"));
-        w->router = fused(c, "gate.weight", MOE_OUT_IN);
-        llama_experts(c, w, E);
-        llama_shared(c, w, "shared_experts.");
-    } else if (!strcmp(fam, "deepseek_v3") || !strcmp(fam, "glm4_moe") || !strcmp(fam, "kimi_k2")) {
-        /* sigmoid; select on p + e_score_correction_bias; groups by sum of top-2; weights from
-           the unbiased p, renormalised (+1e-20) when norm_topk_prob, then routed_scaling_factor */
-        m->d_model = cfg_int(c, "hidden_size"), m->d_ff = cfg_int(c, "moe_intermediate_size");
-        m->n_experts = E = cfg_int(c, "n_routed_experts"), m->top_k = cfg_int(c, "num_experts_per_tok");
-        m->score = MOE_SCORE_SIGMOID;
-        m->select_bias = 1;
-        m->n_group = cfg_int(c, "n_group"), m->topk_group = cfg_int(c, "topk_group");
-        m->group_score = MOE_GROUP_TOP2_SUM;
-        if (cfg_int(c, "norm_topk_prob")) m->norm = MOE_NORM_SUM, m->norm_eps = 1e-20f;
-        m->scale = (float)cfg_num(c, "routed_scaling_factor");
-        m->n_shared = cfg_int(c, "n_shared_experts"), m->d_shared = m->d_ff; /* ungated */
-        m->act = act_of(c, cfg_str(c, "hidden_act"));
-        w->router = fused(c, "gate.weight", MOE_OUT_IN);
-        w->select_bias = fused(c, "gate.e_score_correction_bias", MOE_OUT_IN);
-        llama_experts(c, w, E);
-        llama_shared(c, w, "shared_experts.");
-    } else if (!strcmp(fam, "ernie4_5_moe")) {
-        /* softmax; select on p + moe_statics bias; w /= max(sum, moe_norm_min); shared ungated */
-        m->d_model = cfg_int(c, "hidden_size"), m->d_ff = cfg_int(c, "moe_intermediate_size");
-        m->n_experts = E = cfg_int(c, "moe_num_experts"), m->top_k = cfg_int(c, "moe_k");
-        m->score = MOE_SCORE_SOFTMAX;
-        m->select_bias = 1;
-        m->norm = MOE_NORM_SUM_CLAMP, m->norm_eps = (float)cfg_num(c, "moe_norm_min");
-        m->n_shared = cfg_int(c, "moe_num_shared_experts"), m->d_shared = m->d_ff;
-        m->act = act_of(c, cfg_str(c, "hidden_act"));
-        w->router = fused(c, "gate.weight", MOE_OUT_IN);
-        w->select_bias = fused(c, "moe_statics.e_score_correction_bias", MOE_OUT_IN);
-        llama_experts(c, w, E);
-        llama_shared(c, w, "shared_experts.");
-    } else if (!strcmp(fam, "gpt_oss")) {
-        /* router with bias; top-k of logits, softmax over the k; clamped SwiGLU with +1 on up;
-           gate_up [E][d][2ff] interleaved (even = gate), down [E][ff][d]; expert biases */
-        m->d_model = cfg_int(c, "hidden_size"), m->d_ff = cfg_int(c, "intermediate_size");
-        m->n_experts = E = cfg_int(c, "num_local_experts"), m->top_k = cfg_int(c, "num_experts_per_tok");
-        m->score = MOE_SCORE_SOFTMAX_TOPK;
-        m->router_bias = 1;
-        m->act = MOE_ACT_SWIGLU_OAI, m->act_alpha = 1.702f, m->act_limit = (float)cfg_num(c, "swiglu_limit");
-        m->expert_bias = 1;
-        w->router = fused(c, "router.weight", MOE_OUT_IN);
-        w->router_bias = fused(c, "router.bias", MOE_OUT_IN);
-        w->gate_up = fused(c, "experts.gate_up_proj", MOE_IN_OUT);
-        w->gate_up_split = MOE_SPLIT_INTERLEAVED;
-        w->gate_up_bias = fused(c, "experts.gate_up_proj_bias", MOE_OUT_IN);
-        w->down = fused(c, "experts.down_proj", MOE_IN_OUT);
-        w->down_bias = fused(c, "experts.down_proj_bias", MOE_OUT_IN);
-    } else if (!strcmp(fam, "llama4")) {
-        /* top-k of logits, w = sigmoid(h_e) applied to the INPUT; gate_up [E][d][2ff] halves;
-           one ungated shared expert of width intermediate_size */
-        m->d_model = cfg_int(c, "hidden_size"), m->d_ff = cfg_int(c, "intermediate_size");
-        m->n_experts = E = cfg_int(c, "num_local_experts"), m->top_k = cfg_int(c, "num_experts_per_tok");
-        m->score = MOE_SCORE_SIGMOID_TOPK;
-        m->weight_on_input = 1;
-        m->n_shared = 1, m->d_shared = m->d_ff;
-        m->act = act_of(c, cfg_str(c, "hidden_act"));
-        w->router = fused(c, "router.weight", MOE_OUT_IN);
-        w->gate_up = fused(c, "experts.gate_up_proj", MOE_IN_OUT);
-        w->gate_up_split = MOE_SPLIT_HALVES;
-        w->down = fused(c, "experts.down_proj", MOE_IN_OUT);
-        llama_shared(c, w, "shared_expert.");
-    } else if (!strcmp(fam, "switch_transformers")) {
-        /* softmax, top-1, w = p (not renormalised); expert_capacity per call in token order,
-           and a dropped token outputs p * x (HF: next_states = hidden_states.clone()); plain
-           FFN wo(act(wi x)) */
-        m->d_model = cfg_int(c, "d_model"), m->d_ff = cfg_int(c, "d_ff");
-        m->n_experts = E = cfg_int(c, "num_experts"), m->top_k = 1;
-        m->score = MOE_SCORE_SOFTMAX;
-        m->router_bias = cfg_int(c, "router_bias");
-        m->capacity = cfg_int(c, "expert_capacity"), m->drop = MOE_DROP_IDENTITY;
-        m->ffn = MOE_FFN_PLAIN, m->act = act_of(c, cfg_str(c, "dense_act_fn"));
-        w->router = fused(c, "router.classifier.weight", MOE_OUT_IN);
-        if (m->router_bias) w->router_bias = fused(c, "router.classifier.bias", MOE_OUT_IN);
-        w->up = modlist(c, "experts.expert_%d.wi.weight", E, MOE_OUT_IN);
-        w->down = modlist(c, "experts.expert_%d.wo.weight", E, MOE_OUT_IN);
-    } else if (!strcmp(fam, "phimoe")) {
-        /* sparsemixer with eps = router_jitter_noise (inference form), top-2 */
-        m->d_model = cfg_int(c, "hidden_size"), m->d_ff = cfg_int(c, "intermediate_size");
-        m->n_experts = E = cfg_int(c, "num_local_experts"), m->top_k = cfg_int(c, "num_experts_per_tok");
-        m->score = MOE_SCORE_SPARSEMIXER, m->jitter_eps = (float)cfg_num(c, "router_jitter_noise");
-        m->act = act_of(c, cfg_str(c, "hidden_act"));
-        w->router = fused(c, "gate.weight", MOE_OUT_IN);
-        w->gate = modlist(c, "experts.%d.w1.weight", E, MOE_OUT_IN);
-        w->up = modlist(c, "experts.%d.w3.weight", E, MOE_OUT_IN);
-        w->down = modlist(c, "experts.%d.w2.weight", E, MOE_OUT_IN);
-    } else if (!strcmp(fam, "dbrx")) {
-        /* softmax, top-k, w /= ||w||_q with q = moe_normalize_expert_weights; w1, v1, w2 all
-           stored [E*ff][d]: w1/v1 are [out][in], w2 is [in][out] (used untransposed) */
-        m->d_model = cfg_int(c, "d_model"), m->d_ff = cfg_int(c, "ffn_hidden_size");
-        m->n_experts = E = cfg_int(c, "moe_num_experts"), m->top_k = cfg_int(c, "moe_top_k");
-        m->score = MOE_SCORE_SOFTMAX;
-        m->norm = MOE_NORM_LP, m->norm_p = (float)cfg_num(c, "moe_normalize_expert_weights");
-        m->act = act_of(c, cfg_str(c, "ffn_act_fn"));
-        w->router = fused(c, "router.layer.weight", MOE_OUT_IN);
-        w->gate = fused(c, "experts.mlp.w1", MOE_OUT_IN);
-        w->up = fused(c, "experts.mlp.v1", MOE_OUT_IN);
-        w->down = fused(c, "experts.mlp.w2", MOE_IN_OUT);
-    } else if (!strcmp(fam, "granitemoe")) {
-        /* top-k of logits, softmax over the k; input_linear [E][2ff][d] halves (first half
-           activated), output_linear [E][d][ff] */
-        m->d_model = cfg_int(c, "hidden_size"), m->d_ff = cfg_int(c, "intermediate_size");
-        m->n_experts = E = cfg_int(c, "num_local_experts"), m->top_k = cfg_int(c, "num_experts_per_tok");
-        m->score = MOE_SCORE_SOFTMAX_TOPK;
-        m->act = act_of(c, cfg_str(c, "hidden_act"));
-        w->router = fused(c, "router.layer.weight", MOE_OUT_IN);
-        w->gate_up = fused(c, "input_linear.weight", MOE_OUT_IN);
-        w->gate_up_split = MOE_SPLIT_HALVES;
-        w->down = fused(c, "output_linear.weight", MOE_OUT_IN);
-    } else if (!strcmp(fam, "grok1")) {
-        /* xai-org/grok-1: softmax, top-2, no renormalisation; GeGLU with tanh GELU; JAX
-           storage [in][out] for the router and every expert matrix */
-        m->d_model = cfg_int(c, "emb_size"), m->d_ff = cfg_int(c, "ffn_size");
-        m->n_experts = E = cfg_int(c, "num_experts"), m->top_k = cfg_int(c, "num_selected_experts");
-        m->score = MOE_SCORE_SOFTMAX, m->norm = MOE_NORM_NONE;
-        m->act = MOE_ACT_GELU_TANH;
-        w->router = fused(c, "router.w", MOE_IN_OUT);
-        w->gate = fused(c, "moe.linear.w", MOE_IN_OUT);
-        w->up = fused(c, "moe.linear_v.w", MOE_IN_OUT);
-        w->down = fused(c, "moe.linear_1.w", MOE_IN_OUT);
-    } else {
-        return 0;
-    }
-    return 1;
+    m->d_model = cfg_int(c, "emb_size"), m->d_ff = cfg_int(c, "ffn_size");
+    m->n_experts = cfg_int(c, "num_experts"), m->top_k = cfg_int(c, "num_selected_experts");
+    m->score = MOE_SCORE_SOFTMAX, m->norm = MOE_NORM_NONE;
+    m->act = MOE_ACT_GELU_TANH;
+    w->router = fused(c, "router.w", MOE_IN_OUT);
+    w->gate = fused(c, "moe.linear.w", MOE_IN_OUT);
+    w->up = fused(c, "moe.linear_v.w", MOE_IN_OUT);
+    w->down = fused(c, "moe.linear_1.w", MOE_IN_OUT);
+    return !c->missing[0];
 }
 
 /* The other view of the routed-expert tensors: fused `data` becomes E `per_expert` pointers
@@ -457,7 +280,8 @@ static int flip(ctx *c, moe_tensor *t, int E, size_t n_per_expert) {
 }
 
 static int flip_all(ctx *c, const moe_config *m, moe_weights *w) {
-    size_t d = (size_t)m->d_model, ff = (size_t)m->d_ff;
+    /* the experts' model width: d, or d_latent (Nemotron-H) */
+    size_t d = (size_t)(m->d_latent ? m->d_latent : m->d_model), ff = (size_t)m->d_ff;
     int E = m->n_experts;
     return flip(c, &w->gate, E, ff * d) && flip(c, &w->up, E, ff * d) &&
            flip(c, &w->gate_up, E, 2 * ff * d) && flip(c, &w->down, E, d * ff) &&
@@ -510,6 +334,10 @@ static int run_case(const char *name) {
     ctx c;
     moe_config m;
     moe_weights w;
+    hf_plan plan;
+    hf_bound bound;
+    char err[1024];
+    const char *model_type = "(no config.json)";
     moe_layer *L = NULL, *L2 = NULL;
     moe_result r;
     int before = g_failed_checks;
@@ -524,6 +352,7 @@ static int run_case(const char *name) {
         return 0;
     }
     memset(&c, 0, sizeof c);
+    memset(&bound, 0, sizeof bound);
     c.g = &g;
 
     const rec *fam = find(&g, "family"), *xr = find(&g, "x"), *yr = find(&g, "y_ref");
@@ -542,14 +371,20 @@ static int run_case(const char *name) {
     const double *l_ref = (const double *)lr->data;
     const int32_t *e_ref = (const int32_t *)er->data, *d_ref = (const int32_t *)dr->data;
 
-    if (!family_setup(&c, family, &m, &w)) {
-        CHECK(0, "family '%s' has no entry in family_setup()", family);
+    if (!strcmp(family, "grok1")) {
+        CHECK(grok1_setup(&c, &m, &w), "grok1: %s not in the golden file", c.missing);
+    } else if (hf_setup(&g, &plan, &w, &bound, err, sizeof err) == 0) {
+        m = plan.cfg;
+        model_type = plan.family;
+    } else {
+        CHECK(0, "hf_config.h: %s", err);
         goto done;
     }
-    CHECK(!c.missing[0], "family %s: %s not in the golden file", family, c.missing);
-    CHECK((size_t)m.d_model == d && (size_t)m.n_experts == E && (size_t)m.top_k == k,
-          "config (d %d, E %d, k %d) disagrees with the reference shapes (%zu, %zu, %zu)",
-          m.d_model, m.n_experts, m.top_k, d, E, k);
+    /* E: every router output, the zero-computation experts (LongCat-Flash) included */
+    CHECK((size_t)m.d_model == d && (size_t)m.n_experts + (size_t)m.n_zero_experts == E &&
+          (size_t)m.top_k == k,
+          "config (d %d, E %d + %d, k %d) disagrees with the reference shapes (%zu, %zu, %zu)",
+          m.d_model, m.n_experts, m.n_zero_experts, m.top_k, d, E, k);
     if (g_failed_checks != before) goto done;
 
     r = moe_layer_create(&L, &m, &w);
@@ -643,29 +478,41 @@ static int run_case(const char *name) {
     }
 
     if (g_failed_checks == before)
-        printf("  ok   %-18s %-20s T %2zu d %2zu E %2zu k %zu  rel err: y %.2e  w %.2e  logits %.2e\n",
-               name, family, T, d, E, k, rel(sy), rel(sw), rel(sl));
+        printf("  ok   %-22s %-22s T %2zu d %2zu E %2zu k %zu  rel err: y %.2e  w %.2e  logits %.2e\n",
+               name, model_type, T, d, E, k, rel(sy), rel(sw), rel(sl));
 done:
     moe_layer_free(L);
     moe_layer_free(L2);
     free(y), free(y1), free(ys), free(y2), free(tw), free(tl), free(te), free(tt), free(ws);
     ctx_free(&c);
+    hf_unbind(&bound);
     golden_free(&g);
     return g_failed_checks == before;
 }
 
 int main(void) {
-    int pass = 0, fail = 0;
+    int pass = 0, fail = 0, n = 0;
+    static char cases[MAX_CASES][64];
+    char line[256];
     const uint16_t probe = 1;
     if (*(const unsigned char *)&probe != 1) {
         printf("the golden files are little-endian; this host is not\n0 passed, 1 failed\n");
         return 1;
     }
+    FILE *f = fopen(CASE_LIST, "r");
+    if (!f) {
+        printf("cannot open %s (run from the repository root)\n0 passed, 1 failed\n", CASE_LIST);
+        return 1;
+    }
+    while (n < MAX_CASES && fgets(line, sizeof line, f))
+        if (line[0] != '#' && sscanf(line, "%63s", cases[n]) == 1) n++;
+    fclose(f);
     printf("golden cases (tolerance %.0e of max(1, max|ref|)):\n", TOL);
-    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
-        if (run_case(CASES[i])) pass++;
+    for (int i = 0; i < n; i++) {
+        if (run_case(cases[i])) pass++;
         else fail++;
     }
+    if (n == 0) fail++;
     printf("%d passed, %d failed\n", pass, fail);
     return fail != 0;
 }

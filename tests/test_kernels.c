@@ -443,8 +443,10 @@ int main(void) {
 
         /* phase 1: every row count on one shape per (gated, activation); then shapes */
         for (int gated = 0; gated < 2; gated++)
-            for (int act = 0; act <= MOE_ACT_SWIGLU_OAI; act++) {
-                if (!gated && act == MOE_ACT_SWIGLU_OAI) continue;
+            for (int act = 0; act <= MOE_ACT_SILU_CLAMP; act++) {
+                if (!gated && (act == MOE_ACT_SWIGLU_OAI || act == MOE_ACT_SWIGLU_CLAMP ||
+                               act == MOE_ACT_SILU_CLAMP))
+                    continue;
                 for (size_t m = 1; m <= 40; m += (m < 14 ? 1 : 5))
                     test_ffn1(kind, 19, nr + 7, m, (int)(m & 1), gated, (moe_act)act);
                 test_ffn1(kind, 11, 12 * nr - 3, 1, 1, gated, (moe_act)act); /* 4-panel tiles */

@@ -62,11 +62,16 @@ static float rval(float scale) { return (float)((int)(rnd() % 255) - 127) * (1.0
 
 typedef struct model {
     moe_config cfg;
-    int E, d, ff, k, S;
-    float *router, *rbias, *sbias;  /* [E][d], [E], [E] */
+    int E, R, d, ff, k, S;          /* R = E + n_zero_experts choices */
+    int RO;                         /* router outputs: R (+ n_shared with shared_router) */
+    int dl;                         /* the routed experts' width: d_latent, or d */
+    float *router, *rbias, *sbias;  /* [R][d], [R], [R] */
     float *wg, *wu, *wd;            /* [E][ff][d], [E][ff][d], [E][d][ff] */
     float *bg, *bu, *bd;            /* [E][ff], [E][ff], [E][d] */
     float *sg, *su, *sd, *shg;      /* [S][d], [S][d], [d][S], [d] */
+    float *ob, *on;                 /* output bias, output norm weight: [d] */
+    float *li, *lo;                 /* latent_in [dl][d], latent_out [d][dl] */
+    float *rs, *en, *es;            /* router_in_scale [d], expert_in_norm [d], expert_scale [R] */
 } model;
 
 static float *rarr(size_t n, float scale) {
@@ -81,34 +86,46 @@ static model model_make(const moe_config *cfg, float wscale) {
     memset(&m, 0, sizeof m);
     m.cfg = *cfg;
     m.E = cfg->n_experts, m.d = cfg->d_model, m.ff = cfg->d_ff, m.k = cfg->top_k;
+    m.R = m.E + cfg->n_zero_experts;
+    m.RO = m.R + (cfg->shared_router ? cfg->n_shared : 0);
+    m.dl = cfg->d_latent ? cfg->d_latent : m.d;
     m.S = cfg->n_shared * (cfg->d_shared ? cfg->d_shared : cfg->d_ff);
     size_t E = (size_t)m.E, d = (size_t)m.d, ff = (size_t)m.ff, S = (size_t)m.S;
-    m.router = rarr(E * d, 2.0f);
-    m.rbias = rarr(E, 1.0f);
-    m.sbias = rarr(E, 0.5f);
-    m.wg = rarr(E * ff * d, wscale);
-    m.wu = rarr(E * ff * d, wscale);
-    m.wd = rarr(E * d * ff, wscale);
+    m.router = rarr((size_t)m.RO * d, 2.0f);
+    m.rbias = rarr((size_t)m.RO, 1.0f);
+    m.sbias = rarr((size_t)m.R, 0.5f);
+    size_t dl = (size_t)m.dl; /* the experts' model width */
+    m.wg = rarr(E * ff * dl, wscale);
+    m.wu = rarr(E * ff * dl, wscale);
+    m.wd = rarr(E * dl * ff, wscale);
     m.bg = rarr(E * ff, 0.5f);
     m.bu = rarr(E * ff, 0.5f);
-    m.bd = rarr(E * d, 0.5f);
+    m.bd = rarr(E * dl, 0.5f);
     m.sg = rarr(S * d, wscale);
     m.su = rarr(S * d, wscale);
     m.sd = rarr(d * S, wscale);
     m.shg = rarr(d, 1.0f);
+    m.ob = rarr(d, 1.0f);
+    m.on = rarr(d, 1.0f);
+    m.li = rarr(dl * d, 1.0f);
+    m.lo = rarr(d * dl, 1.0f);
+    m.rs = rarr(d, 1.0f);
+    m.en = rarr(d, 1.0f);
+    m.es = rarr((size_t)m.R, 1.0f);
     return m;
 }
 
 static void model_free(model *m) {
-    float *all[13] = {m->router, m->rbias, m->sbias, m->wg, m->wu, m->wd, m->bg,
-                      m->bu,     m->bd,    m->sg,    m->su, m->sd, m->shg};
-    for (int i = 0; i < 13; i++) free(all[i]);
+    float *all[20] = {m->router, m->rbias, m->sbias, m->wg, m->wu, m->wd, m->bg,
+                      m->bu,     m->bd,    m->sg,    m->su, m->sd, m->shg, m->ob,
+                      m->on,     m->li,    m->lo,    m->rs, m->en, m->es};
+    for (int i = 0; i < 20; i++) free(all[i]);
 }
 
 /* ---- the reference, in double ------------------------------------------------------------- */
 
 typedef struct refcfg { /* the config with its defaults resolved, written out here */
-    double eps, p, scale, jitter, alpha, limit;
+    double eps, p, scale, jitter, alpha, limit, sh_limit;
     int n_group, topk_group;
 } refcfg;
 
@@ -120,6 +137,7 @@ static refcfg ref_defaults(const moe_config *c) {
     r.jitter = c->jitter_eps == 0.0f ? 0.01 : c->jitter_eps;
     r.alpha = c->act_alpha == 0.0f ? (double)1.702f : c->act_alpha;
     r.limit = c->act_limit == 0.0f ? 7.0 : c->act_limit;
+    r.sh_limit = c->shared_act_limit == 0.0f ? r.limit : c->shared_act_limit;
     r.n_group = c->n_group > 1 ? c->n_group : 1;
     r.topk_group = c->n_group > 1 ? (c->topk_group ? c->topk_group : c->n_group) : 1;
     return r;
@@ -139,10 +157,12 @@ static void ref_topk(const double *key, int n, int k, int *out) {
     }
 }
 
+static double g_ref_gam[64]; /* shared_router: the shared experts' weights */
+
 static void ref_gate(const model *m, const double *h, int *ex, double *w) {
     const moe_config *c = &m->cfg;
     refcfg r = ref_defaults(c);
-    int E = m->E, k = m->k;
+    int E = m->R, k = m->k; /* every router output: the zero-computation experts too */
     double p[256], key[256], mx = -INFINITY, s = 0.0;
     if (c->score == MOE_SCORE_SPARSEMIXER) { /* HF phimoe sparsemixer, inference */
         double hp[256];
@@ -167,6 +187,7 @@ static void ref_gate(const model *m, const double *h, int *ex, double *w) {
     for (int i = 0; i < E; i++) {
         if (c->score == MOE_SCORE_SOFTMAX) p[i] = exp(h[i] - mx) / s;
         else if (c->score == MOE_SCORE_SIGMOID) p[i] = dsig(h[i]);
+        else if (c->score == MOE_SCORE_SQRT_SOFTPLUS) p[i] = sqrt(log1p(exp(h[i])));
         else p[i] = h[i];
         key[i] = p[i] + (c->select_bias ? (double)m->sbias[i] : 0.0);
     }
@@ -183,7 +204,8 @@ static void ref_gate(const model *m, const double *h, int *ex, double *w) {
         for (int g = 0; g < G; g++) {
             int kept = 0;
             for (int j = 0; j < r.topk_group; j++) kept |= keep[j] == g;
-            for (int i = 0; !kept && i < per; i++) key[g * per + i] = -INFINITY;
+            for (int i = 0; !kept && i < per; i++)
+                key[g * per + i] = c->group_fill == MOE_GROUP_FILL_ZERO ? 0.0 : -INFINITY;
         }
     }
     ref_topk(key, E, k, ex);
@@ -197,13 +219,20 @@ static void ref_gate(const model *m, const double *h, int *ex, double *w) {
         for (int j = 0; j < k; j++) w[j] = p[ex[j]];
     }
     double n = 0.0;
+    for (int j = 0; c->shared_router && j < c->n_shared; j++) /* Inkling: the shared join the sum */
+        n += (g_ref_gam[j] = dsig(h[m->R + j]));
     for (int j = 0; j < k; j++) n += c->norm == MOE_NORM_LP ? pow(fabs(w[j]), r.p) : w[j];
     if (c->norm == MOE_NORM_LP) n = pow(n, 1.0 / r.p);
     if (c->norm == MOE_NORM_SUM) n += r.eps;
     if (c->norm == MOE_NORM_SUM_CLAMP && n < r.eps) n = r.eps;
     for (int j = 0; j < k; j++) {
         if (c->norm != MOE_NORM_NONE) w[j] /= n;
-        w[j] *= r.scale;
+        if (!c->scale_on_sum) w[j] *= r.scale;
+        if (c->expert_scale) w[j] *= m->es[ex[j]];
+    }
+    for (int j = 0; c->shared_router && j < c->n_shared; j++) {
+        if (c->norm != MOE_NORM_NONE) g_ref_gam[j] /= n;
+        if (!c->scale_on_sum) g_ref_gam[j] *= r.scale;
     }
 }
 
@@ -213,28 +242,38 @@ static double ref_act1(const moe_config *c, double z) {
     case MOE_ACT_GELU_TANH:
         return 0.5 * z * (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (z + 0.044715 * z * z * z)));
     case MOE_ACT_RELU: return z > 0.0 ? z : 0.0;
+    case MOE_ACT_RELU2: return z > 0.0 ? z * z : 0.0;
     default: return z * dsig(z);
     }
 }
 
-static long g_clamped; /* how many SwiGLU-OAI inputs were beyond the limit */
+static long g_clamped;   /* how many clamped-SwiGLU inputs were beyond the limit */
+static int g_ref_shared; /* ref_ffn is running the shared FFN (its own clamp limit) */
 
 static double ref_act2(const moe_config *c, double g, double u) {
-    if (c->act == MOE_ACT_SWIGLU_OAI) {
-        refcfg r = ref_defaults(c);
-        if (g > r.limit) g = r.limit, g_clamped++;
-        if (u > r.limit) u = r.limit, g_clamped++;
-        if (u < -r.limit) u = -r.limit, g_clamped++;
-        return (u + 1.0) * g * dsig(r.alpha * g);
+    refcfg r = ref_defaults(c);
+    double lim = g_ref_shared ? r.sh_limit : r.limit;
+    if (c->act == MOE_ACT_SWIGLU_OAI || c->act == MOE_ACT_SWIGLU_CLAMP) {
+        if (g > lim) g = lim, g_clamped++;
+        if (u > lim) u = lim, g_clamped++;
+        if (u < -lim) u = -lim, g_clamped++;
+        return c->act == MOE_ACT_SWIGLU_CLAMP ? g * dsig(g) * u : (u + 1.0) * g * dsig(r.alpha * g);
+    }
+    if (c->act == MOE_ACT_SILU_CLAMP) { /* the clamp after the activation */
+        double a = g * dsig(g);
+        if (a > lim) a = lim, g_clamped++;
+        if (u > lim) u = lim, g_clamped++;
+        if (u < -lim) u = -lim, g_clamped++;
+        return a * u;
     }
     return ref_act1(c, g) * u;
 }
 
 /* out[d] = FFN(x) for one expert given its matrices (biases may be NULL) */
-static void ref_ffn(const model *m, int F, const float *wg, const float *wu, const float *wd,
+static void ref_ffn(const model *m, int d, int F, const float *wg, const float *wu, const float *wd,
                     const float *bg, const float *bu, const float *bd, const double *x, double *out) {
     const moe_config *c = &m->cfg;
-    int d = m->d, gated = c->ffn == MOE_FFN_GATED;
+    int gated = c->ffn == MOE_FFN_GATED;
     double *hid = (double *)malloc((size_t)F * sizeof(double));
     for (int f = 0; f < F; f++) {
         double g = 0.0, u = 0.0;
@@ -245,6 +284,7 @@ static void ref_ffn(const model *m, int F, const float *wg, const float *wu, con
         if (bu) u += bu[f];
         if (gated && bg) g += bg[f];
         hid[f] = gated ? ref_act2(c, g, u) : ref_act1(c, u);
+        if (g_ref_shared && c->shared_router) hid[f] *= g_ref_gam[f / (F / c->n_shared)];
     }
     for (int o = 0; o < d; o++) {
         double s = bd ? (double)bd[o] : 0.0;
@@ -264,43 +304,65 @@ typedef struct refout {
 /* y[T][d] in double; ro (optional) gets the routing */
 static void ref_forward(const model *m, const float *x, int T, double *y, refout *ro) {
     const moe_config *c = &m->cfg;
-    int E = m->E, d = m->d, k = m->k, ff = m->ff;
+    int E = m->E, d = m->d, k = m->k, ff = m->ff, dl = m->dl, D = d > dl ? d : dl;
     int *count = (int *)calloc((size_t)E, sizeof(int));
     double *xd = (double *)malloc((size_t)d * sizeof(double));
-    double *xin = (double *)malloc((size_t)d * sizeof(double));
-    double *z = (double *)malloc((size_t)d * sizeof(double));
+    double *xr = (double *)malloc((size_t)d * sizeof(double)); /* the router's input */
+    double *xn = (double *)malloc((size_t)d * sizeof(double)); /* the experts' before latent_in */
+    double *xe = (double *)malloc((size_t)dl * sizeof(double)); /* the experts' input */
+    double *xin = (double *)malloc((size_t)dl * sizeof(double));
+    double *z = (double *)malloc((size_t)D * sizeof(double));
+    double *ys = (double *)malloc((size_t)dl * sizeof(double)); /* the routed sum */
     double h[256], w[256];
     int ex[256];
     for (int t = 0; t < T; t++) {
-        for (int i = 0; i < d; i++) xd[i] = x[(size_t)t * d + i];
-        for (int e = 0; e < E; e++) {
+        double sx = 0.0, ieps = c->in_norm_eps == 0.0f ? (double)1e-6f : c->in_norm_eps;
+        for (int i = 0; i < d; i++) xd[i] = x[(size_t)t * d + i], sx += xd[i] * xd[i];
+        double rn = 1.0 / sqrt(sx / d + ieps);
+        for (int i = 0; i < d; i++) { /* Gemma-4: the router's and the experts' inputs */
+            xr[i] = c->router_in_norm ? xd[i] * rn * m->rs[i] / sqrt((double)d) : xd[i];
+            xn[i] = c->expert_in_norm ? xd[i] * rn * m->en[i] : xd[i];
+        }
+        for (int i = 0; i < dl; i++) { /* Nemotron-H fc1_latent_proj */
+            double s = 0.0;
+            for (int j = 0; j < d; j++) s += (double)m->li[(size_t)i * d + j] * xn[j];
+            xe[i] = c->d_latent ? s : xn[i];
+        }
+        for (int e = 0; e < m->RO; e++) {
             double s = c->router_bias ? (double)m->rbias[e] : 0.0;
-            for (int i = 0; i < d; i++) s += (double)m->router[(size_t)e * d + i] * xd[i];
-            h[e] = s;
+            for (int i = 0; i < d; i++) s += (double)m->router[(size_t)e * d + i] * xr[i];
+            h[e] = c->logit_softcap > 0.0f ? tanh(s / c->logit_softcap) * c->logit_softcap : s;
         }
         ref_gate(m, h, ex, w);
         double *yt = y + (size_t)t * d;
-        for (int i = 0; i < d; i++) yt[i] = 0.0;
+        for (int i = 0; i < dl; i++) ys[i] = 0.0;
         for (int j = 0; j < k; j++) {
-            int e = ex[j], dropped = c->capacity > 0 && count[e]++ >= c->capacity;
+            int e = ex[j], dropped = e < E && c->capacity > 0 && count[e]++ >= c->capacity;
             if (ro) {
                 ro->ex[t * k + j] = e;
                 ro->w[t * k + j] = w[j];
                 ro->drop[t * k + j] = dropped;
             }
-            if (dropped) {
-                if (c->drop == MOE_DROP_IDENTITY)
-                    for (int i = 0; i < d; i++) yt[i] += w[j] * xd[i];
+            if (dropped || e >= E) { /* a zero-computation expert: w x */
+                if (e >= E || c->drop == MOE_DROP_IDENTITY)
+                    for (int i = 0; i < dl; i++) ys[i] += w[j] * xe[i];
                 continue;
             }
-            for (int i = 0; i < d; i++) xin[i] = c->weight_on_input ? w[j] * xd[i] : xd[i];
-            size_t E1 = (size_t)e * ff * d;
-            ref_ffn(m, ff, m->wg + E1, m->wu + E1, m->wd + (size_t)e * d * ff,
+            for (int i = 0; i < dl; i++) xin[i] = c->weight_on_input ? w[j] * xe[i] : xe[i];
+            size_t E1 = (size_t)e * ff * dl;
+            ref_ffn(m, dl, ff, m->wg + E1, m->wu + E1, m->wd + (size_t)e * dl * ff,
                     c->expert_bias ? m->bg + (size_t)e * ff : NULL,
                     c->expert_bias ? m->bu + (size_t)e * ff : NULL,
-                    c->expert_bias ? m->bd + (size_t)e * d : NULL, xin, z);
-            for (int i = 0; i < d; i++) yt[i] += (c->weight_on_input ? 1.0 : w[j]) * z[i];
+                    c->expert_bias ? m->bd + (size_t)e * dl : NULL, xin, z);
+            for (int i = 0; i < dl; i++) ys[i] += (c->weight_on_input ? 1.0 : w[j]) * z[i];
         }
+        for (int i = 0; i < d; i++) { /* fc2_latent_proj */
+            double s = 0.0;
+            for (int j = 0; j < dl; j++) s += (double)m->lo[(size_t)i * dl + j] * ys[j];
+            yt[i] = c->d_latent ? s : ys[i];
+        }
+        if (c->scale_on_sum) /* the routed sum times the scale, then the shared output */
+            for (int i = 0; i < d; i++) yt[i] *= ref_defaults(c).scale;
         if (m->S) {
             double g = 1.0;
             if (c->shared_gate == MOE_SHARED_GATE_SIGMOID) {
@@ -308,16 +370,32 @@ static void ref_forward(const model *m, const float *x, int T, double *y, refout
                 for (int i = 0; i < d; i++) s += (double)m->shg[i] * xd[i];
                 g = dsig(s);
             }
-            ref_ffn(m, m->S, m->sg, m->su, m->sd, NULL, NULL, NULL, xd, z);
+            g_ref_shared = 1;
+            ref_ffn(m, d, m->S, m->sg, m->su, m->sd, NULL, NULL, NULL, xd, z);
+            g_ref_shared = 0;
             for (int i = 0; i < d; i++) yt[i] += g * z[i];
+            if (c->shared_combine == MOE_SHARED_AVERAGE)
+                for (int i = 0; i < d; i++) yt[i] *= 0.5;
+        }
+        if (c->output_bias)
+            for (int i = 0; i < d; i++) yt[i] += m->ob[i];
+        if (c->out_norm == MOE_OUT_NORM_RMS) {
+            double ss = 0.0, eps = c->out_norm_eps == 0.0f ? (double)1e-6f : c->out_norm_eps;
+            for (int i = 0; i < d; i++) ss += yt[i] * yt[i];
+            double rr = 1.0 / sqrt(ss / d + eps);
+            for (int i = 0; i < d; i++) yt[i] *= rr * m->on[i];
         }
         if (ro)
-            for (int e = 0; e < E; e++) ro->logits[(size_t)t * E + e] = h[e];
+            for (int e = 0; e < m->RO; e++) ro->logits[(size_t)t * m->RO + e] = h[e];
     }
     free(count);
     free(xd);
+    free(xr);
+    free(xn);
+    free(xe);
     free(xin);
     free(z);
+    free(ys);
 }
 
 /* ---- dtype encoders (for values exact in the target type) -------------------------------- */
@@ -434,25 +512,35 @@ static moe_weights make_weights(const model *m, fmt f, pool *pl) {
     vec.layout = MOE_OUT_IN;
     one.per_expert = 0;
     fmt plain = {MOE_F32, MOE_OUT_IN, 0, 0, MOE_SPLIT_HALVES};
-    w.router = make_tensor(pl, plain, 1, E, d, m->router, NULL, 0);
-    if (c->router_bias) w.router_bias = make_tensor(pl, plain, 1, E, 1, m->rbias, NULL, 1);
-    if (c->select_bias) w.select_bias = make_tensor(pl, plain, 1, E, 1, m->sbias, NULL, 1);
+    w.router = make_tensor(pl, plain, 1, m->RO, d, m->router, NULL, 0);
+    if (c->router_bias) w.router_bias = make_tensor(pl, plain, 1, m->RO, 1, m->rbias, NULL, 1);
+    if (c->select_bias) w.select_bias = make_tensor(pl, plain, 1, m->R, 1, m->sbias, NULL, 1);
+    if (c->output_bias) w.output_bias = make_tensor(pl, plain, 1, d, 1, m->ob, NULL, 1);
+    if (c->out_norm) w.out_norm = make_tensor(pl, plain, 1, d, 1, m->on, NULL, 1);
+    if (c->router_in_norm) w.router_in_scale = make_tensor(pl, plain, 1, d, 1, m->rs, NULL, 1);
+    if (c->expert_in_norm) w.expert_in_norm = make_tensor(pl, plain, 1, d, 1, m->en, NULL, 1);
+    if (c->expert_scale) w.expert_scale = make_tensor(pl, plain, 1, m->R, 1, m->es, NULL, 1);
     w.gate_up_split = f.split;
     w.shared_gate_up_split = f.split;
-    if (gated && f.fused) {
-        w.gate_up = make_tensor(pl, f, E, 2 * ff, d, m->wg, m->wu, 0);
-    } else {
-        if (gated) w.gate = make_tensor(pl, f, E, ff, d, m->wg, NULL, 0);
-        w.up = make_tensor(pl, f, E, ff, d, m->wu, NULL, 0);
+    int dl = m->dl; /* the experts' model width */
+    if (c->d_latent) {
+        w.latent_in = make_tensor(pl, one, 1, dl, d, m->li, NULL, 0);
+        w.latent_out = make_tensor(pl, one, 1, d, dl, m->lo, NULL, 0);
     }
-    w.down = make_tensor(pl, f, E, d, ff, m->wd, NULL, 0);
+    if (gated && f.fused) {
+        w.gate_up = make_tensor(pl, f, E, 2 * ff, dl, m->wg, m->wu, 0);
+    } else {
+        if (gated) w.gate = make_tensor(pl, f, E, ff, dl, m->wg, NULL, 0);
+        w.up = make_tensor(pl, f, E, ff, dl, m->wu, NULL, 0);
+    }
+    w.down = make_tensor(pl, f, E, dl, ff, m->wd, NULL, 0);
     if (c->expert_bias) {
         if (gated && f.fused) w.gate_up_bias = make_tensor(pl, vec, E, 2 * ff, 1, m->bg, m->bu, 1);
         else {
             if (gated) w.gate_bias = make_tensor(pl, vec, E, ff, 1, m->bg, NULL, 1);
             w.up_bias = make_tensor(pl, vec, E, ff, 1, m->bu, NULL, 1);
         }
-        w.down_bias = make_tensor(pl, vec, E, d, 1, m->bd, NULL, 1);
+        w.down_bias = make_tensor(pl, vec, E, dl, 1, m->bd, NULL, 1);
     }
     if (m->S) {
         if (gated && f.fused) w.shared_gate_up = make_tensor(pl, one, 1, 2 * m->S, d, m->sg, m->su, 0);
@@ -525,7 +613,7 @@ static float *run_case(const model *m, fmt f, int T, float xscale, const char *w
         return NULL;
     }
     pool_free(&pl); /* the layer must not reference the sources any more */
-    int k = m->k, E = m->E;
+    int k = m->k, E = m->RO;
     size_t n = (size_t)T * m->d;
     float *x = make_x(T, m->d, xscale), *y = (float *)malloc((n + 1) * sizeof(float));
     double *yr = (double *)malloc((n + 1) * sizeof(double));
@@ -578,10 +666,13 @@ static moe_config cfg_dims(int d, int ff, int E, int k) {
 /* ---- tests -------------------------------------------------------------------------------- */
 
 static void test_activations(void) {
-    const char *names[5] = {"silu", "gelu_erf", "gelu_tanh", "relu", "swiglu_oai"};
-    for (int a = 0; a <= MOE_ACT_SWIGLU_OAI; a++)
+    const char *names[8] = {"silu", "gelu_erf", "gelu_tanh", "relu", "swiglu_oai", "relu2",
+                            "swiglu_clamp", "silu_clamp"};
+    for (int a = 0; a <= MOE_ACT_SILU_CLAMP; a++)
         for (int plain = 0; plain < 2; plain++) {
-            if (plain && a == MOE_ACT_SWIGLU_OAI) continue;
+            if (plain && (a == MOE_ACT_SWIGLU_OAI || a == MOE_ACT_SWIGLU_CLAMP ||
+                          a == MOE_ACT_SILU_CLAMP))
+                continue;
             moe_config c = cfg_dims(17, 33, 5, 2);
             c.act = (moe_act)a;
             c.ffn = plain ? MOE_FFN_PLAIN : MOE_FFN_GATED;
@@ -613,6 +704,24 @@ static void test_activations(void) {
     run_case(&m, F32, 8, 4.0f, "swiglu_oai defaults, beyond 7", __LINE__, 0);
     CHECK(g_clamped > 20);
     model_free(&m);
+    /* DeepSeek-V4's clamp before silu (no +1) and Step-3.7's clamp after it, each with inputs
+       beyond the limit, and a shared FFN with its own limit (or none: +inf) */
+    for (int a = 0; a < 2; a++)
+        for (int sh = 0; sh < 3; sh++) {
+            c = cfg_dims(16, 16, 4, 2);
+            c.act = a ? MOE_ACT_SILU_CLAMP : MOE_ACT_SWIGLU_CLAMP;
+            c.act_limit = 0.8f;
+            c.n_shared = 1, c.d_shared = 12;
+            c.shared_act_limit = sh == 0 ? 0.0f : sh == 1 ? 1.9f : (float)INFINITY;
+            m = model_make(&c, 3.0f);
+            g_clamped = 0;
+            char what[80];
+            snprintf(what, sizeof what, "%s limit 0.8, shared limit %s", a ? "silu_clamp" : "swiglu_clamp",
+                     sh == 0 ? "the same" : sh == 1 ? "1.9" : "none");
+            run_case(&m, F32, 8, 3.0f, what, __LINE__, 0);
+            CHECK(g_clamped > 20);
+            model_free(&m);
+        }
 }
 
 static void test_layouts(void) {
@@ -800,6 +909,40 @@ static void test_families(void) {
         c.shared_gate = sg ? MOE_SHARED_GATE_SIGMOID : MOE_SHARED_GATE_NONE;
         model m = model_make(&c, 1.0f);
         RUN(m, F32, 6, sg ? "plain + gated shared" : "plain + shared");
+        model_free(&m);
+    }
+    /* the 0.2 options, each with the others that interact with it: the scale on the routed sum
+       (with and without shared experts, gated or not), the shared/routed average, soft-capped
+       logits, sqrt(softplus) scores with a selection bias, 0.0 for dropped groups (with keys
+       below 0, where it matters), relu2 in a plain FFN */
+    for (int v = 0; v < 9; v++) {
+        moe_config c = cfg_dims(12, 10, 8, 3);
+        const char *what = "";
+        switch (v) {
+        case 0: c.score = MOE_SCORE_SIGMOID, c.select_bias = 1, c.norm = MOE_NORM_SUM, c.scale = 2.5f;
+            c.scale_on_sum = 1, what = "scale on the sum"; break;
+        case 1: c.score = MOE_SCORE_SIGMOID, c.norm = MOE_NORM_SUM, c.scale = 1.7f, c.scale_on_sum = 1;
+            c.n_shared = 1, c.d_shared = 14, what = "scale on the sum + shared"; break;
+        case 2: c.scale = 0.6f, c.scale_on_sum = 1, c.n_shared = 1, c.shared_gate = MOE_SHARED_GATE_SIGMOID;
+            what = "scale on the sum + gated shared"; break;
+        case 3: c.n_shared = 2, c.shared_combine = MOE_SHARED_AVERAGE, what = "shared average"; break;
+        case 4: c.score = MOE_SCORE_SOFTMAX_TOPK, c.n_shared = 1, c.shared_combine = MOE_SHARED_AVERAGE;
+            c.shared_gate = MOE_SHARED_GATE_SIGMOID, what = "gated shared average"; break;
+        case 5: c.score = MOE_SCORE_SIGMOID, c.logit_softcap = 0.9f, c.norm = MOE_NORM_SUM;
+            what = "softcap 0.9"; break;
+        case 6: c.score = MOE_SCORE_SQRT_SOFTPLUS, c.select_bias = 1, c.norm = MOE_NORM_SUM;
+            c.norm_eps = 1e-20f, c.scale = 1.5f, what = "sqrt softplus"; break;
+        case 7: c.score = MOE_SCORE_SIGMOID, c.select_bias = 1, c.n_group = 4, c.topk_group = 2;
+            c.group_score = MOE_GROUP_TOP2_SUM, c.group_fill = MOE_GROUP_FILL_ZERO;
+            what = "group fill 0.0"; break;
+        default: c.ffn = MOE_FFN_PLAIN, c.act = MOE_ACT_RELU2, c.n_shared = 1, what = "plain relu2"; break;
+        }
+        model m = model_make(&c, 1.0f);
+        if (v == 7) /* selection biases that push some keys below 0 */
+            for (int e = 0; e < 8; e++) m.sbias[e] = e & 1 ? -0.9f : 0.05f * (float)e;
+        RUN(m, F32, 11, what);
+        fmt f = {MOE_BF16, MOE_IN_OUT, 1, 1, MOE_SPLIT_INTERLEAVED};
+        RUN(m, f, 11, what);
         model_free(&m);
     }
 }
@@ -1316,6 +1459,157 @@ static void test_config_defaults(void) {
     model_free(&m);
 }
 
+/* since 0.3: zero-computation experts (LongCat-Flash), the output bias (JetMoE), the output
+   RMSNorm (A.X K1), against the reference and with their edges */
+static void test_v03_rules(void) {
+    fmt pe = {MOE_BF16, MOE_IN_OUT, 1, 0, MOE_SPLIT_HALVES};
+    /* LongCat-Flash: softmax over 6 experts + 3 zero-computation ones, selection bias, x 2.5,
+       no renormalisation */
+    moe_config c = cfg_dims(12, 8, 6, 3);
+    c.n_zero_experts = 3, c.select_bias = 1, c.scale = 2.5f;
+    model m = model_make(&c, 1.0f);
+    for (int i = 0; i < 12; i++) m.router[6 * 12 + i] *= 0.5f; /* zero experts win sometimes */
+    RUN(m, F32, 17, "zero experts");
+    RUN(m, pe, 5, "zero experts, per-expert bf16");
+    /* which were picked, and the trace arrays of E + Z entries */
+    {
+        pool pl;
+        pl.n = 0;
+        moe_weights w = make_weights(&m, F32, &pl);
+        moe_layer *L = NULL;
+        CHECK_INT(moe_layer_create(&L, &c, &w), MOE_OK);
+        pool_free(&pl);
+        int T = 17;
+        float *x = make_x(T, 12, 1.0f);
+        int32_t ex[51];
+        float lg[17 * 9], mp[9];
+        int64_t et[9];
+        moe_trace tr;
+        memset(&tr, 0, sizeof tr);
+        tr.expert = ex, tr.logits = lg, tr.expert_tokens = et, tr.mean_prob = mp;
+        size_t bytes = 0;
+        CHECK_INT(moe_workspace_size(L, (size_t)T, &bytes), MOE_OK);
+        moe_workspace ws = {malloc(bytes), bytes, 0};
+        CHECK_INT(moe_route(L, x, (size_t)T, &ws, &tr), MOE_OK);
+        int zero = 0, real = 0;
+        long sum = 0;
+        for (int i = 0; i < T * 3; i++) zero += ex[i] >= 6, real += ex[i] < 6;
+        for (int e = 0; e < 9; e++) sum += (long)et[e];
+        CHECK(zero > 0 && real > 0);
+        CHECK_INT(sum, T * 3);
+        double ps = 0.0;
+        for (int e = 0; e < 9; e++) ps += mp[e];
+        CHECK_NEAR(ps, 1.0, 1e-5);
+        free(ws.data);
+        free(x);
+        moe_layer_free(L);
+    }
+    model_free(&m);
+    /* with capacity (never applied to a zero expert), groups over the 9 choices, weight on the
+       input (a zero expert still outputs w x) and a shared expert */
+    for (int v = 0; v < 3; v++) {
+        c = cfg_dims(8, 8, 6, 3);
+        c.n_zero_experts = 3;
+        if (v == 0) c.capacity = 2;
+        if (v == 1) c.score = MOE_SCORE_SIGMOID, c.n_group = 3, c.topk_group = 2,
+                     c.group_score = MOE_GROUP_TOP2_SUM, c.norm = MOE_NORM_SUM;
+        if (v == 2) c.score = MOE_SCORE_SIGMOID_TOPK, c.weight_on_input = 1, c.n_shared = 1;
+        m = model_make(&c, 1.0f);
+        RUN(m, F32, 13, v == 0 ? "zero experts, capacity" : v == 1 ? "zero experts, groups"
+                                                                 : "zero experts, weight on input");
+        model_free(&m);
+    }
+    /* JetMoE: top-k of the logits, softmax over the k, and the block's output bias; the same
+       with a shared expert averaged in, and with the routed sum scaled */
+    for (int v = 0; v < 3; v++) {
+        c = cfg_dims(12, 8, 6, 2);
+        c.score = MOE_SCORE_SOFTMAX_TOPK, c.output_bias = 1;
+        if (v >= 1) c.n_shared = 1, c.shared_combine = MOE_SHARED_AVERAGE;
+        if (v == 2) c.scale = 1.5f, c.scale_on_sum = 1;
+        m = model_make(&c, 1.0f);
+        RUN(m, v ? pe : F32, 9, v == 0 ? "output bias" : v == 1 ? "output bias, average" : "output bias, on sum");
+        model_free(&m);
+    }
+    /* A.X K1: RMSNorm on routed + shared (eps default 1e-6, then 0.5), also after a bias */
+    for (int v = 0; v < 3; v++) {
+        c = cfg_dims(16, 8, 8, 2);
+        c.score = MOE_SCORE_SIGMOID, c.select_bias = 1, c.norm = MOE_NORM_SUM, c.norm_eps = 1e-20f;
+        c.scale = 2.5f, c.n_shared = 1, c.out_norm = MOE_OUT_NORM_RMS;
+        if (v == 1) c.out_norm_eps = 0.5f;
+        if (v == 2) c.output_bias = 1, c.n_zero_experts = 2;
+        m = model_make(&c, 1.0f);
+        RUN(m, v == 1 ? pe : F32, 11, v == 0 ? "out norm" : v == 1 ? "out norm eps 0.5" : "out norm, bias, zero experts");
+        model_free(&m);
+    }
+    /* Nemotron-H: the routed experts (ungated relu2) in a latent space of width 6 (and 19, wider
+       than d), the router and the ungated shared expert on x; and with every part that meets
+       the latent space: identity drops and zero experts add w x_l, weight on the input, the
+       scale on the sum, the output norm */
+    for (int v = 0; v < 6; v++) {
+        c = cfg_dims(12, 8, 6, 2);
+        c.ffn = MOE_FFN_PLAIN, c.act = MOE_ACT_RELU2, c.score = MOE_SCORE_SIGMOID;
+        c.select_bias = 1, c.norm = MOE_NORM_SUM, c.norm_eps = 1e-20f, c.n_shared = 1;
+        c.d_shared = 10, c.d_latent = v == 1 ? 19 : 6;
+        if (v == 2) c.capacity = 2, c.drop = MOE_DROP_IDENTITY, c.n_zero_experts = 2;
+        if (v == 3) c.ffn = MOE_FFN_GATED, c.act = MOE_ACT_SILU, c.weight_on_input = 1;
+        if (v == 4) c.scale = 2.0f, c.scale_on_sum = 1, c.out_norm = MOE_OUT_NORM_RMS;
+        if (v == 5) c.expert_bias = 1, c.n_shared = 0;
+        m = model_make(&c, 1.0f);
+        const char *what[6] = {"latent", "latent wider than d", "latent, identity drops, zero experts",
+                               "latent, weight on input", "latent, scale on sum, out norm",
+                               "latent, expert biases, no shared"};
+        RUN(m, v & 1 ? pe : F32, 13, what[v]);
+        model_free(&m);
+    }
+
+    /* Gemma-4: the router reads rms(x) * scale / sqrt(d), the experts rms(x) * w, each slot's
+       weight times its expert's scale, the output normed; and these with a latent space, zero
+       experts, a shared expert (which sees x) */
+    for (int v = 0; v < 4; v++) {
+        c = cfg_dims(16, 8, 8, 2);
+        c.norm = MOE_NORM_SUM, c.act = MOE_ACT_GELU_TANH, c.router_in_norm = 1, c.expert_in_norm = 1;
+        c.expert_scale = 1, c.out_norm = MOE_OUT_NORM_RMS;
+        if (v == 1) c.in_norm_eps = 0.25f, c.out_norm = MOE_OUT_NORM_NONE;
+        if (v == 2) c.d_latent = 6, c.n_zero_experts = 2, c.top_k = 3;
+        if (v == 3) c.n_shared = 1, c.expert_in_norm = 0, c.weight_on_input = 1;
+        m = model_make(&c, 1.0f);
+        const char *what[4] = {"gemma4 norms", "gemma4 norms eps 0.25", "gemma4 norms, latent, zero",
+                               "router norm, shared, weight on input"};
+        RUN(m, v & 1 ? pe : F32, 11, what[v]);
+        model_free(&m);
+    }
+
+    /* Inkling: 2 shared experts weighted by the router's last 2 outputs, normalised with the k
+       routed; also with router bias, scale on the sum, zero experts, norm NONE */
+    for (int v = 0; v < 4; v++) {
+        c = cfg_dims(12, 8, 8, 3);
+        c.score = MOE_SCORE_SIGMOID, c.select_bias = 1, c.norm = MOE_NORM_SUM, c.scale = 2.0f;
+        c.n_shared = 2, c.d_shared = 6, c.shared_router = 1;
+        if (v == 1) c.router_bias = 1, c.scale_on_sum = 1;
+        if (v == 2) c.n_zero_experts = 2, c.ffn = MOE_FFN_PLAIN, c.act = MOE_ACT_RELU2;
+        if (v == 3) c.norm = MOE_NORM_NONE, c.n_shared = 3;
+        m = model_make(&c, 1.0f);
+        const char *what[4] = {"shared router", "shared router, bias, on sum", "shared router, zero experts",
+                               "shared router, no norm"};
+        RUN(m, v & 1 ? pe : F32, 9, what[v]);
+        model_free(&m);
+    }
+
+    /* the norm of an all-zero output is 0, not NaN */
+    c = cfg_dims(4, 4, 3, 1);
+    c.out_norm = MOE_OUT_NORM_RMS;
+    m = model_make(&c, 1.0f);
+    for (int i = 0; i < 3 * 4 * 4; i++) m.wd[i] = 0.0f;
+    {
+        float *y = run_case(&m, F32, 3, 1.0f, "out norm of zeros", __LINE__, 1);
+        int ok = y != NULL;
+        for (int i = 0; ok && i < 12; i++) ok = y[i] == 0.0f;
+        CHECK(ok);
+        free(y);
+    }
+    model_free(&m);
+}
+
 int main(void) {
     test_activations();
     test_layouts();
@@ -1330,5 +1624,6 @@ int main(void) {
     test_trace_stats();
     test_batch_invariance();
     test_config_defaults();
+    test_v03_rules();
     return check_summary();
 }
