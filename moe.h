@@ -245,6 +245,10 @@ typedef enum moe_format {
     MOE_FORMAT_Q4,           /* 4-bit u - 8, an f16 (or bf16) scale per 32 inputs (GGUF Q4_0,
                                 compressed-tensors INT4 group 32): 4.5 bits; both q formats
                                 compute on int8 activations (see "Integer formats") */
+    MOE_FORMAT_FP8,          /* E4M3, 1 byte, and an fp32 scale per 32 inputs (FP8 block and
+                                per-channel checkpoints): 9 bits; widened in registers */
+    MOE_FORMAT_MXFP4,        /* OCP MXFP4: E2M1 codes and an E8M0 scale per 32 inputs (GPT-OSS,
+                                DeepSeek-V4, GGUF MXFP4): 4.25 bits; widened in registers */
     MOE_FORMAT_COUNT
 } moe_format;
 
@@ -363,7 +367,35 @@ MOEDEF moe_result moe_config_check(const moe_config *cfg);
 
 /* ---- weights ------------------------------------------------------------------------------ */
 
-typedef enum moe_dtype { MOE_F32 = 0, MOE_BF16, MOE_F16, MOE_DTYPE_COUNT } moe_dtype;
+/* Source element types. F32, BF16 and F16 are plain; the others are the block formats
+   checkpoints ship, for expert matrices (routed or shared) in layout MOE_OUT_IN only: each of the
+   matrix's rows (one output, K inputs) is a run of blocks along K, K a multiple of the block
+   (32, or 256 for Q4_K; any K for F8_E4M3). Their values, exactly as the formats define them: */
+typedef enum moe_dtype {
+    MOE_F32 = 0,
+    MOE_BF16,
+    MOE_F16,
+    MOE_F8_E4M3,   /* OCP E4M3 ("fn": no inf, 0x7f and 0xff NaN), one byte an element, times the
+                      scale of its block_out x block_in tile in `scale` ([ceil(N/bo)][ceil(K/bi)],
+                      scale_dtype F32, BF16, F16 or E8M0): DeepSeek-V3 weight_scale_inv (a
+                      multiplier), compressed-tensors per-channel (block 1 x K) */
+    MOE_MXFP4,     /* OCP MXFP4 as HF stores it (gpt-oss `_blocks`, DeepSeek-V4): E2M1 codes,
+                      element 2j in the low nibble of byte j, 2j + 1 in the high one, times
+                      2^(s - 127), s the E8M0 byte of its 32 inputs in `scale` ([N][K/32]) */
+    MOE_MXFP4_GGUF,/* GGUF block_mxfp4 {u8 e; u8 qs[16]} per 32: element j in the low nibble of
+                      qs[j], j + 16 in the high one; E2M1 times 2^(e - 127) */
+    MOE_Q8_0,      /* GGUF block_q8_0 {f16 d; int8 q[32]} per 32: d q */
+    MOE_Q4_0,      /* GGUF block_q4_0 {f16 d; u8 qs[16]} per 32: element j in the low nibble of
+                      qs[j], j + 16 in the high one; d (u - 8) */
+    MOE_Q4_K,      /* GGUF block_q4_K {f16 d, dmin; u8 scales[12]; u8 qs[128]} per 256: sub-block
+                      j of 32 has a 6-bit scale sc and min m (get_scale_min_k4), value
+                      d sc u - dmin m in fp32 as ggml computes it (ggml-quants.c) */
+    MOE_INT4,      /* compressed-tensors pack-quantized int4, symmetric: int32 words of 8
+                      nibbles, element 8c + i = (word c >> 4i) & 15, minus 8, times the scale of
+                      its group of 32 in `scale` ([N][K/32], F32, BF16 or F16) */
+    MOE_E8M0,      /* scales only: 2^(x - 127) (x = 0: 2^-127; 255: NaN) */
+    MOE_DTYPE_COUNT
+} moe_dtype;
 
 /* How one expert's matrix is stored. For a map from `in` to `out` features: */
 typedef enum moe_layout {
@@ -390,6 +422,13 @@ typedef struct moe_tensor {
     moe_layout layout;
     size_t n_elems;          /* 0 = not stated; else the elements of `data` (every expert) or of
                                 each per_expert buffer, checked against the config (MOE_E_SIZE) */
+    /* block formats with separate scales (MOE_F8_E4M3, MOE_MXFP4, MOE_INT4): the scales, as
+       the weights are given (every expert's back to back with `data`, one pointer an expert
+       with `per_expert`), their dtype, and for F8_E4M3 the tile (0, 0 = 128 x 128) */
+    const void *scale;
+    const void *const *scale_per_expert;
+    moe_dtype scale_dtype;
+    int block_out, block_in;
 } moe_tensor;
 
 /* The weights of a layer, as checkpoints store them. Shapes are logical (out x in):
@@ -3209,7 +3248,7 @@ static void moe__say(moe__msg *m, const char *fmt, ...) {
 static int moe__tensor_ok(const moe_tensor *t, const char *name, size_t e0, size_t e1,
                           moe_result missing, moe_result *r, moe__msg *m) {
     if (!moe__present(t)) return 0;
-    if ((unsigned)t->dtype >= MOE_DTYPE_COUNT || (unsigned)t->layout >= MOE_LAYOUT_COUNT) {
+    if ((unsigned)t->dtype > MOE_F16 || (unsigned)t->layout >= MOE_LAYOUT_COUNT) { /* TEMP: block dtypes land next */
         if (*r == MOE_OK) *r = MOE_E_DTYPE;
         moe__say(m, "weights.%s: unknown dtype %d or layout %d", name, (int)t->dtype,
                  (int)t->layout);
