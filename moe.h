@@ -798,6 +798,36 @@ static MOE__INLINE moe__v moe__vftz(moe__v a) {
     __m512i ai = _mm512_castps_si512(a);
     return _mm512_castsi512_ps(_mm512_mask_and_epi32(ai, tiny, ai, _mm512_set1_epi32((int)0x80000000u)));
 }
+/* scaled float formats: VW E4M3 bytes, E2M1 nibbles (low or high), E8M0 bytes as fp32, exactly:
+   the code's bits moved under the fp32 exponent and mantissa, then scaled by a power of two
+   (subnormal codes come out right through the fp32 denormal) */
+static MOE__INLINE __m512i moe__vu8(const void *p) {
+    return _mm512_maskz_cvtepu8_epi32(MOE__ALL, _mm_loadu_si128((const __m128i *)p));
+}
+static MOE__INLINE moe__v moe__vsign_or(moe__v v, __m512i sign) {
+    return _mm512_castsi512_ps(_mm512_maskz_or_epi32(MOE__ALL, _mm512_castps_si512(v), sign));
+}
+static MOE__INLINE moe__v moe__vld_e4m3(const void *p) {
+    __m512i u = moe__vu8(p), em = _mm512_maskz_and_epi32(MOE__ALL, u, _mm512_set1_epi32(0x7f));
+    moe__v v = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_maskz_slli_epi32(MOE__ALL, em, 20)),
+                             _mm512_set1_ps(0x1p120f));
+    v = _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(em, _mm512_set1_epi32(0x7f)), v, _mm512_set1_ps(NAN));
+    return moe__vsign_or(v, _mm512_maskz_slli_epi32(MOE__ALL, _mm512_maskz_and_epi32(MOE__ALL, u, _mm512_set1_epi32(0x80)), 24));
+}
+static MOE__INLINE moe__v moe__vld_e2m1(const void *p, int hi) {
+    __m512i u = moe__vu8(p);
+    if (hi) u = _mm512_maskz_srli_epi32(MOE__ALL, u, 4);
+    __m512i c = _mm512_maskz_and_epi32(MOE__ALL, u, _mm512_set1_epi32(7));
+    moe__v v = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_maskz_slli_epi32(MOE__ALL, c, 22)),
+                             _mm512_set1_ps(0x1p126f));
+    return moe__vsign_or(v, _mm512_maskz_slli_epi32(MOE__ALL, _mm512_maskz_and_epi32(MOE__ALL, u, _mm512_set1_epi32(8)), 28));
+}
+static MOE__INLINE moe__v moe__vld_e8m0(const void *p) {
+    __m512i u = moe__vu8(p), b = _mm512_maskz_slli_epi32(MOE__ALL, u, 23);
+    b = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(u, _mm512_setzero_si512()), b, _mm512_set1_epi32(0x00400000));
+    b = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(u, _mm512_set1_epi32(255)), b, _mm512_set1_epi32(0x7fc00000));
+    return _mm512_castsi512_ps(b);
+}
 /* integer lanes for the int8 dot products (MOE__KQ8, MOE__KQ4): VW int32 lanes of 4 bytes */
 typedef __m512i moe__vi;
 #define MOE__Q8_XOR 0x80 /* q8 weights stored as u8 = w + 128, the unsigned operand of VPDPBUSD */
@@ -897,6 +927,31 @@ static MOE__INLINE moe__v moe__vftz(moe__v a) {
     __m256 tiny = _mm256_cmp_ps(moe__vabs(a), _mm256_set1_ps(FLT_MIN), _CMP_LT_OQ);
     return _mm256_blendv_ps(a, _mm256_and_ps(a, _mm256_set1_ps(-0.0f)), tiny);
 }
+static MOE__INLINE __m256i moe__vu8(const void *p) {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+}
+static MOE__INLINE moe__v moe__vld_e4m3(const void *p) {
+    __m256i u = moe__vu8(p), em = _mm256_and_si256(u, _mm256_set1_epi32(0x7f));
+    __m256 v = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(em, 20)), _mm256_set1_ps(0x1p120f));
+    v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN),
+                         _mm256_castsi256_ps(_mm256_cmpeq_epi32(em, _mm256_set1_epi32(0x7f))));
+    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x80)), 24);
+    return _mm256_or_ps(v, _mm256_castsi256_ps(sign));
+}
+static MOE__INLINE moe__v moe__vld_e2m1(const void *p, int hi) {
+    __m256i u = moe__vu8(p);
+    if (hi) u = _mm256_srli_epi32(u, 4);
+    __m256i c = _mm256_and_si256(u, _mm256_set1_epi32(7));
+    __m256 v = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(c, 22)), _mm256_set1_ps(0x1p126f));
+    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(u, _mm256_set1_epi32(8)), 28);
+    return _mm256_or_ps(v, _mm256_castsi256_ps(sign));
+}
+static MOE__INLINE moe__v moe__vld_e8m0(const void *p) {
+    __m256i u = moe__vu8(p), b = _mm256_slli_epi32(u, 23);
+    b = _mm256_blendv_epi8(b, _mm256_set1_epi32(0x00400000), _mm256_cmpeq_epi32(u, _mm256_setzero_si256()));
+    b = _mm256_blendv_epi8(b, _mm256_set1_epi32(0x7fc00000), _mm256_cmpeq_epi32(u, _mm256_set1_epi32(255)));
+    return _mm256_castsi256_ps(b);
+}
 typedef __m256i moe__vi;
 #define MOE__Q8_XOR 0       /* q8 weights as s8: the sign trick below needs them signed */
 #define MOE__Q8_COMP 0
@@ -961,6 +1016,32 @@ static MOE__INLINE moe__v moe__vbits(uint32_t u) { return vreinterpretq_f32_u32(
 static MOE__INLINE moe__v moe__vftz(moe__v a) {
     uint32x4_t sign = vandq_u32(vreinterpretq_u32_f32(a), vdupq_n_u32(0x80000000u));
     return vbslq_f32(vcltq_f32(vabsq_f32(a), vdupq_n_f32(FLT_MIN)), vreinterpretq_f32_u32(sign), a);
+}
+static MOE__INLINE uint32x4_t moe__vu8(const void *p) {
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(w)))));
+}
+static MOE__INLINE moe__v moe__vld_e4m3(const void *p) {
+    uint32x4_t u = moe__vu8(p), em = vandq_u32(u, vdupq_n_u32(0x7f));
+    float32x4_t v = vmulq_f32(vreinterpretq_f32_u32(vshlq_n_u32(em, 20)), vdupq_n_f32(0x1p120f));
+    v = vbslq_f32(vceqq_u32(em, vdupq_n_u32(0x7f)), vdupq_n_f32(NAN), v);
+    uint32x4_t sign = vshlq_n_u32(vandq_u32(u, vdupq_n_u32(0x80)), 24);
+    return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(v), sign));
+}
+static MOE__INLINE moe__v moe__vld_e2m1(const void *p, int hi) {
+    uint32x4_t u = moe__vu8(p);
+    if (hi) u = vshrq_n_u32(u, 4);
+    uint32x4_t c = vandq_u32(u, vdupq_n_u32(7));
+    float32x4_t v = vmulq_f32(vreinterpretq_f32_u32(vshlq_n_u32(c, 22)), vdupq_n_f32(0x1p126f));
+    uint32x4_t sign = vshlq_n_u32(vandq_u32(u, vdupq_n_u32(8)), 28);
+    return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(v), sign));
+}
+static MOE__INLINE moe__v moe__vld_e8m0(const void *p) {
+    uint32x4_t u = moe__vu8(p), b = vshlq_n_u32(u, 23);
+    b = vbslq_u32(vceqq_u32(u, vdupq_n_u32(0)), vdupq_n_u32(0x00400000), b);
+    b = vbslq_u32(vceqq_u32(u, vdupq_n_u32(255)), vdupq_n_u32(0x7fc00000), b);
+    return vreinterpretq_f32_u32(b);
 }
 typedef int32x4_t moe__vi;
 #define MOE__Q8_XOR 0
@@ -1136,6 +1217,23 @@ static uint16_t moe__bf16_daz(uint16_t h) { return (h & 0x7f80u) ? h : (uint16_t
 
 /* Element i of a source buffer, as fp32. Through memcpy: checkpoint tensors (safetensors) need
    not be aligned to their element size. */
+/* The scalar codes of the block formats, exactly (OCP Microscaling Formats v1.0: E4M3, E2M1,
+   E8M0). */
+static float moe__e4m3(unsigned c) {
+    unsigned e = (c >> 3) & 15, m = c & 7;
+    float v = e ? ldexpf((float)(8 + m), (int)e - 10) : ldexpf((float)m, -9);
+    if (e == 15 && m == 7) v = NAN;
+    return (c & 0x80) ? -v : v;
+}
+static float moe__e2m1(unsigned c) {
+    unsigned e = (c >> 1) & 3, m = c & 1;
+    float v = e ? ldexpf((float)(2 + m), (int)e - 2) : 0.5f * (float)m;
+    return (c & 8) ? -v : v;
+}
+static float moe__e8m0(unsigned x) { return x == 255 ? NAN : ldexpf(1.0f, (int)x - 127); }
+
+/* Element i of a source buffer of a plain dtype (or E8M0 scales), as fp32. Through memcpy:
+   checkpoint tensors (safetensors) need not be aligned to their element size. */
 static float moe__load(const void *src, moe_dtype dt, size_t i) {
     const unsigned char *b = MOE__CAST(const unsigned char *, src);
     uint16_t h;
@@ -1144,16 +1242,119 @@ static float moe__load(const void *src, moe_dtype dt, size_t i) {
         memcpy(&f, b + 4 * i, 4);
         return f;
     }
+    if (dt == MOE_E8M0) return moe__e8m0(b[i]);
     memcpy(&h, b + 2 * i, 2);
     return dt == MOE_BF16 ? moe__bf16_to_f32(h) : moe__f16_to_f32(h);
 }
-static size_t moe__dtype_size(moe_dtype dt) { return dt == MOE_F32 ? 4 : 2; }
+static size_t moe__dtype_size(moe_dtype dt) {
+    return dt == MOE_F32 ? 4 : dt == MOE_E8M0 ? 1 : 2;
+}
+static int moe__dtype_block(moe_dtype dt) { return dt > MOE_F16 && dt < MOE_E8M0; }
+/* The elements of a block along K (1 for the plain dtypes and E4M3) */
+static size_t moe__dtype_group(moe_dtype dt) {
+    return dt == MOE_Q4_K ? 256 : dt == MOE_F8_E4M3 || !moe__dtype_block(dt) ? 1 : 32;
+}
+/* Bytes of n elements (n a multiple of the block). */
+static size_t moe__dtype_bytes(moe_dtype dt, size_t n) {
+    switch (dt) {
+    case MOE_F8_E4M3: return n;
+    case MOE_MXFP4: case MOE_INT4: return n / 2;
+    case MOE_MXFP4_GGUF: return n / 32 * 17;
+    case MOE_Q8_0: return n / 32 * 34;
+    case MOE_Q4_0: return n / 32 * 18;
+    case MOE_Q4_K: return n / 256 * 144;
+    default: return n * moe__dtype_size(dt);
+    }
+}
 static int moe__present(const moe_tensor *t) { return t->data != NULL || t->per_expert != NULL; }
 
 /* Expert e's buffer of a tensor whose experts hold `n` elements each. */
 static const void *moe__expert_src(const moe_tensor *t, size_t e, size_t n) {
     if (t->per_expert) return t->per_expert[e];
-    return MOE__CAST(const char *, t->data) + e * n * moe__dtype_size(t->dtype);
+    return MOE__CAST(const char *, t->data) + e * moe__dtype_bytes(t->dtype, n);
+}
+
+/* One expert's matrix as its source stores it: rows of K elements, and the scales of a block
+   dtype that has them. */
+typedef struct moe__src {
+    const unsigned char *p, *s;
+    moe_dtype dt, sdt;
+    size_t K, bo, bi, sld; /* row length; E4M3 tile; scales per row of tiles (or of groups) */
+} moe__src;
+
+/* Scales of one expert of a tensor of `rows` x K: E4M3 tiles, or one per 32 inputs. */
+static size_t moe__scale_count(const moe_tensor *t, size_t rows, size_t K) {
+    if (t->dtype == MOE_F8_E4M3) {
+        size_t bo = t->block_out > 0 ? (size_t)t->block_out : 128;
+        size_t bi = t->block_in > 0 ? (size_t)t->block_in : 128;
+        return ((rows + bo - 1) / bo) * ((K + bi - 1) / bi);
+    }
+    return t->dtype == MOE_MXFP4 || t->dtype == MOE_INT4 ? rows * (K / 32) : 0;
+}
+
+static moe__src moe__src_of(const moe_tensor *t, size_t e, size_t rows, size_t K) {
+    moe__src S;
+    memset(&S, 0, sizeof S);
+    S.p = MOE__CAST(const unsigned char *, moe__expert_src(t, e, rows * K));
+    S.dt = t->dtype, S.sdt = t->scale_dtype, S.K = K;
+    S.bo = t->block_out > 0 ? (size_t)t->block_out : 128;
+    S.bi = t->block_in > 0 ? (size_t)t->block_in : 128;
+    S.sld = t->dtype == MOE_F8_E4M3 ? (K + S.bi - 1) / S.bi : K / 32;
+    if (moe__scale_count(t, rows, K)) {
+        if (t->scale_per_expert) S.s = MOE__CAST(const unsigned char *, t->scale_per_expert[e]);
+        else S.s = MOE__CAST(const unsigned char *, t->scale) +
+                   e * moe__scale_count(t, rows, K) * moe__dtype_size(t->scale_dtype);
+    }
+    return S;
+}
+
+/* GGUF Q4_K element j < 256 of block b, as ggml's dequantize_row_q4_K computes it: (d sc) u,
+   minus dmin m, two fp32 roundings (kept apart so no compiler fuses them). */
+static float moe__q4k(const unsigned char *b, size_t j) {
+    const unsigned char *sc = b + 4, *q = b + 16;
+    size_t sub = j / 32, l = j % 32;
+    unsigned scl, mn, u = (sub & 1) ? q[sub / 2 * 32 + l] >> 4 : q[sub / 2 * 32 + l] & 15;
+    uint16_t h;
+    float d, dmin;
+    memcpy(&h, b, 2), d = moe__f16_to_f32(h);
+    memcpy(&h, b + 2, 2), dmin = moe__f16_to_f32(h);
+    if (sub < 4) scl = sc[sub] & 63, mn = sc[sub + 4] & 63;
+    else scl = (sc[sub + 4] & 15) | ((sc[sub - 4] >> 6) << 4), mn = (sc[sub + 4] >> 4) | ((sc[sub] >> 6) << 4);
+    float d1 = d * (float)scl, m1 = dmin * (float)mn;
+    float p = d1 * (float)u;
+    return p - m1;
+}
+
+/* Element i (row i / K, input i % K) of a source matrix, as fp32: its format's value. */
+static float moe__load_s(const moe__src *S, size_t i) {
+    size_t r = i / S->K, k = i % S->K;
+    const unsigned char *b;
+    uint16_t h;
+    uint32_t wd;
+    switch (S->dt) {
+    case MOE_F8_E4M3: /* e4m3 * the tile's scale, one fp32 rounding (DeepSeek-V3 weight_dequant) */
+        return moe__e4m3(S->p[i]) * moe__load(S->s, S->sdt, (r / S->bo) * S->sld + k / S->bi);
+    case MOE_MXFP4:
+        return moe__e2m1((i & 1) ? S->p[i / 2] >> 4 : S->p[i / 2] & 15) *
+               moe__load(S->s, S->sdt, r * S->sld + k / 32);
+    case MOE_MXFP4_GGUF:
+        b = S->p + i / 32 * 17;
+        return moe__e2m1(i % 32 < 16 ? b[1 + i % 32] & 15 : b[1 + i % 32 - 16] >> 4) * moe__e8m0(b[0]);
+    case MOE_Q8_0:
+        b = S->p + i / 32 * 34;
+        memcpy(&h, b, 2);
+        return moe__f16_to_f32(h) * (float)(signed char)b[2 + i % 32];
+    case MOE_Q4_0:
+        b = S->p + i / 32 * 18;
+        memcpy(&h, b, 2);
+        return moe__f16_to_f32(h) *
+               (float)((int)(i % 32 < 16 ? b[2 + i % 32] & 15 : b[2 + i % 32 - 16] >> 4) - 8);
+    case MOE_Q4_K: return moe__q4k(S->p + i / 256 * 144, i % 256);
+    case MOE_INT4:
+        memcpy(&wd, S->p + i / 8 * 4, 4);
+        return (float)((int)((wd >> (4 * (i % 8))) & 15) - 8) * moe__load(S->s, S->sdt, r * S->sld + k / 32);
+    default: return moe__load(S->p, S->dt, i);
+    }
 }
 
 // ---- activations ------------------------------------------------------------------------------
@@ -1224,9 +1425,19 @@ static float moe__act2(const moe__actp *a, float g, float u) {
    where isum = sum of w q_x over the group is an exact integer, groups in K order. */
 #define MOE__KQ8 4
 #define MOE__KQ4 5
-#define MOE__KIND_COUNT 6
-#define MOE__KBF16DOT_EMU 6 /* kernel only: MOE__KBF16DOT's arithmetic without the instruction */
-#define MOE__QG 32 /* the group of the integer formats */
+/* Scaled float formats (MOE_FORMAT_FP8, _MXFP4): a K step is a group of 32 inputs too. Its
+   block holds the w lanes' codes for each input of the group ([32][lane] E4M3 bytes; MXFP4:
+   [16][lane] bytes, inputs 2j and 2j + 1 in the low and high nibble of byte j), then the lanes'
+   scales (fp32 for FP8, E8M0 bytes for MXFP4). A weight is widened in registers to
+       w = fp32(code) * scale      (one fp32 rounding; exact for MXFP4, a power of two)
+   and the K chain is the fp32 chain of the f32 formats: a layer in these formats gives the bits
+   of an f32 layer whose weights are those w. The activations are fp32 rows, zero-padded to a
+   whole group (MOE__ACT_F32G). */
+#define MOE__KFP8 6
+#define MOE__KMXFP4 7
+#define MOE__KIND_COUNT 8
+#define MOE__KBF16DOT_EMU 8 /* kernel only: MOE__KBF16DOT's arithmetic without the instruction */
+#define MOE__QG 32 /* the group of the integer and scaled float formats */
 
 typedef struct moe__mat {
     int kind;                  /* MOE__K*: the format of a lane */
@@ -1239,20 +1450,25 @@ typedef struct moe__mat {
 } moe__mat;
 
 static int moe__kind_int(int kind) { return kind == MOE__KQ8 || kind == MOE__KQ4; }
+static int moe__kind_grp(int kind) { return kind == MOE__KFP8 || kind == MOE__KMXFP4; }
 static size_t moe__kind_lane_bytes(int kind) {
     return kind == MOE__KBF16 || kind == MOE__KF16 ? 2 : 4;
 }
 static size_t moe__kind_per_step(int kind) {
-    return kind == MOE__KBF16DOT ? 2 : moe__kind_int(kind) ? MOE__QG : 1;
+    return kind == MOE__KBF16DOT ? 2 : moe__kind_int(kind) || moe__kind_grp(kind) ? MOE__QG : 1;
 }
 /* bytes of one K step of w lanes; of it, the weights (the rest are the scales) */
 static size_t moe__kind_step_bytes(int kind, size_t w) {
     if (kind == MOE__KQ8) return (MOE__QG + 2) * w;
     if (kind == MOE__KQ4) return (MOE__QG / 2 + 2) * w;
+    if (kind == MOE__KFP8) return (MOE__QG + 4) * w;
+    if (kind == MOE__KMXFP4) return (MOE__QG / 2 + 1) * w;
     return w * moe__kind_lane_bytes(kind);
 }
 static size_t moe__kind_weight_bytes(int kind, size_t w) {
-    return kind == MOE__KQ8 ? MOE__QG * w : kind == MOE__KQ4 ? MOE__QG / 2 * w : moe__kind_step_bytes(kind, w);
+    if (kind == MOE__KQ8 || kind == MOE__KFP8) return MOE__QG * w;
+    if (kind == MOE__KQ4 || kind == MOE__KMXFP4) return MOE__QG / 2 * w;
+    return moe__kind_step_bytes(kind, w);
 }
 
 /* Geometry of an n_out x K matrix in panels of w lanes, n_exp experts; 0 on size overflow. */
@@ -1305,6 +1521,17 @@ static float moe__lane(const moe__mat *M, const unsigned char *panel, size_t k, 
     const unsigned char *b;
     uint16_t h;
     float f;
+    if (moe__kind_grp(M->kind)) {
+        const unsigned char *g = panel + (k / MOE__QG) * M->step_bytes, *sc;
+        size_t j = k % MOE__QG;
+        sc = g + moe__kind_weight_bytes(M->kind, M->w);
+        if (M->kind == MOE__KFP8) {
+            memcpy(&f, sc + 4 * l, 4);
+            return moe__e4m3(g[j * M->w + l]) * f;
+        }
+        b = g + (j / 2) * M->w + l;
+        return moe__e2m1((j & 1) ? *b >> 4 : *b & 15) * moe__e8m0(sc[l]);
+    }
     if (M->kind == MOE__KF32) {
         memcpy(&f, panel + k * M->step_bytes + 4 * l, 4);
         return f;
@@ -1340,10 +1567,12 @@ static float moe__qscale(const moe__mat *M, const unsigned char *panel, size_t g
 #define MOE__ACT_F32 0
 #define MOE__ACT_BF16 1
 #define MOE__ACT_Q8 2
+#define MOE__ACT_F32G 3 /* fp32, zeros up to a whole group of 32 */
 #define MOE__QBLOCK (8 + MOE__QG) /* bytes of an activation group */
 
 static size_t moe__act_row_bytes(int act, size_t n) {
     if (act == MOE__ACT_Q8) return MOE__QBLOCK * ((n + MOE__QG - 1) / MOE__QG);
+    if (act == MOE__ACT_F32G) return 4 * MOE__QG * ((n + MOE__QG - 1) / MOE__QG);
     return act == MOE__ACT_BF16 ? 4 * ((n + 1) / 2) : 4 * n;
 }
 
@@ -1367,8 +1596,9 @@ static void moe__quant_group(const float *x, size_t n, unsigned char *dst) {
 }
 
 static void moe__act_encode(int act, const float *x, size_t n, unsigned char *dst) {
-    if (act == MOE__ACT_F32) {
+    if (act == MOE__ACT_F32 || act == MOE__ACT_F32G) {
         memcpy(dst, x, n * sizeof(float));
+        if (act == MOE__ACT_F32G) memset(dst + 4 * n, 0, moe__act_row_bytes(act, n) - 4 * n);
         return;
     }
     if (act == MOE__ACT_Q8) {
@@ -1597,6 +1827,63 @@ static MOE__INLINE void moe__qtile(int kind, size_t mr, size_t na, size_t np,
     }
 }
 
+/* The scaled float kinds' tile: K steps are groups of 32; each weight vector is widened and
+   multiplied by its lanes' scales once, for every row, then the fp32 chain of moe__tile. */
+static MOE__INLINE void moe__gtile(int kind, size_t mr, size_t na, size_t np,
+                                   const unsigned char *W, size_t ps, size_t k0, size_t k1,
+                                   const unsigned char *const *xr, float *out, int flags,
+                                   const unsigned char *pf, size_t npf) {
+    moe__v acc[MOE__ACC];
+    size_t w = na * MOE__VW, sb = moe__kind_step_bytes(kind, w), wb = moe__kind_weight_bytes(kind, w);
+    MOE__UNROLL
+    for (size_t i = 0; i < mr * np * na; i++)
+        acc[i] = (flags & MOE__RESUME) ? moe__vld(out + i * MOE__VW) : moe__vset(0.0f);
+    for (size_t g = k0; g < k1; g++) {
+        const unsigned char *wg = W + g * sb;
+        if (np > 1 && MOE__PFD > 0) {
+            MOE__UNROLL
+            for (size_t q = 0; q < np; q++)
+                for (size_t o = 0; o < sb; o += 64) MOE__PREFETCH(wg + q * ps + MOE__PFD + o);
+        } else if (pf) {
+            for (size_t j = 0; j < npf; j++) MOE__PREFETCH_L2(pf + ((g - k0) * npf + j) * 64);
+        }
+        MOE__UNROLL
+        for (size_t q = 0; q < np; q++) {
+            MOE__UNROLL
+            for (size_t v = 0; v < na; v++) {
+                const unsigned char *wq = wg + q * ps + v * MOE__VW;
+                if (kind == MOE__KFP8) {
+                    moe__v sc = moe__vld((const float *)(const void *)(wg + q * ps + wb) + v * MOE__VW);
+                    for (size_t j = 0; j < MOE__QG; j++) {
+                        moe__v wv = moe__vmul(moe__vld_e4m3(wq + j * w), sc);
+                        MOE__UNROLL
+                        for (size_t r = 0; r < mr; r++) {
+                            size_t i = (r * np + q) * na + v;
+                            float xk = ((const float *)(const void *)xr[r])[g * MOE__QG + j];
+                            acc[i] = moe__vfma(moe__vset(xk), wv, acc[i]);
+                        }
+                    }
+                } else {
+                    moe__v sc = moe__vld_e8m0(wg + q * ps + wb + v * MOE__VW);
+                    for (size_t j = 0; j < MOE__QG / 2; j++) {
+                        moe__v lo = moe__vmul(moe__vld_e2m1(wq + j * w, 0), sc);
+                        moe__v hi = moe__vmul(moe__vld_e2m1(wq + j * w, 1), sc);
+                        MOE__UNROLL
+                        for (size_t r = 0; r < mr; r++) {
+                            size_t i = (r * np + q) * na + v;
+                            const float *x = (const float *)(const void *)xr[r] + g * MOE__QG + 2 * j;
+                            acc[i] = moe__vfma(moe__vset(x[0]), lo, acc[i]);
+                            acc[i] = moe__vfma(moe__vset(x[1]), hi, acc[i]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    MOE__UNROLL
+    for (size_t i = 0; i < mr * np * na; i++) moe__vst(out + i * MOE__VW, acc[i]);
+}
+
 /* Sums K steps k0..k1 of rows xr[0..mr) against np panels (ps bytes apart) of na vectors each,
    from 0 or from the partial sums in out (flags & MOE__RESUME), into out.
    Indices are size_t: UBSan's signed-overflow checks on int indices stop clang from unrolling
@@ -1609,6 +1896,10 @@ static MOE__INLINE void moe__tile(int kind, size_t mr, size_t na, size_t np,
     size_t lb = moe__kind_lane_bytes(kind), sb = na * MOE__VW * lb;
     if (moe__kind_int(kind)) {
         moe__qtile(kind, mr, na, np, W, ps, k0, k1, xr, out, flags, pf, npf);
+        return;
+    }
+    if (moe__kind_grp(kind)) {
+        moe__gtile(kind, mr, na, np, W, ps, k0, k1, xr, out, flags, pf, npf);
         return;
     }
     MOE__UNROLL
@@ -1729,6 +2020,8 @@ MOE__TILES(f16, MOE__KF16)
 MOE__TILES(bf16dot, MOE__KBF16DOT)
 MOE__TILES(q8, MOE__KQ8)
 MOE__TILES(q4, MOE__KQ4)
+MOE__TILES(fp8, MOE__KFP8)
+MOE__TILES(mxfp4, MOE__KMXFP4)
 #if MOE__DPBF16
 MOE__TILES(bf16dot_emu, MOE__KBF16DOT_EMU)
 #endif
@@ -1745,6 +2038,8 @@ static MOE__INLINE moe__tiles_fn moe__tiles_of(int kind) {
     case MOE__KBF16DOT: return moe__tiles_bf16dot;
     case MOE__KQ8: return moe__tiles_q8;
     case MOE__KQ4: return moe__tiles_q4;
+    case MOE__KFP8: return moe__tiles_fp8;
+    case MOE__KMXFP4: return moe__tiles_mxfp4;
 #if MOE__DPBF16
     case MOE__KBF16DOT_EMU: return moe__tiles_bf16dot_emu;
 #endif
@@ -1921,6 +2216,8 @@ MOE__KERNELS(f16, MOE__KF16)
 MOE__KERNELS(bf16dot, MOE__KBF16DOT)
 MOE__KERNELS(q8, MOE__KQ8)
 MOE__KERNELS(q4, MOE__KQ4)
+MOE__KERNELS(fp8, MOE__KFP8)
+MOE__KERNELS(mxfp4, MOE__KMXFP4)
 #if MOE__DPBF16
 MOE__KERNELS(bf16dot_emu, MOE__KBF16DOT_EMU)
 #endif
@@ -1984,6 +2281,8 @@ static const moe__kern moe__kern_ref[MOE__KIND_COUNT + 1] = {
     {"bf16-dot reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_BF16},
     {"q8 reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_Q8},
     {"q4 reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_Q8},
+    {"fp8 reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_F32G},
+    {"mxfp4 reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_F32G},
     {"bf16-dot reference", moe__ffn1_ref, moe__gemm_ref, moe__combine_ref, MOE__ACT_BF16},
 };
 #if MOE__SIMD
@@ -1998,6 +2297,8 @@ static const moe__kern moe__kern_fast[MOE__KIND_COUNT + 1] = {
 #endif
     {"q8", moe__ffn1_q8, moe__gemm_q8, moe__combine_simd, MOE__ACT_Q8},
     {"q4", moe__ffn1_q4, moe__gemm_q4, moe__combine_simd, MOE__ACT_Q8},
+    {"fp8", moe__ffn1_fp8, moe__gemm_fp8, moe__combine_simd, MOE__ACT_F32G},
+    {"mxfp4", moe__ffn1_mxfp4, moe__gemm_mxfp4, moe__combine_simd, MOE__ACT_F32G},
 #if MOE__DPBF16
     {"bf16-dot (emulated)", moe__ffn1_bf16dot_emu, moe__gemm_bf16dot_emu, moe__combine_simd,
      MOE__ACT_BF16},
@@ -2123,10 +2424,52 @@ static void moe__quant_lane(const moe__mat *M, unsigned char *g, size_t l, const
     }
 }
 
+/* Does source S hold the integer blocks of matrix M as they are, so that packing copies them
+   instead of quantizing again? GGUF Q8_0 into q8, Q4_0 into q4, compressed-tensors INT4 into q4
+   when its scales are the matrix's scale encoding (f16, or bf16). */
+static int moe__qcopy(const moe__mat *M, const moe__src *S) {
+    if (M->kind == MOE__KQ8) return S->dt == MOE_Q8_0;
+    if (S->dt == MOE_INT4) return S->sdt == (M->scale_bf16 ? MOE_BF16 : MOE_F16);
+    return S->dt == MOE_Q4_0;
+}
+
+/* Copies group g of row `row` of an integer-block source into lane l of its block: codes and
+   scale bits unchanged. */
+static void moe__qcopy_lane(const moe__mat *M, unsigned char *g, size_t l, const moe__src *S,
+                            size_t row, size_t grp) {
+    size_t i0 = row * S->K + grp * MOE__QG;
+    const unsigned char *b = S->dt == MOE_Q8_0 ? S->p + i0 / 32 * 34 : S->p + i0 / 32 * 18;
+    if (S->dt == MOE_INT4) b = S->s + (row * S->sld + grp) * 2;
+    memcpy(g + moe__kind_weight_bytes(M->kind, M->w) + 2 * l, b, 2);
+    for (size_t j = 0; j < MOE__QG; j++) {
+        size_t q = j / 4;
+        if (M->kind == MOE__KQ8) {
+            g[(q * M->w + l) * 4 + j % 4] = (unsigned char)(b[2 + j] ^ MOE__Q8_XOR);
+            continue;
+        }
+        unsigned u;
+        if (S->dt == MOE_INT4) {
+            uint32_t wd;
+            memcpy(&wd, S->p + (i0 + j) / 8 * 4, 4);
+            u = (wd >> (4 * ((i0 + j) % 8))) & 15;
+        } else {
+            u = j < 16 ? b[2 + j] & 15 : b[2 + j - 16] >> 4;
+        }
+        unsigned char *d = g + ((q / 2) * M->w + l) * 4 + j % 4;
+        *d = (q & 1) ? (unsigned char)((*d & 0x0f) | u << 4) : (unsigned char)((*d & 0xf0) | u);
+    }
+}
+
+/* Where input k of part output o lives in the source (element index). */
+static size_t moe__src_at(const moe__src *S, moe_layout lay, moe__part pt, size_t o, size_t k) {
+    return lay == MOE_OUT_IN ? (pt.off + o * pt.step) * S->K + k : k * pt.src_out + pt.off + o * pt.step;
+}
+
 /* moe__pack_mat for the integer kinds: each lane's weights gathered group by group. */
-static void moe__pack_qmat(const moe__mat *M, unsigned char *We, size_t lane0, const void *src,
-                           moe_dtype dt, moe_layout lay, moe__part pt) {
+static void moe__pack_qmat(const moe__mat *M, unsigned char *We, size_t lane0, const moe__src *S,
+                           moe_layout lay, moe__part pt) {
     size_t K = M->K;
+    int copy = moe__qcopy(M, S);
     float v[MOE__QG];
     for (size_t p = 0; p < M->panels; p++) {
         unsigned char *Wp = We + p * M->panel_bytes;
@@ -2134,12 +2477,114 @@ static void moe__pack_qmat(const moe__mat *M, unsigned char *We, size_t lane0, c
             size_t o = p * MOE__NR + l;
             for (size_t g = 0; g < M->ks; g++) {
                 size_t k0 = g * MOE__QG, n = o < M->n_out ? (K - k0 < MOE__QG ? K - k0 : MOE__QG) : 0;
-                for (size_t j = 0; j < n; j++) {
-                    size_t k = k0 + j, at = lay == MOE_OUT_IN ? (pt.off + o * pt.step) * K + k
-                                                              : k * pt.src_out + pt.off + o * pt.step;
-                    v[j] = moe__load(src, dt, at);
+                if (copy && n) {
+                    moe__qcopy_lane(M, Wp + g * M->step_bytes, lane0 + l, S, pt.off + o * pt.step, g);
+                    continue;
                 }
+                for (size_t j = 0; j < n; j++) v[j] = moe__load_s(S, moe__src_at(S, lay, pt, o, k0 + j));
                 moe__quant_lane(M, Wp + g * M->step_bytes, lane0 + l, v, n);
+            }
+        }
+    }
+}
+
+/* E4M3 and E2M1 of an fp32 value, rounded to nearest even; E4M3 saturates at 448, E2M1 at 6 (the
+   quantizers below keep |x| within them), NaN stays NaN for E4M3 (0x7f) and becomes 0 for E2M1,
+   which has none. */
+static unsigned moe__to_e4m3(float x) {
+    unsigned sg = signbit(x) ? 0x80u : 0u, c;
+    float a = fabsf(x);
+    int ex;
+    if (!(a == a)) return 0x7fu;
+    if (a < 0.015625f) { /* subnormal: units of 2^-9; 8 units is the smallest normal, code 8 */
+        c = (unsigned)nearbyintf(a * 512.0f);
+    } else {
+        frexpf(a, &ex); /* a = f 2^ex, f in [0.5, 1): the exponent is ex - 1 */
+        float mant = nearbyintf(ldexpf(a, 4 - ex)); /* 8..16 */
+        if (mant >= 16.0f) mant = 8.0f, ex++;
+        c = ex - 1 + 7 > 15 ? 0x7eu : (unsigned)((ex - 1 + 7) << 3) | ((unsigned)mant - 8u);
+    }
+    return sg | (c > 0x7eu ? 0x7eu : c);
+}
+static unsigned moe__to_e2m1(float x) {
+    static const float v[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+    float a = fabsf(x), best = INFINITY;
+    unsigned c = 0;
+    if (!(a == a)) return 0;
+    for (unsigned i = 0; i < 8; i++) { /* nearest; a tie goes to the even code (the first) */
+        float dd = fabsf(a - v[i]);
+        if (dd < best) best = dd, c = i;
+    }
+    return (signbit(x) ? 8u : 0u) | c;
+}
+
+/* moe__pack_mat for the scaled float kinds: codes and scales copied from an E4M3 or MXFP4
+   source (whose tiles hold whole groups of 32), else quantized: FP8 with scale amax / 448
+   per lane and group, MXFP4 with the OCP rule 2^(floor(log2 amax) - 2) (E8M0), codes rounded
+   to nearest even. */
+static void moe__pack_gmat(const moe__mat *M, unsigned char *We, size_t lane0, const moe__src *S,
+                           moe_layout lay, moe__part pt) {
+    size_t K = M->K, w = M->w, wb = moe__kind_weight_bytes(M->kind, w);
+    int fp8 = M->kind == MOE__KFP8;
+    int copy = lay == MOE_OUT_IN && (fp8 ? S->dt == MOE_F8_E4M3 && (S->bi % MOE__QG == 0 || S->bi >= K)
+                                         : S->dt == MOE_MXFP4 || S->dt == MOE_MXFP4_GGUF);
+    for (size_t p = 0; p < M->panels; p++) {
+        unsigned char *Wp = We + p * M->panel_bytes;
+        for (size_t l = 0; l < MOE__NR; l++) {
+            size_t o = p * MOE__NR + l, lane = lane0 + l, row = pt.off + o * pt.step;
+            for (size_t g = 0; g < M->ks; g++) {
+                unsigned char *gb = Wp + g * M->step_bytes, code[MOE__QG];
+                size_t k0 = g * MOE__QG, n = o < M->n_out ? (K - k0 < MOE__QG ? K - k0 : MOE__QG) : 0;
+                float sc = 0.0f;
+                unsigned se = 0;
+                memset(code, 0, sizeof code);
+                if (copy && n) {
+                    for (size_t j = 0; j < n; j++) {
+                        size_t i = row * S->K + k0 + j;
+                        if (fp8) code[j] = S->p[i];
+                        else if (S->dt == MOE_MXFP4) code[j] = (i & 1) ? S->p[i / 2] >> 4 : S->p[i / 2] & 15;
+                        else {
+                            const unsigned char *b = S->p + i / 32 * 17;
+                            code[j] = i % 32 < 16 ? b[1 + i % 32] & 15 : b[1 + i % 32 - 16] >> 4;
+                        }
+                    }
+                    size_t i0 = row * S->K + k0;
+                    if (fp8) sc = moe__load(S->s, S->sdt, (row / S->bo) * S->sld + k0 / S->bi);
+                    else if (S->dt == MOE_MXFP4) se = S->s[row * S->sld + k0 / 32];
+                    else se = S->p[i0 / 32 * 17];
+                } else if (n) {
+                    float v[MOE__QG], m = 0.0f;
+                    int bad = 0;
+                    for (size_t j = 0; j < n; j++) {
+                        v[j] = moe__load_s(S, moe__src_at(S, lay, pt, o, k0 + j));
+                        bad |= !(fabsf(v[j]) <= FLT_MAX);
+                        m = fabsf(v[j]) > m ? fabsf(v[j]) : m;
+                    }
+                    if (fp8) {
+                        sc = bad ? NAN : m / 448.0f;
+                        for (size_t j = 0; j < n; j++) code[j] = (unsigned char)(sc > 0.0f ? moe__to_e4m3(v[j] / sc) : 0u);
+                    } else {
+                        int ex = 0;
+                        if (m > 0.0f) frexpf(m, &ex), ex -= 1; /* floor(log2 m) */
+                        int e = m > 0.0f ? ex - 2 + 127 : 0;
+                        e = bad ? 255 : e < 0 ? 0 : e > 254 ? 254 : e;
+                        se = (unsigned)e;
+                        float xs = moe__e8m0(se);
+                        for (size_t j = 0; j < n; j++) {
+                            float q = v[j] / xs;
+                            q = q > 6.0f ? 6.0f : q < -6.0f ? -6.0f : q;
+                            code[j] = (unsigned char)moe__to_e2m1(q);
+                        }
+                    }
+                }
+                if (fp8) {
+                    for (size_t j = 0; j < MOE__QG; j++) gb[j * w + lane] = code[j];
+                    memcpy(gb + wb + 4 * lane, &sc, 4);
+                } else {
+                    for (size_t j = 0; j < MOE__QG / 2; j++)
+                        gb[j * w + lane] = (unsigned char)(code[2 * j] | code[2 * j + 1] << 4);
+                    gb[wb + lane] = (unsigned char)se;
+                }
             }
         }
     }
@@ -2148,12 +2593,16 @@ static void moe__pack_qmat(const moe__mat *M, unsigned char *We, size_t lane0, c
 /* Packs lanes lane0..lane0+NR of expert e's panels (lane0 = 0: gate or single, NR: up) from a
    source holding the part pt of that expert, n_out outputs over M->K inputs. Lanes past n_out
    and K steps past K get zeros. */
-static void moe__pack_mat(const moe__mat *M, size_t e, size_t lane0, const void *src, moe_dtype dt,
-                          moe_layout lay, moe__part pt) {
+static void moe__pack_mat_s(const moe__mat *M, size_t e, size_t lane0, const moe__src *S,
+                            moe_layout lay, moe__part pt) {
     unsigned char *We = M->data + e * M->expert_bytes;
     size_t K = M->K;
     if (moe__kind_int(M->kind)) {
-        moe__pack_qmat(M, We, lane0, src, dt, lay, pt);
+        moe__pack_qmat(M, We, lane0, S, lay, pt);
+        return;
+    }
+    if (moe__kind_grp(M->kind)) {
+        moe__pack_gmat(M, We, lane0, S, lay, pt);
         return;
     }
     for (size_t p = 0; p < M->panels; p++) {
@@ -2163,19 +2612,28 @@ static void moe__pack_mat(const moe__mat *M, size_t e, size_t lane0, const void 
             for (size_t l = 0; l < nl; l++) {
                 size_t s = (pt.off + (p * MOE__NR + l) * pt.step) * K;
                 for (size_t k = 0; k < K; k++)
-                    moe__put_lane(M, Wp, k, lane0 + l, moe__load(src, dt, s + k));
+                    moe__put_lane(M, Wp, k, lane0 + l, moe__load_s(S, s + k));
             }
         } else { /* a source row is one input: read the panel's outputs of it together */
             for (size_t k = 0; k < K; k++) {
                 size_t s = k * pt.src_out + pt.off + p * MOE__NR * pt.step;
                 for (size_t l = 0; l < nl; l++)
-                    moe__put_lane(M, Wp, k, lane0 + l, moe__load(src, dt, s + l * pt.step));
+                    moe__put_lane(M, Wp, k, lane0 + l, moe__load_s(S, s + l * pt.step));
             }
         }
         size_t kpad = M->ks * moe__kind_per_step(M->kind); /* weights stored a lane */
         for (size_t k = 0; k < kpad; k++) /* the padding: outputs past n_out, weights past K */
             for (size_t l = k < K ? nl : 0; l < MOE__NR; l++) moe__put_lane(M, Wp, k, lane0 + l, 0.0f);
     }
+}
+
+/* moe__pack_mat_s from a buffer of a plain dtype. */
+static void moe__pack_mat(const moe__mat *M, size_t e, size_t lane0, const void *src, moe_dtype dt,
+                          moe_layout lay, moe__part pt) {
+    moe__src S;
+    memset(&S, 0, sizeof S);
+    S.p = MOE__CAST(const unsigned char *, src), S.dt = dt, S.K = M->K, S.bo = S.bi = 128;
+    moe__pack_mat_s(M, e, lane0, &S, lay, pt);
 }
 
 /* dst[(o / NR) * w + lane0 + o % NR] = source part output o, for o < n; zeros up to n_pad. */
@@ -2236,7 +2694,18 @@ static void moe__released(const moe_weights *w, const moe_tensor *t, size_t e, s
     if (!w->on_packed || !moe__present(t)) return;
     /* experts pack in parallel; the loader's callback is called by one thread at a time */
     MOE__PRAGMA(omp critical(moe__on_packed))
-    w->on_packed(w->user, moe__expert_src(t, e, n), n * moe__dtype_size(t->dtype));
+    w->on_packed(w->user, moe__expert_src(t, e, n), moe__dtype_bytes(t->dtype, n));
+}
+
+/* The same for one expert's matrix of rows x K, and its scales. */
+static void moe__released_mat(const moe_weights *w, const moe_tensor *t, size_t e, size_t rows,
+                              size_t K) {
+    size_t ns = moe__scale_count(t, rows, K);
+    moe__released(w, t, e, rows * K);
+    if (!w->on_packed || !ns) return;
+    moe__src S = moe__src_of(t, e, rows, K);
+    MOE__PRAGMA(omp critical(moe__on_packed))
+    w->on_packed(w->user, S.s, ns * moe__dtype_size(t->scale_dtype));
 }
 
 /* What packing one FFN weight set needs: n_exp experts, source experts e0 + e. */
@@ -2262,9 +2731,9 @@ static void moe__task_pack(void *ctx, int el) {
         const moe_tensor *t = fused ? J->gate_up : (part ? J->up : J->gate);
         moe__part pt = moe__part_of(J->split, fused, part, ff);
         size_t lane0 = (L->gated && part) ? MOE__NR : 0;
-        moe__pack_mat(&f->w1, e, lane0, moe__expert_src(t, se, pt.src_out * d), t->dtype,
-                      t->layout, pt);
-        if (!fused || part == 1) moe__released(w, t, se, pt.src_out * d);
+        moe__src S = moe__src_of(t, se, pt.src_out, d);
+        moe__pack_mat_s(&f->w1, e, lane0, &S, t->layout, pt);
+        if (!fused || part == 1) moe__released_mat(w, t, se, pt.src_out, d);
         if (f->b1) {
             const moe_tensor *b = fb ? J->bgu : (part ? J->bu : J->bg);
             moe__part pb = moe__part_of(J->split, fb, part, ff);
@@ -2273,9 +2742,9 @@ static void moe__task_pack(void *ctx, int el) {
             if (!fb || part == 1) moe__released(w, b, se, pb.src_out);
         }
     }
-    moe__pack_mat(&f->w2, e, 0, moe__expert_src(J->down, se, d * ff), J->down->dtype,
-                  J->down->layout, moe__part_of(J->split, 0, 0, d));
-    moe__released(w, J->down, se, d * ff);
+    moe__src S = moe__src_of(J->down, se, d, ff);
+    moe__pack_mat_s(&f->w2, e, 0, &S, J->down->layout, moe__part_of(J->split, 0, 0, d));
+    moe__released_mat(w, J->down, se, d, ff);
     if (f->b2) {
         moe__pack_vec(f->b2 + e * f->dm_pad, d, f->dm_pad, MOE__NR, 0,
                       moe__expert_src(J->bd, se, d), J->bd->dtype, whole);
@@ -3248,7 +3717,7 @@ static void moe__say(moe__msg *m, const char *fmt, ...) {
 static int moe__tensor_ok(const moe_tensor *t, const char *name, size_t e0, size_t e1,
                           moe_result missing, moe_result *r, moe__msg *m) {
     if (!moe__present(t)) return 0;
-    if ((unsigned)t->dtype > MOE_F16 || (unsigned)t->layout >= MOE_LAYOUT_COUNT) { /* TEMP: block dtypes land next */
+    if ((unsigned)t->dtype >= MOE_E8M0 || (unsigned)t->layout >= MOE_LAYOUT_COUNT) {
         if (*r == MOE_OK) *r = MOE_E_DTYPE;
         moe__say(m, "weights.%s: unknown dtype %d or layout %d", name, (int)t->dtype,
                  (int)t->layout);
@@ -3317,31 +3786,31 @@ static moe_result moe__weights_check(const moe_config *c, const moe_weights *w, 
             const char *name;
             const moe_tensor *t;
             size_t rows, cols;
-            int per_expert, used;
+            int per_expert, used, mat;
         } v[] = {
-            {"router", &w->router, RO, d, 0, 1},
-            {"router_bias", &w->router_bias, 1, RO, 0, c->router_bias},
-            {"select_bias", &w->select_bias, 1, Rc, 0, c->select_bias},
-            {"gate", &w->gate, ff, dl, 1, gated && !fused},
-            {"up", &w->up, ff, dl, 1, !fused},
-            {"gate_up", &w->gate_up, 2 * ff, dl, 1, fused},
-            {"down", &w->down, dl, ff, 1, 1},
-            {"gate_bias", &w->gate_bias, 1, ff, 1, (int)bias && gated && !moe__present(&w->gate_up_bias)},
-            {"up_bias", &w->up_bias, 1, ff, 1, (int)bias && !(fused && moe__present(&w->gate_up_bias))},
-            {"gate_up_bias", &w->gate_up_bias, 1, 2 * ff, 1, (int)bias && fused},
-            {"down_bias", &w->down_bias, 1, dl, 1, (int)bias},
-            {"shared_gate_proj", &w->shared_gate_proj, S, d, 0, S && gated && !moe__present(&w->shared_gate_up)},
-            {"shared_up", &w->shared_up, S, d, 0, S && !(gated && moe__present(&w->shared_gate_up))},
-            {"shared_gate_up", &w->shared_gate_up, 2 * S, d, 0, S && gated},
-            {"shared_down", &w->shared_down, d, S, 0, S > 0},
-            {"shared_gate", &w->shared_gate, 1, d, 0, c->shared_gate != 0},
-            {"output_bias", &w->output_bias, 1, d, 0, c->output_bias},
-            {"out_norm", &w->out_norm, 1, d, 0, c->out_norm != 0},
-            {"latent_in", &w->latent_in, dl, d, 0, c->d_latent > 0},
-            {"latent_out", &w->latent_out, d, dl, 0, c->d_latent > 0},
-            {"router_in_scale", &w->router_in_scale, 1, d, 0, c->router_in_norm},
-            {"expert_in_norm", &w->expert_in_norm, 1, d, 0, c->expert_in_norm},
-            {"expert_scale", &w->expert_scale, 1, Rc, 0, c->expert_scale},
+            {"router", &w->router, RO, d, 0, 1, 0},
+            {"router_bias", &w->router_bias, 1, RO, 0, c->router_bias, 0},
+            {"select_bias", &w->select_bias, 1, Rc, 0, c->select_bias, 0},
+            {"gate", &w->gate, ff, dl, 1, gated && !fused, 1},
+            {"up", &w->up, ff, dl, 1, !fused, 1},
+            {"gate_up", &w->gate_up, 2 * ff, dl, 1, fused, 1},
+            {"down", &w->down, dl, ff, 1, 1, 1},
+            {"gate_bias", &w->gate_bias, 1, ff, 1, (int)bias && gated && !moe__present(&w->gate_up_bias), 0},
+            {"up_bias", &w->up_bias, 1, ff, 1, (int)bias && !(fused && moe__present(&w->gate_up_bias)), 0},
+            {"gate_up_bias", &w->gate_up_bias, 1, 2 * ff, 1, (int)bias && fused, 0},
+            {"down_bias", &w->down_bias, 1, dl, 1, (int)bias, 0},
+            {"shared_gate_proj", &w->shared_gate_proj, S, d, 0, S && gated && !moe__present(&w->shared_gate_up), 1},
+            {"shared_up", &w->shared_up, S, d, 0, S && !(gated && moe__present(&w->shared_gate_up)), 1},
+            {"shared_gate_up", &w->shared_gate_up, 2 * S, d, 0, S && gated, 1},
+            {"shared_down", &w->shared_down, d, S, 0, S > 0, 1},
+            {"shared_gate", &w->shared_gate, 1, d, 0, c->shared_gate != 0, 0},
+            {"output_bias", &w->output_bias, 1, d, 0, c->output_bias, 0},
+            {"out_norm", &w->out_norm, 1, d, 0, c->out_norm != 0, 0},
+            {"latent_in", &w->latent_in, dl, d, 0, c->d_latent > 0, 0},
+            {"latent_out", &w->latent_out, d, dl, 0, c->d_latent > 0, 0},
+            {"router_in_scale", &w->router_in_scale, 1, d, 0, c->router_in_norm, 0},
+            {"expert_in_norm", &w->expert_in_norm, 1, d, 0, c->expert_in_norm, 0},
+            {"expert_scale", &w->expert_scale, 1, Rc, 0, c->expert_scale, 0},
         };
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
             const moe_tensor *t = v[i].t;
@@ -3359,21 +3828,71 @@ static moe_result moe__weights_check(const moe_config *c, const moe_weights *w, 
                 return MOE_E_SIZE;
             }
         }
+        /* block dtypes: expert matrices only, [out][in], K a whole number of blocks, scales */
+        for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+            const moe_tensor *t = v[i].t;
+            moe_dtype dt = t->dtype, sd = t->scale_dtype;
+            size_t K = v[i].cols, G = moe__dtype_group(dt);
+            if (!v[i].used || !moe__present(t) || !moe__dtype_block(dt)) continue;
+            if (!v[i].mat) {
+                moe__say(m, "weights.%s: a block dtype (%d) is for expert matrices only", v[i].name, (int)dt);
+                return MOE_E_DTYPE;
+            }
+            if (t->layout != MOE_OUT_IN || K % G) {
+                moe__say(m, "weights.%s: a block dtype needs layout MOE_OUT_IN and an input width "
+                         "that is a multiple of %zu (it is %zu)", v[i].name, G, K);
+                return MOE_E_DTYPE;
+            }
+            int need = dt == MOE_F8_E4M3 || dt == MOE_MXFP4 || dt == MOE_INT4;
+            int sd_ok = dt == MOE_MXFP4 ? sd == MOE_E8M0
+                      : dt == MOE_INT4 ? sd == MOE_F32 || sd == MOE_BF16 || sd == MOE_F16
+                      : (unsigned)sd <= MOE_F16 || sd == MOE_E8M0;
+            if (need && (!sd_ok || (t->data ? !t->scale : !t->scale_per_expert) ||
+                         t->block_out < 0 || t->block_in < 0)) {
+                moe__say(m, "weights.%s: dtype %d needs its scales (scale or scale_per_expert, a "
+                         "valid scale_dtype, block sizes >= 0)", v[i].name, (int)dt);
+                return MOE_E_DTYPE;
+            }
+            if (need && t->scale_per_expert && !t->data)
+                for (size_t e = v[i].per_expert ? e0 : 0; e < (v[i].per_expert ? e1 : 1); e++)
+                    if (!t->scale_per_expert[e]) {
+                        moe__say(m, "weights.%s: scale_per_expert[%zu] is NULL", v[i].name, e);
+                        return MOE_E_DTYPE;
+                    }
+        }
     }
     return MOE_OK;
 }
 
 /* An expert set's packed format, MOE_FORMAT_AUTO resolved from its source tensors t[0..n). */
 static moe_format moe__resolve_format(moe_format f, moe_dot dot, const moe_tensor *const *t, int n) {
-    int bf = 1, hf = 1;
+    int bf = 1, hf = 1, f8 = 1, mx = 1, q8 = 1, q4 = 1;
     if (f != MOE_FORMAT_AUTO) return f;
     if (dot == MOE_DOT_BF16) return MOE_FORMAT_BF16;
+    for (int i = 0; i < n; i++) {
+        if (!moe__present(t[i])) continue;
+        moe_dtype dt = t[i]->dtype;
+        bf &= dt == MOE_BF16, hf &= dt == MOE_F16, f8 &= dt == MOE_F8_E4M3;
+        mx &= dt == MOE_MXFP4 || dt == MOE_MXFP4_GGUF, q8 &= dt == MOE_Q8_0;
+        q4 &= dt == MOE_Q4_0 || dt == MOE_INT4;
+    }
+    return bf ? MOE_FORMAT_BF16 : hf ? MOE_FORMAT_F16 : f8 ? MOE_FORMAT_FP8 : mx ? MOE_FORMAT_MXFP4
+         : q8 ? MOE_FORMAT_Q8 : q4 ? MOE_FORMAT_Q4 : MOE_FORMAT_F32; /* Q4_K, mixed: f32 */
+}
+
+/* q4 keeps compressed-tensors INT4's bf16 scales as they are: the matrix's scales are bf16 when
+   every source of it is INT4 with BF16 scales. */
+static int moe__scales_bf16(const moe_tensor *const *t, int n) {
+    int any = 0, all = 1;
     for (int i = 0; i < n; i++)
-        if (moe__present(t[i])) bf &= t[i]->dtype == MOE_BF16, hf &= t[i]->dtype == MOE_F16;
-    return bf ? MOE_FORMAT_BF16 : hf ? MOE_FORMAT_F16 : MOE_FORMAT_F32;
+        if (moe__present(t[i]))
+            any = 1, all &= t[i]->dtype == MOE_INT4 && t[i]->scale_dtype == MOE_BF16;
+    return any && all;
 }
 
 static int moe__format_kind(moe_format f, moe_dot dot) {
+    if (f == MOE_FORMAT_FP8) return MOE__KFP8;
+    if (f == MOE_FORMAT_MXFP4) return MOE__KMXFP4;
     if (f == MOE_FORMAT_Q8) return MOE__KQ8;
     if (f == MOE_FORMAT_Q4) return MOE__KQ4;
     if (f == MOE_FORMAT_BF16) return dot == MOE_DOT_BF16 ? MOE__KBF16DOT : MOE__KBF16;
@@ -3468,6 +3987,7 @@ static moe_result moe__create(moe_layer **out, const moe_config *cfg, const moe_
         L.cfg = c;
     }
     int kx = moe__format_kind(c.format, c.dot), ks = moe__format_kind(c.shared_format, c.dot);
+    const moe_tensor *tdown = &w->down, *tsdown = &w->shared_down;
     if (!moe__mul((size_t)c.n_shared, (size_t)c.d_shared, &S) ||
         !moe__mat_init(&L.router, MOE__KF32, L.RO, L.d, MOE__NR, 1, &rb) ||
         !moe__ffn_init(&L, &L.ex, kx, L.ne, (size_t)c.d_ff, L.dl) ||
@@ -3476,6 +3996,14 @@ static moe_result moe__create(moe_layer **out, const moe_config *cfg, const moe_
                         !moe__mat_init(&L.lat_out, MOE__KF32, L.d, L.dl, MOE__NR, 1, &rb))) ||
         !moe__layer_carve(&L, NULL, &total))
         return MOE_E_OVERFLOW;
+    if (kx == MOE__KQ4) {
+        const moe_tensor *a[3] = {&w->gate, &w->up, &w->gate_up};
+        L.ex.w1.scale_bf16 = moe__scales_bf16(a, 3), L.ex.w2.scale_bf16 = moe__scales_bf16(&tdown, 1);
+    }
+    if (S && ks == MOE__KQ4) {
+        const moe_tensor *a[3] = {&w->shared_gate_proj, &w->shared_up, &w->shared_gate_up};
+        L.sh.w1.scale_bf16 = moe__scales_bf16(a, 3), L.sh.w2.scale_bf16 = moe__scales_bf16(&tsdown, 1);
+    }
     if (kx == MOE__KBF16DOT || (S && ks == MOE__KBF16DOT)) L.dpbf16 = moe__dpbf16_agrees();
     moe__select_kernels(&L, 0);
 
@@ -3767,7 +4295,7 @@ MOEDEF const moe_build *moe_build_info(void) {
 #define MOE__ISA (MOE__AVX512 ? "avx512" : MOE__AVX2 ? "avx2" : MOE__NEON ? "neon" : "scalar")
     static const moe_build b = {
         MOE_VERSION_MAJOR, MOE_VERSION_MINOR, MOE_VERSION_PATCH, MOE__ISA, MOE__NR, MOE__OMP,
-        MOE__DPBF16, "f32 bf16 f16 q8 q4",
+        MOE__DPBF16, "f32 bf16 f16 q8 q4 fp8 mxfp4",
         "moe.h " MOE__STR(MOE_VERSION_MAJOR) "." MOE__STR(MOE_VERSION_MINOR) "." MOE__STR(
             MOE_VERSION_PATCH) ", kernels "
 #if MOE__AVX512
@@ -3791,7 +4319,7 @@ MOEDEF const moe_build *moe_build_info(void) {
 #else
         "emulated"
 #endif
-        ", formats f32 bf16 f16 q8 q4"};
+        ", formats f32 bf16 f16 q8 q4 fp8 mxfp4"};
 #undef MOE__ISA
     return &b;
 }

@@ -81,8 +81,9 @@ static const char *usage_text =
     "\n"
     "Both:\n"
     "  --dtype F         packed format of the routed experts: auto | f32 | bf16 | f16 | q8 | q4\n"
-    "                    (q8, q4: int8 and 4-bit weights, a scale per 32 inputs, int8\n"
-    "                    activations; see the README for their error). auto\n"
+    "                    | fp8 | mxfp4 (q8, q4: int8 and 4-bit weights, a scale per 32 inputs,\n"
+    "                    int8 activations; fp8 (E4M3), mxfp4 (E2M1): a scale per 32 inputs,\n"
+    "                    fp32 activations; see the README for their error). auto\n"
     "                    (the default) keeps the checkpoint's precision: a bf16 checkpoint packs\n"
     "                    as bf16, with the bits of an f32 layer in half the memory (toy: f32)\n"
     "  --shared-dtype F  the shared experts' format (default: --dtype)\n"
@@ -194,7 +195,7 @@ static const char *const act_names[] = {"silu", "gelu", "gelu_tanh", "relu", "sw
 #define N_SCORES (int)(sizeof score_names / sizeof *score_names)
 #define N_ACTS (int)(sizeof act_names / sizeof *act_names)
 static const char *const drop_names[] = {"zero", "identity"};
-static const char *const format_names[] = {"auto", "f32", "bf16", "f16", "q8", "q4"}; /* = moe_format */
+static const char *const format_names[] = {"auto", "f32", "bf16", "f16", "q8", "q4", "fp8", "mxfp4"}; /* = moe_format */
 
 /* 0 ok, 1 help printed, 2 error printed */
 static int parse_args(int argc, char **argv, opts *o) {

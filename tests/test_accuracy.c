@@ -44,7 +44,9 @@ typedef struct preset {
    worst measured (README). For q8 and q4 they are what the quantization steps predict: a
    weight's error is about step / sqrt(12), step = amax / 127 (q8) or amax / 8 (q4) of 32
    normal values (amax ~ 2.3 sd), so 0.5 % (q8) and 8 % (q4) of a weight's size, plus the int8
-   activations' error; the three matrices of an expert add up. */
+   activations' error; the three matrices of an expert add up. fp8 and mxfp4 here are
+   quantized from f32 at creation (3 and 1 mantissa bits, fp32 activations); packed from an
+   fp8 or mxfp4 checkpoint they are exact (tests/test_blocks.c). */
 static const struct {
     const char *name;
     moe_format f;
@@ -57,6 +59,8 @@ static const struct {
     {"bf16-dot", MOE_FORMAT_BF16, MOE_DOT_BF16, 4e-5, 3e-2},
     {"q8", MOE_FORMAT_Q8, MOE_DOT_EXACT, 5e-4, 5e-2},
     {"q4", MOE_FORMAT_Q4, MOE_DOT_EXACT, 4e-2, 0.3},
+    {"fp8", MOE_FORMAT_FP8, MOE_DOT_EXACT, 4e-3, 0.1},
+    {"mxfp4", MOE_FORMAT_MXFP4, MOE_DOT_EXACT, 8e-2, 0.5},
 };
 enum { NF = sizeof formats / sizeof formats[0], T = 12 };
 

@@ -2,7 +2,8 @@
 # The packed formats through the CLI, on every checkpoint fixture of tests/checkpoints:
 #   - the default (--dtype auto: a bf16 checkpoint packs as bf16, f16 as f16) gives the same
 #     bytes of Y, E and W as --dtype f32: exact mode keeps the f32 chain;
-#   - --dtype q8 and q4 within NMSE_Q8 / NMSE_Q4 of the reference (see test_accuracy.c);
+#   - --dtype q8 and q4 within NMSE_Q8 / NMSE_Q4 of the reference (see test_accuracy.c), fp8 and
+#     mxfp4 (quantized from the fixtures' weights) within NMSE_FP8 / NMSE_MX;
 #   - --dtype bf16 and --dtype f16 (lossy for f32 checkpoints) and --bf16-dot stay within
 #     TOL_LOSSY of the float64 reference, with the same experts (the router is always fp32).
 # TOL_LOSSY = 2e-2 of max(1, max|ref|): the weights (and for --bf16-dot the activations) carry
@@ -13,6 +14,8 @@ cd "$(dirname "$0")/.."
 TOL_LOSSY=${TOL_LOSSY:-2e-2}
 NMSE_Q8=${NMSE_Q8:-1e-3}  # q8, q4: normalized squared error (worst fixture 4.1e-4, 4.3e-2)
 NMSE_Q4=${NMSE_Q4:-1e-1}
+NMSE_FP8=${NMSE_FP8:-1e-2} # fp8, mxfp4 quantized from the fixtures' weights at creation
+NMSE_MX=${NMSE_MX:-2e-1}
 make -s build/moe build/npy_compare || exit 1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -33,13 +36,15 @@ while read -r name dir layer stem case_flags; do
   for f in y e w; do cmp -s "$tmp/auto.$f.npy" "$tmp/f32.$f.npy" || same="differs ($f)"; done
   line="auto = f32: $same"
   ok=1; [ "$same" = ok ] || ok=0
-  for v in bf16 f16 dot q8 q4; do
+  for v in bf16 f16 dot q8 q4 fp8 mxfp4; do
     flags="--dtype $v"; [ $v = dot ] && flags="--dtype bf16 --bf16-dot"
     # shellcheck disable=SC2086
     if ! run $v $flags; then ok=0; line="$line | $v: $(cat "$tmp/err")"; continue; fi
     case $v in
       q8) ry=$(build/npy_compare "$tmp/$v.y.npy" "$d/$stem.y.npy" nmse "$NMSE_Q8" 2>&1) || ok=0 ;;
       q4) ry=$(build/npy_compare "$tmp/$v.y.npy" "$d/$stem.y.npy" nmse "$NMSE_Q4" 2>&1) || ok=0 ;;
+      fp8) ry=$(build/npy_compare "$tmp/$v.y.npy" "$d/$stem.y.npy" nmse "$NMSE_FP8" 2>&1) || ok=0 ;;
+      mxfp4) ry=$(build/npy_compare "$tmp/$v.y.npy" "$d/$stem.y.npy" nmse "$NMSE_MX" 2>&1) || ok=0 ;;
       *) ry=$(build/npy_compare "$tmp/$v.y.npy" "$d/$stem.y.npy" "$TOL_LOSSY" 2>&1) || ok=0 ;;
     esac
     re=$(build/npy_compare "$tmp/$v.e.npy" "$d/$stem.e.npy" exact 2>&1) || ok=0

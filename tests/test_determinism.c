@@ -233,11 +233,12 @@ int main(void) {
     cases[4].cfg.n_shared = 1, cases[4].cfg.out_norm = MOE_OUT_NORM_RMS;
     cases[4].batch_invariant = 1;
     /* every case in every packed format, and the bf16 dot */
-    static const char *fname[] = {"f32", "bf16", "f16", "bf16-dot", "q8", "q4"};
+    static const char *fname[] = {"f32", "bf16", "f16", "bf16-dot", "q8", "q4", "fp8", "mxfp4"};
     static const moe_format fv[] = {MOE_FORMAT_F32, MOE_FORMAT_BF16, MOE_FORMAT_F16,
-                                    MOE_FORMAT_BF16, MOE_FORMAT_Q8, MOE_FORMAT_Q4};
+                                    MOE_FORMAT_BF16, MOE_FORMAT_Q8,   MOE_FORMAT_Q4,
+                                    MOE_FORMAT_FP8, MOE_FORMAT_MXFP4};
     for (int i = 0; i < 5; i++)
-        for (int f = 0; f < 6; f++) {
+        for (int f = 0; f < 8; f++) {
             layer_case lc = cases[i];
             char name[96];
             snprintf(name, sizeof name, "%s, %s", cases[i].name, fname[f]);

@@ -411,10 +411,11 @@ static void test_layer1(const moe_config *c, size_t T) {
 /* every packed format and dot mode of the same layer */
 static void test_layer(const moe_config *c, size_t T) {
     static const moe_format f[] = {MOE_FORMAT_F32, MOE_FORMAT_BF16, MOE_FORMAT_F16, MOE_FORMAT_BF16,
-                                   MOE_FORMAT_Q8, MOE_FORMAT_Q4, MOE_FORMAT_F16};
-    for (int v = 0; v < 7; v++) {
+                                   MOE_FORMAT_Q8,  MOE_FORMAT_Q4,   MOE_FORMAT_FP8, MOE_FORMAT_MXFP4,
+                                   MOE_FORMAT_F16};
+    for (int v = 0; v < 9; v++) {
         moe_config cc = *c;
-        cc.format = f[v], cc.shared_format = f[(v + 1) % 7];
+        cc.format = f[v], cc.shared_format = f[(v + 1) % 9];
         cc.dot = v == 3 ? MOE_DOT_BF16 : MOE_DOT_EXACT;
         test_layer1(&cc, T);
     }

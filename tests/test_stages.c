@@ -175,14 +175,14 @@ static size_t group(const int32_t *ex, size_t T, size_t k, int e0, int n, const 
 }
 
 static void test_config(const moe_config *c0, const char *name) {
-    static const moe_format fmt[5] = {MOE_FORMAT_F32, MOE_FORMAT_BF16, MOE_FORMAT_BF16,
-                                      MOE_FORMAT_Q8, MOE_FORMAT_Q4};
+    static const moe_format fmt[7] = {MOE_FORMAT_F32, MOE_FORMAT_BF16, MOE_FORMAT_BF16,
+                                      MOE_FORMAT_Q8,  MOE_FORMAT_Q4,   MOE_FORMAT_FP8, MOE_FORMAT_MXFP4};
     size_t T = 29, d = (size_t)c0->d_model, k = (size_t)c0->top_k, E = (size_t)c0->n_experts;
     float *x = rnd(T * d, 1.0f);
     x[3 * d] = 0.0f; /* a token of zeros among them */
     src s;
     src_make(&s, c0);
-    for (int v = 0; v < 5; v++) {
+    for (int v = 0; v < 7; v++) {
         moe_config c = *c0;
         c.format = c.shared_format = fmt[v], c.dot = v == 2 ? MOE_DOT_BF16 : MOE_DOT_EXACT;
         moe_layer *L = make(&s, &c);
