@@ -3,6 +3,7 @@
 #   make test       every test in every build variant (tests/run_tests.sh says which ran)
 #   make run        the toy layer
 #   make bench      a short standard benchmark set
+#   make lib        build/libmoe.so, moe.h as a shared library (examples/moe.py loads it)
 #   make install    headers, the two tools and moe.pc under $(DESTDIR)$(PREFIX); make uninstall
 # Variants the test runner adds: scalar (-DMOE_NO_SIMD), AVX2 only, clang, C++, MOE_STATIC and
 # two translation units, ASan+UBSan, NEON (aarch64 cross compiler + qemu-user).
@@ -28,11 +29,12 @@ COMPANION = examples/moe_io.h examples/hf_config.h
 moe_version = $(shell sed -n 's/^.define MOE_VERSION_$(1) *\([0-9][0-9]*\).*/\1/p' moe.h)
 VERSION := $(call moe_version,MAJOR).$(call moe_version,MINOR).$(call moe_version,PATCH)
 
-EXAMPLES = build/moe $(patsubst examples/%.c,build/%,$(filter-out examples/moe_cli.c,$(wildcard examples/*.c)))
+EXAMPLES = build/moe $(patsubst examples/%.c,build/%,$(filter-out examples/moe_cli.c examples/moe_lib.c,$(wildcard examples/*.c)))
 TESTS    = $(patsubst tests/%.c,build/%,$(wildcard tests/test_*.c tests/npy_compare.c))
 
-.PHONY: all examples tests test bench run clean install uninstall
-all: examples tests build/moe-bench
+.PHONY: all examples tests test bench run clean lib install uninstall
+all: examples tests build/moe-bench lib
+lib: build/libmoe.so
 examples: $(EXAMPLES)
 tests: $(TESTS)
 
@@ -50,6 +52,10 @@ build/%: tests/%.c moe.h $(wildcard examples/*.h) | build
 
 build/moe-bench: bench/moe_bench.c moe.h | build
 	$(CC) $(filter-out -O2,$(CFLAGS)) -O3 $(NATIVE) $(OMP) $(INC) -Ibench $< -o $@ $(LDLIBS)
+
+# -fvisibility=hidden: only the API (MOEDEF, redefined in moe_lib.c) is exported
+build/libmoe.so: examples/moe_lib.c moe.h | build
+	$(CC) $(CFLAGS) $(NATIVE) $(OMP) -fPIC -shared -fvisibility=hidden $(INC) $< -o $@ -lm
 
 install: build/moe build/moe-bench
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR)/moe $(DESTDIR)$(PKGCONFIGDIR)

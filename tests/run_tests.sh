@@ -168,6 +168,18 @@ if want_v cli; then
   done
 fi
 
+if want_v python; then
+  # examples/moe.py over build/libmoe.so; the first python3 that has numpy (Debian's is
+  # /usr/bin/python3, which another python3 may shadow on PATH)
+  echo "== python: examples/moe.py against numpy and PyTorch references"
+  py=""
+  for p in ${PYTHON:-} python3 /usr/bin/python3; do
+    if have "$p" && "$p" -c 'import numpy' >/dev/null 2>&1; then py=$p; break; fi
+  done
+  if [ -n "$py" ]; then run "python test_python" "$py" tests/test_python.py
+  else skipped "python3 with numpy (python3-numpy) not installed"; fi
+fi
+
 echo
 if [ $fail -gt 0 ]; then printf 'failed: %s\n' "${failed[@]}"; fi
 echo "tests: $pass passed, $fail failed, $skip skipped"
