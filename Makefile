@@ -3,6 +3,8 @@
 #   make test       every test in every build variant (tests/run_tests.sh says which ran)
 #   make run        the toy layer
 #   make bench      a short standard benchmark set
+#   make lib        build/libmoe.so, moe.h as a shared library (examples/moe.py loads it)
+#   make install    headers, the two tools and moe.pc under $(DESTDIR)$(PREFIX); make uninstall
 # Variants the test runner adds: scalar (-DMOE_NO_SIMD), AVX2 only, clang, C++, MOE_STATIC and
 # two translation units, ASan+UBSan, NEON (aarch64 cross compiler + qemu-user).
 
@@ -14,11 +16,25 @@ OMP     ?= -fopenmp
 INC      = -I. -Iexamples
 LDLIBS   = -lm -pthread
 
-EXAMPLES = build/moe $(patsubst examples/%.c,build/%,$(filter-out examples/moe_cli.c,$(wildcard examples/*.c)))
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  ?= $(PREFIX)/bin
+INCLUDEDIR ?= $(PREFIX)/include
+# header-only, so the .pc file is the same on every architecture: share/, not lib/
+PKGCONFIGDIR ?= $(PREFIX)/share/pkgconfig
+# installed beside moe.h in $(INCLUDEDIR)/moe/ (a directory of its own: hf_config.h is too
+# generic a name for a shared include directory); moe.pc's -I points there, so
+# `#include "moe.h"` works as it does in this tree
+COMPANION = examples/moe_io.h examples/hf_config.h
+moe_version = $(shell sed -n 's/^.define MOE_VERSION_$(1) *\([0-9][0-9]*\).*/\1/p' moe.h)
+VERSION := $(call moe_version,MAJOR).$(call moe_version,MINOR).$(call moe_version,PATCH)
+
+EXAMPLES = build/moe $(patsubst examples/%.c,build/%,$(filter-out examples/moe_cli.c examples/moe_lib.c,$(wildcard examples/*.c)))
 TESTS    = $(patsubst tests/%.c,build/%,$(wildcard tests/test_*.c tests/npy_compare.c))
 
-.PHONY: all examples tests test bench run clean
-all: examples tests build/moe-bench
+.PHONY: all examples tests test bench run clean lib install uninstall
+all: examples tests build/moe-bench lib
+lib: build/libmoe.so
 examples: $(EXAMPLES)
 tests: $(TESTS)
 
@@ -36,6 +52,22 @@ build/%: tests/%.c moe.h $(wildcard examples/*.h) | build
 
 build/moe-bench: bench/moe_bench.c moe.h | build
 	$(CC) $(filter-out -O2,$(CFLAGS)) -O3 $(NATIVE) $(OMP) $(INC) -Ibench $< -o $@ $(LDLIBS)
+
+# -fvisibility=hidden: only the API (MOEDEF, redefined in moe_lib.c) is exported
+build/libmoe.so: examples/moe_lib.c moe.h | build
+	$(CC) $(CFLAGS) $(NATIVE) $(OMP) -fPIC -shared -fvisibility=hidden $(INC) $< -o $@ -lm
+
+install: build/moe build/moe-bench
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR)/moe $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 moe.h $(COMPANION) $(DESTDIR)$(INCLUDEDIR)/moe/
+	install -m 755 build/moe build/moe-bench $(DESTDIR)$(BINDIR)/
+	sed -e 's|@MOE_PREFIX@|$(PREFIX)|' -e 's|@MOE_INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|' \
+	    -e 's|@MOE_VERSION@|$(VERSION)|' moe.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/moe.pc
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/moe/,moe.h $(notdir $(COMPANION)))
+	rmdir $(DESTDIR)$(INCLUDEDIR)/moe 2>/dev/null || true
+	rm -f $(DESTDIR)$(BINDIR)/moe $(DESTDIR)$(BINDIR)/moe-bench $(DESTDIR)$(PKGCONFIGDIR)/moe.pc
 
 test: all
 	bash tests/run_tests.sh

@@ -22,8 +22,11 @@
 
    Build: cc -std=c99 -O3 -march=native -fopenmp -Ibench -I. bench/moe_bench.c -o moe-bench -lm
    Usage: moe-bench [--preset qwen3,dsv2lite,mixtral,dsv3,toy] [--tokens 1,16,128,512]
-                    [--dtype f32,bf16,f16,bf16dot] [--threads 1,2] [--experts N] [--repeats N]
-                    [--no-ref] [--csv] [--quick] */
+                    [--dtype f32,bf16,f16,bf16dot,q8,q4] [--threads 1,2] [--experts N]
+                    [--repeats N] [--no-ref] [--quick] [--output table|csv|json|md] [--csv]
+                    [--plot FILE.svg] [--version] [--help]
+   Every output format starts with the build line (moe_build_info) and the ceilings; --plot
+   draws the roofline of the run (write_roofline). */
 #define _DEFAULT_SOURCE /* clock_gettime, posix_memalign, and MADV_HUGEPAGE for moe.h */
 #define MOE_IMPLEMENTATION
 #include "moe.h"
@@ -410,6 +413,310 @@ static result run_case(moe_layer *L, size_t T, int nth, int repeats, int do_ref)
     return res;
 }
 
+/* ---- output: table, csv, json, md, and the roofline ---------------------------------------- */
+
+typedef enum out_kind { OUT_TABLE, OUT_CSV, OUT_JSON, OUT_MD } out_kind;
+
+/* the ceilings of one thread count */
+typedef struct ceilings {
+    int threads, fma_agree;
+    double read, read_best, fma, bf16, q8, q4; /* read_best: the best read of the run */
+} ceilings;
+
+/* one case as printed and plotted */
+typedef struct row {
+    const char *preset, *dtype, *compute;
+    int experts, threads;
+    size_t tokens;
+    result r;
+    double gbps, read, gflops, peak, intensity;
+} row;
+
+/* ', "name": v', a JSON number; NaN and infinities, which JSON lacks, as null */
+static void jnum(const char *name, double v) {
+    if (v == v && v - v == 0.0) printf(", \"%s\": %.6g", name, v);
+    else printf(", \"%s\": null", name);
+}
+
+static void print_header(out_kind o, const char *build, const ceilings *c, int n) {
+    if (o == OUT_JSON) {
+        printf("{\n  \"build\": \"%s\",\n  \"ceilings\": [", build);
+        for (int i = 0; i < n; i++) {
+            printf("%s\n    {\"threads\": %d", i ? "," : "", c[i].threads);
+            jnum("read_gbps", c[i].read), jnum("fma_gflops", c[i].fma);
+            printf(", \"fma_shapes_agree\": %s", c[i].fma_agree ? "true" : "false");
+            jnum("bf16dot_gflops", c[i].bf16);
+            printf(", \"bf16dot_hw\": %s", MOE__DPBF16 ? "true" : "false");
+            jnum("int8_q8_gops", c[i].q8), jnum("int8_q4_gops", c[i].q4);
+            printf("}");
+        }
+        printf("\n  ],\n  \"cases\": [");
+        return;
+    }
+    /* csv: comment lines; md: the build line as a paragraph, the ceilings as a list */
+    const char *pre = o == OUT_CSV ? "# " : o == OUT_MD ? "- " : "";
+    printf("%s%s\n%s", o == OUT_CSV ? "# " : "", build, o == OUT_MD ? "\n" : "");
+    for (int i = 0; i < n; i++)
+        printf("%sceilings, %d thread%s: read %.1f GB/s, FMA %.1f GFLOP/s%s, bf16 dot %.1f%s, "
+               "int8 dot %.1f (q8 kernel's sequence) / %.1f (q4's) GOP/s\n",
+               pre, c[i].threads, c[i].threads > 1 ? "s" : "", c[i].read, c[i].fma,
+               c[i].fma_agree ? ""
+                              : " (the two FMA loop shapes disagree by > 10 %: a noisy machine)",
+               c[i].bf16, MOE__DPBF16 ? " GFLOP/s" : " (emulated: FMA ceiling used)", c[i].q8,
+               c[i].q4);
+    if (o == OUT_CSV)
+        printf(
+            "preset,dtype,isa,experts,threads,tokens,ms,ms_min,ms_max,tokens_per_s,weight_mb,"
+            "gbps,gbps_ceiling,gbps_frac,gflops,gflops_ceiling,gflops_frac,ref_ms,"
+            "speedup_vs_ref,route_ms,plan_ms,phase1_ms,phase2_ms,combine_ms,compute,intensity\n");
+    else if (o == OUT_MD)
+        printf("\n| preset | dtype | threads | tokens | ms | min..max | tok/s | GB/s | of read | "
+               "GFLOP/s | of peak | flop/B | vs ref | route/plan/ph1/ph2/comb ms |\n"
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    else
+        printf("\n%-9s %-7s %3s %5s %9s %15s %9s %7s %6s %5s %7s %5s %7s  %s\n", "preset", "dtype",
+               "thr", "tok", "ms", "min..max", "tok/s", "GB/s", "(ceil)", "frac", "GFLOP/s", "frac",
+               "vs ref", "route/plan/ph1/ph2/comb ms");
+}
+
+static void print_row(out_kind o, const row *w, const char *isa, int first) {
+    const result *r = &w->r;
+    double tps = (double)w->tokens / (r->ms * 1e-3), sp = r->ref_ms / r->ms;
+    const double *st = r->stage;
+    if (o == OUT_CSV) {
+        printf(
+            "%s,%s,%s,%d,%d,%zu,%.4f,%.4f,%.4f,%.1f,%.2f,%.2f,%.2f,%.3f,%.2f,%.2f,%.3f,%.3f,%.2f,"
+            "%.4f,%.4f,%.4f,%.4f,%.4f,%s,%.4f\n",
+            w->preset, w->dtype, isa, w->experts, w->threads, w->tokens, r->ms, r->ms_min,
+            r->ms_max, tps, r->bytes / 1e6, w->gbps, w->read, w->gbps / w->read, w->gflops, w->peak,
+            w->gflops / w->peak, r->ref_ms, sp, st[0], st[1], st[2], st[3], st[4], w->compute,
+            w->intensity);
+    } else if (o == OUT_JSON) {
+        printf("%s\n    {\"preset\": \"%s\", \"dtype\": \"%s\", \"isa\": \"%s\", "
+               "\"compute\": \"%s\", \"experts\": %d, \"threads\": %d, \"tokens\": %zu",
+               first ? "" : ",", w->preset, w->dtype, isa, w->compute, w->experts, w->threads,
+               w->tokens);
+        jnum("ms", r->ms), jnum("ms_min", r->ms_min), jnum("ms_max", r->ms_max);
+        jnum("tokens_per_s", tps), jnum("weight_mb", r->bytes / 1e6);
+        jnum("gbps", w->gbps), jnum("gbps_ceiling", w->read);
+        jnum("gflops", w->gflops), jnum("gflops_ceiling", w->peak);
+        jnum("intensity", w->intensity), jnum("ref_ms", r->ref_ms), jnum("speedup_vs_ref", sp);
+        printf(", \"stages_ms\": {\"route\": %.6g", st[0]);
+        jnum("plan", st[1]), jnum("phase1", st[2]), jnum("phase2", st[3]);
+        jnum("combine", st[4]);
+        printf("}}");
+    } else {
+        char ref[32] = "      -"; /* no reference run for this case */
+        if (sp == sp) snprintf(ref, sizeof ref, "%6.1fx", sp);
+        if (o == OUT_MD)
+            printf(
+                "| %s | %s | %d | %zu | %.3f | %.3f..%.3f | %.1f | %.1f | %.2f (of %.1f) | %.1f | "
+                "%.2f | %.2f | %s | %.3f/%.3f/%.3f/%.3f/%.3f |\n",
+                w->preset, w->dtype, w->threads, w->tokens, r->ms, r->ms_min, r->ms_max, tps,
+                w->gbps, w->gbps / w->read, w->read, w->gflops, w->gflops / w->peak, w->intensity,
+                sp == sp ? ref + strspn(ref, " ") : "-", st[0], st[1], st[2], st[3], st[4]);
+        else
+            printf("%-9s %-7s %3d %5zu %9.3f %7.3f..%-7.3f %9.1f %7.1f %6.1f %5.2f %7.1f "
+                   "%5.2f %s  %.3f/%.3f/%.3f/%.3f/%.3f\n",
+                   w->preset, w->dtype, w->threads, w->tokens, r->ms, r->ms_min, r->ms_max, tps,
+                   w->gbps, w->read, w->gbps / w->read, w->gflops, w->gflops / w->peak, ref, st[0],
+                   st[1], st[2], st[3], st[4]);
+    }
+    fflush(stdout);
+}
+
+static void xml_text(FILE *f, const char *s) {
+    for (; *s; s++) {
+        if (*s == '&') fputs("&amp;", f);
+        else if (*s == '<') fputs("&lt;", f);
+        else if (*s == '>') fputs("&gt;", f);
+        else if (*s == '"') fputs("&quot;", f);
+        else fputc(*s, f);
+    }
+}
+
+/* The roofline (Williams, Waterman and Patterson, CACM 2009), log-log: arithmetic intensity
+   (flops per packed byte the case reads) against GFLOP/s. Per thread count the read ceiling
+   is the line y = bandwidth * x up to the highest compute ceiling, each compute ceiling a
+   horizontal line from where it meets that slope; every case is a point (class "case") at
+   its intensity and achieved GFLOP/s, labelled "preset T=tokens dtype". */
+enum { SVG_W = 960, SVG_H = 620, PL = 70, PR = 250, PT = 50, PB = 60 };
+
+typedef struct axes {
+    double x0, x1, y0, y1; /* log10 bounds */
+} axes;
+static double ax_x(const axes *a, double v) {
+    return PL + (log10(v) - a->x0) / (a->x1 - a->x0) * (SVG_W - PL - PR);
+}
+static double ax_y(const axes *a, double v) {
+    return SVG_H - PB - (log10(v) - a->y0) / (a->y1 - a->y0) * (SVG_H - PT - PB);
+}
+
+typedef struct svg_name {
+    double y;
+    char text[64];
+    const char *color;
+} svg_name;
+
+static const char *dtype_color(const char *dt) {
+    static const char *const col[] = {"#1f77b4", "#2ca02c", "#17becf",
+                                      "#9467bd", "#d62728", "#ff7f0e"};
+    for (int j = 0; j < N_DTYPES; j++)
+        if (!strcmp(dt, dtype_names[j])) return col[j];
+    return "#000";
+}
+
+static void write_roofline(FILE *f, const char *build, const ceilings *c, int nc, const row *rows,
+                           int n) {
+    /* the ranges: every point, every ceiling and the ridge points, in whole decades */
+    double xmin = 1e30, xmax = 0, ymin = 1e30, ymax = 0;
+    for (int i = 0; i < n; i++) {
+        double x = rows[i].intensity, y = rows[i].gflops;
+        if (x > 0 && y > 0) {
+            xmin = x < xmin ? x : xmin, xmax = x > xmax ? x : xmax;
+            ymin = y < ymin ? y : ymin, ymax = y > ymax ? y : ymax;
+        }
+    }
+    for (int i = 0; i < nc; i++) {
+        double top = c[i].fma > c[i].bf16 ? c[i].fma : c[i].bf16;
+        top = c[i].q8 > top ? c[i].q8 : top, top = c[i].q4 > top ? c[i].q4 : top;
+        double ridge = top / c[i].read_best;
+        xmax = ridge * 2 > xmax ? ridge * 2 : xmax, ymax = top > ymax ? top : ymax;
+    }
+    if (xmax <= 0) xmin = 0.1, xmax = 10, ymin = 1, ymax = 100; /* no case ran */
+    axes a = {floor(log10(xmin / 1.5)), ceil(log10(xmax)), floor(log10(ymin / 1.5)),
+              ceil(log10(ymax * 1.5))};
+    if (a.x1 - a.x0 < 2) a.x0 = a.x1 - 2;
+    if (a.y1 - a.y0 < 2) a.y0 = a.y1 - 2;
+
+    fprintf(f,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+            "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"11\">\n"
+            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+            SVG_W, SVG_H, SVG_W, SVG_H);
+    fprintf(f,
+            "<text x=\"%d\" y=\"20\" font-size=\"14\">moe-bench roofline</text>\n"
+            "<text x=\"%d\" y=\"36\" fill=\"#555\">",
+            PL, PL);
+    xml_text(f, build);
+    fprintf(f, "</text>\n<g class=\"grid\" stroke=\"#ddd\">\n");
+    for (double e = a.x0; e <= a.x1 + 0.5; e++)
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>\n", ax_x(&a, pow(10, e)),
+                PT, ax_x(&a, pow(10, e)), SVG_H - PB);
+    for (double e = a.y0; e <= a.y1 + 0.5; e++)
+        fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>\n", PL,
+                ax_y(&a, pow(10, e)), SVG_W - PR, ax_y(&a, pow(10, e)));
+    fprintf(f, "</g>\n<g class=\"ticks\" fill=\"#333\">\n");
+    for (double e = a.x0; e <= a.x1 + 0.5; e++)
+        fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g</text>\n",
+                ax_x(&a, pow(10, e)), SVG_H - PB + 16, pow(10, e));
+    for (double e = a.y0; e <= a.y1 + 0.5; e++)
+        fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", PL - 6,
+                ax_y(&a, pow(10, e)) + 4, pow(10, e));
+    fprintf(f,
+            "</g>\n<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
+            "stroke=\"#333\"/>\n",
+            PL, PT, SVG_W - PL - PR, SVG_H - PT - PB);
+    fprintf(f,
+            "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">arithmetic intensity (flop per "
+            "packed byte read)</text>\n",
+            PL + (SVG_W - PL - PR) / 2, SVG_H - 18);
+    fprintf(f,
+            "<text transform=\"translate(18 %d) rotate(-90)\" text-anchor=\"middle\">GFLOP/s"
+            "</text>\n",
+            PT + (SVG_H - PT - PB) / 2);
+
+    /* the ceilings; the plot is clipped to its frame */
+    fprintf(
+        f,
+        "<clipPath id=\"frame\"><rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\"/></clipPath>\n",
+        PL, PT, SVG_W - PL - PR, SVG_H - PT - PB);
+    double xr = pow(10, a.x1), xl = pow(10, a.x0);
+    /* the compute ceilings' names, right of the frame, moved apart where they would overlap */
+    svg_name names[64], tmp;
+    int n_names = 0;
+    for (int i = 0; i < nc; i++) {
+        char thr[32] = "";
+        if (nc > 1) snprintf(thr, sizeof thr, ", %d thr", c[i].threads);
+        const char *dash = i == nc - 1 ? "" : " stroke-dasharray=\"6 3\"";
+        struct {
+            const char *name, *unit, *color;
+            double v;
+            int on;
+        } roof[] = {
+            {"f32 FMA", "GFLOP/s", "#1f77b4", c[i].fma, 1},
+            {"bf16 dot", "GFLOP/s", "#9467bd", c[i].bf16, MOE__DPBF16},
+            {"int8 dot (q8)", "GOP/s", "#d62728", c[i].q8, MOE__SIMD},
+            {"int8 dot (q4)", "GOP/s", "#ff7f0e", c[i].q4, MOE__SIMD},
+        };
+        double bw = c[i].read_best, top = 0;
+        for (int j = 0; j < 4; j++)
+            if (roof[j].on && roof[j].v > top) top = roof[j].v;
+        fprintf(
+            f,
+            "<g class=\"ceiling\" clip-path=\"url(#frame)\" stroke-width=\"1.5\" fill=\"none\">\n");
+        fprintf(f,
+                "<line class=\"read\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                "stroke=\"#000\"%s/>\n",
+                ax_x(&a, xl), ax_y(&a, bw * xl), ax_x(&a, top / bw), ax_y(&a, top), dash);
+        for (int j = 0; j < 4; j++)
+            if (roof[j].on)
+                fprintf(f,
+                        "<line class=\"compute\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                        "stroke=\"%s\"%s/>\n",
+                        ax_x(&a, roof[j].v / bw), ax_y(&a, roof[j].v), ax_x(&a, xr),
+                        ax_y(&a, roof[j].v), roof[j].color, dash);
+        fprintf(f, "</g>\n<g class=\"ceiling-label\">\n");
+        /* the read ceiling named where it leaves the frame or meets the roof */
+        double lx = top / bw < xr ? top / bw : xr;
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">read %.1f GB/s%s</text>\n",
+                ax_x(&a, lx) - 8, ax_y(&a, bw * lx) + 2, bw, thr);
+        fprintf(f, "</g>\n");
+        for (int j = 0; j < 4; j++)
+            if (roof[j].on && n_names < 64) {
+                names[n_names].y = ax_y(&a, roof[j].v) + 4, names[n_names].color = roof[j].color;
+                snprintf(names[n_names++].text, sizeof names[0].text, "%s %.1f %s%s", roof[j].name,
+                         roof[j].v, roof[j].unit, thr);
+            }
+    }
+    for (int i = 1; i < n_names; i++) /* by height (insertion sort), then 12 px apart */
+        for (int j = i; j > 0 && names[j].y < names[j - 1].y; j--) {
+            tmp = names[j], names[j] = names[j - 1], names[j - 1] = tmp;
+        }
+    fprintf(f, "<g class=\"ceiling-name\">\n");
+    for (int i = 0; i < n_names; i++) {
+        if (i && names[i].y < names[i - 1].y + 12) names[i].y = names[i - 1].y + 12;
+        fprintf(f, "<text x=\"%d\" y=\"%.1f\" fill=\"%s\">", SVG_W - PR + 6, names[i].y,
+                names[i].color);
+        xml_text(f, names[i].text);
+        fprintf(f, "</text>\n");
+    }
+    fprintf(f, "</g>\n");
+
+    /* the cases; labels beside their points, alternately above and below */
+    fprintf(f, "<g class=\"cases\">\n");
+    for (int i = 0; i < n; i++) {
+        const row *w = &rows[i];
+        double x = w->intensity > 0 ? w->intensity : xl,
+               y = w->gflops > 0 ? w->gflops : pow(10, a.y0);
+        char label[96];
+        snprintf(label, sizeof label, "%s T=%zu %s", w->preset, w->tokens, w->dtype);
+        if (nc > 1)
+            snprintf(label + strlen(label), sizeof label - strlen(label), " %dthr", w->threads);
+        fprintf(f, "<circle class=\"case\" cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"><title>",
+                ax_x(&a, x), ax_y(&a, y), dtype_color(w->dtype));
+        xml_text(f, label);
+        fprintf(f, ": %.3g flop/B, %.1f GFLOP/s, %.1f GB/s</title></circle>\n", w->intensity,
+                w->gflops, w->gbps);
+        fprintf(f, "<text class=\"label\" x=\"%.1f\" y=\"%.1f\" font-size=\"9\">", ax_x(&a, x) + 6,
+                ax_y(&a, y) + (i % 2 ? 10 : -4));
+        xml_text(f, label);
+        fprintf(f, "</text>\n");
+    }
+    fprintf(f, "</g>\n</svg>\n");
+}
+
 /* ---- command line ------------------------------------------------------------------------- */
 
 static int parse_list(const char *s, long *out, int max) {
@@ -434,23 +741,62 @@ static const char *compiler_name(char *buf, size_t n) {
     return buf;
 }
 
+static void usage(FILE *f, const char *argv0) {
+    fprintf(f,
+            "usage: %s [--preset qwen3,dsv2lite,mixtral,dsv3,toy] [--tokens 1,16,128,512]\n"
+            "          [--dtype f32,bf16,f16,bf16dot,q8,q4] [--threads 1,2] [--experts N]\n"
+            "          [--repeats N] [--no-ref] [--quick] [--output table|csv|json|md] [--csv]\n"
+            "          [--plot FILE.svg] [--version] [--help]\n"
+            "  --quick         the short set of `make bench`: presets toy,qwen3 and tokens\n"
+            "                  1,16,128 (each unless given), at most 10 repeats, no reference\n"
+            "                  run above 16 tokens\n"
+            "  --output FMT    table (default), csv (--csv), json or md (a Markdown table); the\n"
+            "                  build line and the ceilings come first in each\n"
+            "  --plot FILE     also write a roofline of every case to FILE (SVG)\n"
+            "  --version       the build line (moe_build_info) and exit\n",
+            argv0);
+}
+
 int main(int argc, char **argv) {
-    const char *preset_arg = "qwen3,dsv2lite,mixtral,toy";
+    const char *preset_arg = "qwen3,dsv2lite,mixtral,toy", *plot = NULL;
     long tokens[16] = {1, 16, 128, 512}, threads[16];
     int dtypes[8] = {0}, n_dtypes = 1;
-    int n_tokens = 4, n_threads = 0, repeats = 0, csv = 0, do_ref = 1, quick = 0;
+    int n_tokens = 4, n_threads = 0, repeats = 0, do_ref = 1, quick = 0;
+    int preset_given = 0, tokens_given = 0;
+    out_kind out = OUT_TABLE;
     long experts = 0;
+    char cc[64], build[320];
+    snprintf(build, sizeof build, "%s; %d OpenMP thread%s, %s", moe_build_info()->text,
+             max_threads(), max_threads() > 1 ? "s" : "", compiler_name(cc, sizeof cc));
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--csv")) csv = 1;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout, argv[0]);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            printf("moe-bench: %s\n", build);
+            return 0;
+        } else if (!strcmp(a, "--csv")) out = OUT_CSV;
         else if (!strcmp(a, "--quick")) quick = 1;
         else if (!strcmp(a, "--no-ref")) do_ref = 0;
-        else if (!strcmp(a, "--preset") && v) preset_arg = v, i++;
-        else if (!strcmp(a, "--tokens") && v) n_tokens = parse_list(v, tokens, 16), i++;
+        else if (!strcmp(a, "--preset") && v) preset_arg = v, preset_given = 1, i++;
+        else if (!strcmp(a, "--tokens") && v)
+            n_tokens = parse_list(v, tokens, 16), tokens_given = 1, i++;
         else if (!strcmp(a, "--threads") && v) n_threads = parse_list(v, threads, 16), i++;
         else if (!strcmp(a, "--experts") && v) experts = strtol(v, NULL, 10), i++;
         else if (!strcmp(a, "--repeats") && v) repeats = (int)strtol(v, NULL, 10), i++;
-        else if (!strcmp(a, "--dtype") && v) {
+        else if (!strcmp(a, "--plot") && v) plot = v, i++;
+        else if (!strcmp(a, "--output") && v) {
+            static const char *const kinds[] = {"table", "csv", "json", "md"};
+            int k = -1;
+            for (int j = 0; j < 4; j++)
+                if (!strcmp(v, kinds[j])) k = j;
+            if (k < 0) {
+                fprintf(stderr, "moe-bench: --output %s: not table, csv, json or md\n", v);
+                return 2;
+            }
+            out = (out_kind)k, i++;
+        } else if (!strcmp(a, "--dtype") && v) {
             char list[128];
             n_dtypes = 0, i++;
             snprintf(list, sizeof list, "%s", v);
@@ -465,58 +811,43 @@ int main(int argc, char **argv) {
                 dtypes[n_dtypes++] = k;
             }
         } else {
-            fprintf(stderr,
-                    "usage: %s [--preset qwen3,dsv2lite,mixtral,dsv3,toy] [--tokens 1,16,128,512]\n"
-                    "          [--dtype f32,bf16,f16,bf16dot,q8,q4] [--threads 1,2] [--experts N]\n"
-                    "          [--repeats N] [--no-ref] [--csv] [--quick]\n", argv[0]);
+            usage(stderr, argv[0]);
             return 2;
         }
     }
-    if (quick) { /* the short standard set of `make bench` */
-        preset_arg = "toy,qwen3", tokens[0] = 1, tokens[1] = 16, tokens[2] = 128, n_tokens = 3;
-    }
+    if (quick && !preset_given) preset_arg = "toy,qwen3";
+    if (quick && !tokens_given) tokens[0] = 1, tokens[1] = 16, tokens[2] = 128, n_tokens = 3;
     if (n_threads <= 0) {
         threads[0] = 1, n_threads = 1;
         if (max_threads() > 1) threads[n_threads++] = max_threads();
     }
     if (n_tokens <= 0 || n_dtypes <= 0) return 2;
+    /* the plot file is opened first, so that a bad path fails before the measurements */
+    FILE *plot_file = NULL;
+    if (plot && !(plot_file = fopen(plot, "w"))) {
+        fprintf(stderr, "moe-bench: --plot %s: cannot write it\n", plot);
+        return 1;
+    }
 
     /* ceilings, once per thread count */
-    double rc[16], fc[16], bc[16], q8c[16], q4c[16];
-    int agree[16];
+    ceilings ceils[16];
     for (int i = 0; i < n_threads; i++) {
-        rc[i] = read_ceiling((int)threads[i], 7);
-        fc[i] = fma_ceiling((int)threads[i], &agree[i]);
-        bc[i] = MOE__DPBF16 ? compute_ceiling((int)threads[i], 2) : fc[i];
+        ceilings *c = &ceils[i];
+        c->threads = (int)threads[i];
+        c->read = c->read_best = read_ceiling(c->threads, 7);
+        c->fma = fma_ceiling(c->threads, &c->fma_agree);
+        c->bf16 = MOE__DPBF16 ? compute_ceiling(c->threads, 2) : c->fma;
 #if MOE__SIMD
-        q8c[i] = int_ceiling((int)threads[i], 3), q4c[i] = int_ceiling((int)threads[i], 4);
+        c->q8 = int_ceiling(c->threads, 3), c->q4 = int_ceiling(c->threads, 4);
 #else
-        q8c[i] = q4c[i] = fc[i];
+        c->q8 = c->q4 = c->fma;
 #endif
     }
-    const char *isa = MOE__AVX512 ? "avx512" : MOE__AVX2 ? "avx2" : MOE__NEON ? "neon" : "scalar";
-    char cc[64];
-    /* the build line: what this binary computes with */
-    printf("%smoe.h %d.%d.%d, %s kernels, NR %d, bf16 dot %s, OpenMP %s (%d threads), %s\n",
-           csv ? "# " : "", MOE_VERSION_MAJOR, MOE_VERSION_MINOR, MOE_VERSION_PATCH, isa, MOE__NR,
-           MOE__DPBF16 ? "vdpbf16ps" : "emulated", MOE__OMP ? "on" : "off", max_threads(),
-           compiler_name(cc, sizeof cc));
-    for (int i = 0; i < n_threads; i++)
-        printf("%sceilings, %ld thread%s: read %.1f GB/s, FMA %.1f GFLOP/s%s, bf16 dot %.1f%s, "
-               "int8 dot %.1f (q8 kernel's sequence) / %.1f (q4's) GOP/s\n",
-               csv ? "# " : "", threads[i], threads[i] > 1 ? "s" : "", rc[i], fc[i],
-               agree[i] ? "" : " (the two FMA loop shapes disagree by > 10 %: a noisy machine)",
-               bc[i], MOE__DPBF16 ? " GFLOP/s" : " (emulated: FMA ceiling used)", q8c[i], q4c[i]);
-    if (csv) {
-        printf("preset,dtype,isa,experts,threads,tokens,ms,ms_min,ms_max,tokens_per_s,weight_mb,"
-               "gbps,gbps_ceiling,gbps_frac,gflops,gflops_ceiling,gflops_frac,ref_ms,"
-               "speedup_vs_ref,route_ms,plan_ms,phase1_ms,phase2_ms,combine_ms,compute\n");
-    } else {
-        printf("\n%-9s %-7s %3s %5s %9s %15s %9s %7s %6s %5s %7s %5s %7s  %s\n", "preset", "dtype",
-               "thr", "tok", "ms", "min..max", "tok/s", "GB/s", "(ceil)", "frac", "GFLOP/s", "frac",
-               "vs ref", "route/plan/ph1/ph2/comb ms");
-    }
+    const char *isa = moe_build_info()->isa;
+    print_header(out, build, ceils, n_threads);
 
+    row *rows = NULL;
+    int n_rows = 0, cap_rows = 0;
     char names[256];
     strncpy(names, preset_arg, sizeof names - 1);
     names[sizeof names - 1] = 0;
@@ -535,14 +866,15 @@ int main(int argc, char **argv) {
             while (E > p->k && per * E > 0.7 * ram) E /= 2;
             if (p->sigmoid_groups && E % 8) E = E / 8 * 8;
             if (E < p->k) E = p->k;
-            if (E != p->E && !csv) printf("(%s: %d experts of %d, to fit in memory)\n", p->name, E, p->E);
+            if (E != p->E && out == OUT_TABLE)
+                printf("(%s: %d experts of %d, to fit in memory)\n", p->name, E, p->E);
         }
         for (int di = 0; di < n_dtypes; di++) {
             int dt = dtypes[di], dot = dt == 3;
             bench_layer bl;
             double tc = now_s();
             if (!make_layer(p, E, dt, &bl)) continue;
-            if (!csv)
+            if (out == OUT_TABLE)
                 printf("(%s %s: packed %.2f GB in %.1f s)\n", p->name, dtype_names[dt],
                        (double)moe_layer_packed_bytes(bl.L) / 1e9, now_s() - tc);
             for (int ti = 0; ti < n_threads; ti++)
@@ -550,40 +882,51 @@ int main(int argc, char **argv) {
                     size_t T = (size_t)tokens[ki];
                     int nth = (int)threads[ti];
                     int rep = repeats;
-                    double peak = dot ? bc[ti] : dt == 4 ? q8c[ti] : dt == 5 ? q4c[ti] : fc[ti];
+                    const ceilings *c = &ceils[ti];
                     if (rep <= 0) { /* about a second a case, 3..25 runs */
                         result probe = run_case(bl.L, T, nth, 1, 0);
                         rep = (int)(1000.0 / (probe.ms + 1e-3));
                         rep = rep < 3 ? 3 : rep > 25 ? 25 : rep;
                         if (quick && rep > 10) rep = 10;
                     }
+                    if (n_rows == cap_rows) {
+                        cap_rows = cap_rows ? 2 * cap_rows : 16;
+                        row *nr = (row *)realloc(rows, (size_t)cap_rows * sizeof *rows);
+                        if (!nr) {
+                            fprintf(stderr, "moe-bench: out of memory\n");
+                            return 1;
+                        }
+                        rows = nr;
+                    }
+                    row *w = &rows[n_rows++];
+                    memset(w, 0, sizeof *w);
                     /* the read ceiling again, right before the case: other tenants of the
                        memory system come and go, and the fraction should compare like with like */
-                    double rcc = read_ceiling(nth, 3);
-                    result r = run_case(bl.L, T, nth, rep, do_ref && !(quick && T > 16));
-                    double gbps = r.bytes / (r.ms * 1e-3) / 1e9, gfl = r.flops / (r.ms * 1e-3) / 1e9;
-                    const char *compute = dot ? (MOE__DPBF16 && bl.L->dpbf16 ? "bf16dot" : "bf16dot-emu")
-                                          : dt >= 4 ? "int8" : "fma";
-                    if (csv)
-                        printf("%s,%s,%s,%d,%d,%zu,%.4f,%.4f,%.4f,%.1f,%.2f,%.2f,%.2f,%.3f,%.2f,"
-                               "%.2f,%.3f,%.3f,%.2f,%.4f,%.4f,%.4f,%.4f,%.4f,%s\n",
-                               p->name, dtype_names[dt], isa, E, nth, T, r.ms, r.ms_min, r.ms_max,
-                               T / (r.ms * 1e-3), r.bytes / 1e6, gbps, rcc, gbps / rcc, gfl, peak,
-                               gfl / peak, r.ref_ms, r.ref_ms / r.ms, r.stage[0], r.stage[1],
-                               r.stage[2], r.stage[3], r.stage[4], compute);
-                    else {
-                        char sp[32] = "      -"; /* no reference run for this case */
-                        if (r.ref_ms == r.ref_ms) snprintf(sp, sizeof sp, "%6.1fx", r.ref_ms / r.ms);
-                        printf("%-9s %-7s %3d %5zu %9.3f %7.3f..%-7.3f %9.1f %7.1f %6.1f %5.2f %7.1f "
-                               "%5.2f %s  %.3f/%.3f/%.3f/%.3f/%.3f\n",
-                               p->name, dtype_names[dt], nth, T, r.ms, r.ms_min, r.ms_max,
-                               T / (r.ms * 1e-3), gbps, rcc, gbps / rcc, gfl, gfl / peak, sp,
-                               r.stage[0], r.stage[1], r.stage[2], r.stage[3], r.stage[4]);
-                    }
-                    fflush(stdout);
+                    w->read = read_ceiling(nth, 3);
+                    if (w->read > ceils[ti].read_best) ceils[ti].read_best = w->read;
+                    w->r = run_case(bl.L, T, nth, rep, do_ref && !(quick && T > 16));
+                    w->preset = p->name, w->dtype = dtype_names[dt], w->experts = E;
+                    w->threads = nth, w->tokens = T;
+                    w->gbps = w->r.bytes / (w->r.ms * 1e-3) / 1e9;
+                    w->gflops = w->r.flops / (w->r.ms * 1e-3) / 1e9;
+                    w->intensity = w->r.flops / w->r.bytes;
+                    w->peak = dot ? c->bf16 : dt == 4 ? c->q8 : dt == 5 ? c->q4 : c->fma;
+                    w->compute = dot ? (MOE__DPBF16 && bl.L->dpbf16 ? "bf16dot" : "bf16dot-emu")
+                                 : dt >= 4 ? "int8" : "fma";
+                    print_row(out, w, isa, n_rows == 1);
                 }
             moe_layer_free(bl.L);
         }
     }
-    return 0;
+    if (out == OUT_JSON) printf("%s  ]\n}\n", n_rows ? "\n" : "");
+    int rc = 0;
+    if (plot_file) {
+        write_roofline(plot_file, build, ceils, n_threads, rows, n_rows);
+        if (fclose(plot_file) != 0) {
+            fprintf(stderr, "moe-bench: --plot %s: write failed\n", plot);
+            rc = 1;
+        }
+    }
+    free(rows);
+    return rc;
 }

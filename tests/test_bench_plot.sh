@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# moe-bench's outputs and roofline on short toy runs: --output json parses (python3 -m json.tool)
+# and starts with the build line; csv and md start with it too; --plot writes a well-formed SVG
+# (xmllint --noout) with one point (class="case") per case of the run's json or csv rows;
+# --help, --version and bad flags. A missing xmllint or python3 is reported as "skipped: ...".
+# Each run measures the machine's ceilings first: a few seconds.
+# Usage: bash tests/test_bench_plot.sh     prints one line per check and "N passed, M failed".
+set -u
+cd "$(dirname "$0")/.."
+make -s build/moe-bench || exit 1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+have() { command -v "$1" >/dev/null 2>&1; }
+check() {
+  local name=$1; shift
+  if "$@" >"$tmp/log" 2>&1; then pass=$((pass + 1)); echo "ok    $name"
+  else fail=$((fail + 1)); echo "FAIL  $name"; sed 's/^/        /' "$tmp/log" | tail -20; fi
+}
+B=build/moe-bench
+short=(--quick --preset toy --threads 1 --repeats 3)
+points() { grep -o 'class="case"' "$1" | wc -l; }
+
+check "--help: usage on stdout, exit 0" sh -c "$B --help >'$tmp/h' 2>'$tmp/he' && grep -q '^usage:' '$tmp/h' && grep -q -- '--plot FILE' '$tmp/h' && test ! -s '$tmp/he'"
+check "--version: the build line, exit 0" sh -c "$B --version | grep -Eq '^moe-bench: moe\.h [0-9]+\.[0-9]+\.[0-9]+, kernels (avx512|avx2|neon|scalar) '"
+check "an unknown flag: usage on stderr, exit 2" sh -c "$B --bogus >'$tmp/o' 2>'$tmp/e'; test \$? = 2 && grep -q '^usage:' '$tmp/e' && test ! -s '$tmp/o'"
+check "--output xml: exit 2" sh -c "$B --output xml 2>/dev/null; test \$? = 2"
+check "--plot into a missing directory fails before measuring" sh -c "$B --plot '$tmp/no/such/x.svg' 2>'$tmp/e'; test \$? = 1 && grep -q 'cannot write' '$tmp/e'"
+
+# json + plot: three cases (tokens 1, 16, 128)
+if check "json run with --plot" sh -c "$B ${short[*]} --output json --plot '$tmp/j.svg' >'$tmp/j.json'"; then
+  if have python3; then
+    check "json parses (python3 -m json.tool)" python3 -m json.tool "$tmp/j.json"
+    n=$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(len(d["cases"]) if d["build"].startswith("moe.h ") and d["ceilings"] else -1)' "$tmp/j.json" 2>/dev/null)
+  else
+    echo "skipped: python3 not installed (json parse)"
+    n=$(grep -c '"preset": ' "$tmp/j.json")
+  fi
+  check "json: 3 cases, a point per case in the SVG ($(points "$tmp/j.svg") points)" test "${n:-0}" = 3 -a "$(points "$tmp/j.svg")" = 3
+  if have xmllint; then check "SVG of the json run is well-formed (xmllint)" xmllint --noout "$tmp/j.svg"
+  else echo "skipped: xmllint not installed (libxml2-utils)"; fi
+fi
+
+# csv (--csv is --output csv) + plot: four cases of two formats
+if check "csv run with --plot" sh -c "$B ${short[*]} --tokens 1,8 --dtype f32,q8 --csv --plot '$tmp/c.svg' >'$tmp/c.csv'"; then
+  check "csv: the build line first, as a comment" sh -c "head -1 '$tmp/c.csv' | grep -q '^# moe\.h '"
+  rows=$(grep -c '^toy,' "$tmp/c.csv")
+  check "csv: 4 rows, a point per row in the SVG ($(points "$tmp/c.svg") points)" test "$rows" = 4 -a "$(points "$tmp/c.svg")" = 4
+  check "csv: every row has the header's column count" sh -c "awk -F, '/^preset,/{n=NF} /^toy,/{if (NF != n) exit 1}' '$tmp/c.csv'"
+  check "SVG labels name preset, tokens and format" sh -c "grep -q '>toy T=8 q8<' '$tmp/c.svg'"
+  if have xmllint; then check "SVG of the csv run is well-formed (xmllint)" xmllint --noout "$tmp/c.svg"
+  else echo "skipped: xmllint not installed (libxml2-utils)"; fi
+fi
+
+# md: the build line, then a Markdown table with a row per case
+if check "md run" sh -c "$B ${short[*]} --tokens 1 --output md >'$tmp/m.md'"; then
+  check "md: build line, header, separator, 1 row" sh -c "head -1 '$tmp/m.md' | grep -q '^moe\.h ' &&
+    grep -q '^| preset | dtype |' '$tmp/m.md' && grep -q '^|---|' '$tmp/m.md' && test \"\$(grep -c '^| toy |' '$tmp/m.md')\" = 1"
+fi
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
