@@ -798,33 +798,29 @@ static MOE__INLINE moe__v moe__vftz(moe__v a) {
     __m512i ai = _mm512_castps_si512(a);
     return _mm512_castsi512_ps(_mm512_mask_and_epi32(ai, tiny, ai, _mm512_set1_epi32((int)0x80000000u)));
 }
-/* scaled float formats: VW E4M3 bytes, E2M1 nibbles (low or high), E8M0 bytes as fp32, exactly:
-   the code's bits moved under the fp32 exponent and mantissa, then scaled by a power of two
-   (subnormal codes come out right through the fp32 denormal) */
-static MOE__INLINE __m512i moe__vu8(const void *p) {
-    return _mm512_maskz_cvtepu8_epi32(MOE__ALL, _mm_loadu_si128((const __m128i *)p));
+/* scaled float formats (see MOE__KFP8): VW E4M3 codes as fp32 times 2^-120 (the code's bits
+   under the fp32 sign, exponent and mantissa: exact, subnormal codes through the fp32
+   denormals; NaN codes come out as 480 2^-120 times their sign, the packer makes their
+   group's scale NaN); VW E2M1 codes (the low or high nibbles of VW bytes) doubled, as
+   integers (ggml's kvalues_mxfp4), through a 16-entry byte table; VW E8M0 scales halved,
+   2^(x - 128) */
+static MOE__INLINE moe__v moe__vld_e4m3s(const void *p) {
+    __m512i u = _mm512_maskz_cvtepi8_epi32(MOE__ALL, _mm_loadu_si128((const __m128i *)p));
+    return _mm512_castsi512_ps(_mm512_maskz_and_epi32(MOE__ALL, _mm512_maskz_slli_epi32(MOE__ALL, u, 20),
+                                                      _mm512_set1_epi32((int)0x87f00000u)));
 }
-static MOE__INLINE moe__v moe__vsign_or(moe__v v, __m512i sign) {
-    return _mm512_castsi512_ps(_mm512_maskz_or_epi32(MOE__ALL, _mm512_castps_si512(v), sign));
+static MOE__INLINE moe__v moe__vld_e2m1x2(const void *p, int hi) {
+    const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+    __m128i b = _mm_loadu_si128((const __m128i *)p);
+    if (hi) b = _mm_srli_epi16(b, 4);
+    b = _mm_shuffle_epi8(lut, _mm_and_si128(b, _mm_set1_epi8(0x0f)));
+    return _mm512_maskz_cvtepi32_ps(MOE__ALL, _mm512_maskz_cvtepi8_epi32(MOE__ALL, b));
 }
-static MOE__INLINE moe__v moe__vld_e4m3(const void *p) {
-    __m512i u = moe__vu8(p), em = _mm512_maskz_and_epi32(MOE__ALL, u, _mm512_set1_epi32(0x7f));
-    moe__v v = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_maskz_slli_epi32(MOE__ALL, em, 20)),
-                             _mm512_set1_ps(0x1p120f));
-    v = _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(em, _mm512_set1_epi32(0x7f)), v, _mm512_set1_ps(NAN));
-    return moe__vsign_or(v, _mm512_maskz_slli_epi32(MOE__ALL, _mm512_maskz_and_epi32(MOE__ALL, u, _mm512_set1_epi32(0x80)), 24));
-}
-static MOE__INLINE moe__v moe__vld_e2m1(const void *p, int hi) {
-    __m512i u = moe__vu8(p);
-    if (hi) u = _mm512_maskz_srli_epi32(MOE__ALL, u, 4);
-    __m512i c = _mm512_maskz_and_epi32(MOE__ALL, u, _mm512_set1_epi32(7));
-    moe__v v = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_maskz_slli_epi32(MOE__ALL, c, 22)),
-                             _mm512_set1_ps(0x1p126f));
-    return moe__vsign_or(v, _mm512_maskz_slli_epi32(MOE__ALL, _mm512_maskz_and_epi32(MOE__ALL, u, _mm512_set1_epi32(8)), 28));
-}
-static MOE__INLINE moe__v moe__vld_e8m0(const void *p) {
-    __m512i u = moe__vu8(p), b = _mm512_maskz_slli_epi32(MOE__ALL, u, 23);
-    b = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(u, _mm512_setzero_si512()), b, _mm512_set1_epi32(0x00400000));
+static MOE__INLINE moe__v moe__vld_e8m0h(const void *p) {
+    __m512i u = _mm512_maskz_cvtepu8_epi32(MOE__ALL, _mm_loadu_si128((const __m128i *)p));
+    __m512i b = _mm512_maskz_slli_epi32(MOE__ALL, _mm512_sub_epi32(u, _mm512_set1_epi32(1)), 23);
+    b = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(u, _mm512_set1_epi32(1)), b, _mm512_set1_epi32(0x00400000));
+    b = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(u, _mm512_setzero_si512()), b, _mm512_set1_epi32(0x00200000));
     b = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(u, _mm512_set1_epi32(255)), b, _mm512_set1_epi32(0x7fc00000));
     return _mm512_castsi512_ps(b);
 }
@@ -927,28 +923,22 @@ static MOE__INLINE moe__v moe__vftz(moe__v a) {
     __m256 tiny = _mm256_cmp_ps(moe__vabs(a), _mm256_set1_ps(FLT_MIN), _CMP_LT_OQ);
     return _mm256_blendv_ps(a, _mm256_and_ps(a, _mm256_set1_ps(-0.0f)), tiny);
 }
-static MOE__INLINE __m256i moe__vu8(const void *p) {
-    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+static MOE__INLINE moe__v moe__vld_e4m3s(const void *p) {
+    __m256i u = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(u, 20), _mm256_set1_epi32((int)0x87f00000u)));
 }
-static MOE__INLINE moe__v moe__vld_e4m3(const void *p) {
-    __m256i u = moe__vu8(p), em = _mm256_and_si256(u, _mm256_set1_epi32(0x7f));
-    __m256 v = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(em, 20)), _mm256_set1_ps(0x1p120f));
-    v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN),
-                         _mm256_castsi256_ps(_mm256_cmpeq_epi32(em, _mm256_set1_epi32(0x7f))));
-    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x80)), 24);
-    return _mm256_or_ps(v, _mm256_castsi256_ps(sign));
+static MOE__INLINE moe__v moe__vld_e2m1x2(const void *p, int hi) {
+    const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+    __m128i b = _mm_loadl_epi64((const __m128i *)p);
+    if (hi) b = _mm_srli_epi16(b, 4);
+    b = _mm_shuffle_epi8(lut, _mm_and_si128(b, _mm_set1_epi8(0x0f)));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
 }
-static MOE__INLINE moe__v moe__vld_e2m1(const void *p, int hi) {
-    __m256i u = moe__vu8(p);
-    if (hi) u = _mm256_srli_epi32(u, 4);
-    __m256i c = _mm256_and_si256(u, _mm256_set1_epi32(7));
-    __m256 v = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(c, 22)), _mm256_set1_ps(0x1p126f));
-    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(u, _mm256_set1_epi32(8)), 28);
-    return _mm256_or_ps(v, _mm256_castsi256_ps(sign));
-}
-static MOE__INLINE moe__v moe__vld_e8m0(const void *p) {
-    __m256i u = moe__vu8(p), b = _mm256_slli_epi32(u, 23);
-    b = _mm256_blendv_epi8(b, _mm256_set1_epi32(0x00400000), _mm256_cmpeq_epi32(u, _mm256_setzero_si256()));
+static MOE__INLINE moe__v moe__vld_e8m0h(const void *p) {
+    __m256i u = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    __m256i b = _mm256_slli_epi32(_mm256_sub_epi32(u, _mm256_set1_epi32(1)), 23);
+    b = _mm256_blendv_epi8(b, _mm256_set1_epi32(0x00400000), _mm256_cmpeq_epi32(u, _mm256_set1_epi32(1)));
+    b = _mm256_blendv_epi8(b, _mm256_set1_epi32(0x00200000), _mm256_cmpeq_epi32(u, _mm256_setzero_si256()));
     b = _mm256_blendv_epi8(b, _mm256_set1_epi32(0x7fc00000), _mm256_cmpeq_epi32(u, _mm256_set1_epi32(255)));
     return _mm256_castsi256_ps(b);
 }
@@ -1017,29 +1007,27 @@ static MOE__INLINE moe__v moe__vftz(moe__v a) {
     uint32x4_t sign = vandq_u32(vreinterpretq_u32_f32(a), vdupq_n_u32(0x80000000u));
     return vbslq_f32(vcltq_f32(vabsq_f32(a), vdupq_n_f32(FLT_MIN)), vreinterpretq_f32_u32(sign), a);
 }
-static MOE__INLINE uint32x4_t moe__vu8(const void *p) {
+static MOE__INLINE uint8x8_t moe__vb4(const void *p) { /* 4 bytes, in the low half */
     uint32_t w;
     memcpy(&w, p, 4);
-    return vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(w)))));
+    return vreinterpret_u8_u32(vdup_n_u32(w));
 }
-static MOE__INLINE moe__v moe__vld_e4m3(const void *p) {
-    uint32x4_t u = moe__vu8(p), em = vandq_u32(u, vdupq_n_u32(0x7f));
-    float32x4_t v = vmulq_f32(vreinterpretq_f32_u32(vshlq_n_u32(em, 20)), vdupq_n_f32(0x1p120f));
-    v = vbslq_f32(vceqq_u32(em, vdupq_n_u32(0x7f)), vdupq_n_f32(NAN), v);
-    uint32x4_t sign = vshlq_n_u32(vandq_u32(u, vdupq_n_u32(0x80)), 24);
-    return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(v), sign));
+static MOE__INLINE moe__v moe__vld_e4m3s(const void *p) {
+    int32x4_t u = vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_u8(moe__vb4(p)))));
+    return vreinterpretq_f32_s32(vandq_s32(vshlq_n_s32(u, 20), vdupq_n_s32((int)0x87f00000u)));
 }
-static MOE__INLINE moe__v moe__vld_e2m1(const void *p, int hi) {
-    uint32x4_t u = moe__vu8(p);
-    if (hi) u = vshrq_n_u32(u, 4);
-    uint32x4_t c = vandq_u32(u, vdupq_n_u32(7));
-    float32x4_t v = vmulq_f32(vreinterpretq_f32_u32(vshlq_n_u32(c, 22)), vdupq_n_f32(0x1p126f));
-    uint32x4_t sign = vshlq_n_u32(vandq_u32(u, vdupq_n_u32(8)), 28);
-    return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(v), sign));
+static MOE__INLINE moe__v moe__vld_e2m1x2(const void *p, int hi) {
+    static const int8_t lut[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    uint8x8_t b = moe__vb4(p);
+    b = vand_u8(hi ? vshr_n_u8(b, 4) : b, vdup_n_u8(0x0f));
+    int8x8_t v = vqtbl1_s8(vld1q_s8(lut), b);
+    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(vmovl_s8(v))));
 }
-static MOE__INLINE moe__v moe__vld_e8m0(const void *p) {
-    uint32x4_t u = moe__vu8(p), b = vshlq_n_u32(u, 23);
-    b = vbslq_u32(vceqq_u32(u, vdupq_n_u32(0)), vdupq_n_u32(0x00400000), b);
+static MOE__INLINE moe__v moe__vld_e8m0h(const void *p) {
+    uint32x4_t u = vmovl_u16(vget_low_u16(vmovl_u8(moe__vb4(p))));
+    uint32x4_t b = vshlq_n_u32(vsubq_u32(u, vdupq_n_u32(1)), 23);
+    b = vbslq_u32(vceqq_u32(u, vdupq_n_u32(1)), vdupq_n_u32(0x00400000), b);
+    b = vbslq_u32(vceqq_u32(u, vdupq_n_u32(0)), vdupq_n_u32(0x00200000), b);
     b = vbslq_u32(vceqq_u32(u, vdupq_n_u32(255)), vdupq_n_u32(0x7fc00000), b);
     return vreinterpretq_f32_u32(b);
 }
@@ -1827,13 +1815,17 @@ static MOE__INLINE void moe__qtile(int kind, size_t mr, size_t na, size_t np,
     }
 }
 
-/* The scaled float kinds' tile: K steps are groups of 32; each weight vector is widened and
-   multiplied by its lanes' scales once, for every row, then the fp32 chain of moe__tile. */
+/* The scaled float kinds' tile: K steps are groups of 32. Per group, each vector of lanes gets
+   its scale folded with the decoder's power of two (FP8: s 2^120, exact for s < 2^8, which the
+   packer ensures; MXFP4: the halved scale, exact), kept in L1; then, input by input, each
+   weight vector is decoded and scaled once for every row, w = code * s in one fp32 rounding
+   (the same product as moe__lane's), and the fp32 chain of moe__tile goes on. */
 static MOE__INLINE void moe__gtile(int kind, size_t mr, size_t na, size_t np,
                                    const unsigned char *W, size_t ps, size_t k0, size_t k1,
                                    const unsigned char *const *xr, float *out, int flags,
                                    const unsigned char *pf, size_t npf) {
     moe__v acc[MOE__ACC];
+    float sv[4 * MOE__NR * 2]; /* np <= 4 panels of na vectors (gated: 2 NR lanes) */
     size_t w = na * MOE__VW, sb = moe__kind_step_bytes(kind, w), wb = moe__kind_weight_bytes(kind, w);
     MOE__UNROLL
     for (size_t i = 0; i < mr * np * na; i++)
@@ -1851,11 +1843,21 @@ static MOE__INLINE void moe__gtile(int kind, size_t mr, size_t na, size_t np,
         for (size_t q = 0; q < np; q++) {
             MOE__UNROLL
             for (size_t v = 0; v < na; v++) {
-                const unsigned char *wq = wg + q * ps + v * MOE__VW;
-                if (kind == MOE__KFP8) {
-                    moe__v sc = moe__vld((const float *)(const void *)(wg + q * ps + wb) + v * MOE__VW);
-                    for (size_t j = 0; j < MOE__QG; j++) {
-                        moe__v wv = moe__vmul(moe__vld_e4m3(wq + j * w), sc);
+                const unsigned char *sp = wg + q * ps + wb;
+                moe__v sc = kind == MOE__KFP8
+                    ? moe__vmul(moe__vld((const float *)(const void *)sp + v * MOE__VW), moe__vset(0x1p120f))
+                    : moe__vld_e8m0h(sp + v * MOE__VW);
+                moe__vst(sv + (q * na + v) * MOE__VW, sc);
+            }
+        }
+        if (kind == MOE__KFP8) {
+            for (size_t j = 0; j < MOE__QG; j++) {
+                MOE__UNROLL
+                for (size_t q = 0; q < np; q++) {
+                    MOE__UNROLL
+                    for (size_t v = 0; v < na; v++) {
+                        moe__v wv = moe__vmul(moe__vld_e4m3s(wg + q * ps + j * w + v * MOE__VW),
+                                              moe__vld(sv + (q * na + v) * MOE__VW));
                         MOE__UNROLL
                         for (size_t r = 0; r < mr; r++) {
                             size_t i = (r * np + q) * na + v;
@@ -1863,11 +1865,18 @@ static MOE__INLINE void moe__gtile(int kind, size_t mr, size_t na, size_t np,
                             acc[i] = moe__vfma(moe__vset(xk), wv, acc[i]);
                         }
                     }
-                } else {
-                    moe__v sc = moe__vld_e8m0(wg + q * ps + wb + v * MOE__VW);
-                    for (size_t j = 0; j < MOE__QG / 2; j++) {
-                        moe__v lo = moe__vmul(moe__vld_e2m1(wq + j * w, 0), sc);
-                        moe__v hi = moe__vmul(moe__vld_e2m1(wq + j * w, 1), sc);
+                }
+            }
+        } else {
+            for (size_t j = 0; j < MOE__QG / 2; j++) {
+                MOE__UNROLL
+                for (size_t q = 0; q < np; q++) {
+                    MOE__UNROLL
+                    for (size_t v = 0; v < na; v++) {
+                        const unsigned char *b = wg + q * ps + j * w + v * MOE__VW;
+                        moe__v sc = moe__vld(sv + (q * na + v) * MOE__VW);
+                        moe__v lo = moe__vmul(moe__vld_e2m1x2(b, 0), sc);
+                        moe__v hi = moe__vmul(moe__vld_e2m1x2(b, 1), sc);
                         MOE__UNROLL
                         for (size_t r = 0; r < mr; r++) {
                             size_t i = (r * np + q) * na + v;
@@ -2519,7 +2528,7 @@ static unsigned moe__to_e2m1(float x) {
 }
 
 /* moe__pack_mat for the scaled float kinds: codes and scales copied from an E4M3 or MXFP4
-   source (whose tiles hold whole groups of 32), else quantized: FP8 with scale amax / 448
+   source (whose tiles hold whole groups of 32, fp8 scales below 2^8), else quantized: FP8 with scale amax / 448
    per lane and group, MXFP4 with the OCP rule 2^(floor(log2 amax) - 2) (E8M0), codes rounded
    to nearest even. */
 static void moe__pack_gmat(const moe__mat *M, unsigned char *We, size_t lane0, const moe__src *S,
@@ -2552,7 +2561,13 @@ static void moe__pack_gmat(const moe__mat *M, unsigned char *We, size_t lane0, c
                     if (fp8) sc = moe__load(S->s, S->sdt, (row / S->bo) * S->sld + k0 / S->bi);
                     else if (S->dt == MOE_MXFP4) se = S->s[row * S->sld + k0 / 32];
                     else se = S->p[i0 / 32 * 17];
-                } else if (n) {
+                    if (fp8) { /* a NaN code: the group's scale (its outputs are NaN either way) */
+                        for (size_t j = 0; j < n; j++)
+                            if ((code[j] & 0x7f) == 0x7f) sc = NAN;
+                    }
+                }
+                /* the kernels fold 2^120 into an fp8 scale: one of 2^8 or more is requantized */
+                if (n && (!copy || (fp8 && fabsf(sc) >= 256.0f))) {
                     float v[MOE__QG], m = 0.0f;
                     int bad = 0;
                     for (size_t j = 0; j < n; j++) {

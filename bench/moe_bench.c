@@ -22,7 +22,7 @@
 
    Build: cc -std=c99 -O3 -march=native -fopenmp -Ibench -I. bench/moe_bench.c -o moe-bench -lm
    Usage: moe-bench [--preset qwen3,dsv2lite,mixtral,dsv3,toy] [--tokens 1,16,128,512]
-                    [--dtype f32,bf16,f16,bf16dot,q8,q4] [--threads 1,2] [--experts N]
+                    [--dtype f32,bf16,f16,bf16dot,q8,q4,fp8,mxfp4] [--threads 1,2] [--experts N]
                     [--repeats N] [--no-ref] [--quick] [--output table|csv|json|md] [--csv]
                     [--plot FILE.svg] [--version] [--help]
    Every output format starts with the build line (moe_build_info) and the ceilings; --plot
@@ -261,10 +261,11 @@ typedef struct bench_layer {
 } bench_layer;
 
 /* the --dtype names: packed format and dot mode */
-static const char *const dtype_names[] = {"f32", "bf16", "f16", "bf16dot", "q8", "q4"};
+static const char *const dtype_names[] = {"f32", "bf16", "f16", "bf16dot", "q8", "q4", "fp8", "mxfp4"};
 static const moe_format dtype_format[] = {MOE_FORMAT_F32, MOE_FORMAT_BF16, MOE_FORMAT_F16,
-                                          MOE_FORMAT_BF16, MOE_FORMAT_Q8, MOE_FORMAT_Q4};
-enum { N_DTYPES = 6 };
+                                          MOE_FORMAT_BF16, MOE_FORMAT_Q8, MOE_FORMAT_Q4,
+                                          MOE_FORMAT_FP8, MOE_FORMAT_MXFP4};
+enum { N_DTYPES = 8 };
 
 static int make_layer(const preset *p, int E, int dtype, bench_layer *b) {
     size_t d = (size_t)p->d, ff = (size_t)p->ff, S = (size_t)p->n_shared * (size_t)p->d_shared;
@@ -559,8 +560,8 @@ typedef struct svg_name {
 } svg_name;
 
 static const char *dtype_color(const char *dt) {
-    static const char *const col[] = {"#1f77b4", "#2ca02c", "#17becf",
-                                      "#9467bd", "#d62728", "#ff7f0e"};
+    static const char *const col[] = {"#1f77b4", "#2ca02c", "#17becf", "#9467bd",
+                                      "#d62728", "#ff7f0e", "#8c564b", "#e377c2"};
     for (int j = 0; j < N_DTYPES; j++)
         if (!strcmp(dt, dtype_names[j])) return col[j];
     return "#000";
@@ -744,7 +745,7 @@ static const char *compiler_name(char *buf, size_t n) {
 static void usage(FILE *f, const char *argv0) {
     fprintf(f,
             "usage: %s [--preset qwen3,dsv2lite,mixtral,dsv3,toy] [--tokens 1,16,128,512]\n"
-            "          [--dtype f32,bf16,f16,bf16dot,q8,q4] [--threads 1,2] [--experts N]\n"
+            "          [--dtype f32,bf16,f16,bf16dot,q8,q4,fp8,mxfp4] [--threads 1,2] [--experts N]\n"
             "          [--repeats N] [--no-ref] [--quick] [--output table|csv|json|md] [--csv]\n"
             "          [--plot FILE.svg] [--version] [--help]\n"
             "  --quick         the short set of `make bench`: presets toy,qwen3 and tokens\n"
@@ -760,7 +761,7 @@ static void usage(FILE *f, const char *argv0) {
 int main(int argc, char **argv) {
     const char *preset_arg = "qwen3,dsv2lite,mixtral,toy", *plot = NULL;
     long tokens[16] = {1, 16, 128, 512}, threads[16];
-    int dtypes[8] = {0}, n_dtypes = 1;
+    int dtypes[N_DTYPES] = {0}, n_dtypes = 1;
     int n_tokens = 4, n_threads = 0, repeats = 0, do_ref = 1, quick = 0;
     int preset_given = 0, tokens_given = 0;
     out_kind out = OUT_TABLE;
@@ -804,8 +805,8 @@ int main(int argc, char **argv) {
                 int k = -1;
                 for (int j = 0; j < N_DTYPES; j++)
                     if (!strcmp(t, dtype_names[j])) k = j;
-                if (k < 0 || n_dtypes == 8) {
-                    fprintf(stderr, "moe-bench: unknown dtype '%s' (f32, bf16, f16, bf16dot, q8, q4)\n", t);
+                if (k < 0 || n_dtypes == N_DTYPES) {
+                    fprintf(stderr, "moe-bench: unknown dtype '%s' (f32, bf16, f16, bf16dot, q8, q4, fp8, mxfp4)\n", t);
                     return 2;
                 }
                 dtypes[n_dtypes++] = k;
@@ -912,7 +913,7 @@ int main(int argc, char **argv) {
                     w->intensity = w->r.flops / w->r.bytes;
                     w->peak = dot ? c->bf16 : dt == 4 ? c->q8 : dt == 5 ? c->q4 : c->fma;
                     w->compute = dot ? (MOE__DPBF16 && bl.L->dpbf16 ? "bf16dot" : "bf16dot-emu")
-                                 : dt >= 4 ? "int8" : "fma";
+                                 : dt == 4 || dt == 5 ? "int8" : "fma"; /* fp8, mxfp4: fp32 FMA */
                     print_row(out, w, isa, n_rows == 1);
                 }
             moe_layer_free(bl.L);

@@ -108,14 +108,15 @@ static void test_codes(void) {
         int vb = 0;
         for (unsigned c0 = 0; c0 < 256; c0 += MOE__VW) {
             for (int i = 0; i < MOE__VW; i++) b[i] = (unsigned char)(c0 + (unsigned)i);
-            moe__vst(o, moe__vld_e4m3(b));
-            for (int i = 0; i < MOE__VW; i++) vb += !same_f(o[i], moe__e4m3(c0 + (unsigned)i));
-            moe__vst(o, moe__vld_e8m0(b));
-            for (int i = 0; i < MOE__VW; i++) vb += !same_f(o[i], moe__e8m0(c0 + (unsigned)i));
-            moe__vst(o, moe__vld_e2m1(b, 0));
-            for (int i = 0; i < MOE__VW; i++) vb += !same_f(o[i], moe__e2m1((c0 + (unsigned)i) & 15));
-            moe__vst(o, moe__vld_e2m1(b, 1));
-            for (int i = 0; i < MOE__VW; i++) vb += !same_f(o[i], moe__e2m1((c0 + (unsigned)i) >> 4));
+            moe__vst(o, moe__vld_e4m3s(b)); /* code * 2^-120 */
+            for (int i = 0; i < MOE__VW; i++)
+                if (((c0 + (unsigned)i) & 0x7f) != 0x7f) vb += !same_f(o[i] * 0x1p120f, moe__e4m3(c0 + (unsigned)i));
+            moe__vst(o, moe__vld_e8m0h(b)); /* 2^(x - 128) */
+            for (int i = 0; i < MOE__VW; i++) vb += !same_f(o[i] * 2.0f, moe__e8m0(c0 + (unsigned)i));
+            moe__vst(o, moe__vld_e2m1x2(b, 0)); /* doubled */
+            for (int i = 0; i < MOE__VW; i++) vb += o[i] * 0.5f != moe__e2m1((c0 + (unsigned)i) & 15); /* -0 as 0 */
+            moe__vst(o, moe__vld_e2m1x2(b, 1));
+            for (int i = 0; i < MOE__VW; i++) vb += o[i] * 0.5f != moe__e2m1((c0 + (unsigned)i) >> 4);
         }
         CHECK_MSG(vb == 0, "%d vector decodes differ from the scalar ones", vb);
     }
