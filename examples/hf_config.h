@@ -7,9 +7,11 @@
       char err[512];
       if (hf_plan_layer(&plan, mio_json_root(&cfg_doc), "3", err, sizeof err)) die(err);
       // plan.cfg: the moe_config; plan.t[0 .. plan.n): the tensors, each with its role in
-      // moe_weights, its name (per-expert ones hold "{e}"), its expected shape and layout;
+      // moe_weights, its name (per-expert ones hold "{e}"), its expected shape and layout, and
+      // with a quantization_config in config.json, how each expert matrix is stored (hf_quant);
       // plan.prefix[0 .. plan.n_prefix): candidate name prefixes of the layer (the first one
-      // under which the checkpoint has the router wins).
+      // under which the checkpoint has the router wins). hf_bind then binds the tensors into a
+      // moe_weights through a lookup callback (the CLI's reads the safetensors files).
 
    Every routing option is read from config.json, with the family's Hugging Face default
    (configuration_<family>.py) when the key is absent or null. The rules, with their sources,
@@ -40,6 +42,14 @@ enum hf_role {
 #define HF_MAX_TENSORS 16
 #define HF_MAX_PREFIX 4
 
+/* How config.json's quantization_config stores an expert matrix (hf_quant). */
+enum hf_qkind {
+    HF_Q_NONE,              /* as a plain F32/BF16/F16 tensor */
+    HF_Q_FP8,               /* F8_E4M3 [N][K] and a scale per block_out x block_in tile */
+    HF_Q_INT4,              /* compressed-tensors pack-quantized: I32 words, scales per 32 */
+    HF_Q_MXFP4              /* gpt-oss _blocks (U8 [..][N][K/32][16]) and _scales (E8M0) */
+};
+
 typedef struct hf_tensor {
     int role;               /* enum hf_role */
     char name[160];         /* after the layer prefix; "{e}" stands for the expert index */
@@ -50,6 +60,16 @@ typedef struct hf_tensor {
     int alt_rank;           /* 0, or a second accepted shape (e.g. bias [E] or [1][E]) */
     int64_t alt_shape[3];
     moe_layout layout;
+    /* quantized storage (hf_quant), used unless the module is in the config's ignore list
+       under the prefix the layer is found under (bit i of plain_under: prefix[i]) */
+    int qkind;              /* enum hf_qkind; HF_Q_NONE: always plain */
+    unsigned plain_under;
+    char qname[160];        /* the quantized weight, "{e}" as in name */
+    char sname[160];        /* its scales */
+    char shname[160];       /* HF_Q_INT4: the weight_shape tensor ([N, K], checked) */
+    int qrank, srank;
+    int64_t qshape[4], sshape[4];
+    int block_out, block_in; /* HF_Q_FP8: the scale tile (1 x K: one scale per row) */
 } hf_tensor;
 
 typedef struct hf_plan {
@@ -63,6 +83,11 @@ typedef struct hf_plan {
     char prefix[HF_MAX_PREFIX][96];
     int n_prefix;
     char note[160];             /* a warning to print (e.g. an ignored key), or "" */
+    char quant[64];             /* the quantization_config scheme ("fp8, blocks [128, 128]",
+                                   "compressed-tensors pack-quantized (int4, group 32)", ...),
+                                   or "" */
+    size_t n_lookups;           /* the most tensors hf_bind looks up: each expert's weight and,
+                                   quantized, its scales and shape */
 } hf_plan;
 
 /* ---- reading config.json ---- */
@@ -171,6 +196,13 @@ static void hf_set_act(hf_ctx *c, hf_plan *p, const char *name) {
 }
 
 /* ---- building the tensor list ---- */
+
+/* name = prefix + pattern with "{e}" replaced by e */
+static void hf_tensor_name(char *out, size_t n, const char *prefix, const char *pat, int e) {
+    const char *at = strstr(pat, "{e}");
+    if (at) snprintf(out, n, "%s%.*s%d%s", prefix, (int)(at - pat), pat, e, at + 3);
+    else snprintf(out, n, "%s%s", prefix, pat);
+}
 
 static void hf_add(hf_plan *p, int role, const char *name, int per_expert, moe_layout layout,
                    int rank, int64_t a, int64_t b, int64_t c3) {
@@ -1604,6 +1636,513 @@ static const struct hf_family {
 };
 #define HF_N_FAMILIES (sizeof hf_table / sizeof *hf_table)
 
+/* ---- quantization_config: how the expert matrices are stored ---- */
+
+/* Module-name patterns of the ignore lists, as Python's re.match applies them: the pattern must
+   match a prefix of the name. Supported: literals, '.', escapes (\. \d \w \s ...), classes
+   [a-z_] and [^...], groups (...) and (?:...) with '|', the quantifiers * + ? (a lazy '?' after
+   them changes nothing here: only whether some prefix matches counts), '^' and '$'. Matched as
+   a Thompson NFA, so no pattern can take exponential time. */
+enum { HF_RX_CHAR, HF_RX_SPLIT, HF_RX_NOP, HF_RX_BOL, HF_RX_EOL, HF_RX_MATCH };
+#define HF_RX_MAX 640
+
+typedef struct hf_rx {
+    struct { unsigned char op, set[32]; int out, out1; } s[HF_RX_MAX];
+    int n, bad, start;
+    const char *p;
+} hf_rx;
+
+typedef struct hf_frag { int start, end; } hf_frag; /* end: a NOP whose out is still open */
+
+static int hf_rx_new(hf_rx *r, int op) {
+    if (r->n >= HF_RX_MAX) {
+        r->bad = 1;
+        return 0;
+    }
+    memset(&r->s[r->n], 0, sizeof r->s[0]);
+    r->s[r->n].op = (unsigned char)op;
+    r->s[r->n].out = r->s[r->n].out1 = -1;
+    return r->n++;
+}
+
+static void hf_rx_set(unsigned char *set, unsigned c) { set[c >> 3] |= (unsigned char)(1u << (c & 7)); }
+
+/* \d \w \s and their capitals into set (1), or 0 if c is a plain escaped character. */
+static int hf_rx_escape_class(unsigned char *set, int c) {
+    unsigned char t[32];
+    int lc = c | 32;
+    if (lc != 'd' && lc != 'w' && lc != 's') return 0;
+    memset(t, 0, sizeof t);
+    for (unsigned x = 0; x < 256; x++)
+        if ((lc == 'd' && x >= '0' && x <= '9') || (lc == 's' && strchr(" \t\n\r\f\v", (int)x) && x) ||
+            (lc == 'w' && (((x | 32) >= 'a' && (x | 32) <= 'z') || (x >= '0' && x <= '9') || x == '_')))
+            hf_rx_set(t, x);
+    for (int i = 0; i < 32; i++) set[i] |= c == lc ? t[i] : (unsigned char)~t[i];
+    return 1;
+}
+
+static hf_frag hf_rx_alt(hf_rx *r);
+
+static hf_frag hf_rx_atom(hf_rx *r) {
+    hf_frag f;
+    int c = (unsigned char)*r->p;
+    if (c == '(') {
+        r->p++;
+        if (r->p[0] == '?' && r->p[1] == ':') r->p += 2;
+        else if (r->p[0] == '?') r->bad = 1; /* (?i), lookarounds, named groups */
+        f = hf_rx_alt(r);
+        if (*r->p != ')') r->bad = 1;
+        else r->p++;
+        return f;
+    }
+    int s = hf_rx_new(r, c == '^' ? HF_RX_BOL : c == '$' ? HF_RX_EOL : HF_RX_CHAR);
+    int e = hf_rx_new(r, HF_RX_NOP);
+    r->s[s].out = e;
+    f.start = s, f.end = e;
+    if (c == '*' || c == '+' || c == '?' || c == '{' || c == '}') {
+        r->bad = 1; /* nothing to repeat, or a counted repeat */
+    } else if (c == '.') {
+        memset(r->s[s].set, 0xff, 32);
+    } else if (c == '\\') {
+        c = (unsigned char)*++r->p;
+        if (!c || (c >= '1' && c <= '9') || strchr("AbBZ", c)) r->bad = 1; /* backrefs, \b ... */
+        else if (!hf_rx_escape_class(r->s[s].set, c)) hf_rx_set(r->s[s].set, (unsigned)c);
+    } else if (c == '[') {
+        unsigned char set[32];
+        int neg = *++r->p == '^', first = 1;
+        memset(set, 0, sizeof set);
+        if (neg) r->p++;
+        for (; *r->p && (*r->p != ']' || first); first = 0) {
+            int lo = (unsigned char)*r->p++, hi;
+            if (lo == '\\') {
+                lo = (unsigned char)*r->p++;
+                if (!lo) break;
+                if (hf_rx_escape_class(set, lo)) continue;
+            }
+            hi = lo;
+            if (r->p[0] == '-' && r->p[1] && r->p[1] != ']') {
+                hi = (unsigned char)r->p[1];
+                r->p += 2;
+                if (hi == '\\') hi = (unsigned char)*r->p++;
+            }
+            for (int x = lo; x <= hi; x++) hf_rx_set(set, (unsigned)x);
+        }
+        if (*r->p != ']') r->bad = 1;
+        for (int i = 0; i < 32; i++) r->s[s].set[i] = neg ? (unsigned char)~set[i] : set[i];
+    } else if (c != '^' && c != '$') {
+        hf_rx_set(r->s[s].set, (unsigned)c);
+    }
+    if (*r->p) r->p++;
+    return f;
+}
+
+static hf_frag hf_rx_repeat(hf_rx *r) {
+    hf_frag f = hf_rx_atom(r);
+    while (!r->bad && (*r->p == '*' || *r->p == '+' || *r->p == '?')) {
+        char q = *r->p++;
+        if (*r->p == '?') r->p++; /* lazy: the same set of matches */
+        int s = hf_rx_new(r, HF_RX_SPLIT), e = hf_rx_new(r, HF_RX_NOP);
+        if (r->bad) break;
+        r->s[s].out = f.start, r->s[s].out1 = e;
+        r->s[f.end].out = q == '?' ? e : s;
+        f.start = q == '+' ? f.start : s, f.end = e;
+    }
+    return f;
+}
+
+static hf_frag hf_rx_concat(hf_rx *r) {
+    hf_frag f;
+    f.start = f.end = hf_rx_new(r, HF_RX_NOP);
+    while (!r->bad && *r->p && *r->p != '|' && *r->p != ')') {
+        hf_frag g = hf_rx_repeat(r);
+        r->s[f.end].out = g.start;
+        f.end = g.end;
+    }
+    return f;
+}
+
+static hf_frag hf_rx_alt(hf_rx *r) {
+    hf_frag f = hf_rx_concat(r);
+    while (!r->bad && *r->p == '|') {
+        r->p++;
+        hf_frag g = hf_rx_concat(r);
+        int s = hf_rx_new(r, HF_RX_SPLIT), e = hf_rx_new(r, HF_RX_NOP);
+        if (r->bad) break;
+        r->s[s].out = f.start, r->s[s].out1 = g.start;
+        r->s[f.end].out = e, r->s[g.end].out = e;
+        f.start = s, f.end = e;
+    }
+    return f;
+}
+
+/* Adds state st and what it reaches without reading a character (at position pos of s). */
+static void hf_rx_add(const hf_rx *r, int *list, int *n, int *mark, int gen, int st,
+                      const char *s, size_t pos) {
+    int stack[2 * HF_RX_MAX + 1], top = 0; /* each state pushes at most 2, once */
+    stack[top++] = st;
+    while (top) {
+        int x = stack[--top];
+        if (x < 0 || mark[x] == gen) continue;
+        mark[x] = gen;
+        switch (r->s[x].op) {
+        case HF_RX_NOP: stack[top++] = r->s[x].out; break;
+        case HF_RX_SPLIT: stack[top++] = r->s[x].out1, stack[top++] = r->s[x].out; break;
+        case HF_RX_BOL: if (pos == 0) stack[top++] = r->s[x].out; break;
+        case HF_RX_EOL: if (!s[pos]) stack[top++] = r->s[x].out; break;
+        default: list[(*n)++] = x;
+        }
+    }
+}
+
+/* Compiles a pattern into *r: 0, or -1 if it uses syntax this matcher does not take. */
+static int hf_rx_compile(hf_rx *r, const char *re) {
+    r->n = 0, r->bad = 0, r->p = re;
+    if (strlen(re) > 400) return -1; /* beyond any module name, and beyond HF_RX_MAX states */
+    hf_frag f = hf_rx_alt(r);
+    if (*r->p) r->bad = 1; /* an unmatched ')' */
+    int m = hf_rx_new(r, HF_RX_MATCH);
+    if (r->bad) return -1;
+    r->s[f.end].out = m;
+    r->start = f.start;
+    return 0;
+}
+
+/* 1 if the compiled pattern matches a prefix of s (Python re.match), else 0. */
+static int hf_rx_run(const hf_rx *r, const char *s) {
+    int a[HF_RX_MAX], b[HF_RX_MAX], mark[HF_RX_MAX], *cur = a, *nxt = b, nc = 0, gen = 1;
+    for (int i = 0; i < r->n; i++) mark[i] = 0;
+    hf_rx_add(r, cur, &nc, mark, gen, r->start, s, 0);
+    for (size_t pos = 0;; pos++) {
+        for (int i = 0; i < nc; i++)
+            if (r->s[cur[i]].op == HF_RX_MATCH) return 1;
+        if (!s[pos] || !nc) return 0;
+        int nn = 0;
+        unsigned ch = (unsigned char)s[pos];
+        gen++;
+        for (int i = 0; i < nc; i++) {
+            int x = cur[i];
+            if (r->s[x].op == HF_RX_CHAR && (r->s[x].set[ch >> 3] >> (ch & 7) & 1))
+                hf_rx_add(r, nxt, &nn, mark, gen, r->s[x].out, s, pos + 1);
+        }
+        int *t = cur;
+        cur = nxt, nxt = t, nc = nn;
+    }
+}
+
+/* The scheme quantization_config gives the expert matrices. */
+typedef struct hf_qcfg {
+    int kind;               /* enum hf_qkind */
+    int bo, bi;             /* HF_Q_FP8 tile; bi = 0: the whole row (per-channel, bo = 1) */
+    int ct;                 /* the ignore list follows compressed-tensors' rules */
+    const char *key;        /* the ignore list's key */
+    const mio_json *ignore; /* that list, or NULL */
+} hf_qcfg;
+
+static int hf_expert_matrix(int role) {
+    return role == HF_GATE || role == HF_UP || role == HF_GATE_UP || role == HF_DOWN ||
+           role == HF_SH_GATE || role == HF_SH_UP || role == HF_SH_GATE_UP || role == HF_SH_DOWN;
+}
+
+/* Sets bit i of t->plain_under when the ignore list names t's module (the tensor name up to
+   its last '.') under prefix[i]: for every expert, or for none (else an error: one dtype per
+   expert set). The rules: transformers quantizers/quantizers_utils.py should_convert_module
+   (fp8, mxfp4): an entry is a regular expression matched (re.match) at the start of the name,
+   or the name ends with it; compressed-tensors utils/match.py: "re:" and a regular expression
+   (re.match), else the exact name. 0, or -1 with the error set. */
+static int hf_quant_ignore(hf_ctx *c, const hf_qcfg *q, hf_plan *p, hf_tensor *t) {
+    char mod[160], full[320], m[400];
+    const char *dot = strrchr(t->name, '.');
+    int E = t->per_expert ? p->cfg.n_experts : 1;
+    hf_rx *rx = NULL;
+    unsigned char *hit = NULL;
+    if (!q->ignore || mio_json_is_null(q->ignore)) return 0;
+    if (mio_json_type(q->ignore) != MIO_JSON_ARRAY) {
+        snprintf(m, sizeof m, "quantization_config.%s is %s, expected a list of module names",
+                 q->key, mio_json_type_name(mio_json_type(q->ignore)));
+        hf_fail(c, m);
+        return -1;
+    }
+    if (!mio_json_len(q->ignore)) return 0;
+    if (E > 65536) { /* every expert's name is matched: bound the work a hostile config costs */
+        snprintf(m, sizeof m, "quantization_config.%s with %d experts: more than 65536 are not "
+                 "supported", q->key, E);
+        hf_fail(c, m);
+        return -1;
+    }
+    snprintf(mod, sizeof mod, "%.*s", dot ? (int)(dot - t->name) : (int)strlen(t->name), t->name);
+    rx = (hf_rx *)MIO_MALLOC(sizeof *rx);
+    hit = (unsigned char *)MIO_MALLOC((size_t)E);
+    if (!rx || !hit) {
+        hf_fail(c, "out of memory");
+        goto fail;
+    }
+    for (int pi = 0; pi < p->n_prefix; pi++) {
+        int n_hit = 0;
+        const char *by = NULL;
+        memset(hit, 0, (size_t)E);
+        for (const mio_json *x = mio_json_child(q->ignore); x; x = mio_json_next(x)) {
+            size_t len;
+            const char *pat = mio_json_as_str(x, &len), *re = pat;
+            if (!pat || strlen(pat) != len) {
+                snprintf(m, sizeof m, "quantization_config.%s must be a list of module names "
+                         "(strings without NUL)", q->key);
+                hf_fail(c, m);
+                goto fail;
+            }
+            int regex = !q->ct || !strncmp(pat, "re:", 3);
+            if (q->ct && regex) re = pat + 3;
+            if (regex && hf_rx_compile(rx, re)) {
+                snprintf(m, sizeof m, "quantization_config.%s entry '%.100s' uses regular-expression "
+                         "syntax this loader does not take (literals, ., classes, groups with |, "
+                         "* + ?, ^ $)", q->key, pat);
+                hf_fail(c, m);
+                goto fail;
+            }
+            for (int e = 0; e < E; e++) {
+                if (hit[e]) continue;
+                hf_tensor_name(full, sizeof full, p->prefix[pi], mod, e);
+                size_t fl = strlen(full), pl = strlen(pat);
+                int h = !regex ? !strcmp(full, pat)
+                              : hf_rx_run(rx, full) || (!q->ct && fl >= pl && !strcmp(full + fl - pl, pat));
+                if (h) hit[e] = 1, n_hit++, by = by ? by : pat;
+            }
+        }
+        if (n_hit == E) {
+            t->plain_under |= 1u << pi;
+        } else if (n_hit) {
+            hf_tensor_name(full, sizeof full, p->prefix[pi], mod, 0);
+            snprintf(m, sizeof m, "quantization_config.%s ('%.80s') names %d of the %d experts of "
+                     "'%.100s': one dtype per expert set is supported", q->key, by, n_hit, E, full);
+            hf_fail(c, m);
+            goto fail;
+        }
+    }
+    MIO_FREE(rx);
+    MIO_FREE(hit);
+    return 0;
+fail:
+    MIO_FREE(rx);
+    MIO_FREE(hit);
+    return -1;
+}
+
+/* name with its last component's suffix `from` (or, if "", nothing) replaced by `to`:
+   "x.weight" -> "x.weight_packed". */
+static void hf_qname(char *out, size_t n, const char *name, const char *from, const char *to) {
+    size_t ln = strlen(name), lf = strlen(from);
+    if (ln >= lf && !strcmp(name + ln - lf, from)) snprintf(out, n, "%.*s%s", (int)(ln - lf), name, to);
+    else snprintf(out, n, "%s%s", name, to);
+}
+
+/* Reads config.json's quantization_config (at the root, or in the nested text config) and
+   fills each expert matrix's quantized storage in the plan:
+     fp8 (transformers FineGrainedFP8Config, DeepSeek-V3 inference/fp8_cast_bf16.py):
+       `W.weight` F8_E4M3 [N][K] and `W.weight_scale_inv` [ceil(N/b0)][ceil(K/b1)], a
+       multiplier (DeepSeek-V3 inference/kernel.py weight_dequant), weight_block_size [b0, b1]
+       (default [128, 128]); fmt e4m3; modules_to_not_convert stay plain.
+     compressed-tensors (vllm-project/compressed-tensors), one config group:
+       float-quantized, weights {num_bits 8, type float}, strategy channel (`W.weight` F8_E4M3,
+       `W.weight_scale` [N][1]) or block (block_structure [b0, b1], scales as fp8's);
+       pack-quantized, weights {num_bits 4, type int, symmetric, strategy group, group_size
+       32}: `W.weight_packed` I32 [N][K/8] (compressors/quantized_compressors/
+       pack_quantized.py: element 8c + i in bits 4i.. of word c, plus 8), `W.weight_scale`
+       [N][K/32], `W.weight_shape` I32 [2] = [N, K]; `ignore` entries stay plain.
+     mxfp4 (gpt-oss; transformers integrations/mxfp4.py): `mlp.experts.gate_up_proj_blocks` U8
+       [E][2F][d/32][16] with `_scales` U8 [E][2F][d/32] (E8M0), rows = outputs (gate even,
+       up odd), and down_proj_blocks [E][d][F/32][16], _scales [E][d][F/32]; byte j of a block
+       holds element 2j in its low nibble (convert_moe_packed_tensors).
+   Only expert matrices (routed and shared) are quantized in these layouts; the router, biases
+   and norms are read as plain tensors, as the checkpoints store them. Activation schemes
+   (dynamic fp8 per token or per 128) are not applied: the layer computes on fp32 activations
+   with the stored weights exactly. Any other method, format or scheme is an error naming it.
+   0, or -1 with the error set. */
+static int hf_quant(hf_ctx *c, hf_plan *p, const mio_json *root, const mio_json *o) {
+    const mio_json *q = mio_json_get(root, "quantization_config");
+    char m[400];
+    hf_qcfg Q;
+    memset(&Q, 0, sizeof Q);
+    if ((!q || mio_json_is_null(q)) && o != root) q = mio_json_get(o, "quantization_config");
+    if (!q || mio_json_is_null(q)) return 0;
+    if (mio_json_type(q) != MIO_JSON_OBJECT) {
+        snprintf(m, sizeof m, "'quantization_config' is %s, expected an object",
+                 mio_json_type_name(mio_json_type(q)));
+        hf_fail(c, m);
+        return -1;
+    }
+    const char *qm = hf_s(c, q, "quant_method", NULL);
+    if (c->bad) return -1;
+    if (!qm) {
+        hf_fail(c, "quantization_config has no 'quant_method'");
+        return -1;
+    }
+    if (!strcmp(qm, "fp8")) {
+        const char *fmt = hf_s(c, q, "fmt", "e4m3");
+        const mio_json *bs = mio_json_get(q, "weight_block_size");
+        int64_t b[2] = {128, 128};
+        if (c->bad) return -1;
+        if (strcmp(fmt, "e4m3")) {
+            snprintf(m, sizeof m, "quantization_config.fmt '%.40s' is not supported (e4m3)", fmt);
+            hf_fail(c, m);
+            return -1;
+        }
+        if (bs && (mio_json_type(bs) != MIO_JSON_ARRAY || mio_json_len(bs) != 2 ||
+                   mio_json_as_i64(mio_json_at(bs, 0), &b[0]) ||
+                   mio_json_as_i64(mio_json_at(bs, 1), &b[1]) || b[0] <= 0 || b[1] <= 0 ||
+                   b[0] > INT_MAX || b[1] > INT_MAX)) {
+            hf_fail(c, mio_json_is_null(bs)
+                           ? "quantization_config.weight_block_size is null (one scale per tensor): "
+                             "not supported, expected [rows, columns]"
+                           : "quantization_config.weight_block_size must be [rows, columns], two "
+                             "positive integers");
+            return -1;
+        }
+        Q.kind = HF_Q_FP8, Q.bo = (int)b[0], Q.bi = (int)b[1];
+        Q.key = "modules_to_not_convert";
+        snprintf(p->quant, sizeof p->quant, "fp8, blocks [%d, %d]", Q.bo, Q.bi);
+    } else if (!strcmp(qm, "compressed-tensors")) {
+        const mio_json *gs = mio_json_get(q, "config_groups"), *g, *w;
+        if (mio_json_type(gs) != MIO_JSON_OBJECT || mio_json_len(gs) != 1 ||
+            mio_json_type(g = mio_json_child(gs)) != MIO_JSON_OBJECT ||
+            mio_json_type(w = mio_json_get(g, "weights")) != MIO_JSON_OBJECT) {
+            snprintf(m, sizeof m, "quantization_config.config_groups must hold one group with "
+                     "'weights' (it has %zu groups)", mio_json_type(gs) == MIO_JSON_OBJECT ? mio_json_len(gs) : 0);
+            hf_fail(c, m);
+            return -1;
+        }
+        const char *fmt = hf_s(c, q, "format", NULL);
+        if (!fmt) fmt = hf_s(c, g, "format", "dense");
+        int64_t nb = hf_i(c, w, "num_bits", -1), gsz = hf_i(c, w, "group_size", -1);
+        const char *ty = hf_s(c, w, "type", "?"), *st = hf_s(c, w, "strategy", "?");
+        const char *ao = hf_s(c, w, "actorder", NULL);
+        int sym = hf_b(c, w, "symmetric", 1);
+        const mio_json *bst = mio_json_get(w, "block_structure");
+        if (c->bad) return -1;
+        Q.ct = 1, Q.key = "ignore";
+        if (!strcmp(fmt, "float-quantized")) {
+            int64_t b[2] = {0, 0};
+            if (nb != 8 || strcmp(ty, "float") || !sym) {
+                snprintf(m, sizeof m, "quantization_config: compressed-tensors float-quantized "
+                         "weights with num_bits %lld, type '%.20s'%s are not supported (8-bit float, "
+                         "symmetric: FP8 E4M3)", (long long)nb, ty, sym ? "" : ", asymmetric");
+                hf_fail(c, m);
+                return -1;
+            }
+            if (!strcmp(st, "block") && mio_json_type(bst) == MIO_JSON_ARRAY && mio_json_len(bst) == 2 &&
+                !mio_json_as_i64(mio_json_at(bst, 0), &b[0]) && !mio_json_as_i64(mio_json_at(bst, 1), &b[1]) &&
+                b[0] > 0 && b[1] > 0 && b[0] <= INT_MAX && b[1] <= INT_MAX) {
+                Q.bo = (int)b[0], Q.bi = (int)b[1];
+            } else if (!strcmp(st, "channel")) {
+                Q.bo = 1, Q.bi = 0;
+            } else {
+                snprintf(m, sizeof m, "quantization_config: compressed-tensors float-quantized "
+                         "strategy '%.20s' is not supported (channel; block with block_structure "
+                         "[rows, columns])", st);
+                hf_fail(c, m);
+                return -1;
+            }
+            Q.kind = HF_Q_FP8;
+            snprintf(p->quant, sizeof p->quant, "compressed-tensors float-quantized (%s)", st);
+        } else if (!strcmp(fmt, "pack-quantized")) {
+            if (nb != 4 || strcmp(ty, "int") || !sym || strcmp(st, "group") || gsz != 32 ||
+                (ao && strcmp(ao, "weight"))) {
+                snprintf(m, sizeof m, "quantization_config: compressed-tensors pack-quantized "
+                         "weights with num_bits %lld, type '%.20s', %s, strategy '%.20s', "
+                         "group_size %lld%s%.20s are not supported (4-bit int, symmetric, group, "
+                         "group_size 32)", (long long)nb, ty, sym ? "symmetric" : "asymmetric", st,
+                         (long long)gsz, ao ? ", actorder " : "", ao ? ao : "");
+                hf_fail(c, m);
+                return -1;
+            }
+            Q.kind = HF_Q_INT4;
+            snprintf(p->quant, sizeof p->quant, "compressed-tensors pack-quantized (int4, group 32)");
+        } else {
+            snprintf(m, sizeof m, "quantization_config: compressed-tensors format '%.40s' is not "
+                     "supported (float-quantized, pack-quantized)", fmt);
+            hf_fail(c, m);
+            return -1;
+        }
+    } else if (!strcmp(qm, "mxfp4")) {
+        Q.kind = HF_Q_MXFP4;
+        Q.key = "modules_to_not_convert";
+        snprintf(p->quant, sizeof p->quant, "mxfp4");
+    } else {
+        snprintf(m, sizeof m, "quantization_config.quant_method '%.40s' is not supported (fp8, "
+                 "compressed-tensors, mxfp4)", qm);
+        hf_fail(c, m);
+        return -1;
+    }
+    Q.ignore = mio_json_get(q, Q.key);
+
+    for (int i = 0; i < p->n; i++) {
+        hf_tensor *t = &p->t[i];
+        int routed = t->role == HF_GATE || t->role == HF_UP || t->role == HF_GATE_UP || t->role == HF_DOWN;
+        int fused = t->rank == 3;
+        if (!hf_expert_matrix(t->role)) continue;
+        int64_t N = t->shape[fused], K = t->shape[fused + 1], Ef = t->shape[0];
+        if (Q.kind == HF_Q_MXFP4) {
+            /* gpt-oss: the dequantized [E][in][out] tensors come from [E][out][in] blocks */
+            int gu = !strcmp(t->name, "mlp.experts.gate_up_proj");
+            if (!fused || t->layout != MOE_IN_OUT || !(gu || !strcmp(t->name, "mlp.experts.down_proj"))) {
+                snprintf(m, sizeof m, "quantization_config.quant_method 'mxfp4' is supported for "
+                         "gpt_oss's fused experts (mlp.experts.*_blocks); %s's '%.80s' is not one",
+                         p->family, t->name);
+                hf_fail(c, m);
+                return -1;
+            }
+            N = t->shape[2], K = t->shape[1];
+            if (K % 32) {
+                snprintf(m, sizeof m, "mxfp4: '%.80s' has %lld inputs, not a multiple of 32",
+                         t->name, (long long)K);
+                hf_fail(c, m);
+                return -1;
+            }
+            t->qkind = HF_Q_MXFP4;
+            hf_qname(t->qname, sizeof t->qname, t->name, "", "_blocks");
+            hf_qname(t->sname, sizeof t->sname, t->name, "", "_scales");
+            t->qrank = 4, t->qshape[0] = Ef, t->qshape[1] = N, t->qshape[2] = K / 32, t->qshape[3] = 16;
+            t->srank = 3, t->sshape[0] = Ef, t->sshape[1] = N, t->sshape[2] = K / 32;
+        } else {
+            if (t->layout != MOE_OUT_IN || (routed && !t->per_expert && !fused) ||
+                (fused && (Q.kind == HF_Q_INT4 || Q.ct))) { /* compressed-tensors: Linear modules */
+                snprintf(m, sizeof m, "quantization_config (%s) on %s's '%.80s' (%s) is not "
+                         "supported: quantized experts are read as one [out][in] matrix per "
+                         "expert%s", p->quant, p->family, t->name,
+                         t->layout != MOE_OUT_IN ? "stored [in][out]" : "a stack of experts",
+                         Q.ct ? "" : " or one [E][out][in] tensor");
+                hf_fail(c, m);
+                return -1;
+            }
+            int64_t bo = Q.bo, bi = Q.bi ? Q.bi : K;
+            t->block_out = (int)bo, t->block_in = (int)(bi < INT_MAX ? bi : INT_MAX);
+            t->srank = t->qrank = t->rank;
+            for (int k = 0; k < 3; k++) t->qshape[k] = t->shape[k];
+            if (fused) t->sshape[0] = Ef;
+            if (Q.kind == HF_Q_FP8) {
+                t->qkind = HF_Q_FP8;
+                memcpy(t->qname, t->name, sizeof t->qname); /* the same name, an F8_E4M3 tensor */
+                if (Q.ct) hf_qname(t->sname, sizeof t->sname, t->name, "weight", "weight_scale");
+                else hf_qname(t->sname, sizeof t->sname, t->name, "", "_scale_inv");
+                t->sshape[fused] = (N + bo - 1) / bo, t->sshape[fused + 1] = (K + bi - 1) / bi;
+            } else {
+                if (K % 32) {
+                    snprintf(m, sizeof m, "pack-quantized: '%.80s' has %lld inputs, not a multiple "
+                             "of the group size 32", t->name, (long long)K);
+                    hf_fail(c, m);
+                    return -1;
+                }
+                t->qkind = HF_Q_INT4;
+                hf_qname(t->qname, sizeof t->qname, t->name, "weight", "weight_packed");
+                hf_qname(t->sname, sizeof t->sname, t->name, "weight", "weight_scale");
+                hf_qname(t->shname, sizeof t->shname, t->name, "weight", "weight_shape");
+                t->qshape[1] = K / 8;
+                t->sshape[0] = N, t->sshape[1] = K / 32;
+            }
+        }
+        if (hf_quant_ignore(c, &Q, p, t)) return -1;
+    }
+    return 0;
+}
+
 /* Fills *p for layer `layer_arg` of the model whose config.json root is `root`.
    0 on success; otherwise -1 and a message in err. */
 static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg, char *err,
@@ -1657,17 +2196,26 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
         hf_fail(c, msg);
         return -1;
     }
+    if (hf_quant(c, p, root, f.o) || c->bad) return -1;
+    for (int i = 0; i < p->n; i++)
+        p->n_lookups += (size_t)(p->t[i].per_expert ? m->n_experts : 1) * (p->t[i].qkind ? 3 : 1);
     return 0;
 }
 
 /* ---- binding a plan to the checkpoint's tensors ---- */
 
-/* One tensor as the checkpoint holds it, from an hf_lookup. */
+/* How a checkpoint stores a tensor, as an hf_lookup reports it: HF_ST_PLAIN for F32, BF16
+   and F16 (hf_found.dtype says which); the others are the storage dtypes of quantized weights,
+   their scales and shapes (safetensors F8_E4M3, F8_E8M0, U8, I8, I32, I64). */
+enum hf_store { HF_ST_PLAIN, HF_ST_F8_E4M3, HF_ST_E8M0, HF_ST_U8, HF_ST_I8, HF_ST_I32, HF_ST_I64 };
+
+/* One tensor as the checkpoint holds it, from an hf_lookup (which may leave `store` 0). */
 typedef struct hf_found {
     const void *data;
-    moe_dtype dtype;
+    moe_dtype dtype;            /* store HF_ST_PLAIN: F32, BF16 or F16 */
     int rank;
     int64_t shape[8];
+    int store;                  /* enum hf_store */
 } hf_found;
 
 /* Finds the tensor with this full name: 0 found (*out filled), 1 absent, -1 unusable (a message
@@ -1678,6 +2226,7 @@ typedef int (*hf_lookup)(void *user, const char *name, hf_found *out, char *err,
 /* What hf_bind allocates (the per-expert pointer arrays); hf_unbind frees it. */
 typedef struct hf_bound {
     const void **pe[HF_MAX_TENSORS];
+    const void **spe[HF_MAX_TENSORS]; /* the per-expert scales of quantized tensors */
     const char *prefix;         /* the plan's prefix the tensors were found under */
 } hf_bound;
 
@@ -1708,8 +2257,11 @@ static moe_tensor *hf_role_slot(moe_weights *w, int role) {
     }
 }
 
-static const char *hf_dtype_name(moe_dtype dt) {
-    return dt == MOE_F32 ? "F32" : dt == MOE_BF16 ? "BF16" : "F16";
+/* The safetensors name of a found tensor's dtype. */
+static const char *hf_dtype_name(const hf_found *f) {
+    static const char *const st[] = {"", "F8_E4M3", "F8_E8M0", "U8", "I8", "I32", "I64"};
+    if (f->store > HF_ST_PLAIN && f->store <= HF_ST_I64) return st[f->store];
+    return f->dtype == MOE_F32 ? "F32" : f->dtype == MOE_BF16 ? "BF16" : "F16";
 }
 
 static void hf_shape_str(char *b, size_t n, int rank, const int64_t *s) {
@@ -1726,38 +2278,43 @@ static int hf_shape_is(const hf_found *f, int rank, const int64_t *s) {
     return 1;
 }
 
-/* name = prefix + pattern with "{e}" replaced by e */
-static void hf_tensor_name(char *out, size_t n, const char *prefix, const char *pat, int e) {
-    const char *at = strstr(pat, "{e}");
-    if (at) snprintf(out, n, "%s%.*s%d%s", prefix, (int)(at - pat), pat, e, at + 3);
-    else snprintf(out, n, "%s%s", prefix, pat);
-}
-
-/* One tensor: looked up, its shape checked against the plan. 0 ok, else -1 and err. */
+/* One tensor: looked up, its shape checked against the plan (rank, shape; alt: sp's second
+   name and shape). `of`: for a quantized tensor's scales or shape, what it is ("the scales of
+   'X'", said in the messages), else NULL. 0 ok, else a message in err and 1 if the tensor is
+   absent, -1 for any other problem. */
 static int hf_get(hf_lookup look, void *user, const char *prefix, const char *name,
-                  const hf_tensor *sp, hf_found *f, char *err, size_t n) {
+                  const hf_tensor *sp, int rank, const int64_t *shape, const char *of,
+                  const char *quant, hf_found *f, char *err, size_t n) {
     char e[MIO_ERR_SIZE], a[96], b[96], alt[300];
     e[0] = 0;
+    memset(f, 0, sizeof *f);
     int r = look(user, name, f, e, sizeof e);
-    if (r > 0 && sp->alt_name[0]) {
+    if (r > 0 && !of && sp->alt_name[0]) {
         hf_tensor_name(alt, sizeof alt, prefix, sp->alt_name, 0);
+        memset(f, 0, sizeof *f);
         if (look(user, alt, f, e, sizeof e) == 0) r = 0, name = alt;
     }
     if (r > 0) {
-        if (e[0]) snprintf(err, n, "missing tensor '%s' (%s)", name, e);
+        if (of) snprintf(err, n, "missing tensor '%s', %s (quantization_config: %s)", name, of,
+                         quant);
+        else if (e[0]) snprintf(err, n, "missing tensor '%s' (%s)", name, e);
         else snprintf(err, n, "missing tensor '%s'", name);
-        return -1;
+        return 1;
     }
     if (r < 0) {
         snprintf(err, n, "%s", e);
         return -1;
     }
-    if (!hf_shape_is(f, sp->rank, sp->shape) &&
-        !(sp->alt_rank && hf_shape_is(f, sp->alt_rank, sp->alt_shape))) {
-        hf_shape_str(a, sizeof a, sp->rank, sp->shape);
+    if (!hf_shape_is(f, rank, shape) &&
+        !(!of && shape == sp->shape && sp->alt_rank && hf_shape_is(f, sp->alt_rank, sp->alt_shape))) {
+        hf_shape_str(a, sizeof a, rank, shape);
         hf_shape_str(b, sizeof b, f->rank, f->shape);
-        snprintf(err, n, "tensor '%s' has wrong shape %s, expected %s (from config.json)", name, b,
-                 a);
+        if (of)
+            snprintf(err, n, "tensor '%s' has wrong shape %s, expected %s for %s "
+                     "(quantization_config: %s)", name, b, a, of, quant);
+        else
+            snprintf(err, n, "tensor '%s' has wrong shape %s, expected %s (from config.json%s%s)",
+                     name, b, a, quant ? ", quantization_config: " : "", quant ? quant : "");
         return -1;
     }
     return 0;
@@ -1766,29 +2323,76 @@ static int hf_get(hf_lookup look, void *user, const char *prefix, const char *na
 static void hf_unbind(hf_bound *b) {
     for (int i = 0; i < HF_MAX_TENSORS; i++) {
         MIO_FREE((void *)b->pe[i]);
-        b->pe[i] = NULL;
+        MIO_FREE((void *)b->spe[i]);
+        b->pe[i] = b->spe[i] = NULL;
     }
+}
+
+/* The scales of quantized tensor `name` (found as *f): their moe_dtype, or -1 with err. */
+static int hf_scale_dtype(const hf_tensor *sp, const hf_found *f, const char *name, const char *of,
+                          const char *quant, char *err, size_t n) {
+    if (sp->qkind == HF_Q_MXFP4) { /* gpt-oss stores the E8M0 bytes as U8 */
+        if (f->store == HF_ST_U8 || f->store == HF_ST_E8M0) return MOE_E8M0;
+    } else if (f->store == HF_ST_PLAIN) {
+        return (int)f->dtype;
+    } else if (f->store == HF_ST_E8M0 && sp->qkind == HF_Q_FP8) {
+        return MOE_E8M0;
+    }
+    snprintf(err, n, "tensor '%s' (%s, quantization_config: %s) has dtype %s, expected %s", name,
+             of, quant, hf_dtype_name(f),
+             sp->qkind == HF_Q_MXFP4 ? "U8 or F8_E8M0" : sp->qkind == HF_Q_INT4 ? "F32, BF16 or F16"
+                                                                                 : "F32, BF16, F16 or F8_E8M0");
+    return -1;
+}
+
+/* compressed-tensors weight_shape (found as [2]): I32 (or I64) values that must say [N, K]. */
+static int hf_check_shape_tensor(const hf_found *f, const char *name, const char *of,
+                                 const hf_tensor *sp, char *err, size_t n) {
+    int64_t v[2] = {-1, -1};
+    if (f->store == HF_ST_I32 || f->store == HF_ST_I64) {
+        for (int i = 0; i < 2; i++) {
+            if (f->store == HF_ST_I32) {
+                int32_t x;
+                memcpy(&x, (const char *)f->data + 4 * i, 4);
+                v[i] = x;
+            } else {
+                memcpy(&v[i], (const char *)f->data + 8 * i, 8);
+            }
+        }
+        if (v[0] == sp->shape[0] && v[1] == sp->shape[1]) return 0;
+    }
+    if (f->store == HF_ST_I32 || f->store == HF_ST_I64)
+        snprintf(err, n, "tensor '%s' (%s) says [%lld, %lld], expected [%lld, %lld] (from "
+                 "config.json)", name, of, (long long)v[0], (long long)v[1],
+                 (long long)sp->shape[0], (long long)sp->shape[1]);
+    else
+        snprintf(err, n, "tensor '%s' (%s) has dtype %s, expected I32", name, of, hf_dtype_name(f));
+    return -1;
 }
 
 /* Fills *w (memset first) with views of every tensor of the plan, found through `look`: the
    prefix is the first of the plan's under which the router exists; per-expert tensors ("{e}")
-   become per_expert arrays (owned by *b), each expert set of one dtype. 0 on success; else a
-   message in err, nothing left to free, and -2 if the router is under none of the prefixes
-   (the layer is not in this checkpoint), -1 for any other problem. */
+   become per_expert arrays (owned by *b), each expert set of one dtype. A tensor the plan
+   quantizes (hf_quant) under that prefix is bound with its block dtype, its scales (scale or
+   scale_per_expert, scale_dtype from the file) and tile; the others must be plain. 0 on
+   success; else a message in err, nothing left to free, and -2 if the router is under none of
+   the prefixes (the layer is not in this checkpoint), -1 for any other problem. */
 static int hf_bind(const hf_plan *p, hf_lookup look, void *user, moe_weights *w, hf_bound *b,
                    char *err, size_t n) {
-    char name[300], e[MIO_ERR_SIZE];
-    hf_found f;
+    char name[300], sname[300], of[340], e[MIO_ERR_SIZE];
+    hf_found f, fs;
+    int pi = -1;
     memset(w, 0, sizeof *w);
     memset(b, 0, sizeof *b);
     for (int i = 0; i < p->n_prefix && !b->prefix; i++) {
         hf_tensor_name(name, sizeof name, p->prefix[i], p->t[0].name, 0);
+        memset(&f, 0, sizeof f);
         int r = look(user, name, &f, e, sizeof e);
         if (r < 0) {
             snprintf(err, n, "%s", e);
             return -1;
         }
-        if (r == 0) b->prefix = p->prefix[i];
+        if (r == 0) b->prefix = p->prefix[i], pi = i;
     }
     if (!b->prefix) {
         hf_tensor_name(name, sizeof name, p->prefix[0], p->t[0].name, 0);
@@ -1802,34 +2406,100 @@ static int hf_bind(const hf_plan *p, hf_lookup look, void *user, moe_weights *w,
         const hf_tensor *sp = &p->t[i];
         moe_tensor *slot = hf_role_slot(w, sp->role);
         int E = sp->per_expert ? p->cfg.n_experts : 1;
-        slot->layout = sp->layout;
+        int q = sp->qkind != HF_Q_NONE && !(sp->plain_under >> pi & 1u);
+        const char *quant = p->quant[0] ? p->quant : NULL;
+        static const moe_dtype qdt[] = {MOE_F32, MOE_F8_E4M3, MOE_INT4, MOE_MXFP4};
+        static const int qstore[] = {HF_ST_PLAIN, HF_ST_F8_E4M3, HF_ST_I32, HF_ST_U8};
+        slot->layout = q ? MOE_OUT_IN : sp->layout;
         if (sp->per_expert) {
             b->pe[i] = (const void **)MIO_MALLOC((size_t)E * sizeof(void *));
-            if (!b->pe[i]) {
+            if (q) b->spe[i] = (const void **)MIO_MALLOC((size_t)E * sizeof(void *));
+            if (!b->pe[i] || (q && !b->spe[i])) {
                 snprintf(err, n, "out of memory");
                 goto fail;
             }
             memset((void *)b->pe[i], 0, (size_t)E * sizeof(void *));
+            if (q) memset((void *)b->spe[i], 0, (size_t)E * sizeof(void *));
         }
         for (int x = 0; x < E; x++) {
-            hf_tensor_name(name, sizeof name, b->prefix, sp->name, x);
-            if (hf_get(look, user, b->prefix, name, sp, &f, err, n)) goto fail;
+            moe_dtype dt;
+            hf_tensor_name(name, sizeof name, b->prefix, q ? sp->qname : sp->name, x);
+            int r = hf_get(look, user, b->prefix, name, sp, q ? sp->qrank : sp->rank,
+                           q ? sp->qshape : sp->shape, NULL, q ? quant : NULL, &f, err, n);
+            if (r > 0 && sp->qkind && strcmp(sp->qname, sp->name)) {
+                /* stored the other way: say so (an ignore list that misses a module, or names
+                   one the checkpoint quantized) */
+                char other[300];
+                size_t at = strlen(err);
+                hf_tensor_name(other, sizeof other, b->prefix, q ? sp->name : sp->qname, x);
+                memset(&fs, 0, sizeof fs);
+                if (look(user, other, &fs, e, sizeof e) == 0 && at < n)
+                    snprintf(err + at, n - at, "; the checkpoint has '%s'%s", other,
+                             q ? " unquantized: is its module missing from quantization_config's "
+                                 "ignore list?"
+                               : ", quantized: its module is in quantization_config's ignore list");
+            }
+            if (r) goto fail;
+            if (q ? f.store != qstore[sp->qkind] : f.store != HF_ST_PLAIN) {
+                if (q)
+                    snprintf(err, n, "tensor '%s' has dtype %s, expected %s (quantization_config: "
+                             "%s)", name, hf_dtype_name(&f), sp->qkind == HF_Q_FP8 ? "F8_E4M3"
+                             : sp->qkind == HF_Q_INT4 ? "I32" : "U8", quant);
+                else if (sp->qkind)
+                    snprintf(err, n, "tensor '%s' has unsupported dtype %s: its module is listed in "
+                             "quantization_config's ignore list, so F32, BF16 or F16 is expected",
+                             name, hf_dtype_name(&f));
+                else
+                    snprintf(err, n, "tensor '%s' has unsupported dtype %s (moe.h takes F32, BF16, "
+                             "F16 here%s)", name, hf_dtype_name(&f),
+                             quant || !hf_expert_matrix(sp->role) ? "" : "; quantized expert "
+                             "weights need config.json's quantization_config");
+                goto fail;
+            }
+            dt = q ? qdt[sp->qkind] : f.dtype;
             if (!sp->per_expert) {
-                slot->data = f.data, slot->dtype = f.dtype;
+                slot->data = f.data, slot->dtype = dt;
             } else if (x == 0) {
-                b->pe[i][x] = f.data, slot->dtype = f.dtype;
-            } else if (f.dtype != slot->dtype) {
+                b->pe[i][x] = f.data, slot->dtype = dt;
+            } else if (dt != slot->dtype) {
                 char first[300];
                 hf_tensor_name(first, sizeof first, b->prefix, sp->name, 0);
-                snprintf(err, n, "tensor '%s' has dtype %s but '%s' has %s: one dtype per "
-                         "expert set is supported", name, hf_dtype_name(f.dtype), first,
-                         hf_dtype_name(slot->dtype));
+                snprintf(err, n, "tensor '%s' has dtype %s but '%s' has another: one dtype per "
+                         "expert set is supported", name, hf_dtype_name(&f), first);
                 goto fail;
             } else {
                 b->pe[i][x] = f.data;
             }
+            if (!q) continue;
+            /* the scales, and for INT4 the stated shape */
+            hf_tensor_name(sname, sizeof sname, b->prefix, sp->sname, x);
+            snprintf(of, sizeof of, "the scales of '%s'", name);
+            if (hf_get(look, user, b->prefix, sname, sp, sp->srank, sp->sshape, of, quant, &fs,
+                       err, n))
+                goto fail;
+            int sd = hf_scale_dtype(sp, &fs, sname, of, quant, err, n);
+            if (sd < 0) goto fail;
+            if (x > 0 && (moe_dtype)sd != slot->scale_dtype) {
+                snprintf(err, n, "tensor '%s' has dtype %s, another than the first expert's scales: "
+                         "one dtype per expert set is supported", sname, hf_dtype_name(&fs));
+                goto fail;
+            }
+            slot->scale_dtype = (moe_dtype)sd;
+            if (sp->per_expert) b->spe[i][x] = fs.data;
+            else slot->scale = fs.data;
+            slot->block_out = sp->qkind == HF_Q_FP8 ? sp->block_out : 0;
+            slot->block_in = sp->qkind == HF_Q_FP8 ? sp->block_in : 0;
+            if (sp->qkind == HF_Q_INT4) {
+                int64_t two = 2;
+                hf_tensor_name(sname, sizeof sname, b->prefix, sp->shname, x);
+                snprintf(of, sizeof of, "the shape of '%s'", name);
+                if (hf_get(look, user, b->prefix, sname, sp, 1, &two, of, quant, &fs, err, n))
+                    goto fail;
+                if (hf_check_shape_tensor(&fs, sname, of, sp, err, n)) goto fail;
+            }
         }
         if (sp->per_expert) slot->per_expert = b->pe[i];
+        if (sp->per_expert && q) slot->scale_per_expert = b->spe[i];
     }
     return 0;
 fail:

@@ -59,7 +59,8 @@ static const char *usage_text =
     "\n"
     "Checkpoint layer:\n"
     "  --model DIR       directory with config.json and model.safetensors, or\n"
-    "                    model.safetensors.index.json and its shards (F32, BF16, F16 tensors)\n"
+    "                    model.safetensors.index.json and its shards (F32/BF16/F16, FP8, INT4,\n"
+    "                    MXFP4)\n"
     "  --layer L         layer index as in model.layers.L (DBRX: transformer.blocks.L).\n"
     "                    switch_transformers: encoder.N or decoder.N, or a flat index\n"
     "                    (0..num_layers-1 = encoder, then decoder)\n"
@@ -473,11 +474,21 @@ static void on_packed(void *user, const void *data, size_t bytes) {
     }
 }
 
-static int dtype_of(int mio_dt, moe_dtype *out) {
+/* A safetensors dtype as hf_found takes it: a plain one into *out, the storage dtypes of
+   quantized weights, scales and shapes into *store (hf_bind checks which a tensor may have);
+   0 for any other. */
+static int dtype_of(int mio_dt, moe_dtype *out, int *store) {
+    *store = HF_ST_PLAIN;
     switch (mio_dt) {
     case MIO_DTYPE_F32: *out = MOE_F32; return 1;
     case MIO_DTYPE_BF16: *out = MOE_BF16; return 1;
     case MIO_DTYPE_F16: *out = MOE_F16; return 1;
+    case MIO_DTYPE_F8_E4M3: *store = HF_ST_F8_E4M3; return 1;
+    case MIO_DTYPE_F8_E8M0: *store = HF_ST_E8M0; return 1;
+    case MIO_DTYPE_U8: *store = HF_ST_U8; return 1;
+    case MIO_DTYPE_I8: *store = HF_ST_I8; return 1;
+    case MIO_DTYPE_I32: *store = HF_ST_I32; return 1;
+    case MIO_DTYPE_I64: *store = HF_ST_I64; return 1;
     default: return 0;
     }
 }
@@ -500,9 +511,11 @@ static int model_lookup(void *user, const char *name, hf_found *out, char *err, 
         snprintf(err, en, "cannot read tensor '%s': %s", name, e);
         return -1;
     }
-    if (!dtype_of(t->dtype, &out->dtype)) {
-        snprintf(err, en, "tensor '%s' has unsupported dtype %s (moe.h takes F32, BF16, F16)",
-                 name, mio_dtype_name(t->dtype));
+    out->dtype = MOE_F32;
+    if (!dtype_of(t->dtype, &out->dtype, &out->store)) {
+        snprintf(err, en, "tensor '%s' has unsupported dtype %s (moe.h takes F32, BF16, F16; "
+                 "quantized checkpoints F8_E4M3, U8, I32 and their scales)", name,
+                 mio_dtype_name(t->dtype));
         return -1;
     }
     out->data = t->data; /* moe.h reads sources through memcpy: alignment does not matter */
@@ -661,8 +674,7 @@ static int run_model(const opts *o) {
     if (check_not_inputs(outs, o->input, dir, &model)) goto done;
 
     int E = plan.cfg.n_experts;
-    size_t cap = 0;
-    for (int i = 0; i < plan.n; i++) cap += plan.t[i].per_expert ? (size_t)E : 1;
+    size_t cap = plan.n_lookups;
     ld = cli_calloc(1, sizeof *ld + cap * sizeof *ld->used);
     if (!ld) { fprintf(stderr, "moe: out of memory\n"); goto done; }
     ld->cap = cap;

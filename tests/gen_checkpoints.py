@@ -23,7 +23,10 @@ tests/checkpoints/cases.txt lists the cases: name, directory, --layer, file stem
 
 The references are the float64 renderings of each family's HF modeling code in
 tests/gen_golden.py (same operations in the same order), evaluated on the stored weights
-(bf16/f16 values rounded first, x rounded to f32). Draws whose routing has a near-tie (margin
+(bf16/f16 values rounded first, x rounded to f32). The quantized checkpoints (a
+quantization_config: fp8 blocks, compressed-tensors FP8 per channel and INT4, gpt-oss MXFP4)
+store their expert matrices quantized here as each format defines, and the reference runs on
+the exactly dequantized values (codes times scales, in float64). Draws whose routing has a near-tie (margin
 < 1e-4 relative between adjacent keys, group ranks, sparsemixer thresholds) are rejected and
 redrawn, as gen_golden.py does. Deterministic: fixed seeds, sorted JSON, no timestamps.
 """
@@ -41,8 +44,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_golden as G  # noqa: E402
 
 F32, BF16, F16 = G.F32, G.BF16, G.F16
-ST_DTYPE = {F32: "F32", BF16: "BF16", F16: "F16"}
-ST_SIZE = {F32: 4, BF16: 2, F16: 2}
+# the plain dtypes by gen_golden's codes; the storage dtypes of quantized tensors by name
+ST_DTYPE = {F32: "F32", BF16: "BF16", F16: "F16", "F8_E4M3": "F8_E4M3", "U8": "U8", "I32": "I32"}
+ST_SIZE = {F32: 4, BF16: 2, F16: 2, "F8_E4M3": 1, "U8": 1, "I32": 4}
 
 
 # ---- safetensors and npy writers --------------------------------------------------------------
@@ -126,12 +130,15 @@ def decoder_extras(d, n_layers, dense_layers, mlp="mlp.", ff_dense=32, root="mod
 CASES = []
 
 
-def case(name, family, config, ref_cfg, builder, dtype, T, moe, extras, sharded, gen=None, variants=()):
+def case(name, family, config, ref_cfg, builder, dtype, T, moe, extras, sharded, gen=None, variants=(),
+         quant=None):
     """variants: (suffix, reference function, CLI flags): each tested layer is also run with the
-    flags against that reference, as case <stem><suffix>."""
+    flags against that reference, as case <stem><suffix>. quant: for a quantized checkpoint, a
+    function (key, float64 array) -> None (stored plain, as dtype says) or (the dequantized
+    float64 values, [(key, storage dtype, shape, raw bytes), ...]: the tensors that store it)."""
     CASES.append(dict(name=name, family=family, config=config, ref_cfg=ref_cfg, builder=builder,
                       dtype=dtype, T=T, moe=moe, extras=extras, sharded=sharded, gen=gen or {},
-                      variants=variants))
+                      variants=variants, quant=quant))
 
 
 # Mixtral: 2 layers, both MoE; layer 1 tested; BF16, sharded
@@ -356,6 +363,212 @@ from_golden("nemotron_h_latent_bf16", name="nemotron_h_latent", sharded=True)
 from_golden("gemma4")
 
 
+# ---- quantized checkpoints --------------------------------------------------------------------
+# The layouts the Hub's quantized MoE checkpoints ship (quantization_config in config.json),
+# written from float64 draws quantized here as the formats define them; the reference runs on
+# the exactly dequantized stored weights (float64 products of codes and scales, no rounding), so
+# it is the checkpoint's own math. torch 1.13 has no float8 dtype: E4M3 is encoded from its
+# definition (OCP 8-bit floating point, "fn": no infinities, 0x7f/0xff NaN, max 448).
+
+def _e4m3_table():
+    v = np.empty(256)
+    for c in range(256):
+        e, m = (c >> 3) & 15, c & 7
+        mag = np.nan if (e == 15 and m == 7) else (m / 8.0) * 2.0 ** -6 if e == 0 else (1 + m / 8.0) * 2.0 ** (e - 7)
+        v[c] = -mag if c & 0x80 else mag
+    return v
+
+
+E4M3 = _e4m3_table()
+assert E4M3[0x7E] == 448.0 and E4M3[0x08] == 2.0 ** -6 and E4M3[0x01] == 2.0 ** -9 and E4M3[0xC0] == -2.0
+FP4 = np.array([0, .5, 1, 1.5, 2, 3, 4, 6, -0.0, -.5, -1, -1.5, -2, -3, -4, -6])  # E2M1, OCP MX
+
+
+def _nearest_code(a, values):
+    """Index of the nearest of the increasing non-negative `values` to each |a|, ties to the
+    even index (round to nearest even: an even code has an even last mantissa bit)."""
+    i = np.clip(np.searchsorted(values, a), 1, len(values) - 1)
+    lo, hi = values[i - 1], values[i]
+    up = (hi - a < a - lo) | ((hi - a == a - lo) & (i % 2 == 0))
+    return np.where(up, i, i - 1)
+
+
+def e4m3_encode(x):
+    """E4M3 codes of x (|x| <= 448), nearest even."""
+    code = _nearest_code(np.abs(x), E4M3[:0x7F])
+    return (code | np.where(np.signbit(x), 0x80, 0)).astype(np.uint8)
+
+
+def fp8_blocks(w, bo, bi, scale_dt):
+    """w [N][K] -> (dequantized, E4M3 bytes, scales [ceil(N/bo)][ceil(K/bi)] as stored, their
+    raw bytes): DeepSeek-V3's scheme, s = amax / 448 per tile, rounded to the scale dtype; the
+    last tiles are partial. The scale is the multiplier (weight_scale_inv despite the name)."""
+    N, K = w.shape
+    nb, kb = -(-N // bo), -(-K // bi)
+    s = np.array([[np.abs(w[i * bo:(i + 1) * bo, j * bi:(j + 1) * bi]).max() / 448.0 for j in range(kb)]
+                  for i in range(nb)])
+    sv, sraw = G._round(s, scale_dt)
+    S = np.repeat(np.repeat(sv, bo, 0), bi, 1)[:N, :K]
+    q = e4m3_encode(np.clip(w / S, -448.0, 448.0))
+    return E4M3[q] * S, q.tobytes(), sv, sraw
+
+
+def int4_groups(w, scale_dt):
+    """w [N][K] -> (dequantized, I32 words [N][K/8], scales [N][K/32] as stored, raw):
+    compressed-tensors pack-quantized symmetric int4, group 32: s = amax / 7 rounded to the
+    scale dtype, q = nearest-even(w / s) in -8..7, element 8c + i in bits 4i.. of word c as q + 8
+    (compressors/quantized_compressors/pack_quantized.py)."""
+    N, K = w.shape
+    g = w.reshape(N, K // 32, 32)
+    sv, sraw = G._round(np.abs(g).max(-1) / 7.0, scale_dt)
+    q = np.clip(np.rint(g / sv[..., None]), -8, 7)
+    u = (q + 8).astype(np.uint32).reshape(N, K // 8, 8)
+    words = np.zeros((N, K // 8), np.uint32)
+    for i in range(8):
+        words |= u[..., i] << np.uint32(4 * i)
+    return (q * sv[..., None]).reshape(N, K), words.astype("<u4").tobytes(), sv, sraw
+
+
+def mxfp4_blocks(w):
+    """w [..][K] (K = inputs) -> (dequantized, _blocks [..][K/32][16] bytes, _scales [..][K/32]
+    bytes): OCP MXFP4, X = 2^(floor(log2 amax) - 2) per 32 as an E8M0 byte (x + 127), E2M1 codes
+    nearest even (clamped to +-6), byte j of a block: element 2j low nibble, 2j + 1 high
+    (transformers integrations/mxfp4.py convert_moe_packed_tensors)."""
+    g = w.reshape(w.shape[:-1] + (w.shape[-1] // 32, 32))
+    e = np.floor(np.log2(np.abs(g).max(-1))) - 2
+    X = 2.0 ** e
+    v = np.clip(g / X[..., None], -6.0, 6.0)
+    code = _nearest_code(np.abs(v), FP4[:8]) | np.where(np.signbit(v), 8, 0)
+    blocks = (code[..., 0::2] | (code[..., 1::2] << 4)).astype(np.uint8)
+    return (FP4[code] * X[..., None]).reshape(w.shape), blocks, (e + 127).astype(np.uint8)
+
+
+def q_fp8(block=(128, 128), scale_dt=F32, suffix="_scale_inv", channel=False, plain=()):
+    """Quantized storage of fp8 checkpoints: every 2-D `*.weight` of a linear (experts,
+    shared experts, attention, dense MLPs) except the router and the keys in `plain`."""
+    def q(k, a):
+        if not k.endswith("proj.weight") or a.ndim != 2 or any(p in k for p in plain):
+            return None
+        bo, bi = (1, a.shape[1]) if channel else block
+        vals, codes, sv, sraw = fp8_blocks(a, bo, bi, scale_dt)
+        sk = k[:-len("weight")] + "weight_scale" if suffix == "_scale" else k + suffix
+        return vals, [(k, "F8_E4M3", a.shape, codes), (sk, scale_dt, sv.shape, sraw)]
+    return q
+
+
+def q_int4(scale_dt=BF16, plain=()):
+    def q(k, a):
+        if not k.endswith("proj.weight") or a.ndim != 2 or any(p in k for p in plain):
+            return None
+        vals, words, sv, sraw = int4_groups(a, scale_dt)
+        base = k[:-len("weight")]
+        shape = np.array(a.shape, "<i4").tobytes()
+        return vals, [(base + "weight_packed", "I32", (a.shape[0], a.shape[1] // 8), words),
+                      (base + "weight_scale", scale_dt, sv.shape, sraw), (base + "weight_shape", "I32", (2,), shape)]
+    return q
+
+
+def q_gpt_oss_mxfp4(k, a):
+    """gpt-oss: the experts' fused [E][in][out] matrices are stored [E][out][in] as MXFP4."""
+    if k not in ("experts.gate_up_proj", "experts.down_proj"):
+        return None
+    vals, blocks, scales = mxfp4_blocks(np.ascontiguousarray(a.transpose(0, 2, 1)))
+    return vals.transpose(0, 2, 1), [(k + "_blocks", "U8", blocks.shape, blocks.tobytes()),
+                                     (k + "_scales", "U8", scales.shape, scales.tobytes())]
+
+
+def quant_extras(d, n_layers, dense_layers, ff_dense=32, vocab=16):
+    """The other tensors of a small quantized checkpoint: embeddings, norms, and the dense MLP
+    of the dense layers (quantized like the experts), no attention (to keep the files small)."""
+    s = {"model.embed_tokens.weight": (vocab, d), "model.norm.weight": (d,), "lm_head.weight": (vocab, d)}
+    for L in range(n_layers):
+        p = "model.layers.%d." % L
+        s[p + "input_layernorm.weight"] = (d,)
+        s[p + "post_attention_layernorm.weight"] = (d,)
+        if L in dense_layers:
+            s.update(dense_mlp(p + "mlp.", d, ff_dense))
+    return s
+
+
+# DeepSeek-V3 FP8 (deepseek-ai/DeepSeek-V3 config.json): 128 x 128 blocks with F32 scales,
+# hidden 136 and width 72 so that every matrix has partial tail blocks (gate/up [72][136] ->
+# scales [1][2], down [136][72] -> [2][1]); the router and its bias stay plain; shared experts
+# quantized too.
+c = dict(model_type="deepseek_v3", architectures=["DeepseekV3ForCausalLM"], hidden_size=136, intermediate_size=32,
+         moe_intermediate_size=72, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, n_group=1,
+         topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.5, scoring_func="sigmoid",
+         topk_method="noaux_tc", first_k_dense_replace=1, moe_layer_freq=1, num_hidden_layers=2,
+         hidden_act="silu", vocab_size=16, torch_dtype="bfloat16",
+         quantization_config=dict(activation_scheme="dynamic", fmt="e4m3", quant_method="fp8",
+                                  weight_block_size=[128, 128]))
+case("deepseek_v3_fp8", G.deepseek_v3, c, c, G.build_deepseek_v3,
+     {"gate.weight": BF16, "gate.e_score_correction_bias": F32, "*": BF16}, 12,
+     [("1", "model.layers.1.mlp.", True)], quant_extras(136, 2, [0]), True, quant=q_fp8())
+
+# Qwen3-MoE "-FP8" (Qwen/Qwen3-30B-A3B-FP8 config.json): BF16 scale_inv, the router listed in
+# modules_to_not_convert with the norms; hidden 64 < 128, so each matrix is one partial tile.
+skip = ["lm_head"] + ["model.layers.%d.%s" % (L, m) for L in range(2)
+                      for m in ("input_layernorm", "mlp.gate", "post_attention_layernorm")]
+c = dict(model_type="qwen3_moe", architectures=["Qwen3MoeForCausalLM"], hidden_size=64, intermediate_size=32,
+         moe_intermediate_size=32, num_experts=8, num_experts_per_tok=2, norm_topk_prob=True,
+         decoder_sparse_step=1, mlp_only_layers=[0], num_hidden_layers=2, hidden_act="silu", vocab_size=16,
+         torch_dtype="bfloat16",
+         quantization_config=dict(activation_scheme="dynamic", fmt="e4m3", modules_to_not_convert=skip,
+                                  quant_method="fp8", weight_block_size=[128, 128]))
+case("qwen3_moe_fp8", G.qwen3_moe, c, c, softmax_family(), BF16, 8,
+     [("1", "model.layers.1.mlp.", True)], quant_extras(64, 2, [0]), False, dict(_ff=32, _E=8),
+     quant=q_fp8(scale_dt=BF16))
+
+# Kimi-K2-Thinking's compressed-tensors INT4 (moonshotai/Kimi-K2-Thinking config.json): routed
+# experts pack-quantized, group 32, BF16 scales; the ignore list keeps the shared experts, the
+# dense MLPs and attention in BF16 ("re:" patterns).
+ignore = ["lm_head", "re:.*self_attn.*", "re:.*shared_experts.*", "re:.*mlp\\.(gate|up|gate_up|down)_proj.*"]
+qc = dict(config_groups=dict(group_0=dict(input_activations=None, output_activations=None, targets=["Linear"],
+                                          weights=dict(actorder=None, block_structure=None, dynamic=False,
+                                                       group_size=32, num_bits=4, observer="minmax",
+                                                       observer_kwargs={}, strategy="group", symmetric=True,
+                                                       type="int"))),
+          format="pack-quantized", ignore=ignore, kv_cache_scheme=None, quant_method="compressed-tensors",
+          quantization_status="compressed")
+c = dict(model_type="kimi_k2", architectures=["DeepseekV3ForCausalLM"], hidden_size=64, intermediate_size=32,
+         moe_intermediate_size=32, n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1, n_group=1,
+         topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.827, scoring_func="sigmoid",
+         topk_method="noaux_tc", first_k_dense_replace=1, num_hidden_layers=2, hidden_act="silu", vocab_size=16,
+         torch_dtype="bfloat16", quantization_config=qc)
+case("kimi_k2_int4", G.kimi_k2, c, c, G.build_deepseek_v3,
+     {"gate.e_score_correction_bias": F32, "*": BF16}, 8,
+     [("1", "model.layers.1.mlp.", True)], quant_extras(64, 2, [0]), False,
+     quant=q_int4(plain=("shared_experts.", "model.layers.0.mlp.")))
+
+# compressed-tensors float-quantized, FP8 per output channel (GLM-4.x-FP8 style): weight_scale
+# [N][1] F32; widths 48 and 24, not multiples of 32.
+qc = dict(config_groups=dict(group_0=dict(input_activations=dict(dynamic=True, num_bits=8, strategy="token",
+                                                                 symmetric=True, type="float"),
+                                          targets=["Linear"],
+                                          weights=dict(dynamic=False, num_bits=8, observer="minmax",
+                                                       strategy="channel", symmetric=True, type="float"))),
+          format="float-quantized", ignore=["lm_head", "re:.*mlp.gate$"], quant_method="compressed-tensors",
+          quantization_status="compressed")
+c = dict(model_type="glm4_moe", architectures=["Glm4MoeForCausalLM"], hidden_size=48, intermediate_size=32,
+         moe_intermediate_size=24, n_routed_experts=8, num_experts_per_tok=3, n_shared_experts=1, n_group=1,
+         topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.5, first_k_dense_replace=1,
+         num_hidden_layers=2, hidden_act="silu", vocab_size=16, torch_dtype="bfloat16", quantization_config=qc)
+case("glm4_moe_fp8", G.glm4_moe, c, c, G.build_deepseek_v3,
+     {"gate.e_score_correction_bias": F32, "*": BF16}, 7,
+     [("1", "model.layers.1.mlp.", True)], quant_extras(48, 2, [0]), False,
+     quant=q_fp8(scale_dt=F32, suffix="_scale", channel=True))
+
+# gpt-oss MXFP4 (openai/gpt-oss-20b config.json): the experts' _blocks/_scales, router and biases
+# in BF16.
+c = dict(model_type="gpt_oss", architectures=["GptOssForCausalLM"], hidden_size=64, intermediate_size=32,
+         num_local_experts=4, num_experts_per_tok=2, swiglu_limit=7.0, num_hidden_layers=1, vocab_size=16,
+         torch_dtype="bfloat16",
+         quantization_config=dict(modules_to_not_convert=["model.layers.*.self_attn", "model.layers.*.mlp.router",
+                                                          "model.embed_tokens", "lm_head"], quant_method="mxfp4"))
+case("gpt_oss_mxfp4", G.gpt_oss, c, c, G.build_gpt_oss, BF16, 9,
+     [("0", "model.layers.0.mlp.", True)], quant_extras(64, 1, []), False, quant=q_gpt_oss_mxfp4)
+
+
 # ---- generation -------------------------------------------------------------------------------
 
 def dtype_of(spec, name):
@@ -383,9 +596,13 @@ def draw_layer(cs, seed, tested):
         w_np, x_np = cs["builder"](dr, cfg, cs["T"])
         w = {}
         for k in sorted(w_np):
+            stored = cs["quant"](k, w_np[k]) if cs["quant"] else None
+            if stored:
+                w[k] = stored
+                continue
             dt = dtype_of(cs["dtype"], k)
             vals, raw = G._round(w_np[k], dt)
-            w[k] = (vals, dt, raw)
+            w[k] = (vals, [(k, dt, vals.shape, raw)])
         xv, _ = G._round(x_np, F32)
         if not tested:
             return w, xv, None, None, None
@@ -438,11 +655,17 @@ def main():
         dr = G.Draw(90000 + ci)
         for name in sorted(cs["extras"]):
             shape = cs["extras"][name]
+            if cs["quant"]:  # quantized checkpoints quantize their other linears too
+                a = dr.vec(shape, 0.1)
+                stored = cs["quant"](name, a)
+                tensors.extend(stored[1] if stored else [(name, store_dt, shape, G._round(a, store_dt)[1])])
+                continue
             tensors.append((name, store_dt, shape, extra_tensor(dr, shape, store_dt)))
         for li, (spec, prefix, tested) in enumerate(cs["moe"]):
             w, x, y, ex, wt = draw_layer(cs, 100 * (ci + 1) + li, tested)
-            for k, (vals, dt, raw) in w.items():
-                tensors.append((G.hub_name(prefix, "", k), dt, vals.shape, raw))
+            for k, (vals, stored) in w.items():
+                for sk, dt, shape, raw in stored:
+                    tensors.append((G.hub_name(prefix, "", sk), dt, shape, raw))
             if tested:
                 runs = [("", y, ex, wt, "")]
                 for suffix, family, flags in cs["variants"]:

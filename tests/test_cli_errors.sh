@@ -110,6 +110,57 @@ expect_fail "corrupt header JSON" "model\.safetensors" --model "$tmp/olmoe" --la
 fixture olmoe; rm "$tmp/olmoe/model.safetensors"
 expect_fail "no safetensors" "model\.safetensors" --model "$tmp/olmoe" --layer 0 --input "$X"
 
+# -- quantized checkpoints (quantization_config)
+XQ8=$CK/qwen3_moe_fp8/qwen3_moe_fp8.1.x.npy
+XD8=$CK/deepseek_v3_fp8/deepseek_v3_fp8.1.x.npy
+XK4=$CK/kimi_k2_int4/kimi_k2_int4.1.x.npy
+fixture qwen3_moe_fp8; sed -i 's/"quant_method": "fp8"/"quant_method": "awq"/' "$tmp/qwen3_moe_fp8/config.json"
+expect_fail "unknown quant_method" "config\.json: quantization_config\.quant_method 'awq' is not supported \(fp8, compressed-tensors, mxfp4\)" --model "$tmp/qwen3_moe_fp8" --layer 1 --input "$XQ8"
+fixture qwen3_moe_fp8; sed -i 's/"fmt": "e4m3"/"fmt": "e5m2"/' "$tmp/qwen3_moe_fp8/config.json"
+expect_fail "fp8 fmt e5m2" "quantization_config\.fmt 'e5m2' is not supported \(e4m3\)" --model "$tmp/qwen3_moe_fp8" --layer 1 --input "$XQ8"
+fixture qwen3_moe_fp8   # rename one scale tensor (same length, so the file stays valid)
+perl -0777 -pi -e 's/experts\.3\.up_proj\.weight_scale_inv/experts.3.up_proj.weight_scale_inx/' "$tmp/qwen3_moe_fp8/model.safetensors"
+expect_fail "missing weight_scale_inv" "missing tensor 'model\.layers\.1\.mlp\.experts\.3\.up_proj\.weight_scale_inv', the scales of 'model\.layers\.1\.mlp\.experts\.3\.up_proj\.weight' \(quantization_config: fp8" --model "$tmp/qwen3_moe_fp8" --layer 1 --input "$XQ8"
+fixture deepseek_v3_fp8; perl -0777 -pi -e 's/"weight_block_size": \[\s*128,\s*128\s*\]/"weight_block_size": [64, 64]/' "$tmp/deepseek_v3_fp8/config.json"
+expect_fail "wrong scale shape" "tensor 'model\.layers\.1\.mlp\.experts\.0\.gate_proj\.weight_scale_inv' has wrong shape \[1, 2\], expected \[2, 3\] for the scales of 'model\.layers\.1\.mlp\.experts\.0\.gate_proj\.weight' \(quantization_config: fp8, blocks \[64, 64\]\)" --model "$tmp/deepseek_v3_fp8" --layer 1 --input "$XD8"
+fixture deepseek_v3_fp8; perl -0777 -pi -e 's/"weight_block_size": \[\s*128,\s*128\s*\]/"weight_block_size": null/' "$tmp/deepseek_v3_fp8/config.json"
+expect_fail "fp8 per-tensor scales" "weight_block_size is null \(one scale per tensor\): not supported" --model "$tmp/deepseek_v3_fp8" --layer 1 --input "$XD8"
+fixture qwen3_moe_fp8   # a scale tensor of another 2-byte dtype (a space keeps the header's length)
+perl -0777 -pi -e 's/("model\.layers\.1\.mlp\.experts\.0\.gate_proj\.weight_scale_inv":\{"data_offsets":\[\d+,\d+\],"dtype":")BF16",/${1}I16", /' "$tmp/qwen3_moe_fp8/model.safetensors"
+expect_fail "scale of an unsupported dtype" "unsupported dtype I16|has dtype I16" --model "$tmp/qwen3_moe_fp8" --layer 1 --input "$XQ8"
+fixture qwen3_moe_fp8; perl -0777 -pi -e 's/"quantization_config": \{[^}]*\},?//s' "$tmp/qwen3_moe_fp8/config.json"
+expect_fail "FP8 weights, no quantization_config" "'model\.layers\.1\.mlp\.experts\.0\.gate_proj\.weight' has unsupported dtype F8_E4M3.*quantized expert weights need config\.json's quantization_config" --model "$tmp/qwen3_moe_fp8" --layer 1 --input "$XQ8"
+fixture qwen3_moe; sed -i 's/"num_experts": 16,/"num_experts": 16, "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]},/' "$tmp/qwen3_moe/config.json"
+expect_fail "quantization_config, plain weights" "tensor 'model\.layers\.1\.mlp\.experts\.0\.gate_proj\.weight' has dtype F16, expected F8_E4M3 \(quantization_config: fp8" --model "$tmp/qwen3_moe" --layer 1 --input "$CK/qwen3_moe/qwen3_moe.1.x.npy"
+fixture qwen3_moe_fp8; sed -i 's/"lm_head",/"lm_head", "model.layers.1.mlp.experts.2",/' "$tmp/qwen3_moe_fp8/config.json"
+expect_fail "ignore list names one expert" "modules_to_not_convert \('model\.layers\.1\.mlp\.experts\.2'\) names 1 of the 8 experts of 'model\.layers\.1\.mlp\.experts\.0\.gate_proj': one dtype per expert set" --model "$tmp/qwen3_moe_fp8" --layer 1 --input "$XQ8"
+fixture qwen3_moe_fp8; sed -i 's/"lm_head",/"lm_head", "model.layers.*.mlp.experts",/' "$tmp/qwen3_moe_fp8/config.json"
+expect_fail "ignore list names FP8 experts" "'model\.layers\.1\.mlp\.experts\.0\.gate_proj\.weight' has unsupported dtype F8_E4M3: its module is listed in quantization_config's ignore list" --model "$tmp/qwen3_moe_fp8" --layer 1 --input "$XQ8"
+fixture qwen3_moe_fp8; sed -i 's/"lm_head",/"lm_head", "model.layers.(?=1)",/' "$tmp/qwen3_moe_fp8/config.json"
+expect_fail "ignore regex unsupported" "modules_to_not_convert entry 'model\.layers\.\(\?=1\)' uses regular-expression syntax this loader does not take" --model "$tmp/qwen3_moe_fp8" --layer 1 --input "$XQ8"
+fixture kimi_k2_int4; sed -i 's/"num_bits": 4/"num_bits": 8/' "$tmp/kimi_k2_int4/config.json"
+expect_fail "unsupported num_bits" "compressed-tensors pack-quantized weights with num_bits 8, type 'int', symmetric, strategy 'group', group_size 32 are not supported \(4-bit int, symmetric, group, group_size 32\)" --model "$tmp/kimi_k2_int4" --layer 1 --input "$XK4"
+fixture kimi_k2_int4; sed -i 's/"group_size": 32/"group_size": 128/; s/"symmetric": true/"symmetric": false/' "$tmp/kimi_k2_int4/config.json"
+expect_fail "asymmetric, group 128" "pack-quantized weights with num_bits 4, type 'int', asymmetric, strategy 'group', group_size 128 are not supported" --model "$tmp/kimi_k2_int4" --layer 1 --input "$XK4"
+fixture kimi_k2_int4; sed -i 's/"format": "pack-quantized"/"format": "nvfp4-pack-quantized"/' "$tmp/kimi_k2_int4/config.json"
+expect_fail "compressed-tensors format" "compressed-tensors format 'nvfp4-pack-quantized' is not supported \(float-quantized, pack-quantized\)" --model "$tmp/kimi_k2_int4" --layer 1 --input "$XK4"
+fixture kimi_k2_int4   # a weight_shape that disagrees with config.json
+perl -0777 -pi -e 's/experts\.5\.down_proj\.weight_shape/experts.5.down_proj.weight_shapf/' "$tmp/kimi_k2_int4/model.safetensors"
+expect_fail "missing weight_shape" "missing tensor 'model\.layers\.1\.mlp\.experts\.5\.down_proj\.weight_shape', the shape of 'model\.layers\.1\.mlp\.experts\.5\.down_proj\.weight_packed'" --model "$tmp/kimi_k2_int4" --layer 1 --input "$XK4"
+fixture kimi_k2_int4; sed -i '/"re:\.\*shared_experts\.\*",/d' "$tmp/kimi_k2_int4/config.json"
+expect_fail "shared experts not ignored" "missing tensor 'model\.layers\.1\.mlp\.shared_experts\.gate_proj\.weight_packed'; the checkpoint has 'model\.layers\.1\.mlp\.shared_experts\.gate_proj\.weight' unquantized: is its module missing from quantization_config's ignore list\?" --model "$tmp/kimi_k2_int4" --layer 1 --input "$XK4"
+fixture kimi_k2_int4; sed -i 's/"lm_head",/"lm_head", "re:.*experts\\\\.[0-9]+\\\\.",/' "$tmp/kimi_k2_int4/config.json"
+expect_fail "ignore list names INT4 experts" "missing tensor 'model\.layers\.1\.mlp\.experts\.0\.gate_proj\.weight'; the checkpoint has 'model\.layers\.1\.mlp\.experts\.0\.gate_proj\.weight_packed', quantized: its module is in quantization_config's ignore list" --model "$tmp/kimi_k2_int4" --layer 1 --input "$XK4"
+fixture gpt_oss; sed -i 's/"num_local_experts": 8,/"num_local_experts": 8, "quantization_config": {"quant_method": "mxfp4"},/' "$tmp/gpt_oss/config.json"
+expect_fail "mxfp4, width not of 32" "mxfp4: 'mlp\.experts\.gate_up_proj' has 24 inputs, not a multiple of 32" --model "$tmp/gpt_oss" --layer 0 --input "$CK/gpt_oss/gpt_oss.0.x.npy"
+fixture gpt_oss_mxfp4
+perl -0777 -pi -e 's/experts\.down_proj_scales/experts.down_proj_scalez/' "$tmp/gpt_oss_mxfp4/model.safetensors"
+expect_fail "missing mxfp4 _scales" "missing tensor 'model\.layers\.0\.mlp\.experts\.down_proj_scales', the scales of 'model\.layers\.0\.mlp\.experts\.down_proj_blocks' \(quantization_config: mxfp4\)" --model "$tmp/gpt_oss_mxfp4" --layer 0 --input "$CK/gpt_oss_mxfp4/gpt_oss_mxfp4.0.x.npy"
+fixture olmoe; sed -i 's/"num_experts": 8,/"num_experts": 8, "quantization_config": {"quant_method": "mxfp4"},/' "$tmp/olmoe/config.json"
+expect_fail "mxfp4 on another family" "'mxfp4' is supported for gpt_oss's fused experts.*olmoe's 'mlp\.experts\.\{e\}\.gate_proj\.weight' is not one" --model "$tmp/olmoe" --layer 0 --input "$X"
+fixture llama4; sed -i 's/"model_type": "llama4",/"model_type": "llama4", "quantization_config": {"quant_method": "fp8"},/' "$tmp/llama4/config.json"
+expect_fail "fp8 on [in][out] experts" "quantization_config \(fp8, blocks \[128, 128\]\) on llama4's 'feed_forward\.experts\.gate_up_proj' \(stored \[in\]\[out\]\) is not supported" --model "$tmp/llama4" --layer 1 --input "$CK/llama4/llama4.1.x.npy"
+
 # -- files that are not regular files (a FIFO blocked the reader forever)
 fixture olmoe; rm "$tmp/olmoe/config.json"; mkfifo "$tmp/olmoe/config.json"
 expect_fail "config.json is a FIFO" "config\.json: not a regular file \(a FIFO\)" --model "$tmp/olmoe" --layer 0 --input "$X"

@@ -204,10 +204,12 @@ int main(void) {
         return 1;
     }
     const char *ck = "tests/checkpoints";
-    char d[4][128], x[4][300];
-    const char *cases[4][3] = {{"olmoe", "0", "olmoe.0"}, {"mixtral", "1", "mixtral.1"},
-                               {"qwen2_moe", "1", "qwen2_moe.1"}, {"gpt_oss", "0", "gpt_oss.0"}};
-    for (int i = 0; i < 4; i++) {
+    char d[5][128], x[5][300];
+    /* kimi_k2_int4: a quantized checkpoint (the ignore list's matching, the scale arrays) */
+    const char *cases[5][3] = {{"olmoe", "0", "olmoe.0"}, {"mixtral", "1", "mixtral.1"},
+                               {"qwen2_moe", "1", "qwen2_moe.1"}, {"gpt_oss", "0", "gpt_oss.0"},
+                               {"kimi_k2_int4", "1", "kimi_k2_int4.1"}};
+    for (int i = 0; i < 5; i++) {
         snprintf(d[i], sizeof d[i], "%s/%s", ck, cases[i][0]);
         snprintf(x[i], sizeof x[i], "%s/%s/%s.x.npy", ck, cases[i][0], cases[i][2]);
         test_cli_case(cases[i][0], d[i], cases[i][1], x[i], NULL);

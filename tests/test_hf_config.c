@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
@@ -138,10 +139,109 @@ static void test_nul(void) {
     CHECK_INT(p.cfg.n_experts, 64);
 }
 
+/* The ignore-list patterns: Python re.match semantics (a prefix of the name must match), on
+   the entries real quantization_configs hold (Kimi-K2-Thinking, RedHat FP8, gpt-oss). */
+static void test_regex(void) {
+    static const struct { const char *re, *s; int want; } t[] = {
+        {".*shared_experts.*", "model.layers.3.mlp.shared_experts.gate_proj", 1},
+        {".*shared_experts.*", "model.layers.3.mlp.experts.0.gate_proj", 0},
+        {".*mlp\\.(gate|up|gate_up|down)_proj.*", "model.layers.0.mlp.down_proj", 1},
+        {".*mlp\\.(gate|up|gate_up|down)_proj.*", "model.layers.1.mlp.experts.7.down_proj", 0},
+        {".*mlp.gate$", "model.layers.1.mlp.gate", 1},
+        {".*mlp.gate$", "model.layers.1.mlp.gate_proj", 0},
+        {"model.layers.*.mlp.router", "model.layers.12.mlp.router", 1},
+        {"model.layers.*.mlp.router", "model.layers.12.mlp.experts", 0},
+        {"model.layers.1", "model.layers.12.mlp", 1},           /* re.match: a prefix */
+        {"lm_head", "model.lm_head", 0},
+        {"^model\\.layers\\.[0-9]+\\.self_attn", "model.layers.40.self_attn.q_proj", 1},
+        {"[^m]odel", "model", 0},
+        {"(?:a|b)+c?$", "abba", 1},
+        {"a*?b", "aaab", 1},
+        {"x\\d\\w\\s", "x7_ ", 1},
+        {"(a*)*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0}, /* no exponential backtracking */
+        {"", "anything", 1},
+    };
+    static const char *const bad[] = {"(?=x)", "a{2}", "*a", "(ab", "ab)", "\\1", "[ab"};
+    hf_rx *r = (hf_rx *)malloc(sizeof *r);
+    if (!r) { n_fail++; return; }
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        int got = hf_rx_compile(r, t[i].re) ? -1 : hf_rx_run(r, t[i].s);
+        if (got == t[i].want) n_pass++;
+        else {
+            n_fail++;
+            printf("%s:%d: re.match('%s', '%s') = %d, expected %d\n", __FILE__, __LINE__, t[i].re,
+                   t[i].s, got, t[i].want);
+        }
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        if (hf_rx_compile(r, bad[i])) n_pass++;
+        else {
+            n_fail++;
+            printf("%s:%d: '%s' compiled, expected unsupported\n", __FILE__, __LINE__, bad[i]);
+        }
+    }
+    free(r);
+}
+
+/* quantization_config: what the plan records, and the errors that need no checkpoint */
+static void test_quant(void) {
+    hf_plan p;
+    char err[1024];
+    const char *ds = "{\"model_type\": \"deepseek_v3\", \"hidden_size\": 160, \"moe_intermediate_size\": 96, "
+                     "\"quantization_config\": {\"quant_method\": \"fp8\", \"weight_block_size\": [128, 128]}}";
+    CHECK_INT(plan(ds, "3", &p, err, sizeof err), 0);
+    int seen = 0;
+    for (int i = 0; i < p.n; i++) {
+        const hf_tensor *t = &p.t[i];
+        if (t->role == HF_ROUTER || t->role == HF_SELECT_BIAS) CHECK_INT(t->qkind, HF_Q_NONE);
+        if (t->role == HF_GATE) {
+            seen++;
+            CHECK(t->qkind == HF_Q_FP8 && !strcmp(t->sname, "mlp.experts.{e}.gate_proj.weight_scale_inv") &&
+                  t->srank == 2 && t->sshape[0] == 1 && t->sshape[1] == 2 && t->block_out == 128);
+        }
+        if (t->role == HF_SH_DOWN) {
+            seen++;
+            CHECK(t->qkind == HF_Q_FP8 && t->sshape[0] == 2 && t->sshape[1] == 1);
+        }
+    }
+    CHECK_INT(seen, 2);
+    const char *gpt = "{\"model_type\": \"gpt_oss\", \"hidden_size\": 64, \"intermediate_size\": 32, "
+                      "\"num_local_experts\": 4, \"quantization_config\": {\"quant_method\": \"mxfp4\"}}";
+    CHECK_INT(plan(gpt, "0", &p, err, sizeof err), 0);
+    for (int i = 0; i < p.n; i++)
+        if (p.t[i].role == HF_GATE_UP)
+            CHECK(p.t[i].qkind == HF_Q_MXFP4 && !strcmp(p.t[i].qname, "mlp.experts.gate_up_proj_blocks") &&
+                  p.t[i].qrank == 4 && p.t[i].qshape[1] == 64 && p.t[i].qshape[2] == 2 &&
+                  p.t[i].qshape[3] == 16 && p.t[i].sshape[2] == 2);
+    EXPECT("{\"model_type\": \"olmoe\", \"quantization_config\": {\"quant_method\": \"gptq\"}}", "0",
+           "quantization_config.quant_method 'gptq' is not supported (fp8, compressed-tensors, mxfp4)");
+    EXPECT("{\"model_type\": \"olmoe\", \"quantization_config\": 3}", "0",
+           "'quantization_config' is a number, expected an object");
+    EXPECT("{\"model_type\": \"olmoe\", \"quantization_config\": {\"fmt\": \"e4m3\"}}", "0",
+           "quantization_config has no 'quant_method'");
+    EXPECT("{\"model_type\": \"olmoe\", \"quantization_config\": {\"quant_method\": \"fp8\", "
+           "\"weight_block_size\": [128]}}", "0", "weight_block_size must be [rows, columns]");
+    EXPECT("{\"model_type\": \"olmoe\", \"quantization_config\": {\"quant_method\": \"compressed-tensors\", "
+           "\"config_groups\": {\"a\": {\"weights\": {}}, \"b\": {\"weights\": {}}}}}", "0",
+           "config_groups must hold one group with 'weights' (it has 2 groups)");
+    EXPECT("{\"model_type\": \"olmoe\", \"intermediate_size\": 40, \"quantization_config\": {\"quant_method\": "
+           "\"compressed-tensors\", \"format\": \"pack-quantized\", \"config_groups\": {\"g\": {\"weights\": "
+           "{\"num_bits\": 4, \"type\": \"int\", \"symmetric\": true, \"strategy\": \"group\", "
+           "\"group_size\": 32}}}}}", "0", "'mlp.experts.{e}.down_proj.weight' has 40 inputs, not a multiple");
+    EXPECT("{\"model_type\": \"olmoe\", \"quantization_config\": {\"quant_method\": \"compressed-tensors\", "
+           "\"format\": \"float-quantized\", \"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, "
+           "\"type\": \"float\", \"strategy\": \"tensor\"}}}}}", "0", "float-quantized strategy 'tensor' is not supported");
+    EXPECT("{\"model_type\": \"olmoe\", \"quantization_config\": {\"quant_method\": \"fp8\", "
+           "\"modules_to_not_convert\": [\"lm_head\", 7]}}", "0",
+           "modules_to_not_convert must be a list of module names");
+}
+
 int main(void) {
     (void)hf_bind; (void)hf_unbind; /* the binding half of hf_config.h is tested by test_golden */
     test_negative_counts();
     test_huge_layers();
     test_nul();
+    test_regex();
+    test_quant();
     return check_summary();
 }

@@ -641,6 +641,38 @@ static void test_safetensors_errors(void)
     if (rc) printf("     %s\n", err);
     mio_safetensors_close(&st);
     free(img);
+    /* the storage dtypes of quantized checkpoints (FP8 block scales, gpt-oss MXFP4 _blocks and
+       _scales, compressed-tensors weight_packed / weight_shape), with their element sizes */
+    img = st_raw("{\"q\":{\"dtype\":\"F8_E4M3\",\"shape\":[2,3],\"data_offsets\":[0,6]},"
+                 "\"s\":{\"dtype\":\"F8_E8M0\",\"shape\":[2],\"data_offsets\":[6,8]},"
+                 "\"u\":{\"dtype\":\"U8\",\"shape\":[1,2,16],\"data_offsets\":[8,40]},"
+                 "\"i\":{\"dtype\":\"I8\",\"shape\":[4],\"data_offsets\":[40,44]},"
+                 "\"w\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[44,60]},"
+                 "\"n\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[60,68]}}", 68, 0, &len);
+    for (size_t i = 0; i < 8; i++) img[len - 8 + i] = (unsigned char)(i % 4 == 0 ? 7 * (i / 4 + 1) : 0);
+    rc = mio_safetensors_open_mem(&st, img, len, "quantized", err, sizeof err);
+    CHECK(rc == MIO_OK && st.n_tensors == 6);
+    if (rc) printf("     %s\n", err);
+    {
+        static const struct { const char *name; int dtype, bits; size_t nelem; } q[] = {
+            {"q", MIO_DTYPE_F8_E4M3, 8, 6}, {"s", MIO_DTYPE_F8_E8M0, 8, 2}, {"u", MIO_DTYPE_U8, 8, 32},
+            {"i", MIO_DTYPE_I8, 8, 4}, {"w", MIO_DTYPE_I32, 32, 4}, {"n", MIO_DTYPE_I32, 32, 2}};
+        for (size_t i = 0; i < sizeof q / sizeof *q; i++) {
+            const mio_tensor *t = rc ? NULL : mio_safetensors_find(&st, q[i].name);
+            int ok = t && t->dtype == q[i].dtype && mio_dtype_bits(t->dtype) == q[i].bits &&
+                     t->nelem == q[i].nelem && t->nbytes == q[i].nelem * (size_t)q[i].bits / 8 &&
+                     mio_dtype_from_name(mio_dtype_name(q[i].dtype)) == q[i].dtype;
+            if (!ok) printf("     quantized storage dtype '%s' read wrong\n", q[i].name);
+            CHECK(ok);
+        }
+        /* a weight_shape [7, 14] read back as little-endian int32 */
+        const mio_tensor *t = rc ? NULL : mio_safetensors_find(&st, "n");
+        int32_t v[2] = {0, 0};
+        if (t) memcpy(v, t->data, 8);
+        CHECK(t && v[0] == 7 && v[1] == 14);
+    }
+    mio_safetensors_close(&st);
+    free(img);
     /* unknown extra keys in an entry are ignored, as the reference implementation does */
     img = st_raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"extra\":{}}}", 4, 0, &len);
     CHECK(mio_safetensors_open_mem(&st, img, len, "ok", err, sizeof err) == MIO_OK);
