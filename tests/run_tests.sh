@@ -74,7 +74,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-4}
 
 # the ISA variants (scalar, avx2) do not rerun the tests of file handling and configuration,
 # which no kernel choice changes
-ISA_SKIP="test_faults test_hf_config"
+ISA_SKIP="test_faults test_hf_config test_gguf_fuzz"
 if want_v native; then variant native "${CC:-cc}" "-std=c99 -O2 -march=native -fopenmp $WARN"; fi
 if want_v scalar; then variant scalar "${CC:-cc}" "-std=c99 -O2 -DMOE_NO_SIMD $WARN" "" "$ISA_SKIP"; fi
 if want_v avx2; then
@@ -113,7 +113,7 @@ fi
 if want_v neon; then
   if have aarch64-linux-gnu-gcc && have qemu-aarch64; then
     variant neon aarch64-linux-gnu-gcc "-std=c99 -O2 -static $WARN" "qemu-aarch64" \
-      "test_io_fuzz test_memory test_accuracy $ISA_SKIP"
+      "test_io_fuzz test_gguf_fuzz test_memory test_accuracy $ISA_SKIP"
     # the sdot (dotprod) kernels of q8/q4, on qemu's "max" CPU
     ONLY="test_kernels test_determinism" \
       variant neon-dotprod aarch64-linux-gnu-gcc "-std=c99 -O2 -static -march=armv8.2-a+dotprod $WARN" "qemu-aarch64 -cpu max"
@@ -121,14 +121,14 @@ if want_v neon; then
 fi
 if want_v valgrind; then
   # memcheck of the unit tests; no -march=native (valgrind knows AVX2, not AVX-512), no OpenMP
-  # (a serial run covers the same code); the fuzzing loops and the fault injection, thousands
-  # of runs, are left to the sanitizer variant
+  # (a serial run covers the same code); the fuzzing loops (test_io_fuzz, test_gguf_fuzz) and
+  # the fault injection, thousands of runs, are left to the sanitizer variant
   if have valgrind; then
     vflags="-std=c99 -O1 -g $WARN"
     if cpu_has avx2 && cpu_has fma; then vflags="$vflags -mavx2 -mfma"; fi
     variant valgrind "${CC:-cc}" "$vflags" \
       "valgrind -q --error-exitcode=99 --child-silent-after-fork=yes --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect" \
-      "test_io_fuzz test_faults"
+      "test_io_fuzz test_gguf_fuzz test_faults"
   else echo "== valgrind"; skipped "valgrind not installed"; fi
 fi
 if want_v fuzz; then
