@@ -19,6 +19,8 @@
 #define MOE_IO_IMPLEMENTATION
 #include "moe_io.h"
 #include "moe_model.h"
+#define MOE_GGUF_IMPLEMENTATION
+#include "moe_gguf.h"
 
 #include <errno.h>
 #include <math.h>
@@ -632,6 +634,158 @@ static void shape_str(char *b, size_t n, int rank, const size_t *shape) {
     if (at < n) snprintf(b + at, n - at, "]");
 }
 
+/* 1 if path is a regular file that starts with "GGUF" (a llama.cpp model file). */
+static int is_gguf(const char *path) {
+    struct stat st;
+    char magic[4];
+    FILE *f;
+    if (stat(path, &st) || !S_ISREG(st.st_mode) || !(f = fopen(path, "rb"))) return 0;
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    return n == 4 && !memcmp(magic, "GGUF", 4);
+}
+
+/* run --model FILE.gguf: the layer from moe_gguf.h, then the same forward and outputs. */
+static int run_gguf(const opts *o) {
+    char err[MIO_ERR_SIZE + 4096], e2[MIO_ERR_SIZE], sh[MIO_NPY_MAX_RANK * 22 + 4], what[160];
+    int rc = 1, rank = 0, opened = 0;
+    size_t shape[MIO_NPY_MAX_RANK], oshape[MIO_NPY_MAX_RANK];
+    float *x = NULL, *y = NULL, *wt = NULL;
+    int32_t *ex = NULL;
+    int64_t *load = NULL, layer_ix;
+    moe_layer *layer = NULL;
+    moe_workspace ws = {0};
+    ws.data = NULL, ws.size = 0, ws.n_threads = o->threads;
+    const char *const outs[3] = {o->output, o->experts_out, o->weights_out};
+    mio_outputs written;
+    mgg_file g;
+    mgg_layer *L = NULL;
+    char *end = NULL;
+
+    mio_outputs_init(&written);
+    if (!o->layer || !o->input || !o->output) {
+        fprintf(stderr, "moe: run --model needs --layer, --input and --output (see moe --help)\n");
+        return 2;
+    }
+    if (check_outputs(outs)) return 1;
+    errno = 0;
+    layer_ix = strtoll(o->layer, &end, 10);
+    if (!o->layer[0] || *end || errno || layer_ix < 0) {
+        fprintf(stderr, "moe: bad --layer '%s': a GGUF file takes a block index (0, 1, ...)\n", o->layer);
+        return 2;
+    }
+    double t_start = now_s();
+    if (mgg_open(&g, o->model, o->use_mmap ? MIO_MAP : MIO_READ, err, sizeof err)) {
+        fprintf(stderr, "moe: %s\n", err);
+        return 1;
+    }
+    opened = 1;
+    if (!(L = MIO_MALLOC(sizeof *L))) {
+        fprintf(stderr, "moe: out of memory\n");
+        goto done;
+    }
+    if (mgg_plan_layer(&g, layer_ix, L, err, sizeof err)) {
+        fprintf(stderr, "moe: %s\n", err);
+        MIO_FREE(L), L = NULL;
+        goto done;
+    }
+    if (L->note[0]) fprintf(stderr, "moe: note: %s\n", L->note);
+    if (o->drop >= 0) {
+        fprintf(stderr, "moe: --drop applies to layers with an expert capacity "
+                "(switch_transformers); %s has none\n", L->arch);
+        goto done;
+    }
+    size_t T, D;
+    if (mio_npy_read_nd(o->input, &x, &rank, shape, &T, &D, e2, sizeof e2)) {
+        fprintf(stderr, "moe: input %s\n", e2);
+        goto done;
+    }
+    int dm = L->cfg.d_model;
+    if (D != (size_t)dm) {
+        fprintf(stderr, "moe: input %s has width %zu, expected %s.embedding_length %d (%s): "
+                "X.npy must be float32 [..., %d]\n", o->input, D, L->arch, dm, o->model, dm);
+        goto done;
+    }
+    for (int i = 0; i < 3; i++) {
+        const char *why = !outs[i] ? NULL : mio_same_file(outs[i], o->input) ? "the input"
+                        : mio_same_file(outs[i], o->model) ? "the model file" : NULL;
+        if (why) {
+            fprintf(stderr, "moe: refusing to write %s '%s': it is %s\n", out_flags[i], outs[i], why);
+            goto done;
+        }
+    }
+    L->cfg.format = (moe_format)o->format, L->cfg.shared_format = (moe_format)o->shared_format;
+    L->cfg.dot = o->bf16_dot ? MOE_DOT_BF16 : MOE_DOT_EXACT;
+    L->w.on_packed = mgg_on_packed, L->w.user = L;
+    double t0 = now_s();
+    moe_result r = moe_layer_create_msg(&layer, &L->cfg, &L->w, e2, sizeof e2);
+    double t_create = now_s() - t0, t_load = now_s() - t_start;
+    size_t released = L->released;
+    snprintf(what, sizeof what, "%s block %lld", L->arch, (long long)layer_ix);
+    if (r != MOE_OK) {
+        fprintf(stderr, "moe: %s: moe_layer_create: %s\n", what, e2);
+        goto done;
+    }
+    mgg_layer_free(L), MIO_FREE(L), L = NULL;
+    mgg_close(&g), opened = 0;
+    warn_layer(o, moe_layer_config(layer), what);
+    {
+        const moe_config *c = moe_layer_config(layer);
+        size_t K = (size_t)c->top_k, d = (size_t)dm;
+        y = MIO_MALLOC((T ? T : 1) * d * sizeof *y);
+        ex = MIO_MALLOC((T ? T : 1) * K * sizeof *ex);
+        wt = MIO_MALLOC((T ? T : 1) * K * sizeof *wt);
+        load = MIO_MALLOC((size_t)c->n_experts * sizeof *load);
+        if (!y || !ex || !wt || !load) {
+            fprintf(stderr, "moe: out of memory for %zu tokens\n", T);
+            goto done;
+        }
+        moe_trace tr;
+        double t_fwd;
+        if (forward_traced(layer, x, T, y, ex, wt, load, &ws, &tr, &t_fwd)) goto done;
+        memcpy(oshape, shape, (size_t)rank * sizeof *shape);
+        oshape[rank - 1] = K;
+        for (int i = 0; i < 3; i++) {
+            if (!outs[i]) continue;
+            int wr = i == 0 ? mio_outputs_npy_f32_nd(&written, outs[i], y, rank, shape, e2, sizeof e2)
+                   : i == 1 ? mio_outputs_npy_i32_nd(&written, outs[i], ex, rank, oshape, e2, sizeof e2)
+                            : mio_outputs_npy_f32_nd(&written, outs[i], wt, rank, oshape, e2, sizeof e2);
+            if (wr) {
+                fprintf(stderr, "moe: cannot write output '%s': %s\n", outs[i], e2);
+                goto done;
+            }
+        }
+        if (mio_outputs_commit(&written, e2, sizeof e2)) {
+            fprintf(stderr, "moe: cannot write the outputs: %s\n", e2);
+            goto done;
+        }
+        sh[0] = '\0';
+        if (rank != 2) shape_str(sh, sizeof sh, rank, shape);
+        printf("%s (gguf): %zu tokens%s%s%s, d=%zu, experts %d, top-%zu -> %s\n", what, T,
+               sh[0] ? " (" : "", sh, sh[0] ? ")" : "", d, c->n_experts, K, o->output);
+        if (o->stats) {
+            print_config(c);
+            print_stats(c, &tr);
+            double cs, cs2;
+            checksum(y, T * d, &cs, &cs2);
+            printf("y checksum: sum %.6f  sum of squares %.6f\n", cs, cs2);
+            printf("load %.3f ms (create/pack %.3f ms), forward %.3f ms\n", 1e3 * t_load,
+                   1e3 * t_create, 1e3 * t_fwd);
+            printf("packed %.1f KiB, source pages released %.1f KiB, peak RSS %.1f MiB\n",
+                   (double)moe_layer_packed_bytes(layer) / 1024.0, (double)released / 1024.0,
+                   peak_rss_mib());
+        }
+    }
+    rc = 0;
+done:
+    mio_outputs_discard(&written);
+    moe_layer_free(layer);
+    if (L) mgg_layer_free(L), MIO_FREE(L);
+    if (opened) mgg_close(&g);
+    MIO_FREE(ws.data); MIO_FREE(x); MIO_FREE(y); MIO_FREE(ex); MIO_FREE(wt); MIO_FREE(load);
+    return rc;
+}
+
 static int run_model(const opts *o) {
     char e2[MIO_ERR_SIZE], sh[MIO_NPY_MAX_RANK * 22 + 4], what[120];
     int rc = 1, rank = 0, opened = 0;
@@ -784,5 +938,6 @@ int main(int argc, char **argv) {
     if (r == 1) return 0;
     if (r) return r;
     warn_options(&o);
+    if (o.model && is_gguf(o.model)) return run_gguf(&o);
     return o.model ? run_model(&o) : run_toy(&o);
 }
