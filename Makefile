@@ -44,7 +44,7 @@ build:
 build/moe: examples/moe_cli.c moe.h $(wildcard examples/*.h) | build
 	$(CC) $(CFLAGS) $(NATIVE) $(OMP) $(INC) $< -o $@ $(LDLIBS)
 
-build/%: examples/%.c moe.h | build
+build/%: examples/%.c moe.h $(wildcard examples/*.h) | build
 	$(CC) $(CFLAGS) $(NATIVE) $(OMP) $(INC) $< -o $@ $(LDLIBS)
 
 build/%: tests/%.c moe.h $(wildcard examples/*.h) | build

@@ -1,5 +1,6 @@
 /* hf_config.h - Hugging Face config.json -> moe_config, and the tensor names of one MoE layer,
-   for every model family the example CLI (moe_cli.c) runs. Part of the CLI, not of moe.h.
+   for every model family the loader (moe_model.h) and the CLI (moe_cli.c) run. Not part of
+   moe.h.
 
    Include after moe.h and moe_io.h, in one file (every function here is static).
 
@@ -9,11 +10,14 @@
       // plan.cfg: the moe_config; plan.t[0 .. plan.n): the tensors, each with its role in
       // moe_weights, its name (per-expert ones hold "{e}"), its expected shape and layout;
       // plan.prefix[0 .. plan.n_prefix): candidate name prefixes of the layer (the first one
-      // under which the checkpoint has the router wins).
+      // under which the checkpoint has the router wins); plan.defaults[0 .. plan.n_defaults):
+      // the keys that were absent or null, with the default taken. On failure plan.why says
+      // whether config.json, the layer argument, or the layer itself (dense) is at fault, and
+      // plan.n_layers is the stack's layer count when the plan got as far as reading it.
 
    Every routing option is read from config.json, with the family's Hugging Face default
-   (configuration_<family>.py) when the key is absent or null. The rules, with their sources,
-   are in shared/reference/moe-variants.md.
+   (configuration_<family>.py) when the key is absent or null. Each family's comment names the
+   transformers classes (modeling_<family>.py) whose rules it follows.
 
    Layer numbering: the decoder layer index as in `model.layers.N` (DBRX `transformer.blocks.N`).
    Switch Transformers has two stacks: `--layer encoder.N` or `decoder.N`; a plain integer N is
@@ -37,8 +41,15 @@ enum hf_role {
     HF_N_ROLES
 };
 
+#if defined(__GNUC__) || defined(__clang__)
+#define HF_MAYBE_UNUSED __attribute__((unused)) /* a program need not call it */
+#else
+#define HF_MAYBE_UNUSED
+#endif
+
 #define HF_MAX_TENSORS 16
 #define HF_MAX_PREFIX 4
+#define HF_MAX_DEFAULTS 32
 
 typedef struct hf_tensor {
     int role;               /* enum hf_role */
@@ -63,7 +74,25 @@ typedef struct hf_plan {
     char prefix[HF_MAX_PREFIX][96];
     int n_prefix;
     char note[160];             /* a warning to print (e.g. an ignored key), or "" */
+    int64_t n_layers;           /* layers of the layer's stack, from config.json; -1 if the
+                                   plan failed before reading the count */
+    int why;                    /* on failure, what was wrong: enum hf_why */
+    /* the keys read from config.json that were absent (or null), with the default taken, in
+       reading order: a loader reports them ("num_experts absent from config.json, default 64") */
+    struct hf_default {
+        char key[128];          /* "hidden_size", "text_config.hidden_size" */
+        char value[40];         /* as JSON: 64, 1e-06, true, "silu" */
+        int null;               /* 1: present as null; 0: absent */
+    } defaults[HF_MAX_DEFAULTS];
+    int n_defaults;             /* all of them; the first HF_MAX_DEFAULTS are in defaults[] */
 } hf_plan;
+
+/* hf_plan.why: a failed plan's kind, so that a loader can tell a dense layer from a typo */
+enum hf_why {
+    HF_BAD_CONFIG = 1,  /* config.json (missing key, wrong type, unknown model_type, ...) */
+    HF_BAD_LAYER,       /* the layer argument: malformed, or out of range */
+    HF_NOT_MOE          /* a dense layer, or one moe.h cannot route (token-id hash layers) */
+};
 
 /* ---- reading config.json ---- */
 
@@ -71,26 +100,91 @@ typedef struct hf_ctx {
     char *err;
     size_t n;
     int bad;                /* first error already in err */
+    hf_plan *p;             /* where hf_took records the defaults taken */
+    const mio_json *root;   /* for the dotted names of nested keys */
 } hf_ctx;
 
-static void hf_fail(hf_ctx *c, const char *msg) {
+static void hf_fail_why(hf_ctx *c, int why, const char *msg) {
     if (c->bad) return;
     c->bad = 1;
+    c->p->why = why;
     snprintf(c->err, c->n, "config.json: %s", msg);
+}
+
+static void hf_fail(hf_ctx *c, const char *msg) { hf_fail_why(c, HF_BAD_CONFIG, msg); }
+
+/* The dotted path of object o below root ("text_config", "thinker_config.text_config"; "" for
+   root itself). The nodes of a document lie in one array in document order, so the child whose
+   range holds o is the one to descend into. */
+static void hf_path(const mio_json *root, const mio_json *o, char *out, size_t n) {
+    size_t at = 0;
+    out[0] = 0;
+    if (!o || !root) return; /* an absent nested object (DBRX without ffn_config): the key alone */
+    for (const mio_json *cur = root; cur != o && o > cur;) {
+        const mio_json *ch = mio_json_child(cur), *in = NULL;
+        for (; ch && !in; ch = mio_json_next(ch))
+            if (o >= ch && (!mio_json_next(ch) || o < mio_json_next(ch))) in = ch;
+        if (!in || !mio_json_key(in)) return;
+        at += (size_t)snprintf(out + at, at < n ? n - at : 0, "%s%s", at ? "." : "", mio_json_key(in));
+        cur = in;
+    }
+}
+
+/* Records that `key` of object o (or its alias, also absent) was absent or null and `value`
+   (a JSON literal) was taken instead; once per name. */
+static void hf_took(hf_ctx *c, const mio_json *o, const char *key, const char *alias,
+                    const char *value) {
+    char path[64], name[128]; /* the paths are of hf_sub's keys: "thinker_config.text_config" */
+    hf_plan *p = c->p;
+    hf_path(c->root, o, path, sizeof path);
+    snprintf(name, sizeof name, "%s%s%s", path, path[0] ? "." : "", key);
+    if (alias) snprintf(name + strlen(name), sizeof name - strlen(name), " (or %s)", alias);
+    for (int i = 0; i < p->n_defaults && i < HF_MAX_DEFAULTS; i++)
+        if (!strcmp(p->defaults[i].key, name)) return;
+    if (p->n_defaults < HF_MAX_DEFAULTS) {
+        struct hf_default *d = &p->defaults[p->n_defaults];
+        snprintf(d->key, sizeof d->key, "%s", name);
+        snprintf(d->value, sizeof d->value, "%s", value);
+        d->null = mio_json_get(o, key) != NULL;
+    }
+    p->n_defaults++;
+}
+
+static void hf_took_i(hf_ctx *c, const mio_json *o, const char *key, const char *alias,
+                      int64_t def) {
+    char v[24];
+    snprintf(v, sizeof v, "%lld", (long long)def);
+    hf_took(c, o, key, alias, v);
+}
+
+/* The shortest %g that reads back as def: 0.01 rather than 0.010000000000000000208. */
+static void hf_took_f(hf_ctx *c, const mio_json *o, const char *key, double def) {
+    char v[40];
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(v, sizeof v, "%.*g", prec, def);
+        if (strtod(v, NULL) == def) break;
+    }
+    hf_took(c, o, key, NULL, v);
 }
 
 /* Every integer key lands in an int (moe_config) or is compared with one, so a value outside
    int is an error here rather than a silent wrap in a cast. */
-static int64_t hf_i(hf_ctx *c, const mio_json *o, const char *key, int64_t def) {
+static int64_t hf_i_or(hf_ctx *c, const mio_json *o, const char *key, const char *alias,
+                       int64_t def) {
     char e[MIO_ERR_SIZE];
     int64_t v = def;
     int r = mio_json_get_i64(o, key, &v, e, sizeof e);
     if (r && r != MIO_ERR_NOT_FOUND) hf_fail(c, e);
+    if (r == MIO_ERR_NOT_FOUND) hf_took_i(c, o, key, alias, def);
     if (!r && (v < INT_MIN || v > INT_MAX)) {
         snprintf(e, sizeof e, "'%s' = %lld is out of range", key, (long long)v);
         hf_fail(c, e);
     }
     return r ? def : v;
+}
+
+static int64_t hf_i(hf_ctx *c, const mio_json *o, const char *key, int64_t def) {
+    return hf_i_or(c, o, key, NULL, def);
 }
 
 /* A count (layers, sparse layers): an int that must not be negative. */
@@ -110,6 +204,7 @@ static double hf_f(hf_ctx *c, const mio_json *o, const char *key, double def) {
     double v = def;
     int r = mio_json_get_f64(o, key, &v, e, sizeof e);
     if (r && r != MIO_ERR_NOT_FOUND) hf_fail(c, e);
+    if (r == MIO_ERR_NOT_FOUND) hf_took_f(c, o, key, def);
     return r ? def : v;
 }
 
@@ -118,6 +213,7 @@ static int hf_b(hf_ctx *c, const mio_json *o, const char *key, int def) {
     int v = def;
     int r = mio_json_get_bool(o, key, &v, e, sizeof e);
     if (r && r != MIO_ERR_NOT_FOUND) hf_fail(c, e);
+    if (r == MIO_ERR_NOT_FOUND) hf_took(c, o, key, NULL, def ? "true" : "false");
     return r ? def : v;
 }
 
@@ -126,6 +222,11 @@ static const char *hf_s(hf_ctx *c, const mio_json *o, const char *key, const cha
     const char *v = def;
     int r = mio_json_get_str(o, key, &v, e, sizeof e);
     if (r && r != MIO_ERR_NOT_FOUND) hf_fail(c, e);
+    if (r == MIO_ERR_NOT_FOUND && def) {
+        char q[40];
+        snprintf(q, sizeof q, "\"%s\"", def);
+        hf_took(c, o, key, NULL, q);
+    }
     return r ? def : v;
 }
 
@@ -161,8 +262,8 @@ static int hf_act(const char *s) {
 static void hf_set_act(hf_ctx *c, hf_plan *p, const char *name) {
     int a = hf_act(name);
     if (a < 0) {
-        char m[160];
-        snprintf(m, sizeof m, "activation '%.64s' is not supported (silu, gelu, gelu_new, "
+        char m[320];
+        snprintf(m, sizeof m, "activation '%.200s' is not supported (silu, gelu, gelu_new, "
                  "gelu_pytorch_tanh, relu, relu2)", name);
         hf_fail(c, m);
         return;
@@ -235,6 +336,7 @@ static void hf_shared(hf_plan *p, const char *base) {
 
 static int hf_layer_range(hf_ctx *c, int64_t layer, int64_t n_layers,
                           const char *key) {
+    if (!c->bad) c->p->n_layers = n_layers;
     if (layer < 0 || layer >= n_layers) {
         char m[200];
         if (n_layers == 0)
@@ -244,7 +346,7 @@ static int hf_layer_range(hf_ctx *c, int64_t layer, int64_t n_layers,
             snprintf(m, sizeof m, "layer %lld is out of range: the model has %lld layers (%s), "
                      "0..%lld", (long long)layer, (long long)n_layers, key,
                      (long long)n_layers - 1);
-        hf_fail(c, m);
+        hf_fail_why(c, HF_BAD_LAYER, m);
         return 0;
     }
     return 1;
@@ -254,7 +356,7 @@ static void hf_dense(hf_ctx *c, int64_t layer, const char *why) {
     char m[480];
     snprintf(m, sizeof m, "layer %lld is a dense layer (%s): it has no experts", (long long)layer,
              why);
-    hf_fail(c, m);
+    hf_fail_why(c, HF_NOT_MOE, m);
 }
 
 /* Parses "N" or "STACK.N" (encoder, decoder: Switch; thinker, talker: Qwen3-Omni). *stack: 0
@@ -287,7 +389,7 @@ static int hf_parse_layer(const char *s, int *stack, int64_t *layer) {
 static int64_t hf_i2(hf_ctx *c, const mio_json *o, const char *key, const char *alias, int64_t def) {
     const mio_json *v = mio_json_get(o, key);
     if ((!v || mio_json_is_null(v)) && alias && mio_json_get(o, alias)) return hf_i(c, o, alias, def);
-    return hf_i(c, o, key, def);
+    return hf_i_or(c, o, key, alias, def);
 }
 
 /* The nested config object o[key] if it is one, else o (VLM text_config, DBRX ffn_config). */
@@ -577,7 +679,7 @@ static int hf_deepseek(hf_fam *f) {
         const char *tm = hf_s(c, o, "topk_method", "greedy");
         const char *sf = hf_s(c, o, "scoring_func", "softmax");
         if (sf && strcmp(sf, "softmax")) {
-            snprintf(f->msg, sizeof f->msg, "%s scoring_func '%.64s' is not supported (softmax)", f->mt, sf);
+            snprintf(f->msg, sizeof f->msg, "%s scoring_func '%.200s' is not supported (softmax)", f->mt, sf);
             hf_fail(c, f->msg);
         }
         m->score = MOE_SCORE_SOFTMAX;
@@ -588,7 +690,7 @@ static int hf_deepseek(hf_fam *f) {
             m->topk_group = (int)kg;
             m->group_score = MOE_GROUP_MAX;
         } else if (tm && strcmp(tm, "greedy")) {
-            snprintf(f->msg, sizeof f->msg, "%s topk_method '%.64s' is not supported (greedy, "
+            snprintf(f->msg, sizeof f->msg, "%s topk_method '%.200s' is not supported (greedy, "
                      "group_limited_greedy)", f->mt, tm);
             hf_fail(c, f->msg);
         }
@@ -958,8 +1060,9 @@ static int hf_sigmoid(hf_fam *f) {
     } else if (step) {
         d = 4096, nl = 45;
         m->d_ff = (int)hf_i(c, o, "moe_intermediate_size", 1280);
-        E = hf_i2(c, o, "n_routed_experts", "moe_num_experts",
-                  hf_i2(c, o, "n_routed_experts", "num_local_experts", 288));
+        const mio_json *mne = mio_json_get(o, "moe_num_experts");
+        E = hf_i2(c, o, "n_routed_experts", mne && !mio_json_is_null(mne) ? "moe_num_experts"
+                                                                         : "num_local_experts", 288);
         k = hf_i2(c, o, "num_experts_per_tok", "moe_top_k", 8);
         ns = 1, S = hf_i2(c, o, "share_expert_dim", "share_expert_dims", 1280);
         rsf = hf_f(c, o, "moe_router_scaling_factor", 1.0);
@@ -1223,9 +1326,9 @@ static int hf_deepseek_v4(hf_fam *f) {
     if (c->bad) return -1;
     if (hash) {
         snprintf(f->msg, sizeof f->msg, "layer %lld is a hash-routed layer (%s): its experts come "
-                 "from the token ids (tid2eid), which this CLI does not take", (long long)f->layer,
+                 "from the token ids (tid2eid), which this loader does not take", (long long)f->layer,
                  t ? "mlp_layer_types = \"hash_moe\"" : "num_hash_layers");
-        hf_fail(c, f->msg);
+        hf_fail_why(c, HF_NOT_MOE, f->msg);
         return -1;
     }
     m->n_shared = 1;
@@ -1501,7 +1604,8 @@ static int hf_switch(hf_fam *f) {
                      "encoder and %lld decoder layers (num_layers, num_decoder_layers), flat "
                      "index 0..%lld", (long long)layer, (long long)nl, (long long)ndl,
                      (long long)(nl + ndl - 1));
-            hf_fail(c, f->msg);
+            c->p->n_layers = nl + ndl;
+            hf_fail_why(c, HF_BAD_LAYER, f->msg);
             return -1;
         }
     }
@@ -1605,10 +1709,10 @@ static const struct hf_family {
 #define HF_N_FAMILIES (sizeof hf_table / sizeof *hf_table)
 
 /* Fills *p for layer `layer_arg` of the model whose config.json root is `root`.
-   0 on success; otherwise -1 and a message in err. */
+   0 on success; otherwise -1, a message in err and the kind in p->why. */
 static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg, char *err,
                          size_t err_size) {
-    hf_ctx cx = {err, err_size, 0}, *c = &cx;
+    hf_ctx cx, *c = &cx;
     hf_fam f;
     const char *mt;
     const struct hf_family *fam = NULL;
@@ -1616,6 +1720,8 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
     char msg[400];
 
     memset(p, 0, sizeof *p);
+    p->n_layers = -1;
+    cx.err = err, cx.n = err_size, cx.bad = 0, cx.p = p, cx.root = root;
     if (err_size) err[0] = 0;
     mt = hf_s(c, root, "model_type", NULL);
     if (c->bad) return -1;
@@ -1626,12 +1732,12 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
     snprintf(p->family, sizeof p->family, "%s", mt);
     for (size_t i = 0; i < HF_N_FAMILIES && !fam; i++)
         if (!strcmp(mt, hf_table[i].model_type)) fam = &hf_table[i];
-    if (!fam) {
-        size_t at = 0;
-        at += (size_t)snprintf(msg, sizeof msg, "unknown model_type '%.64s'; supported:", mt);
-        for (size_t i = 0; i < HF_N_FAMILIES && at < sizeof msg; i++)
-            at += (size_t)snprintf(msg + at, sizeof msg - at, " %s", hf_table[i].model_type);
-        hf_fail(c, msg);
+    if (!fam) { /* straight into err: the list of every family is longer than a local buffer */
+        size_t at = (size_t)snprintf(err, err_size, "config.json: unknown model_type '%.200s'; "
+                                     "supported:", mt);
+        for (size_t i = 0; i < HF_N_FAMILIES && at < err_size; i++)
+            at += (size_t)snprintf(err + at, err_size - at, " %s", hf_table[i].model_type);
+        p->why = HF_BAD_CONFIG;
         return -1;
     }
     memset(&f, 0, sizeof f);
@@ -1639,8 +1745,9 @@ static int hf_plan_layer(hf_plan *p, const mio_json *root, const char *layer_arg
     f.o = fam->text ? hf_sub(root, fam->text) : root;
     if (!hf_parse_layer(layer_arg, &f.stack, &f.layer) ||
         (f.stack && !(fam->stacks >> f.stack & 1u))) {
-        size_t at = (size_t)snprintf(err, err_size, "bad --layer '%.64s': expected a layer index",
+        size_t at = (size_t)snprintf(err, err_size, "bad --layer '%s': expected a layer index",
                                      layer_arg);
+        p->why = HF_BAD_LAYER;
         for (int i = 1; i < (int)(sizeof hf_stacks / sizeof *hf_stacks) && at < err_size; i++)
             if (fam->stacks >> i & 1u)
                 at += (size_t)snprintf(err + at, err_size - at, ", %s.N", hf_stacks[i]);
@@ -1770,13 +1877,23 @@ static void hf_unbind(hf_bound *b) {
     }
 }
 
+/* The elements of a found tensor, for moe_tensor.n_elems (moe_layer_create checks them). */
+static size_t hf_elems(const hf_found *f) {
+    size_t n = 1;
+    for (int i = 0; i < f->rank && i < 8; i++) n *= (size_t)f->shape[i];
+    return n;
+}
+
 /* Fills *w (memset first) with views of every tensor of the plan, found through `look`: the
    prefix is the first of the plan's under which the router exists; per-expert tensors ("{e}")
-   become per_expert arrays (owned by *b), each expert set of one dtype. 0 on success; else a
-   message in err, nothing left to free, and -2 if the router is under none of the prefixes
-   (the layer is not in this checkpoint), -1 for any other problem. */
-static int hf_bind(const hf_plan *p, hf_lookup look, void *user, moe_weights *w, hf_bound *b,
-                   char *err, size_t n) {
+   become per_expert arrays (owned by *b), each expert set of one dtype. Every view states its
+   size (n_elems). Of the per-expert tensors only experts e0 .. e0 + ne - 1 are looked up (an
+   expert subset: cfg.expert_begin, expert_count); the arrays still index experts globally, NULL
+   outside the subset. Fused tensors ([E][...] in one) are whole. 0 on success; else a message
+   in err, nothing left to free, and -2 if the router is under none of the prefixes (the layer
+   is not in this checkpoint), -1 for any other problem. */
+static int hf_bind_experts(const hf_plan *p, int e0, int ne, hf_lookup look, void *user,
+                           moe_weights *w, hf_bound *b, char *err, size_t n) {
     char name[300], e[MIO_ERR_SIZE];
     hf_found f;
     memset(w, 0, sizeof *w);
@@ -1801,7 +1918,7 @@ static int hf_bind(const hf_plan *p, hf_lookup look, void *user, moe_weights *w,
     for (int i = 0; i < p->n; i++) {
         const hf_tensor *sp = &p->t[i];
         moe_tensor *slot = hf_role_slot(w, sp->role);
-        int E = sp->per_expert ? p->cfg.n_experts : 1;
+        int E = p->cfg.n_experts, x0 = sp->per_expert ? e0 : 0, x1 = sp->per_expert ? e0 + ne : 1;
         slot->layout = sp->layout;
         if (sp->per_expert) {
             b->pe[i] = (const void **)MIO_MALLOC((size_t)E * sizeof(void *));
@@ -1811,16 +1928,16 @@ static int hf_bind(const hf_plan *p, hf_lookup look, void *user, moe_weights *w,
             }
             memset((void *)b->pe[i], 0, (size_t)E * sizeof(void *));
         }
-        for (int x = 0; x < E; x++) {
+        for (int x = x0; x < x1; x++) {
             hf_tensor_name(name, sizeof name, b->prefix, sp->name, x);
             if (hf_get(look, user, b->prefix, name, sp, &f, err, n)) goto fail;
             if (!sp->per_expert) {
-                slot->data = f.data, slot->dtype = f.dtype;
-            } else if (x == 0) {
-                b->pe[i][x] = f.data, slot->dtype = f.dtype;
+                slot->data = f.data, slot->dtype = f.dtype, slot->n_elems = hf_elems(&f);
+            } else if (x == x0) {
+                b->pe[i][x] = f.data, slot->dtype = f.dtype, slot->n_elems = hf_elems(&f);
             } else if (f.dtype != slot->dtype) {
                 char first[300];
-                hf_tensor_name(first, sizeof first, b->prefix, sp->name, 0);
+                hf_tensor_name(first, sizeof first, b->prefix, sp->name, x0);
                 snprintf(err, n, "tensor '%s' has dtype %s but '%s' has %s: one dtype per "
                          "expert set is supported", name, hf_dtype_name(f.dtype), first,
                          hf_dtype_name(slot->dtype));
@@ -1836,6 +1953,12 @@ fail:
     hf_unbind(b);
     memset(w, 0, sizeof *w);
     return -1;
+}
+
+/* hf_bind_experts with every expert. */
+HF_MAYBE_UNUSED static int hf_bind(const hf_plan *p, hf_lookup look, void *user, moe_weights *w, hf_bound *b,
+                   char *err, size_t n) {
+    return hf_bind_experts(p, 0, p->cfg.n_experts, look, user, w, b, err, n);
 }
 
 #endif /* HF_CONFIG_H */

@@ -5,19 +5,20 @@
       build/moe run --experts 16 --k 4 --stats    toy layer, other options
       build/moe run --model DIR --layer L --input X.npy --output Y.npy
                     [--experts-out E.npy] [--weights-out W.npy] [--threads N] [--stats]
-      build/moe --help
+      build/moe --help | --version
 
-   The checkpoint side: hf_config.h maps config.json to a moe_config and names the layer's
-   tensors; moe_io.h reads the layer's tensors from the safetensors files (with pread into
-   memory of its own by default, immune to a file that shrinks; through mmap with --mmap) and
-   reads/writes .npy. After moe_layer_create has packed a source tensor, its pages are dropped
-   (moe_weights.on_packed -> madvise), and the sources are closed once the layer is built. */
+   The checkpoint side is moe_model.h (which a program can call the same way): hf_config.h maps
+   config.json to a moe_config and names the layer's tensors; moe_io.h reads them from the
+   safetensors files (with pread into memory of its own by default, immune to a file that
+   shrinks; through mmap with --mmap) and reads/writes .npy. After moe_layer_create has packed a
+   source tensor, its pages are dropped (moe_weights.on_packed -> madvise), and the sources are
+   closed once the layer is built. */
 #define _DEFAULT_SOURCE 1
 #define MOE_IMPLEMENTATION
 #include "moe.h"
 #define MOE_IO_IMPLEMENTATION
 #include "moe_io.h"
-#include "hf_config.h"
+#include "moe_model.h"
 
 #include <errno.h>
 #include <math.h>
@@ -30,12 +31,22 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Every allocation of the CLI goes through moe_io.h's MIO_MALLOC (malloc unless a program that
+   includes this file says otherwise, as tests/test_faults.c does to fail each one in turn). */
 
 static const char *usage_text =
     "usage: moe [run] [options]              run a toy MoE layer built from a seed\n"
     "       moe run --model DIR --layer L --input X.npy --output Y.npy [options]\n"
     "                                        run one MoE layer of a Hugging Face checkpoint\n"
-    "       moe --help\n"
+    "       moe --help | --version\n"
+    "\n"
+    "Every option that takes a value takes it as --opt VALUE or --opt=VALUE. An option that has\n"
+    "no effect in the run asked for (a toy option with --model, --mmap without it, --threads\n"
+    "beyond the cores) gives a warning on stderr (moe: warning: ...), and the run goes on.\n"
     "\n"
     "Toy layer (no --model): random weights from --seed, random input tokens; prints the\n"
     "config, each token's experts and weights, the load per expert, the aux and z losses,\n"
@@ -56,18 +67,22 @@ static const char *usage_text =
     "  --topk-group G2   groups kept per token (G)\n"
     "  --tokens T        tokens (4)\n"
     "  --seed S          seed of weights and input (1)\n"
-    "\n"
+    "\n";
+/* in two parts: C99 compilers need to take string literals of 4095 bytes only */
+static const char *usage_text2 =
     "Checkpoint layer:\n"
     "  --model DIR       directory with config.json and model.safetensors, or\n"
     "                    model.safetensors.index.json and its shards (F32, BF16, F16 tensors)\n"
     "  --layer L         layer index as in model.layers.L (DBRX: transformer.blocks.L).\n"
     "                    switch_transformers: encoder.N or decoder.N, or a flat index\n"
     "                    (0..num_layers-1 = encoder, then decoder)\n"
-    "  --input X.npy     float32 [T][hidden_size], C order: the MoE block's input\n"
-    "  --output Y.npy    float32 [T][hidden_size]: the MoE block's output, routed + shared\n"
+    "  --input X.npy     float32 [..., hidden_size], C order: the MoE block's input; every\n"
+    "                    dimension but the last counts tokens ([B][T][d] is B*T tokens)\n"
+    "  --output Y.npy    float32, X's shape: the MoE block's output, routed + shared\n"
     "                    experts (no residual, no norm)\n"
-    "  --experts-out E.npy  int32 [T][k]: selected experts, slot order (key descending)\n"
-    "  --weights-out W.npy  float32 [T][k]: each slot's weight (0 for a slot dropped by\n"
+    "  --experts-out E.npy  int32 [..., k] (X's leading shape): selected experts, slot order\n"
+    "                    (key descending)\n"
+    "  --weights-out W.npy  float32 [..., k]: each slot's weight (0 for a slot dropped by\n"
     "                    capacity; Llama-4 applies it to the expert's input)\n"
     "  --mmap            map the checkpoint instead of reading it (the default, --no-mmap):\n"
     "                    the sources are not copied, so the peak memory is lower, but a file\n"
@@ -75,6 +90,8 @@ static const char *usage_text =
     "  --drop zero|identity  what a token over an expert's capacity outputs (layers with a\n"
     "                    capacity: switch_transformers): 0 (default, transformers since\n"
     "                    PR #37123 and Mesh TensorFlow) or p * x (transformers before it)\n"
+    "  --verbose         also list the config.json keys that were absent, with the default\n"
+    "                    taken (moe: note: KEY absent from config.json, default N)\n"
     "  The outputs appear together, only when the whole run succeeds; a failed run leaves\n"
     "  every file as it was. An output may not be the input or a file of the checkpoint.\n"
     "  Switch layers see X as one sequence (one capacity group).\n"
@@ -93,23 +110,14 @@ static const char *usage_text =
     "  --threads N       OpenMP threads (0 = all)\n"
     "  --stats           per-expert load, aux loss, z-loss, dropped slots, packed bytes,\n"
     "                    load time and peak RSS\n"
-    "  --help            this text\n";
-
-/* Every allocation of the CLI goes through moe_io.h's MIO_MALLOC (malloc unless a program that
-   includes this file says otherwise, as tests/test_faults.c does to fail each one in turn). */
-static void *cli_calloc(size_t n, size_t size) {
-    size_t bytes = n * size;
-    void *p;
-    if (n && bytes / n != size) return NULL;
-    p = MIO_MALLOC(bytes > 0 ? bytes : 1);
-    if (p) memset(p, 0, bytes);
-    return p;
-}
+    "  --help            this text\n"
+    "  --version         moe.h's version and what this build holds (kernels, OpenMP, formats)\n";
 
 /* The usage text, then every model_type hf_config.h maps, wrapped. */
 static void usage(void) {
     size_t col = 2;
     fputs(usage_text, stdout);
+    fputs(usage_text2, stdout);
     printf("\nFamilies (config.json model_type) for --model:\n ");
     for (size_t i = 0; i < HF_N_FAMILIES; i++) {
         size_t n = strlen(hf_table[i].model_type) + 1;
@@ -134,6 +142,8 @@ static double peak_rss_mib(void) {
 
 /* ---- options ---- */
 
+#define MAX_GIVEN 24
+
 typedef struct opts {
     /* toy */
     int d, ff, experts, k, shared, tokens, groups, topk_group, plain, norm;
@@ -144,14 +154,19 @@ typedef struct opts {
     const char *model, *layer, *input, *output, *experts_out, *weights_out;
     int use_mmap;            /* --mmap: map the checkpoint instead of reading it */
     int drop;                   /* -1 = the family's default, else a moe_drop */
+    int verbose;                /* --verbose: the defaults config.json left to the family */
     /* both */
     int threads, stats;
     int format, shared_format, bf16_dot; /* moe_format values (0 = as the checkpoint) */
-    int shared_format_set;
+    int shared_format_set, threads_set;
+    /* the toy-only and the checkpoint-only options given, in order, for the warnings */
+    const char *toy_given[MAX_GIVEN], *model_given[MAX_GIVEN];
+    int n_toy_given, n_model_given;
 } opts;
 
 #if defined(__GNUC__) || defined(__clang__)
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #endif
 /* Prints "moe: MESSAGE" and returns 2, the exit status of a usage error. */
 static int fail(const char *fmt, ...) {
@@ -162,6 +177,23 @@ static int fail(const char *fmt, ...) {
     fprintf(stderr, "\n");
     va_end(ap);
     return 2;
+}
+
+/* Prints "moe: warning: MESSAGE": an option that changes nothing in this run. */
+static void warn(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "moe: warning: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+/* Remembers that option `name` was given (once, in order). */
+static void given(const char **list, int *n, const char *name) {
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(list[i], name)) return;
+    if (*n < MAX_GIVEN) list[(*n)++] = name;
 }
 
 static int parse_int(const char *flag, const char *s, int lo, int hi, int *out) {
@@ -196,8 +228,25 @@ static const char *const act_names[] = {"silu", "gelu", "gelu_tanh", "relu", "sw
 #define N_ACTS (int)(sizeof act_names / sizeof *act_names)
 static const char *const drop_names[] = {"zero", "identity"};
 static const char *const format_names[] = {"auto", "f32", "bf16", "f16", "q8", "q4", "fp8", "mxfp4"}; /* = moe_format */
+#define N_FORMATS (int)(sizeof format_names / sizeof *format_names)
 
-/* 0 ok, 1 help printed, 2 error printed */
+/* The options without a value, for "--plain=1: --plain takes no value". */
+static const char *const switches[] = {"--help", "--version", "--plain", "--norm", "--no-norm",
+                                       "--stats", "--mmap", "--no-mmap", "--bf16-dot",
+                                       "--verbose"};
+
+/* 1 if argv[*i] is option `name`, given as "NAME VALUE" or "NAME=VALUE": *v is the value (NULL
+   when none follows) and *i steps over what was read. */
+static int opt_val(int argc, char **argv, int *i, const char *name, const char **v) {
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) || (a[n] && a[n] != '=')) return 0;
+    if (a[n] == '=') *v = a + n + 1;
+    else *v = *i + 1 < argc ? argv[++*i] : NULL;
+    return 1;
+}
+
+/* 0 ok, 1 help or version printed, 2 error printed */
 static int parse_args(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->d = 64; o->ff = 128; o->experts = 8; o->k = 2; o->shared = 1; o->tokens = 4;
@@ -207,57 +256,109 @@ static int parse_args(int argc, char **argv, opts *o) {
     else if (i < argc && argv[i][0] != '-')
         return fail("unknown command '%s' (moe run, moe --help)", argv[i]);
     for (; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i], *v = NULL;
         int x;
-#define VAL(name) (!strcmp(a, name) && (i++, 1))
+/* the option `name` with its value in v; `a` becomes the bare name, for the messages */
+#define VAL(name) (opt_val(argc, argv, &i, name, &v) && (a = name, 1))
+#define TOY(name) given(o->toy_given, &o->n_toy_given, name)
+#define CKPT(name) given(o->model_given, &o->n_model_given, name)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 1; }
-        else if (!strcmp(a, "--plain")) o->plain = 1;
-        else if (!strcmp(a, "--norm")) o->norm = 1;
-        else if (!strcmp(a, "--no-norm")) o->norm = 0;
+        else if (!strcmp(a, "--version")) { printf("%s\n", moe_build_info()->text); return 1; }
+        else if (!strcmp(a, "--plain")) o->plain = 1, TOY(a);
+        else if (!strcmp(a, "--norm")) o->norm = 1, TOY(a);
+        else if (!strcmp(a, "--no-norm")) o->norm = 0, TOY(a);
         else if (!strcmp(a, "--stats")) o->stats = 1;
-        else if (!strcmp(a, "--mmap")) o->use_mmap = 1;
-        else if (!strcmp(a, "--no-mmap")) o->use_mmap = 0;
-        else if (VAL("--d")) { if (!parse_int(a, v, 1, 1 << 16, &o->d)) return 2; }
-        else if (VAL("--ff")) { if (!parse_int(a, v, 1, 1 << 18, &o->ff)) return 2; }
-        else if (VAL("--experts")) { if (!parse_int(a, v, 1, 4096, &o->experts)) return 2; }
-        else if (VAL("--k")) { if (!parse_int(a, v, 1, 4096, &o->k)) return 2; }
-        else if (VAL("--shared")) { if (!parse_int(a, v, 0, 64, &o->shared)) return 2; }
-        else if (VAL("--tokens")) { if (!parse_int(a, v, 0, 1 << 20, &o->tokens)) return 2; }
-        else if (VAL("--groups")) { if (!parse_int(a, v, 0, 4096, &o->groups)) return 2; }
-        else if (VAL("--topk-group")) { if (!parse_int(a, v, 1, 4096, &o->topk_group)) return 2; }
-        else if (VAL("--threads")) { if (!parse_int(a, v, 0, 4096, &o->threads)) return 2; }
+        else if (!strcmp(a, "--mmap")) o->use_mmap = 1, CKPT(a);
+        else if (!strcmp(a, "--no-mmap")) o->use_mmap = 0, CKPT(a);
+        else if (!strcmp(a, "--verbose")) o->verbose = 1, CKPT(a);
+        else if (VAL("--d")) { if (!parse_int(a, v, 1, 1 << 16, &o->d)) return 2; TOY(a); }
+        else if (VAL("--ff")) { if (!parse_int(a, v, 1, 1 << 18, &o->ff)) return 2; TOY(a); }
+        else if (VAL("--experts")) { if (!parse_int(a, v, 1, 4096, &o->experts)) return 2; TOY(a); }
+        else if (VAL("--k")) { if (!parse_int(a, v, 1, 4096, &o->k)) return 2; TOY(a); }
+        else if (VAL("--shared")) { if (!parse_int(a, v, 0, 64, &o->shared)) return 2; TOY(a); }
+        else if (VAL("--tokens")) { if (!parse_int(a, v, 0, 1 << 20, &o->tokens)) return 2; TOY(a); }
+        else if (VAL("--groups")) { if (!parse_int(a, v, 0, 4096, &o->groups)) return 2; TOY(a); }
+        else if (VAL("--topk-group")) { if (!parse_int(a, v, 1, 4096, &o->topk_group)) return 2; TOY(a); }
+        else if (VAL("--threads")) {
+            if (!parse_int(a, v, 0, 4096, &o->threads)) return 2;
+            o->threads_set = 1;
+        }
         else if (VAL("--seed")) {
             char *end;
             errno = 0;
             if (v && *v && *v != '-') o->seed = strtoull(v, &end, 10);
             if (!v || !*v || *v == '-' || *end || errno)
                 return fail("bad value '%s' for %s: expected an unsigned integer", v ? v : "(missing)", a);
+            TOY(a);
         }
         else if (VAL("--dtype")) {
-            if (!pick(a, v, format_names, MOE_FORMAT_COUNT, &o->format)) return 2;
+            if (!pick(a, v, format_names, N_FORMATS, &o->format)) return 2;
         }
         else if (VAL("--shared-dtype")) {
-            if (!pick(a, v, format_names, MOE_FORMAT_COUNT, &o->shared_format)) return 2;
+            if (!pick(a, v, format_names, N_FORMATS, &o->shared_format)) return 2;
             o->shared_format_set = 1;
         }
         else if (!strcmp(a, "--bf16-dot")) o->bf16_dot = 1;
-        else if (VAL("--score")) { if (!pick(a, v, score_names, N_SCORES, &x)) return 2; o->score = (moe_score)x; }
-        else if (VAL("--act")) { if (!pick(a, v, act_names, N_ACTS, &x)) return 2; o->act = (moe_act)x; }
+        else if (VAL("--score")) { if (!pick(a, v, score_names, N_SCORES, &x)) return 2; o->score = (moe_score)x; TOY(a); }
+        else if (VAL("--act")) { if (!pick(a, v, act_names, N_ACTS, &x)) return 2; o->act = (moe_act)x; TOY(a); }
         else if (VAL("--drop")) { if (!pick(a, v, drop_names, 2, &o->drop)) return 2; }
-        else if (VAL("--model")) { if (!v) return fail("%s needs a value", a); o->model = v; }
-        else if (VAL("--layer")) { if (!v) return fail("%s needs a value", a); o->layer = v; }
-        else if (VAL("--input")) { if (!v) return fail("%s needs a value", a); o->input = v; }
-        else if (VAL("--output")) { if (!v) return fail("%s needs a value", a); o->output = v; }
-        else if (VAL("--experts-out")) { if (!v) return fail("%s needs a value", a); o->experts_out = v; }
-        else if (VAL("--weights-out")) { if (!v) return fail("%s needs a value", a); o->weights_out = v; }
-        else return fail("unknown option '%s' (see moe --help)", a);
+        else if (VAL("--model")) { if (!v || !*v) return fail("%s needs a value", a); o->model = v; }
+        else if (VAL("--layer")) { if (!v || !*v) return fail("%s needs a value", a); o->layer = v; }
+        else if (VAL("--input")) { if (!v || !*v) return fail("%s needs a value", a); o->input = v; }
+        else if (VAL("--output")) { if (!v || !*v) return fail("%s needs a value", a); o->output = v; }
+        else if (VAL("--experts-out")) { if (!v || !*v) return fail("%s needs a value", a); o->experts_out = v; }
+        else if (VAL("--weights-out")) { if (!v || !*v) return fail("%s needs a value", a); o->weights_out = v; }
+        else {
+            const char *eq = strchr(a, '=');
+            for (size_t k = 0; eq && k < sizeof switches / sizeof *switches; k++)
+                if (strlen(switches[k]) == (size_t)(eq - a) && !strncmp(a, switches[k], (size_t)(eq - a)))
+                    return fail("%s takes no value: '%s' (see moe --help)", switches[k], a);
+            return fail("unknown option '%s' (see moe --help)", a);
+        }
 #undef VAL
+#undef TOY
+#undef CKPT
     }
     if (!o->model && (o->layer || o->input || o->output || o->experts_out || o->weights_out ||
                       o->drop >= 0))
         return fail("--layer, --input, --drop and the outputs need --model (see moe --help)");
     if (!o->shared_format_set) o->shared_format = o->format; /* --dtype sets both */
     return 0;
+}
+
+/* The warnings the options alone decide: those of the other mode, --threads. */
+static void warn_options(const opts *o) {
+    for (int i = 0; o->model && i < o->n_toy_given; i++) {
+        const char *f = o->toy_given[i];
+        warn("%s has no effect with --model: %s", f,
+             !strcmp(f, "--tokens") ? "the tokens are the rows of --input"
+             : !strcmp(f, "--seed") ? "the weights and the input are read, not drawn"
+                                    : "the layer is the checkpoint's, as config.json says");
+    }
+    for (int i = 0; !o->model && i < o->n_model_given; i++)
+        warn("%s has no effect without --model: the toy layer reads no checkpoint", o->model_given[i]);
+    if (!o->threads_set) return;
+#ifdef _OPENMP
+    /* moe.h runs min(n, max(omp_get_max_threads, procs), thread limit) threads */
+    int procs = omp_get_num_procs(), max = omp_get_max_threads(), limit = omp_get_thread_limit();
+    int cap = max > procs ? max : procs;
+    if (cap > limit) cap = limit;
+    if (o->threads > cap)
+        warn("--threads %d is more than the %d cores available: moe.h runs %d threads (more "
+             "would only take turns on the cores)", o->threads, procs, cap);
+    else if (o->threads > procs)
+        warn("--threads %d is more than the %d cores available: the threads take turns on "
+             "them, which is slower than %d threads", o->threads, procs, procs);
+#else
+    warn("--threads has no effect: this build has no OpenMP (it runs on one thread)");
+#endif
+}
+
+/* The warning the layer decides: a shared-experts format without shared experts. (--bf16-dot
+   never goes unused: it makes auto formats bf16, and moe.h refuses it with no bf16 set.) */
+static void warn_layer(const opts *o, const moe_config *c, const char *what) {
+    if (o->shared_format_set && !c->n_shared)
+        warn("--shared-dtype has no effect: %s has no shared experts", what);
 }
 
 /* ---- summary printing, shared by both modes ---- */
@@ -284,10 +385,10 @@ static void print_config(const moe_config *c) {
     if (c->capacity) printf(" capacity=%d drop=%s", c->capacity,
                             c->drop == MOE_DROP_IDENTITY ? "identity" : "zero");
     if (c->weight_on_input) printf(" weight_on_input");
-    printf(" format=%s", (unsigned)c->format < MOE_FORMAT_COUNT ? format_names[c->format] : "?");
+    printf(" format=%s", (unsigned)c->format < N_FORMATS ? format_names[c->format] : "?");
     if (c->n_shared)
         printf(" shared_format=%s",
-               (unsigned)c->shared_format < MOE_FORMAT_COUNT ? format_names[c->shared_format] : "?");
+               (unsigned)c->shared_format < N_FORMATS ? format_names[c->shared_format] : "?");
     if (c->dot == MOE_DOT_BF16) printf(" dot=bf16");
     if (c->logit_softcap > 0.0f) printf(" logit_softcap=%g", (double)c->logit_softcap);
     if (c->scale_on_sum) printf(" scale_on_sum");
@@ -422,6 +523,7 @@ static int run_toy(const opts *o) {
         fprintf(stderr, "moe: moe_layer_create: %s\n", moe_result_string(r));
         goto done;
     }
+    warn_layer(o, moe_layer_config(layer), "the toy layer");
     moe_trace tr;
     double t_fwd;
     if (forward_traced(layer, x, T, y, ex, wt, load, &ws, &tr, &t_fwd)) goto done;
@@ -452,80 +554,14 @@ done:
 
 /* ---- checkpoint layer ---- */
 
-/* Source views the layer is packed from: the mio tensors (pages released once packed). */
-typedef struct loader {
-    size_t n_used, cap;
-    size_t released;            /* bytes handed back through on_packed */
-    const mio_tensor *used[];   /* cap entries: every tensor of the plan */
-} loader;
-
-static void on_packed(void *user, const void *data, size_t bytes) {
-    loader *L = (loader *)user;
-    const char *p = (const char *)data;
-    for (size_t i = 0; i < L->n_used; i++) {
-        const mio_tensor *t = L->used[i];
-        const char *b = (const char *)t->data;
-        if (t->mapped && p >= b && p < b + t->nbytes) {
-            size_t off = (size_t)(p - b), len = bytes <= t->nbytes - off ? bytes : t->nbytes - off;
-            if (mio_tensor_release(t, off, len, NULL, 0) == MIO_OK) L->released += len;
-            return;
-        }
-    }
-}
-
-static int dtype_of(int mio_dt, moe_dtype *out) {
-    switch (mio_dt) {
-    case MIO_DTYPE_F32: *out = MOE_F32; return 1;
-    case MIO_DTYPE_BF16: *out = MOE_BF16; return 1;
-    case MIO_DTYPE_F16: *out = MOE_F16; return 1;
-    default: return 0;
-    }
-}
-
-/* hf_lookup for the checkpoint: finds a tensor in the safetensors files and remembers it, so
-   that on_packed can release its pages. */
-static int model_lookup(void *user, const char *name, hf_found *out, char *err, size_t en) {
-    void **ctx = (void **)user;
-    mio_model *m = (mio_model *)ctx[0];
-    loader *ld = (loader *)ctx[1];
-    const mio_tensor *t;
-    char e[MIO_ERR_SIZE];
-    if (!mio_model_has(m, name)) return 1;
-    int r = mio_model_tensor(m, name, &t, e, sizeof e);
-    if (r == MIO_ERR_NOT_FOUND) {
-        snprintf(err, en, "%s", e);
-        return 1;
-    }
-    if (r) {
-        snprintf(err, en, "cannot read tensor '%s': %s", name, e);
-        return -1;
-    }
-    if (!dtype_of(t->dtype, &out->dtype)) {
-        snprintf(err, en, "tensor '%s' has unsupported dtype %s (moe.h takes F32, BF16, F16)",
-                 name, mio_dtype_name(t->dtype));
-        return -1;
-    }
-    out->data = t->data; /* moe.h reads sources through memcpy: alignment does not matter */
-    out->rank = t->rank;
-    for (int i = 0; i < t->rank && i < 8; i++) out->shape[i] = t->shape[i];
-    for (size_t i = 0; i < ld->n_used; i++)
-        if (ld->used[i] == t) return 0;
-    if (ld->n_used >= ld->cap) {
-        snprintf(err, en, "too many tensors in one layer"); /* cannot happen: cap is the plan's count */
-        return -1;
-    }
-    ld->used[ld->n_used++] = t;
-    return 0;
-}
-
-/* 1 if path's directory is writable (the outputs are created there). */
-static int dir_writable(const char *path, char *dir, size_t n) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, n, ".");
-    else if (slash == path) snprintf(dir, n, "/");
-    else snprintf(dir, n, "%.*s", (int)(slash - path), path);
+/* 1 if the directory named by dir[0 .. n) is one and writable (the outputs are created there). */
+static int dir_writable(const char *dir, size_t n) {
+    char d[4096];
     struct stat st;
-    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && access(dir, W_OK) == 0;
+    if (n >= sizeof d) return 0; /* longer than PATH_MAX: no call could reach it */
+    memcpy(d, dir, n);
+    d[n] = '\0';
+    return stat(d, &st) == 0 && S_ISDIR(st.st_mode) && access(d, W_OK) == 0;
 }
 
 static const char *const out_flags[3] = {"--output", "--experts-out", "--weights-out"};
@@ -533,13 +569,17 @@ static const char *const out_flags[3] = {"--output", "--experts-out", "--weights
 /* The outputs before anything is read: each in a writable directory, not something other than
    a file, no two the same file. 0 ok, else the message is printed. */
 static int check_outputs(const char *const outs[3]) {
-    char dir[4096];
     struct stat st;
     for (int i = 0; i < 3; i++) {
         if (!outs[i]) continue;
-        if (!dir_writable(outs[i], dir, sizeof dir)) {
-            fprintf(stderr, "moe: cannot write output '%s': directory '%s' is missing or not "
-                    "writable\n", outs[i], dir);
+        /* the directory part of the path as written, printed whole */
+        const char *slash = strrchr(outs[i], '/'), *dir = outs[i];
+        size_t n = slash ? (size_t)(slash - outs[i]) : 1;
+        if (!slash) dir = ".";
+        else if (slash == outs[i]) dir = "/", n = 1;
+        if (!dir_writable(dir, n)) {
+            fprintf(stderr, "moe: cannot write output '%s': directory '%.*s' is missing or not "
+                    "writable\n", outs[i], (int)n, dir);
             return -1;
         }
         if (stat(outs[i], &st) == 0 && !S_ISREG(st.st_mode)) {
@@ -583,120 +623,106 @@ static int check_not_inputs(const char *const outs[3], const char *input, const 
     return 0;
 }
 
+/* "[2, 3, 24]" */
+static void shape_str(char *b, size_t n, int rank, const size_t *shape) {
+    size_t at = (size_t)snprintf(b, n, "[");
+    for (int i = 0; i < rank && at < n; i++)
+        at += (size_t)snprintf(b + at, n - at, "%s%zu", i ? ", " : "", shape[i]);
+    if (at < n) snprintf(b + at, n - at, "]");
+}
+
 static int run_model(const opts *o) {
-    char err[MIO_ERR_SIZE + 1024], e2[MIO_ERR_SIZE], path[4096], dir[4096];
-    struct stat st;
-    int rc = 1;
-    mio_json_doc doc;
-    mio_model model;
-    hf_plan plan;
-    loader *ld = NULL;
+    char e2[MIO_ERR_SIZE], sh[MIO_NPY_MAX_RANK * 22 + 4], what[120];
+    int rc = 1, rank = 0, opened = 0;
+    size_t shape[MIO_NPY_MAX_RANK], oshape[MIO_NPY_MAX_RANK];
     float *x = NULL, *y = NULL, *wt = NULL;
     int32_t *ex = NULL;
     int64_t *load = NULL;
-    hf_bound bound;
     moe_layer *layer = NULL;
     moe_workspace ws = {0};
     ws.data = NULL, ws.size = 0, ws.n_threads = o->threads;
-    int model_open = 0;
     const char *const outs[3] = {o->output, o->experts_out, o->weights_out};
     mio_outputs written;
+    mm_model model;
+    mm_options mo;
+    mm_layer_info info;
+    /* room for every message with the model's path in it, however long the path */
+    size_t en = MM_ERR_SIZE + strlen(o->model);
+    char *err = NULL;
 
-    memset(&doc, 0, sizeof doc);
     mio_outputs_init(&written);
-    memset(&bound, 0, sizeof bound);
+    memset(&mo, 0, sizeof mo);
     if (!o->layer || !o->input || !o->output) {
         fprintf(stderr, "moe: run --model needs --layer, --input and --output (see moe --help)\n");
         return 2;
     }
     if (check_outputs(outs)) return 1;
     double t_start = now_s();
-    if (stat(o->model, &st) || !S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "moe: model directory '%s' not found (or not a directory)\n", o->model);
+    if (!(err = MIO_MALLOC(en))) {
+        fprintf(stderr, "moe: out of memory\n");
         return 1;
     }
-    snprintf(path, sizeof path, "%s/config.json", o->model);
-    if (stat(path, &st)) {
-        fprintf(stderr, "moe: %s: config.json not found\n", path);
-        return 1;
-    }
-    if (mio_json_parse_file(&doc, path, e2, sizeof e2)) {
-        fprintf(stderr, "moe: %s\n", e2);
-        return 1;
-    }
-    if (hf_plan_layer(&plan, mio_json_root(&doc), o->layer, err, sizeof err)) {
-        /* config errors name the file; --layer errors do not */
-        if (!strncmp(err, "config.json", 11)) fprintf(stderr, "moe: %s/%s\n", o->model, err);
-        else fprintf(stderr, "moe: %s\n", err);
+    if (mm_open(&model, o->model, o->use_mmap, err, en)) {
+        fprintf(stderr, "moe: %s\n", err);
         goto done;
     }
-    if (plan.note[0]) fprintf(stderr, "moe: note: %s\n", plan.note);
+    opened = 1;
+    mo.format = (moe_format)o->format, mo.shared_format = (moe_format)o->shared_format;
+    mo.dot = o->bf16_dot ? MOE_DOT_BF16 : MOE_DOT_EXACT;
+    if (mm_layer_plan(&model, o->layer, &mo, &info, err, en)) {
+        fprintf(stderr, "moe: %s\n", err);
+        goto done;
+    }
+    const hf_plan *plan = &info.plan;
+    if (plan->note[0]) fprintf(stderr, "moe: note: %s\n", plan->note);
+    for (int i = 0; o->verbose && i < plan->n_defaults && i < HF_MAX_DEFAULTS; i++)
+        fprintf(stderr, "moe: note: %s %s config.json, default %s\n", plan->defaults[i].key,
+                plan->defaults[i].null ? "is null in" : "absent from", plan->defaults[i].value);
+    if (o->verbose && plan->n_defaults > HF_MAX_DEFAULTS)
+        fprintf(stderr, "moe: note: and %d more keys absent from config.json, with defaults\n",
+                plan->n_defaults - HF_MAX_DEFAULTS);
     if (o->drop >= 0) {
-        if (!plan.cfg.capacity) {
+        if (!plan->cfg.capacity) {
             fprintf(stderr, "moe: --drop applies to layers with an expert capacity "
-                    "(switch_transformers); %s has none\n", plan.family);
+                    "(switch_transformers); %s has none\n", plan->family);
             goto done;
         }
-        plan.cfg.drop = (moe_drop)o->drop;
+        mo.drop = o->drop == MOE_DROP_IDENTITY ? MM_DROP_IDENTITY : MM_DROP_ZERO;
     }
 
-    /* the input first: cheap to check, and no point mapping weights for a bad one */
+    /* the input first: cheap to check, and no point reading weights for a bad one */
     size_t T, D;
-    if (mio_npy_read(o->input, &x, &T, &D, e2, sizeof e2)) {
+    if (mio_npy_read_nd(o->input, &x, &rank, shape, &T, &D, e2, sizeof e2)) {
         fprintf(stderr, "moe: input %s\n", e2);
         goto done;
     }
-    if (D != (size_t)plan.cfg.d_model) {
+    int dm = plan->cfg.d_model;
+    if (D != (size_t)dm) {
         fprintf(stderr, "moe: input %s has width %zu, expected hidden_size %d (config.json): "
-                "X.npy must be float32 [T][%d]\n", o->input, D, plan.cfg.d_model, plan.cfg.d_model);
+                "X.npy must be float32 [..., %d] ([T][%d], [B][T][%d], ...)\n", o->input, D, dm,
+                dm, dm, dm);
         goto done;
     }
+    if (check_not_inputs(outs, o->input, model.config_path, &model.files)) goto done;
 
-    if (mio_model_open_as(&model, o->model, o->use_mmap ? MIO_MAP : MIO_READ, e2, sizeof e2)) {
-        fprintf(stderr, "moe: %s\n", e2);
-        goto done;
-    }
-    model_open = 1;
-    snprintf(dir, sizeof dir, "%s/config.json", o->model);
-    if (check_not_inputs(outs, o->input, dir, &model)) goto done;
-
-    int E = plan.cfg.n_experts;
-    size_t cap = 0;
-    for (int i = 0; i < plan.n; i++) cap += plan.t[i].per_expert ? (size_t)E : 1;
-    ld = cli_calloc(1, sizeof *ld + cap * sizeof *ld->used);
-    if (!ld) { fprintf(stderr, "moe: out of memory\n"); goto done; }
-    ld->cap = cap;
-    moe_weights w;
-    void *lookup_ctx[2] = {&model, ld};
-    int br = hf_bind(&plan, model_lookup, lookup_ctx, &w, &bound, err, sizeof err);
-    if (br) {
-        fprintf(stderr, "moe: %s%s%s\n", err, br == -2 ? " in " : "", br == -2 ? o->model : "");
-        goto done;
-    }
-    const char *prefix = bound.prefix;
-    w.on_packed = on_packed;
-    w.user = ld;
-
-    plan.cfg.format = (moe_format)o->format, plan.cfg.shared_format = (moe_format)o->shared_format;
-    plan.cfg.dot = o->bf16_dot ? MOE_DOT_BF16 : MOE_DOT_EXACT;
     double t0 = now_s();
-    moe_result r = moe_layer_create(&layer, &plan.cfg, &w);
-    double t_create = now_s() - t0;
-    if (r != MOE_OK) {
-        fprintf(stderr, "moe: %s %s: moe_layer_create: %s\n", plan.family, plan.layer_name,
-                moe_result_string(r));
+    if (mm_layer_create(&model, o->layer, &mo, &layer, &info, err, en)) {
+        fprintf(stderr, "moe: %s\n", err);
         goto done;
     }
-    double t_load = now_s() - t_start;
-    mio_model_close(&model); /* the layer has its packed copy: the sources (or their maps) go */
-    model_open = 0;
+    double t_create = now_s() - t0, t_load = now_s() - t_start;
+    mm_close(&model); /* config.json and the headers: the layer needs neither */
+    opened = 0;
+    snprintf(what, sizeof what, "%s %s", plan->family, plan->layer_name);
+    warn_layer(o, moe_layer_config(layer), what);
 
-    size_t K = (size_t)plan.cfg.top_k, d = (size_t)plan.cfg.d_model;
+    int E = plan->cfg.n_experts;
+    size_t K = (size_t)plan->cfg.top_k, d = (size_t)dm;
     y = MIO_MALLOC((T ? T : 1) * d * sizeof *y);
     ex = MIO_MALLOC((T ? T : 1) * K * sizeof *ex);
     wt = MIO_MALLOC((T ? T : 1) * K * sizeof *wt);
     /* the trace counts the zero-computation experts too (LongCat-Flash) */
-    load = MIO_MALLOC(((size_t)E + (size_t)plan.cfg.n_zero_experts) * sizeof *load);
+    load = MIO_MALLOC(((size_t)E + (size_t)plan->cfg.n_zero_experts) * sizeof *load);
     if (!y || !ex || !wt || !load) {
         fprintf(stderr, "moe: out of memory for %zu tokens\n", T);
         goto done;
@@ -705,12 +731,15 @@ static int run_model(const opts *o) {
     double t_fwd;
     if (forward_traced(layer, x, T, y, ex, wt, load, &ws, &tr, &t_fwd)) goto done;
 
-    /* the outputs appear together or not at all (moe_io.h: mio_outputs) */
+    /* the outputs appear together or not at all (moe_io.h: mio_outputs), y in X's shape and
+       the slots in its leading shape */
+    memcpy(oshape, shape, (size_t)rank * sizeof *shape);
+    oshape[rank - 1] = K;
     for (int i = 0; i < 3; i++) {
         if (!outs[i]) continue;
-        int wr = i == 0 ? mio_outputs_npy_f32(&written, outs[i], y, T, d, e2, sizeof e2)
-               : i == 1 ? mio_outputs_npy_i32(&written, outs[i], ex, T, K, e2, sizeof e2)
-                        : mio_outputs_npy_f32(&written, outs[i], wt, T, K, e2, sizeof e2);
+        int wr = i == 0 ? mio_outputs_npy_f32_nd(&written, outs[i], y, rank, shape, e2, sizeof e2)
+               : i == 1 ? mio_outputs_npy_i32_nd(&written, outs[i], ex, rank, oshape, e2, sizeof e2)
+                        : mio_outputs_npy_f32_nd(&written, outs[i], wt, rank, oshape, e2, sizeof e2);
         if (wr) {
             fprintf(stderr, "moe: cannot write output '%s': %s\n", outs[i], e2);
             goto done;
@@ -721,8 +750,11 @@ static int run_model(const opts *o) {
         goto done;
     }
 
-    printf("%s %s (%s): %zu tokens, d=%zu, experts %d, top-%zu -> %s\n", plan.family,
-           plan.layer_name, prefix, T, d, E, K, o->output);
+    sh[0] = '\0';
+    if (rank != 2) shape_str(sh, sizeof sh, rank, shape);
+    printf("%s %s (%s): %zu tokens%s%s%s, d=%zu, experts %d, top-%zu -> %s\n", plan->family,
+           plan->layer_name, info.prefix, T, sh[0] ? " (" : "", sh, sh[0] ? ")" : "", d, E, K,
+           o->output);
     if (o->stats) {
         print_config(moe_layer_config(layer));
         print_stats(moe_layer_config(layer), &tr);
@@ -732,17 +764,15 @@ static int run_model(const opts *o) {
         printf("load %.3f ms (create/pack %.3f ms), forward %.3f ms\n", 1e3 * t_load,
                1e3 * t_create, 1e3 * t_fwd);
         printf("packed %.1f KiB, source pages released %.1f KiB, peak RSS %.1f MiB\n",
-               (double)moe_layer_packed_bytes(layer) / 1024.0, (double)ld->released / 1024.0,
+               (double)moe_layer_packed_bytes(layer) / 1024.0, (double)info.released / 1024.0,
                peak_rss_mib());
     }
     rc = 0;
 done:
     mio_outputs_discard(&written);
-    MIO_FREE(ld);
-    hf_unbind(&bound);
     moe_layer_free(layer);
-    if (model_open) mio_model_close(&model);
-    mio_json_free(&doc);
+    if (opened) mm_close(&model);
+    MIO_FREE(err);
     MIO_FREE(ws.data); MIO_FREE(x); MIO_FREE(y); MIO_FREE(ex); MIO_FREE(wt); MIO_FREE(load);
     return rc;
 }
@@ -752,5 +782,6 @@ int main(int argc, char **argv) {
     int r = parse_args(argc, argv, &o);
     if (r == 1) return 0;
     if (r) return r;
+    warn_options(&o);
     return o.model ? run_model(&o) : run_toy(&o);
 }

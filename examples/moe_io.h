@@ -1,4 +1,4 @@
-/* moe_io.h v0.3.0 - JSON, safetensors and .npy readers for the moe.h example CLI.
+/* moe_io.h v0.4.0 - JSON, safetensors and .npy readers for the moe.h example CLI.
    public domain or MIT, see end of file.
 
    This is not part of moe.h: it is the file-format side of the example CLI, which runs one MoE
@@ -83,7 +83,7 @@
 #include <stdint.h>
 
 #define MIO_VERSION_MAJOR 0
-#define MIO_VERSION_MINOR 3
+#define MIO_VERSION_MINOR 4
 #define MIO_VERSION_PATCH 0
 
 #if defined(MIO_STATIC) && (defined(__GNUC__) || defined(__clang__))
@@ -366,7 +366,8 @@ MIODEF size_t mio_model_count(const mio_model *m);              /* number of ten
 MIODEF const char *mio_model_name_at(const mio_model *m, size_t i); /* sorted; NULL past end */
 
 /* ---- npy ----
-   Reader: format version 1.0 or 2.0, dtype '<f4', fortran_order False, rank 2. Any other file
+   Reader: format version 1.0 or 2.0, dtype '<f4', fortran_order False, rank 2 (mio_npy_read_nd:
+   rank 2 or more, the leading dimensions taken as rows, the shape returned). Any other file
    is refused with a message that says what it has ("x.npy: dtype is '<f8', expected '<f4'
    (float32)", "x.npy: shape (3, 5, 7) has rank 3, expected [T][hidden_size]"). The data is
    copied into a MIO_MALLOC'd buffer the caller frees with MIO_FREE; a (0, D) array gives a
@@ -380,6 +381,12 @@ MIODEF int mio_npy_read(const char *path, float **data, size_t *rows, size_t *co
                         char *err, size_t err_size);
 MIODEF int mio_npy_read_mem(const void *buf, size_t len, const char *name, float **data,
                             size_t *rows, size_t *cols, char *err, size_t err_size);
+/* The same for an array of rank 2 or more, read as rows = the product of every dimension but
+   the last and cols = the last ([B][T][D]: B*T rows of D); *rank and shape[0 .. *rank) (shape
+   holds MIO_NPY_MAX_RANK) receive its shape, for writing results of the same leading shape.
+   Rank 0 or 1 is refused ("x.npy: shape (24,) has rank 1, expected [..., hidden_size]"). */
+MIODEF int mio_npy_read_nd(const char *path, float **data, int *rank, size_t *shape,
+                           size_t *rows, size_t *cols, char *err, size_t err_size);
 /* The same checks, but any of '<f4', '<f8', '<i4', converted to double (exactly): for tests
    that compare results with float64 references. */
 MIODEF int mio_npy_read_f64(const char *path, double **data, size_t *rows, size_t *cols,
@@ -416,6 +423,11 @@ MIODEF int mio_outputs_npy_f32(mio_outputs *o, const char *path, const float *da
                                size_t cols, char *err, size_t err_size);
 MIODEF int mio_outputs_npy_i32(mio_outputs *o, const char *path, const int32_t *data, size_t rows,
                                size_t cols, char *err, size_t err_size);
+/* The same for an array of any shape: rank 1 .. MIO_NPY_MAX_RANK dimensions, C order. */
+MIODEF int mio_outputs_npy_f32_nd(mio_outputs *o, const char *path, const float *data, int rank,
+                                  const size_t *shape, char *err, size_t err_size);
+MIODEF int mio_outputs_npy_i32_nd(mio_outputs *o, const char *path, const int32_t *data, int rank,
+                                  const size_t *shape, char *err, size_t err_size);
 /* Renames every temporary file into place; on failure restores every target. */
 MIODEF int mio_outputs_commit(mio_outputs *o, char *err, size_t err_size);
 /* Removes what is left (the temporary files of a set not committed) and frees; always call. */
@@ -2517,18 +2529,20 @@ static size_t mio__npy_esize(const char *descr)
     return strcmp(descr, "<f8") == 0 ? 8 : 0;
 }
 
-/* The readers' common part: checks an npy buffer (version, header, dtype, C order, rank 2,
-   exact data size) and copies its elements into a malloc'd array, as float (to_f64 == 0; the
-   file must be '<f4') or as double (to_f64 == 1; '<f4', '<f8' or '<i4'). */
+/* The readers' common part: checks an npy buffer (version, header, dtype, C order, rank 2 or,
+   with rank_out, rank >= 2 and the shape into rank_out/shape_out, exact data size) and copies
+   its elements into a malloc'd array, as float (to_f64 == 0; the file must be '<f4') or as
+   double (to_f64 == 1; '<f4', '<f8' or '<i4'). */
 static int mio__npy_read_buf(const void *buf, size_t len, const char *name, int to_f64,
-                             void **data, size_t *rows, size_t *cols, char *err, size_t err_size)
+                             void **data, size_t *rows, size_t *cols, int *rank_out,
+                             size_t *shape_out, char *err, size_t err_size)
 {
     const unsigned char *b = (const unsigned char *)buf;
-    size_t hstart, hlen, n, nbytes, obytes, esize, avail, i;
+    size_t hstart, hlen, n, nbytes, obytes, esize, avail, i, lead = 1;
     mio__npyh h;
     char sh[96];
     unsigned char *out;
-    int rc;
+    int rc, d;
     *data = NULL;
     *rows = *cols = 0;
     if (!name) name = "<memory>";
@@ -2564,11 +2578,17 @@ static int mio__npy_read_buf(const void *buf, size_t len, const char *name, int 
     if (h.fortran)
         return mio__fail(err, err_size, MIO_ERR_UNSUPPORTED, "%s: fortran_order is True, expected C order", name);
     mio__fmt_shape(sh, sizeof sh, h.shape, h.rank, 1);
-    if (h.rank != 2)
+    if (!rank_out && h.rank != 2)
         return mio__fail(err, err_size, MIO_ERR_UNSUPPORTED, "%s: shape %s has rank %d, expected [T][hidden_size]",
                          name, sh, h.rank);
-    if (h.shape[0] > (uint64_t)((size_t)-1) || h.shape[1] > (uint64_t)((size_t)-1) ||
-        !mio__mul_size((size_t)h.shape[0], (size_t)h.shape[1], &n) || !mio__mul_size(n, esize, &nbytes) ||
+    if (rank_out && h.rank < 2)
+        return mio__fail(err, err_size, MIO_ERR_UNSUPPORTED, "%s: shape %s has rank %d, expected [..., hidden_size]",
+                         name, sh, h.rank);
+    for (d = 0; d < h.rank; d++)
+        if (h.shape[d] > (uint64_t)((size_t)-1) ||
+            (d < h.rank - 1 && !mio__mul_size(lead, (size_t)h.shape[d], &lead)))
+            return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: shape %s: byte size overflows", name, sh);
+    if (!mio__mul_size(lead, (size_t)h.shape[h.rank - 1], &n) || !mio__mul_size(n, esize, &nbytes) ||
         !mio__mul_size(n, to_f64 ? 8 : 4, &obytes))
         return mio__fail(err, err_size, MIO_ERR_FORMAT, "%s: shape %s: byte size overflows", name, sh);
     avail = len - hstart - hlen;
@@ -2605,20 +2625,24 @@ static int mio__npy_read_buf(const void *buf, size_t len, const char *name, int 
         }
     }
     *data = out;
-    *rows = (size_t)h.shape[0];
-    *cols = (size_t)h.shape[1];
+    *rows = lead;
+    *cols = (size_t)h.shape[h.rank - 1];
+    if (rank_out) {
+        *rank_out = h.rank;
+        for (d = 0; d < h.rank; d++) shape_out[d] = (size_t)h.shape[d];
+    }
     return MIO_OK;
 }
 
 /* Reads path and parses it with mio__npy_read_buf. */
 static int mio__npy_read_file(const char *path, int to_f64, void **data, size_t *rows, size_t *cols,
-                              char *err, size_t err_size)
+                              int *rank, size_t *shape, char *err, size_t err_size)
 {
     unsigned char *buf;
     size_t size;
     int rc = mio__read_file(path, (size_t)-2, &buf, &size, err, err_size); /* read, not mapped */
     if (rc) return rc;
-    rc = mio__npy_read_buf(buf, size, path, to_f64, data, rows, cols, err, err_size);
+    rc = mio__npy_read_buf(buf, size, path, to_f64, data, rows, cols, rank, shape, err, err_size);
     MIO_FREE(buf);
     return rc;
 }
@@ -2631,7 +2655,7 @@ MIODEF int mio_npy_read_mem(const void *buf, size_t len, const char *name, float
     mio__clear(err, err_size);
     if (!data || !rows || !cols || (!buf && len))
         return mio__fail(err, err_size, MIO_ERR_ARG, "mio_npy_read_mem: NULL argument");
-    rc = mio__npy_read_buf(buf, len, name, 0, &p, rows, cols, err, err_size);
+    rc = mio__npy_read_buf(buf, len, name, 0, &p, rows, cols, NULL, NULL, err, err_size);
     *data = (float *)p;
     return rc;
 }
@@ -2643,7 +2667,21 @@ MIODEF int mio_npy_read(const char *path, float **data, size_t *rows, size_t *co
     int rc;
     mio__clear(err, err_size);
     if (!path || !data || !rows || !cols) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_npy_read: NULL argument");
-    rc = mio__npy_read_file(path, 0, &p, rows, cols, err, err_size);
+    rc = mio__npy_read_file(path, 0, &p, rows, cols, NULL, NULL, err, err_size);
+    *data = (float *)p;
+    return rc;
+}
+
+MIODEF int mio_npy_read_nd(const char *path, float **data, int *rank, size_t *shape,
+                           size_t *rows, size_t *cols, char *err, size_t err_size)
+{
+    void *p = NULL;
+    int rc;
+    mio__clear(err, err_size);
+    if (!path || !data || !rank || !shape || !rows || !cols)
+        return mio__fail(err, err_size, MIO_ERR_ARG, "mio_npy_read_nd: NULL argument");
+    *rank = 0;
+    rc = mio__npy_read_file(path, 0, &p, rows, cols, rank, shape, err, err_size);
     *data = (float *)p;
     return rc;
 }
@@ -2655,7 +2693,7 @@ MIODEF int mio_npy_read_f64(const char *path, double **data, size_t *rows, size_
     int rc;
     mio__clear(err, err_size);
     if (!path || !data || !rows || !cols) return mio__fail(err, err_size, MIO_ERR_ARG, "mio_npy_read_f64: NULL argument");
-    rc = mio__npy_read_file(path, 1, &p, rows, cols, err, err_size);
+    rc = mio__npy_read_file(path, 1, &p, rows, cols, NULL, NULL, err, err_size);
     *data = (double *)p;
     return rc;
 }
@@ -2781,18 +2819,27 @@ static int mio__write_all(int fd, const void *p, size_t n)
 
 /* Header + elements (4 bytes each, stored little-endian) into a temporary file for path. */
 static int mio__npy_stage(mio_outputs *o, const char *path, const void *data, const char *descr,
-                          size_t rows, size_t cols, char *err, size_t es)
+                          int rank, const size_t *shape, char *err, size_t es)
 {
-    char hdr[256];
-    size_t nbytes, hl;
+    /* 32 dimensions of 20 digits and the dict's words fit, under v1.0's 65535 */
+    char hdr[1024], sh[MIO_NPY_MAX_RANK * 22 + 4];
+    size_t nbytes = 4, hl, at = 0;
     struct stat sb;
     mio_output *f;
     int fd = -1, i, ok, rc;
-    if (!o || !path || (!data && rows && cols)) return mio__fail(err, es, MIO_ERR_ARG, "npy write: NULL argument");
+    if (!o || !path || !shape) return mio__fail(err, es, MIO_ERR_ARG, "npy write: NULL argument");
+    if (rank < 1 || rank > MIO_NPY_MAX_RANK)
+        return mio__fail(err, es, MIO_ERR_ARG, "%s: rank %d, expected 1..%d", path, rank, MIO_NPY_MAX_RANK);
+    at += (size_t)snprintf(sh, sizeof sh, "(");
+    for (i = 0; i < rank; i++)
+        at += (size_t)snprintf(sh + at, sizeof sh - at, "%s%zu", i ? ", " : "", shape[i]);
+    snprintf(sh + at, sizeof sh - at, "%s)", rank == 1 ? "," : "");
+    for (i = 0; i < rank; i++)
+        if (!mio__mul_size(nbytes, shape[i], &nbytes))
+            return mio__fail(err, es, MIO_ERR_ARG, "%s: shape %s: byte size overflows", path, sh);
+    if (!data && nbytes) return mio__fail(err, es, MIO_ERR_ARG, "npy write: NULL argument");
     if (o->n == MIO_MAX_OUTPUTS)
         return mio__fail(err, es, MIO_ERR_ARG, "%s: more than %d outputs in one set", path, MIO_MAX_OUTPUTS);
-    if (!mio__mul_size(rows, cols, &nbytes) || !mio__mul_size(nbytes, 4, &nbytes))
-        return mio__fail(err, es, MIO_ERR_ARG, "%s: shape (%zu, %zu): byte size overflows", path, rows, cols);
     if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
         return mio__fail(err, es, MIO_ERR_IO, "%s: is %s, not a file to replace", path, mio__file_kind(sb.st_mode));
     for (i = 0; i < o->n; i++)
@@ -2800,8 +2847,8 @@ static int mio__npy_stage(mio_outputs *o, const char *path, const void *data, co
             return mio__fail(err, es, MIO_ERR_ARG, "%s: names the same file as the output '%s'", path, o->f[i].path);
     /* 10-byte preamble + dict, padded with spaces and ended by '\n' to a multiple of 64 */
     memcpy(hdr, "\x93NUMPY\x01\x00\x00\x00", 10);
-    hl = 10 + (size_t)snprintf(hdr + 10, sizeof hdr - 10, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }",
-                               descr, rows, cols);
+    hl = 10 + (size_t)snprintf(hdr + 10, sizeof hdr - 10, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
+                               descr, sh);
     while ((hl + 1) % 64) hdr[hl++] = ' ';
     hdr[hl++] = '\n';
     hdr[8] = (char)((hl - 10) & 0xff);
@@ -2849,15 +2896,33 @@ static int mio__npy_stage(mio_outputs *o, const char *path, const void *data, co
 MIODEF int mio_outputs_npy_f32(mio_outputs *o, const char *path, const float *data, size_t rows,
                                size_t cols, char *err, size_t err_size)
 {
+    size_t shape[2];
+    shape[0] = rows, shape[1] = cols;
     mio__clear(err, err_size);
-    return mio__npy_stage(o, path, data, "<f4", rows, cols, err, err_size);
+    return mio__npy_stage(o, path, data, "<f4", 2, shape, err, err_size);
 }
 
 MIODEF int mio_outputs_npy_i32(mio_outputs *o, const char *path, const int32_t *data, size_t rows,
                                size_t cols, char *err, size_t err_size)
 {
+    size_t shape[2];
+    shape[0] = rows, shape[1] = cols;
     mio__clear(err, err_size);
-    return mio__npy_stage(o, path, data, "<i4", rows, cols, err, err_size);
+    return mio__npy_stage(o, path, data, "<i4", 2, shape, err, err_size);
+}
+
+MIODEF int mio_outputs_npy_f32_nd(mio_outputs *o, const char *path, const float *data, int rank,
+                                  const size_t *shape, char *err, size_t err_size)
+{
+    mio__clear(err, err_size);
+    return mio__npy_stage(o, path, data, "<f4", rank, shape, err, err_size);
+}
+
+MIODEF int mio_outputs_npy_i32_nd(mio_outputs *o, const char *path, const int32_t *data, int rank,
+                                  const size_t *shape, char *err, size_t err_size)
+{
+    mio__clear(err, err_size);
+    return mio__npy_stage(o, path, data, "<i4", rank, shape, err, err_size);
 }
 
 /* Keeps an existing target under a hard link with a fresh name next to it (f->bak), so a
@@ -2951,9 +3016,11 @@ static int mio__npy_write(const char *path, const void *data, const char *descr,
                           size_t cols, char *err, size_t es)
 {
     mio_outputs o;
+    size_t shape[2];
     int rc;
+    shape[0] = rows, shape[1] = cols;
     mio_outputs_init(&o);
-    rc = mio__npy_stage(&o, path, data, descr, rows, cols, err, es);
+    rc = mio__npy_stage(&o, path, data, descr, 2, shape, err, es);
     if (!rc) rc = mio_outputs_commit(&o, err, es);
     mio_outputs_discard(&o);
     return rc;
@@ -2988,6 +3055,8 @@ MIODEF int mio_npy_write_i32(const char *path, const int32_t *data, size_t rows,
             temporary names; mio_same_file.
             MIO_READ (mio_safetensors_open_as, mio_model_open_as, mio_safetensors_load):
             tensors read with pread, immune to a file that shrinks; npy files read, not mapped.
+     0.4.0  mio_npy_read_nd and mio_outputs_npy_f32_nd / _i32_nd: arrays of rank 2 or more
+            ([B][T][D] read as B*T rows) and results written in the same leading shape.
 
 ------------------------------------------------------------------------------
 This software is available under 2 licenses -- choose whichever you prefer.

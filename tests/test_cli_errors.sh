@@ -124,9 +124,12 @@ expect_fail "input is a directory" "not a regular file \(a directory\)" --model 
 # -- input .npy
 expect_fail "npy dtype f64" "dtype is '<f8'" --model "$CK/olmoe" --layer 0 --input "$CK/olmoe/olmoe.0.y.npy"
 expect_fail "npy dtype i32" "dtype is '<i4'" --model "$CK/olmoe" --layer 0 --input "$CK/olmoe/olmoe.0.e.npy"
-dict="{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 24), }"
-{ printf '\x93NUMPY\x01\x00\x76\x00%s%*s\n' "$dict" $((117 - ${#dict})) ''; head -c 576 /dev/zero; } > "$tmp/rank3.npy"
-expect_fail "npy rank 3" "rank 3" --model "$CK/olmoe" --layer 0 --input "$tmp/rank3.npy"
+dict="{'descr': '<f4', 'fortran_order': False, 'shape': (24,), }"
+{ printf '\x93NUMPY\x01\x00\x76\x00%s%*s\n' "$dict" $((117 - ${#dict})) ''; head -c 96 /dev/zero; } > "$tmp/rank1.npy"
+expect_fail "npy rank 1" "shape \(24,\) has rank 1, expected \[\.\.\., hidden_size\]" --model "$CK/olmoe" --layer 0 --input "$tmp/rank1.npy"
+dict="{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 40), }"
+{ printf '\x93NUMPY\x01\x00\x76\x00%s%*s\n' "$dict" $((117 - ${#dict})) ''; head -c 960 /dev/zero; } > "$tmp/rank3w.npy"
+expect_fail "npy rank 3, wrong width" "width 40, expected hidden_size 24" --model "$CK/olmoe" --layer 0 --input "$tmp/rank3w.npy"
 expect_fail "npy width" "width 40, expected hidden_size 24" --model "$CK/olmoe" --layer 0 --input "$CK/dbrx/dbrx.0.x.npy"
 expect_fail "missing input" "nope\.npy" --model "$CK/olmoe" --layer 0 --input "$tmp/nope.npy"
 long=$tmp; while [ ${#long} -lt 3400 ]; do long=$long/$(printf 'd%.0s' $(seq 200)); done

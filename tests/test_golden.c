@@ -262,7 +262,8 @@ static int grok1_setup(ctx *c, moe_config *m, moe_weights *w) {
 }
 
 /* The other view of the routed-expert tensors: fused `data` becomes E `per_expert` pointers
-   into it, and per_expert pointers become one contiguous copy. Same numbers, other code path. */
+   into it, and per_expert pointers become one contiguous copy. Same numbers, other code path;
+   a stated size (hf_bind states them) follows the view: all experts' or one expert's. */
 static int flip(ctx *c, moe_tensor *t, int E, size_t n_per_expert) {
     size_t bytes = n_per_expert * (t->dtype == MOE_F32 ? 4 : 2);
     if (t->data) {
@@ -270,11 +271,13 @@ static int flip(ctx *c, moe_tensor *t, int E, size_t n_per_expert) {
         if (!p) return 0;
         for (int e = 0; e < E; e++) p[e] = (const char *)t->data + (size_t)e * bytes;
         t->data = NULL, t->per_expert = p;
+        if (t->n_elems) t->n_elems = n_per_expert;
     } else if (t->per_expert) {
         char *d = (char *)ctx_alloc(c, (size_t)E * bytes);
         if (!d) return 0;
         for (int e = 0; e < E; e++) memcpy(d + (size_t)e * bytes, t->per_expert[e], bytes);
         t->per_expert = NULL, t->data = d;
+        if (t->n_elems) t->n_elems = (size_t)E * n_per_expert;
     }
     return 1;
 }

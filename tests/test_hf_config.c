@@ -1,7 +1,8 @@
 /* test_hf_config.c - the config.json mapping of the CLI (examples/hf_config.h) on hostile
    values: negative layer counts in every family, layer indices up to and beyond int64 (no
    arithmetic before the range check: UBSan watches in the sanitizer build), strings with an
-   escaped NUL. Each case checks the result and the words of the message.
+   escaped NUL. Each case checks the result and the words of the message. Also the keys found
+   absent with the defaults taken (plan.defaults), and a failure's kind and layer count.
 
    Build: cc -std=c99 -I. -Iexamples tests/test_hf_config.c -lm ; run from the repo root. */
 #define _DEFAULT_SOURCE 1
@@ -138,10 +139,90 @@ static void test_nul(void) {
     CHECK_INT(p.cfg.n_experts, 64);
 }
 
+/* the keys a plan found absent, "key=value key=value ..." ("!" after a null one) */
+static const char *took(const hf_plan *p) {
+    static char b[2048];
+    size_t at = 0;
+    b[0] = 0;
+    for (int i = 0; i < p->n_defaults && i < HF_MAX_DEFAULTS; i++)
+        at += (size_t)snprintf(b + at, sizeof b - at, "%s%s=%s%s", i ? " " : "", p->defaults[i].key,
+                               p->defaults[i].value, p->defaults[i].null ? "!" : "");
+    return b;
+}
+
+static void test_defaults(void) {
+    hf_plan p;
+    char err[2048];
+    CHECK_INT(plan("{\"model_type\": \"olmoe\"}", "0", &p, err, sizeof err), 0);
+    CHECK_MSG(!strcmp(took(&p), "hidden_size=2048 intermediate_size=2048 num_experts (or "
+                      "num_local_experts)=64 num_experts_per_tok=8 norm_topk_prob=false "
+                      "hidden_act=\"silu\" num_hidden_layers=16"), "%s", took(&p));
+    CHECK_INT(p.n_layers, 16);
+    /* null counts as absent, and says so; a key given is not listed */
+    CHECK_INT(plan("{\"model_type\": \"olmoe\", \"hidden_size\": null, \"num_experts\": 4, "
+                   "\"num_experts_per_tok\": 2, \"num_hidden_layers\": 2}", "1", &p, err, sizeof err), 0);
+    CHECK_MSG(!strcmp(took(&p), "hidden_size=2048! intermediate_size=2048 norm_topk_prob=false "
+                      "hidden_act=\"silu\""), "%s", took(&p));
+    /* nested keys by their path; floats in their shortest form */
+    CHECK_INT(plan("{\"model_type\": \"gpt_oss\"}", "0", &p, err, sizeof err), 0);
+    CHECK_MSG(strstr(took(&p), " swiglu_alpha=1.702 swiglu_limit=7 "), "%s", took(&p));
+    CHECK_INT(plan("{\"model_type\": \"llama4\", \"text_config\": {\"hidden_size\": 8}}", "0", &p,
+                   err, sizeof err), 0);
+    CHECK_MSG(!strncmp(took(&p), "text_config.intermediate_size=8192 ", 35), "%s", took(&p));
+    CHECK_INT(plan("{\"model_type\": \"qwen3_omni_moe\", \"talker_config\": {\"text_config\": "
+                   "{\"num_experts\": 8}}}", "talker.1", &p, err, sizeof err), 0);
+    CHECK_MSG(strstr(took(&p), "talker_config.text_config.moe_intermediate_size=384") &&
+              !strstr(took(&p), "num_experts ("), "%s", took(&p));
+    /* three spellings of one count: a default only when all are absent */
+    CHECK_INT(plan("{\"model_type\": \"step3p5\", \"moe_num_experts\": 16}", "3", &p, err, sizeof err), 0);
+    CHECK(p.cfg.n_experts == 16 && !strstr(took(&p), "experts ("));
+    CHECK_INT(plan("{\"model_type\": \"step3p5\", \"num_local_experts\": 12}", "3", &p, err, sizeof err), 0);
+    CHECK(p.cfg.n_experts == 12 && !strstr(took(&p), "n_routed_experts"));
+    CHECK_INT(plan("{\"model_type\": \"step3p5\"}", "3", &p, err, sizeof err), 0);
+    CHECK_MSG(p.cfg.n_experts == 288 && strstr(took(&p), "n_routed_experts (or num_local_experts)=288"),
+              "%s", took(&p));
+    /* more keys than the list holds: counted, the first HF_MAX_DEFAULTS kept */
+    hf_ctx c;
+    char key[16];
+    memset(&p, 0, sizeof p);
+    c.err = err, c.n = sizeof err, c.bad = 0, c.p = &p, c.root = NULL;
+    for (int i = 0; i < HF_MAX_DEFAULTS + 8; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        hf_took_i(&c, NULL, key, NULL, i);
+    }
+    hf_took_i(&c, NULL, "k0", NULL, 0); /* once per name */
+    CHECK(p.n_defaults == HF_MAX_DEFAULTS + 8 && !strcmp(p.defaults[HF_MAX_DEFAULTS - 1].key, "k31"));
+}
+
+/* what a failed plan says it was about, and the layer count it had read */
+static void test_why(void) {
+    hf_plan p;
+    char err[2048];
+    CHECK(plan("{\"model_type\": \"olmoe\"}", "16", &p, err, sizeof err) == -1 &&
+          p.why == HF_BAD_LAYER && p.n_layers == 16);
+    CHECK(plan("{\"model_type\": \"olmoe\"}", "x", &p, err, sizeof err) == -1 && p.why == HF_BAD_LAYER);
+    CHECK(plan("{\"model_type\": \"deepseek_v3\"}", "1", &p, err, sizeof err) == -1 &&
+          p.why == HF_NOT_MOE && p.n_layers == 61 && strstr(err, "dense"));
+    CHECK(plan("{\"model_type\": \"deepseek_v4\"}", "1", &p, err, sizeof err) == -1 &&
+          p.why == HF_NOT_MOE && strstr(err, "hash-routed"));
+    CHECK(plan("{\"model_type\": \"olmoe\", \"hidden_size\": \"x\"}", "0", &p, err, sizeof err) ==
+          -1 && p.why == HF_BAD_CONFIG && p.n_layers == -1);
+    CHECK(plan("{\"model_type\": \"switch_transformers\"}", "24", &p, err, sizeof err) == -1 &&
+          p.why == HF_BAD_LAYER && p.n_layers == 24);
+    /* the unknown model_type message lists every family, however long the list */
+    CHECK(plan("{\"model_type\": \"nope\"}", "0", &p, err, sizeof err) == -1 && p.why == HF_BAD_CONFIG);
+    const char *at = strstr(err, "supported:");
+    size_t words = 0;
+    for (; at && *at; at++) words += *at == ' ';
+    CHECK_MSG(words == HF_N_FAMILIES && strstr(err, " switch_transformers"), "%zu words: %s", words, err);
+}
+
 int main(void) {
     (void)hf_bind; (void)hf_unbind; /* the binding half of hf_config.h is tested by test_golden */
     test_negative_counts();
     test_huge_layers();
     test_nul();
+    test_defaults();
+    test_why();
     return check_summary();
 }
