@@ -5,10 +5,16 @@
 #   make bench      a short standard benchmark set
 #   make lib        build/libmoe.so, moe.h as a shared library (examples/moe.py loads it)
 #   make install    headers, the two tools and moe.pc under $(DESTDIR)$(PREFIX); make uninstall
+#   build/moe-ep    expert parallelism over MPI (with mpicc; part of `make` where it is found)
 # Variants the test runner adds: scalar (-DMOE_NO_SIMD), AVX2 only, clang, C++, MOE_STATIC and
 # two translation units, ASan+UBSan, NEON (aarch64 cross compiler + qemu-user).
 
 CC      ?= cc
+# build/moe-ep (examples/moe_ep.c, expert parallelism over MPI) is part of `make` only where
+# mpicc is found; everything else builds without MPI
+MPICC   ?= mpicc
+HAVE_MPICC := $(shell command -v $(MPICC) 2>/dev/null)
+EP       = $(if $(HAVE_MPICC),build/moe-ep)
 WARN     = -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
 CFLAGS  ?= -std=c99 -O2 $(WARN)
 NATIVE  ?= -march=native
@@ -29,11 +35,11 @@ COMPANION = examples/moe_io.h examples/hf_config.h
 moe_version = $(shell sed -n 's/^.define MOE_VERSION_$(1) *\([0-9][0-9]*\).*/\1/p' moe.h)
 VERSION := $(call moe_version,MAJOR).$(call moe_version,MINOR).$(call moe_version,PATCH)
 
-EXAMPLES = build/moe $(patsubst examples/%.c,build/%,$(filter-out examples/moe_cli.c examples/moe_lib.c,$(wildcard examples/*.c)))
+EXAMPLES = build/moe $(patsubst examples/%.c,build/%,$(filter-out examples/moe_cli.c examples/moe_lib.c examples/moe_ep.c,$(wildcard examples/*.c)))
 TESTS    = $(patsubst tests/%.c,build/%,$(wildcard tests/test_*.c tests/npy_compare.c))
 
 .PHONY: all examples tests test bench run clean lib install uninstall
-all: examples tests build/moe-bench lib
+all: examples tests build/moe-bench lib $(EP)
 lib: build/libmoe.so
 examples: $(EXAMPLES)
 tests: $(TESTS)
@@ -43,6 +49,9 @@ build:
 
 build/moe: examples/moe_cli.c moe.h $(wildcard examples/*.h) | build
 	$(CC) $(CFLAGS) $(NATIVE) $(OMP) $(INC) $< -o $@ $(LDLIBS)
+
+build/moe-ep: examples/moe_ep.c moe.h $(wildcard examples/*.h) | build
+	$(MPICC) $(CFLAGS) $(NATIVE) $(OMP) $(INC) $< -o $@ $(LDLIBS)
 
 build/%: examples/%.c moe.h $(wildcard examples/*.h) | build
 	$(CC) $(CFLAGS) $(NATIVE) $(OMP) $(INC) $< -o $@ $(LDLIBS)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds every examples/*.c except moe_cli.c (tests/test_cli.sh covers the CLI) and moe_lib.c
-# (a library, tests/test_python.py), warning-free,
-# without and with -fopenmp, runs it (with the arguments `args` gives it, most take none) and
-# checks it exits 0 and prints its key lines. An example not listed in `expect` below is only
-# built and run.
+# Builds every examples/*.c except moe_cli.c (tests/test_cli.sh covers the CLI), moe_lib.c
+# (a library, tests/test_python.py) and moe_ep.c (MPI, built with mpicc: tests/test_ep.sh)
+# warning-free, without and with -fopenmp, runs it (with the arguments `args` gives it, most
+# take none) and checks it exits 0 and prints its key lines. An example not listed in `expect`
+# below is only built and run.
 # Usage: bash tests/test_examples.sh     prints one line per build and "N passed, M failed".
 set -u
 cd "$(dirname "$0")/.."
@@ -42,7 +42,7 @@ fi
 
 for src in examples/*.c; do
   name=$(basename "$src" .c)
-  case "$name" in moe_cli | moe_lib) continue ;; esac
+  case "$name" in moe_cli | moe_lib | moe_ep) continue ;; esac
   for omp in "${omp_flags[@]}"; do
     label="$name${omp:+ $omp}"
     exe="$tmp/$name$omp"
