@@ -57,12 +57,19 @@ class moe_config(ctypes.Structure):
         ('format', c_enum), ('shared_format', c_enum), ('dot', c_enum),
         ('expert_begin', c_int), ('expert_count', c_int),
         ('parallel_for', moe_parallel_for), ('pool', c_void_p), ('pool_threads', c_int),
+        ('logit_softcap', c_float), ('group_fill', c_enum), ('scale_on_sum', c_int),
+        ('shared_combine', c_enum), ('shared_act_limit', c_float), ('n_zero_experts', c_int),
+        ('output_bias', c_int), ('out_norm', c_enum), ('out_norm_eps', c_float),
+        ('d_latent', c_int), ('router_in_norm', c_int), ('expert_in_norm', c_int),
+        ('in_norm_eps', c_float), ('expert_scale', c_int), ('shared_router', c_int),
     ]
 
 
 class moe_tensor(ctypes.Structure):
     _fields_ = [('data', c_void_p), ('per_expert', ctypes.POINTER(c_void_p)),
-                ('dtype', c_enum), ('layout', c_enum), ('n_elems', c_size_t)]
+                ('dtype', c_enum), ('layout', c_enum), ('n_elems', c_size_t),
+                ('scale', c_void_p), ('scale_per_expert', ctypes.POINTER(c_void_p)),
+                ('scale_dtype', c_enum), ('block_out', c_int), ('block_in', c_int)]
 
 
 class moe_weights(ctypes.Structure):
@@ -77,6 +84,10 @@ class moe_weights(ctypes.Structure):
         ('shared_gate_up_split', c_enum),
         ('shared_gate', moe_tensor),
         ('on_packed', moe_on_packed), ('user', c_void_p),
+        ('output_bias', moe_tensor), ('out_norm', moe_tensor),
+        ('latent_in', moe_tensor), ('latent_out', moe_tensor),
+        ('router_in_scale', moe_tensor), ('expert_in_norm', moe_tensor),
+        ('expert_scale', moe_tensor),
     ]
 
 
