@@ -1815,6 +1815,8 @@ static MOE__INLINE void moe__qtile(int kind, size_t mr, size_t na, size_t np,
     }
 }
 
+#define MOE__P2_120 1.329227995784915872903807060280344576e36f /* 2^120, exactly (C++11 has no hex floats) */
+
 /* The scaled float kinds' tile: K steps are groups of 32. Per group, each vector of lanes gets
    its scale folded with the decoder's power of two (FP8: s 2^120, exact for s < 2^8, which the
    packer ensures; MXFP4: the halved scale, exact), kept in L1; then, input by input, each
@@ -1845,7 +1847,7 @@ static MOE__INLINE void moe__gtile(int kind, size_t mr, size_t na, size_t np,
             for (size_t v = 0; v < na; v++) {
                 const unsigned char *sp = wg + q * ps + wb;
                 moe__v sc = kind == MOE__KFP8
-                    ? moe__vmul(moe__vld((const float *)(const void *)sp + v * MOE__VW), moe__vset(0x1p120f))
+                    ? moe__vmul(moe__vld((const float *)(const void *)sp + v * MOE__VW), moe__vset(MOE__P2_120))
                     : moe__vld_e8m0h(sp + v * MOE__VW);
                 moe__vst(sv + (q * na + v) * MOE__VW, sc);
             }
