@@ -634,6 +634,71 @@ static void shape_str(char *b, size_t n, int rank, const size_t *shape) {
     if (at < n) snprintf(b + at, n - at, "]");
 }
 
+/* After a layer is made: the forward pass of x ([..., d], rank dims `shape`), the outputs
+   together or not at all (moe_io.h: mio_outputs; y in x's shape, the slots in its leading
+   shape), the summary line (`what`, `where`) and --stats. 0 on success. */
+static int forward_and_write(const opts *o, const moe_layer *layer, const float *x, int rank,
+                             const size_t *shape, size_t T, const char *what, const char *where,
+                             double t_load, double t_create, size_t released) {
+    const char *const outs[3] = {o->output, o->experts_out, o->weights_out};
+    const moe_config *c = moe_layer_config(layer);
+    size_t K = (size_t)c->top_k, d = (size_t)c->d_model, oshape[MIO_NPY_MAX_RANK];
+    char e2[MIO_ERR_SIZE], sh[MIO_NPY_MAX_RANK * 22 + 4];
+    int rc = 1;
+    float *y = MIO_MALLOC((T ? T : 1) * d * sizeof *y), *wt = MIO_MALLOC((T ? T : 1) * K * sizeof *wt);
+    int32_t *ex = MIO_MALLOC((T ? T : 1) * K * sizeof *ex);
+    /* the trace counts the zero-computation experts too (LongCat-Flash) */
+    int64_t *load = MIO_MALLOC(((size_t)c->n_experts + (size_t)c->n_zero_experts) * sizeof *load);
+    moe_workspace ws = {0};
+    mio_outputs written;
+    moe_trace tr;
+    double t_fwd;
+    ws.n_threads = o->threads;
+    mio_outputs_init(&written);
+    if (!y || !ex || !wt || !load) {
+        fprintf(stderr, "moe: out of memory for %zu tokens\n", T);
+        goto done;
+    }
+    if (forward_traced(layer, x, T, y, ex, wt, load, &ws, &tr, &t_fwd)) goto done;
+    memcpy(oshape, shape, (size_t)rank * sizeof *shape);
+    oshape[rank - 1] = K;
+    for (int i = 0; i < 3; i++) {
+        if (!outs[i]) continue;
+        int wr = i == 0 ? mio_outputs_npy_f32_nd(&written, outs[i], y, rank, shape, e2, sizeof e2)
+               : i == 1 ? mio_outputs_npy_i32_nd(&written, outs[i], ex, rank, oshape, e2, sizeof e2)
+                        : mio_outputs_npy_f32_nd(&written, outs[i], wt, rank, oshape, e2, sizeof e2);
+        if (wr) {
+            fprintf(stderr, "moe: cannot write output '%s': %s\n", outs[i], e2);
+            goto done;
+        }
+    }
+    if (mio_outputs_commit(&written, e2, sizeof e2)) {
+        fprintf(stderr, "moe: cannot write the outputs: %s\n", e2);
+        goto done;
+    }
+    sh[0] = '\0';
+    if (rank != 2) shape_str(sh, sizeof sh, rank, shape);
+    printf("%s (%s): %zu tokens%s%s%s, d=%zu, experts %d, top-%zu -> %s\n", what, where, T,
+           sh[0] ? " (" : "", sh, sh[0] ? ")" : "", d, c->n_experts, K, o->output);
+    if (o->stats) {
+        print_config(c);
+        print_stats(c, &tr);
+        double cs, cs2;
+        checksum(y, T * d, &cs, &cs2);
+        printf("y checksum: sum %.6f  sum of squares %.6f\n", cs, cs2);
+        printf("load %.3f ms (create/pack %.3f ms), forward %.3f ms\n", 1e3 * t_load,
+               1e3 * t_create, 1e3 * t_fwd);
+        printf("packed %.1f KiB, source pages released %.1f KiB, peak RSS %.1f MiB\n",
+               (double)moe_layer_packed_bytes(layer) / 1024.0, (double)released / 1024.0,
+               peak_rss_mib());
+    }
+    rc = 0;
+done:
+    mio_outputs_discard(&written);
+    MIO_FREE(ws.data); MIO_FREE(y); MIO_FREE(ex); MIO_FREE(wt); MIO_FREE(load);
+    return rc;
+}
+
 /* 1 if path is a regular file that starts with "GGUF" (a llama.cpp model file). */
 static int is_gguf(const char *path) {
     struct stat st;
@@ -647,22 +712,17 @@ static int is_gguf(const char *path) {
 
 /* run --model FILE.gguf: the layer from moe_gguf.h, then the same forward and outputs. */
 static int run_gguf(const opts *o) {
-    char err[MIO_ERR_SIZE + 4096], e2[MIO_ERR_SIZE], sh[MIO_NPY_MAX_RANK * 22 + 4], what[160];
+    char err[MIO_ERR_SIZE + 4096], e2[MIO_ERR_SIZE], what[160];
     int rc = 1, rank = 0, opened = 0;
-    size_t shape[MIO_NPY_MAX_RANK], oshape[MIO_NPY_MAX_RANK];
-    float *x = NULL, *y = NULL, *wt = NULL;
-    int32_t *ex = NULL;
-    int64_t *load = NULL, layer_ix;
+    size_t shape[MIO_NPY_MAX_RANK];
+    float *x = NULL;
+    int64_t layer_ix;
     moe_layer *layer = NULL;
-    moe_workspace ws = {0};
-    ws.data = NULL, ws.size = 0, ws.n_threads = o->threads;
     const char *const outs[3] = {o->output, o->experts_out, o->weights_out};
-    mio_outputs written;
     mgg_file g;
     mgg_layer *L = NULL;
     char *end = NULL;
 
-    mio_outputs_init(&written);
     if (!o->layer || !o->input || !o->output) {
         fprintf(stderr, "moe: run --model needs --layer, --input and --output (see moe --help)\n");
         return 2;
@@ -729,75 +789,24 @@ static int run_gguf(const opts *o) {
     mgg_layer_free(L), MIO_FREE(L), L = NULL;
     mgg_close(&g), opened = 0;
     warn_layer(o, moe_layer_config(layer), what);
-    {
-        const moe_config *c = moe_layer_config(layer);
-        size_t K = (size_t)c->top_k, d = (size_t)dm;
-        y = MIO_MALLOC((T ? T : 1) * d * sizeof *y);
-        ex = MIO_MALLOC((T ? T : 1) * K * sizeof *ex);
-        wt = MIO_MALLOC((T ? T : 1) * K * sizeof *wt);
-        load = MIO_MALLOC((size_t)c->n_experts * sizeof *load);
-        if (!y || !ex || !wt || !load) {
-            fprintf(stderr, "moe: out of memory for %zu tokens\n", T);
-            goto done;
-        }
-        moe_trace tr;
-        double t_fwd;
-        if (forward_traced(layer, x, T, y, ex, wt, load, &ws, &tr, &t_fwd)) goto done;
-        memcpy(oshape, shape, (size_t)rank * sizeof *shape);
-        oshape[rank - 1] = K;
-        for (int i = 0; i < 3; i++) {
-            if (!outs[i]) continue;
-            int wr = i == 0 ? mio_outputs_npy_f32_nd(&written, outs[i], y, rank, shape, e2, sizeof e2)
-                   : i == 1 ? mio_outputs_npy_i32_nd(&written, outs[i], ex, rank, oshape, e2, sizeof e2)
-                            : mio_outputs_npy_f32_nd(&written, outs[i], wt, rank, oshape, e2, sizeof e2);
-            if (wr) {
-                fprintf(stderr, "moe: cannot write output '%s': %s\n", outs[i], e2);
-                goto done;
-            }
-        }
-        if (mio_outputs_commit(&written, e2, sizeof e2)) {
-            fprintf(stderr, "moe: cannot write the outputs: %s\n", e2);
-            goto done;
-        }
-        sh[0] = '\0';
-        if (rank != 2) shape_str(sh, sizeof sh, rank, shape);
-        printf("%s (gguf): %zu tokens%s%s%s, d=%zu, experts %d, top-%zu -> %s\n", what, T,
-               sh[0] ? " (" : "", sh, sh[0] ? ")" : "", d, c->n_experts, K, o->output);
-        if (o->stats) {
-            print_config(c);
-            print_stats(c, &tr);
-            double cs, cs2;
-            checksum(y, T * d, &cs, &cs2);
-            printf("y checksum: sum %.6f  sum of squares %.6f\n", cs, cs2);
-            printf("load %.3f ms (create/pack %.3f ms), forward %.3f ms\n", 1e3 * t_load,
-                   1e3 * t_create, 1e3 * t_fwd);
-            printf("packed %.1f KiB, source pages released %.1f KiB, peak RSS %.1f MiB\n",
-                   (double)moe_layer_packed_bytes(layer) / 1024.0, (double)released / 1024.0,
-                   peak_rss_mib());
-        }
-    }
+    if (forward_and_write(o, layer, x, rank, shape, T, what, "gguf", t_load, t_create, released))
+        goto done;
     rc = 0;
 done:
-    mio_outputs_discard(&written);
     moe_layer_free(layer);
     if (L) mgg_layer_free(L), MIO_FREE(L);
     if (opened) mgg_close(&g);
-    MIO_FREE(ws.data); MIO_FREE(x); MIO_FREE(y); MIO_FREE(ex); MIO_FREE(wt); MIO_FREE(load);
+    MIO_FREE(x);
     return rc;
 }
 
 static int run_model(const opts *o) {
-    char e2[MIO_ERR_SIZE], sh[MIO_NPY_MAX_RANK * 22 + 4], what[120];
+    char e2[MIO_ERR_SIZE], what[120];
     int rc = 1, rank = 0, opened = 0;
-    size_t shape[MIO_NPY_MAX_RANK], oshape[MIO_NPY_MAX_RANK];
-    float *x = NULL, *y = NULL, *wt = NULL;
-    int32_t *ex = NULL;
-    int64_t *load = NULL;
+    size_t shape[MIO_NPY_MAX_RANK];
+    float *x = NULL;
     moe_layer *layer = NULL;
-    moe_workspace ws = {0};
-    ws.data = NULL, ws.size = 0, ws.n_threads = o->threads;
     const char *const outs[3] = {o->output, o->experts_out, o->weights_out};
-    mio_outputs written;
     mm_model model;
     mm_options mo;
     mm_layer_info info;
@@ -805,7 +814,6 @@ static int run_model(const opts *o) {
     size_t en = MM_ERR_SIZE + strlen(o->model);
     char *err = NULL;
 
-    mio_outputs_init(&written);
     memset(&mo, 0, sizeof mo);
     if (!o->layer || !o->input || !o->output) {
         fprintf(stderr, "moe: run --model needs --layer, --input and --output (see moe --help)\n");
@@ -870,65 +878,15 @@ static int run_model(const opts *o) {
     opened = 0;
     snprintf(what, sizeof what, "%s %s", plan->family, plan->layer_name);
     warn_layer(o, moe_layer_config(layer), what);
-
-    int E = plan->cfg.n_experts;
-    size_t K = (size_t)plan->cfg.top_k, d = (size_t)dm;
-    y = MIO_MALLOC((T ? T : 1) * d * sizeof *y);
-    ex = MIO_MALLOC((T ? T : 1) * K * sizeof *ex);
-    wt = MIO_MALLOC((T ? T : 1) * K * sizeof *wt);
-    /* the trace counts the zero-computation experts too (LongCat-Flash) */
-    load = MIO_MALLOC(((size_t)E + (size_t)plan->cfg.n_zero_experts) * sizeof *load);
-    if (!y || !ex || !wt || !load) {
-        fprintf(stderr, "moe: out of memory for %zu tokens\n", T);
+    if (forward_and_write(o, layer, x, rank, shape, T, what, info.prefix, t_load, t_create,
+                          info.released))
         goto done;
-    }
-    moe_trace tr;
-    double t_fwd;
-    if (forward_traced(layer, x, T, y, ex, wt, load, &ws, &tr, &t_fwd)) goto done;
-
-    /* the outputs appear together or not at all (moe_io.h: mio_outputs), y in X's shape and
-       the slots in its leading shape */
-    memcpy(oshape, shape, (size_t)rank * sizeof *shape);
-    oshape[rank - 1] = K;
-    for (int i = 0; i < 3; i++) {
-        if (!outs[i]) continue;
-        int wr = i == 0 ? mio_outputs_npy_f32_nd(&written, outs[i], y, rank, shape, e2, sizeof e2)
-               : i == 1 ? mio_outputs_npy_i32_nd(&written, outs[i], ex, rank, oshape, e2, sizeof e2)
-                        : mio_outputs_npy_f32_nd(&written, outs[i], wt, rank, oshape, e2, sizeof e2);
-        if (wr) {
-            fprintf(stderr, "moe: cannot write output '%s': %s\n", outs[i], e2);
-            goto done;
-        }
-    }
-    if (mio_outputs_commit(&written, e2, sizeof e2)) {
-        fprintf(stderr, "moe: cannot write the outputs: %s\n", e2);
-        goto done;
-    }
-
-    sh[0] = '\0';
-    if (rank != 2) shape_str(sh, sizeof sh, rank, shape);
-    printf("%s %s (%s): %zu tokens%s%s%s, d=%zu, experts %d, top-%zu -> %s\n", plan->family,
-           plan->layer_name, info.prefix, T, sh[0] ? " (" : "", sh, sh[0] ? ")" : "", d, E, K,
-           o->output);
-    if (o->stats) {
-        print_config(moe_layer_config(layer));
-        print_stats(moe_layer_config(layer), &tr);
-        double cs, cs2;
-        checksum(y, T * d, &cs, &cs2);
-        printf("y checksum: sum %.6f  sum of squares %.6f\n", cs, cs2);
-        printf("load %.3f ms (create/pack %.3f ms), forward %.3f ms\n", 1e3 * t_load,
-               1e3 * t_create, 1e3 * t_fwd);
-        printf("packed %.1f KiB, source pages released %.1f KiB, peak RSS %.1f MiB\n",
-               (double)moe_layer_packed_bytes(layer) / 1024.0, (double)info.released / 1024.0,
-               peak_rss_mib());
-    }
     rc = 0;
 done:
-    mio_outputs_discard(&written);
     moe_layer_free(layer);
     if (opened) mm_close(&model);
     MIO_FREE(err);
-    MIO_FREE(ws.data); MIO_FREE(x); MIO_FREE(y); MIO_FREE(ex); MIO_FREE(wt); MIO_FREE(load);
+    MIO_FREE(x);
     return rc;
 }
 
