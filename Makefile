@@ -63,7 +63,7 @@ build/moe-bench: bench/moe_bench.c moe.h | build
 	$(CC) $(filter-out -O2,$(CFLAGS)) -O3 $(NATIVE) $(OMP) $(INC) -Ibench $< -o $@ $(LDLIBS)
 
 # -fvisibility=hidden: only the API (MOEDEF, redefined in moe_lib.c) is exported
-build/libmoe.so: examples/moe_lib.c moe.h | build
+build/libmoe.so: examples/moe_lib.c moe.h $(wildcard examples/*.h) | build
 	$(CC) $(CFLAGS) $(NATIVE) $(OMP) -fPIC -shared -fvisibility=hidden $(INC) $< -o $@ -lm
 
 install: build/moe build/moe-bench

@@ -720,15 +720,61 @@ static void write_roofline(FILE *f, const char *build, const ceilings *c, int nc
 
 /* ---- command line ------------------------------------------------------------------------- */
 
-static int parse_list(const char *s, long *out, int max) {
+/* A comma list of whole numbers in [lo, hi] into out[max]: the count, or 0 with a message that
+   names the flag. */
+static int parse_list(const char *flag, const char *s, long lo, long hi, long *out, int max) {
     int n = 0;
-    while (*s && n < max) {
+    const char *p = s;
+    while (*p) {
         char *end;
-        out[n++] = strtol(s, &end, 10);
-        if (end == s) return 0;
-        s = *end == ',' ? end + 1 : end;
+        long v = strtol(p, &end, 10);
+        if (end == p || (*end && *end != ',') || v < lo || v > hi) {
+            fprintf(stderr, "moe-bench: %s '%s': not a comma list of whole numbers %ld..%ld\n",
+                    flag, s, lo, hi);
+            return 0;
+        }
+        if (n == max) {
+            fprintf(stderr, "moe-bench: %s '%s': more than %d values\n", flag, s, max);
+            return 0;
+        }
+        out[n++] = v;
+        p = *end ? end + 1 : end;
+        if (*end && !*p) return fprintf(stderr, "moe-bench: %s '%s': a trailing comma\n", flag, s), 0;
     }
+    if (!n) fprintf(stderr, "moe-bench: %s needs a value\n", flag);
     return n;
+}
+
+/* Option `name` at argv[*i], as "--name value" or "--name=value": 1 and *v (NULL when the value
+   is missing; the caller says so), advancing *i past the value; 0 if argv[*i] is another flag. */
+static int opt_val(int argc, char **argv, int *i, const char *name, const char **v) {
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n)) return 0;
+    if (argv[*i][n] == '=') return *v = argv[*i] + n + 1, 1;
+    if (argv[*i][n]) return 0;
+    *v = *i + 1 < argc ? argv[++*i] : NULL;
+    return 1;
+}
+
+/* the most threads moe.h runs (moe__threads): the larger of the processors and
+   omp_get_max_threads(), at most omp_get_thread_limit() */
+static int thread_cap(void) {
+#if MOE__OMP
+    int max = omp_get_max_threads(), procs = omp_get_num_procs(), limit = omp_get_thread_limit();
+    int cap = max > procs ? max : procs;
+    return cap < limit ? cap : limit;
+#else
+    return 1;
+#endif
+}
+
+static int processors(void) {
+#if MOE__OMP
+    return omp_get_num_procs();
+#else
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+#endif
 }
 
 static const char *compiler_name(char *buf, size_t n) {
@@ -747,7 +793,7 @@ static void usage(FILE *f, const char *argv0) {
             "usage: %s [--preset qwen3,dsv2lite,mixtral,dsv3,toy] [--tokens 1,16,128,512]\n"
             "          [--dtype f32,bf16,f16,bf16dot,q8,q4,fp8,mxfp4] [--threads 1,2] [--experts N]\n"
             "          [--repeats N] [--no-ref] [--quick] [--output table|csv|json|md] [--csv]\n"
-            "          [--plot FILE.svg] [--version] [--help]\n"
+            "          [--plot FILE.svg] [--version] [--help]   (--flag=value works too)\n"
             "  --quick         the short set of `make bench`: presets toy,qwen3 and tokens\n"
             "                  1,16,128 (each unless given), at most 10 repeats, no reference\n"
             "                  run above 16 tokens\n"
@@ -769,52 +815,123 @@ int main(int argc, char **argv) {
     char cc[64], build[320];
     snprintf(build, sizeof build, "%s; %d OpenMP thread%s, %s", moe_build_info()->text,
              max_threads(), max_threads() > 1 ? "s" : "", compiler_name(cc, sizeof cc));
+    int csv_given = 0, output_given = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout, argv[0]);
             return 0;
         } else if (!strcmp(a, "--version")) {
             printf("moe-bench: %s\n", build);
             return 0;
-        } else if (!strcmp(a, "--csv")) out = OUT_CSV;
+        } else if (!strcmp(a, "--csv")) out = OUT_CSV, csv_given = 1;
         else if (!strcmp(a, "--quick")) quick = 1;
         else if (!strcmp(a, "--no-ref")) do_ref = 0;
-        else if (!strcmp(a, "--preset") && v) preset_arg = v, preset_given = 1, i++;
-        else if (!strcmp(a, "--tokens") && v)
-            n_tokens = parse_list(v, tokens, 16), tokens_given = 1, i++;
-        else if (!strcmp(a, "--threads") && v) n_threads = parse_list(v, threads, 16), i++;
-        else if (!strcmp(a, "--experts") && v) experts = strtol(v, NULL, 10), i++;
-        else if (!strcmp(a, "--repeats") && v) repeats = (int)strtol(v, NULL, 10), i++;
-        else if (!strcmp(a, "--plot") && v) plot = v, i++;
-        else if (!strcmp(a, "--output") && v) {
-            static const char *const kinds[] = {"table", "csv", "json", "md"};
-            int k = -1;
-            for (int j = 0; j < 4; j++)
-                if (!strcmp(v, kinds[j])) k = j;
-            if (k < 0) {
-                fprintf(stderr, "moe-bench: --output %s: not table, csv, json or md\n", v);
+        else {
+            static const char *const flags[] = {"--preset", "--tokens", "--threads", "--experts",
+                                                "--repeats", "--plot", "--output", "--dtype"};
+            int f = -1;
+            for (int j = 0; j < (int)(sizeof flags / sizeof *flags) && f < 0; j++)
+                if (opt_val(argc, argv, &i, flags[j], &v)) f = j;
+            if (f < 0) {
+                fprintf(stderr, "moe-bench: unknown option '%s'\n", a);
+                usage(stderr, argv[0]);
                 return 2;
             }
-            out = (out_kind)k, i++;
-        } else if (!strcmp(a, "--dtype") && v) {
-            char list[128];
-            n_dtypes = 0, i++;
-            snprintf(list, sizeof list, "%s", v);
-            for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
+            a = flags[f];
+            if (!v || !*v) {
+                fprintf(stderr, "moe-bench: %s needs a value\n", a);
+                return 2;
+            }
+            long one[1];
+            switch (f) {
+            case 0: preset_arg = v, preset_given = 1; break;
+            case 1:
+                if (!(n_tokens = parse_list(a, v, 1, 1L << 20, tokens, 16))) return 2;
+                tokens_given = 1;
+                break;
+            case 2:
+                if (!(n_threads = parse_list(a, v, 1, 4096, threads, 16))) return 2;
+                break;
+            case 3:
+                if (!parse_list(a, v, 1, 1 << 16, one, 1)) return 2;
+                experts = one[0];
+                break;
+            case 4:
+                if (!parse_list(a, v, 1, 1000000, one, 1)) return 2;
+                repeats = (int)one[0];
+                break;
+            case 5: plot = v; break;
+            case 6: {
+                static const char *const kinds[] = {"table", "csv", "json", "md"};
                 int k = -1;
-                for (int j = 0; j < N_DTYPES; j++)
-                    if (!strcmp(t, dtype_names[j])) k = j;
-                if (k < 0 || n_dtypes == N_DTYPES) {
-                    fprintf(stderr, "moe-bench: unknown dtype '%s' (f32, bf16, f16, bf16dot, q8, q4, fp8, mxfp4)\n", t);
+                for (int j = 0; j < 4; j++)
+                    if (!strcmp(v, kinds[j])) k = j;
+                if (k < 0) {
+                    fprintf(stderr, "moe-bench: --output %s: not table, csv, json or md\n", v);
                     return 2;
                 }
-                dtypes[n_dtypes++] = k;
+                out = (out_kind)k, output_given = 1;
+                break;
             }
-        } else {
-            usage(stderr, argv[0]);
-            return 2;
+            default: {
+                char list[128];
+                n_dtypes = 0;
+                snprintf(list, sizeof list, "%s", v);
+                for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
+                    int k = -1;
+                    for (int j = 0; j < N_DTYPES; j++)
+                        if (!strcmp(t, dtype_names[j])) k = j;
+                    if (k < 0 || n_dtypes == N_DTYPES) {
+                        fprintf(stderr, "moe-bench: unknown dtype '%s' (f32, bf16, f16, bf16dot, q8, q4, fp8, mxfp4)\n", t);
+                        return 2;
+                    }
+                    dtypes[n_dtypes++] = k;
+                }
+                if (!n_dtypes) return fprintf(stderr, "moe-bench: --dtype needs a value\n"), 2;
+            }
+            }
         }
+    }
+    /* every preset named must exist: a typo is an error before minutes of measuring */
+    {
+        char names[256];
+        snprintf(names, sizeof names, "%s", preset_arg);
+        int n_named = 0;
+        long max_e = 0;
+        for (char *tok = strtok(names, ","); tok; tok = strtok(NULL, ","), n_named++) {
+            const preset *p = NULL;
+            for (size_t j = 0; j < sizeof presets / sizeof presets[0]; j++)
+                if (!strcmp(presets[j].name, tok)) p = &presets[j];
+            if (!p) {
+                fprintf(stderr, "moe-bench: unknown preset '%s' (", tok);
+                for (size_t j = 0; j < sizeof presets / sizeof presets[0]; j++)
+                    fprintf(stderr, "%s%s", j ? ", " : "", presets[j].name);
+                fprintf(stderr, ")\n");
+                return 2;
+            }
+            if (p->E > max_e) max_e = p->E;
+        }
+        if (!n_named) return fprintf(stderr, "moe-bench: --preset needs a value\n"), 2;
+        /* flags that change nothing in this run get a word, as build/moe's do */
+        if (experts >= max_e)
+            fprintf(stderr, "moe-bench: warning: --experts %ld has no effect: the presets run "
+                    "have at most %ld experts (it only lowers the count)\n", experts, max_e);
+    }
+    if (csv_given && output_given)
+        fprintf(stderr, "moe-bench: warning: --csv and --output both given: the last one, %s, "
+                "is used\n", out == OUT_CSV ? "csv" : out == OUT_JSON ? "json" : out == OUT_MD ? "md" : "table");
+    /* a count above the processors runs as moe.h runs it (moe__threads' cap), and the ceilings
+       are measured with that team too: a ceiling of 99 threads time-sliced on 2 cores means
+       nothing */
+    for (int t = 0; t < n_threads; t++) {
+        int cap = thread_cap();
+        if (threads[t] > processors())
+            fprintf(stderr, "moe-bench: warning: --threads %ld exceeds the %d processors "
+                    "available: moe.h runs %d (the processors, or OMP_NUM_THREADS if higher), "
+                    "and so does this run\n", threads[t], processors(),
+                    threads[t] < cap ? (int)threads[t] : cap);
+        if (threads[t] > cap) threads[t] = cap;
     }
     if (quick && !preset_given) preset_arg = "toy,qwen3";
     if (quick && !tokens_given) tokens[0] = 1, tokens[1] = 16, tokens[2] = 128, n_tokens = 3;
@@ -822,7 +939,6 @@ int main(int argc, char **argv) {
         threads[0] = 1, n_threads = 1;
         if (max_threads() > 1) threads[n_threads++] = max_threads();
     }
-    if (n_tokens <= 0 || n_dtypes <= 0) return 2;
     /* the plot file is opened first, so that a bad path fails before the measurements */
     FILE *plot_file = NULL;
     if (plot && !(plot_file = fopen(plot, "w"))) {

@@ -5,6 +5,7 @@
                       weights={'router': R, 'gate': G, 'up': U, 'down': D}, format='bf16')
     y = layer.forward(x)        # x [..., d_model] -> y, the same shape, float32
     tr = layer.route(x)         # tr.experts, tr.weights [..., top_k]; tr.logits [..., n_experts]
+    layer = moe.Layer.from_model('Qwen3-30B-A3B', 12)     # a checkpoint directory or .gguf
 
 Config keys are moe_config's fields, enum values by name ('sigmoid', 'top2_sum', 'q8') or
 number; weight keys are moe_weights' fields (README "Weights as checkpoints store them"): an
@@ -31,8 +32,8 @@ import os
 
 import numpy as np
 
-__all__ = ['Layer', 'Tensor', 'Trace', 'MoeError', 'build_info', 'result_string',
-           'SLOT_NONE', 'SLOT_IDENTITY']
+__all__ = ['Layer', 'Tensor', 'Trace', 'MoeError', 'LoadError', 'build_info', 'result_string',
+           'moe_layers', 'SLOT_NONE', 'SLOT_IDENTITY']
 
 c_int, c_float, c_double, c_size_t, c_void_p = (ctypes.c_int, ctypes.c_float, ctypes.c_double,
                                                 ctypes.c_size_t, ctypes.c_void_p)
@@ -151,7 +152,11 @@ for _name, _res, _args in [
         ('moe_lib_sizeof', c_size_t, [ctypes.c_char_p]),
         ('moe_lib_field', c_int, [c_int, _P(ctypes.c_char_p), _P(ctypes.c_char_p),
                                   _P(c_size_t), _P(c_size_t)]),
-        ('moe_lib_enum', c_int, [c_int, _P(ctypes.c_char_p), _P(ctypes.c_char_p), _P(c_int)])]:
+        ('moe_lib_enum', c_int, [c_int, _P(ctypes.c_char_p), _P(ctypes.c_char_p), _P(c_int)]),
+        ('moe_lib_moe_layers', c_int, [ctypes.c_char_p, ctypes.c_char_p, c_size_t,
+                                       ctypes.c_char_p, c_size_t]),
+        ('moe_lib_load_layer', c_int, [ctypes.c_char_p, ctypes.c_char_p, c_int, c_int, c_int,
+                                       c_int, c_int, _P(c_void_p), ctypes.c_char_p, c_size_t])]:
     _f = getattr(_lib, _name)
     _f.restype, _f.argtypes = _res, _args
 
@@ -212,13 +217,16 @@ _PREFIX = {'moe_score': 'MOE_SCORE_', 'moe_group_score': 'MOE_GROUP_', 'moe_norm
            'moe_drop': 'MOE_DROP_', 'moe_ffn': 'MOE_FFN_', 'moe_act': 'MOE_ACT_',
            'moe_shared_gate': 'MOE_SHARED_GATE_', 'moe_format': 'MOE_FORMAT_',
            'moe_dot': 'MOE_DOT_', 'moe_dtype': 'MOE_', 'moe_layout': 'MOE_',
-           'moe_gate_up_split': 'MOE_SPLIT_'}
+           'moe_gate_up_split': 'MOE_SPLIT_', 'moe_group_fill': 'MOE_GROUP_FILL_',
+           'moe_shared_combine': 'MOE_SHARED_', 'moe_out_norm': 'MOE_OUT_NORM_'}
 _NAMES = {t: {n[len(p):].lower(): v for n, v in ENUMS[t].items()} for t, p in _PREFIX.items()}
 _FIELD_ENUM = {'shared_gate': 'moe_shared_gate', 'score': 'moe_score',
                'group_score': 'moe_group_score', 'norm': 'moe_norm', 'drop': 'moe_drop',
                'ffn': 'moe_ffn', 'act': 'moe_act', 'format': 'moe_format',
                'shared_format': 'moe_format', 'dot': 'moe_dot',
-               'gate_up_split': 'moe_gate_up_split', 'shared_gate_up_split': 'moe_gate_up_split'}
+               'gate_up_split': 'moe_gate_up_split', 'shared_gate_up_split': 'moe_gate_up_split',
+               'group_fill': 'moe_group_fill', 'shared_combine': 'moe_shared_combine',
+               'out_norm': 'moe_out_norm'}
 # host thread pools need C callbacks; from Python, threads come from OpenMP (threads=)
 _NOT_FROM_PYTHON = ('parallel_for', 'pool', 'pool_threads')
 
@@ -251,6 +259,26 @@ class MoeError(Exception):
         self.code = code
         self.name = next((n for n, v in RESULTS.items() if v == code), str(code))
         Exception.__init__(self, message or result_string(code))
+
+
+class LoadError(Exception):
+    """A checkpoint that moe_model.h or moe_gguf.h could not turn into a layer (a missing file,
+    key or tensor, an unsupported architecture, a dense layer); the message names it."""
+
+
+def moe_layers(path):
+    """The MoE layers of a checkpoint (a Hugging Face model directory or a .gguf file), as the
+    names Layer.from_model takes: ['1', '3'], ['encoder.1', ...]; a GGUF file's block indices."""
+    err = ctypes.create_string_buffer(4096)
+    size = 1 << 12
+    while True:
+        names = ctypes.create_string_buffer(size)
+        n = _lib.moe_lib_moe_layers(os.fsencode(path), names, size, err, len(err))
+        if n >= 0:
+            return names.value.decode().split() if n else []
+        if b'too small' not in err.value or size >= 1 << 24:
+            raise LoadError(err.value.decode(errors='replace'))
+        size *= 16
 
 
 def _check(r):
@@ -367,6 +395,29 @@ class Layer:
         self.threads = threads
         rc = _lib.moe_layer_config(self._L).contents
         self.d_model, self.n_experts, self.top_k = rc.d_model, rc.n_experts, rc.top_k
+
+    @classmethod
+    def from_model(cls, path, layer, format=None, shared_format=None, expert_begin=0,
+                   expert_count=0, mmap=False, threads=0):
+        """Layer `layer` of a checkpoint: a Hugging Face model directory (config.json and
+        safetensors, as build/moe run --model reads it) or a .gguf file (layer = block index).
+        format, shared_format: 'bf16', 'q8', ... (None = as the checkpoint stores them);
+        expert_begin, expert_count: the experts the layer holds (0, 0 = all); mmap=True maps
+        the files instead of reading them. Raises LoadError with the loader's message."""
+        fmt = 0 if format is None else _enum('moe_format', 'format', format)
+        sfmt = 0 if shared_format is None else _enum('moe_format', 'shared_format', shared_format)
+        self = cls.__new__(cls)
+        self._L = c_void_p()
+        err = ctypes.create_string_buffer(8192)
+        r = _lib.moe_lib_load_layer(os.fsencode(path), str(layer).encode(), fmt, sfmt,
+                                    int(expert_begin), int(expert_count), 1 if mmap else 0,
+                                    ctypes.byref(self._L), err, len(err))
+        if r != 0:
+            raise LoadError(err.value.decode(errors='replace'))
+        self.threads = threads
+        rc = _lib.moe_layer_config(self._L).contents
+        self.d_model, self.n_experts, self.top_k = rc.d_model, rc.n_experts, rc.top_k
+        return self
 
     @staticmethod
     def _tensor(name, v, n_experts, keep):

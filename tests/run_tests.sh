@@ -85,10 +85,21 @@ if want_v clang; then
   if have clang; then variant clang clang "-std=c99 -O2 -march=native $WARN"
   else echo "== clang"; skipped "clang not installed"; fi
 fi
-if want_v asan; then
+# AddressSanitizer in two builds, because UBSan's checks on the unrolled SIMD tiles make a test
+# take 4 minutes to compile (ASan alone: 1): asan is ASan+UBSan with the scalar kernels, every
+# test (the parsing, loading and layer code is the same on every ISA path); asan-simd is ASan
+# with this CPU's kernels, on the tests that run them on every shape and format
+SIMD_TESTS="test_kernels test_formats test_blocks test_layer test_determinism"
+if want_v asan || want_v asan-simd; then
   if echo 'int main(void){return 0;}' | ${CC:-cc} -x c -fsanitize=address,undefined - -o "$B/asan-probe" >/dev/null 2>&1; then
-    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-      variant asan "${CC:-cc}" "-std=c99 -O1 -g -march=native -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer $WARN"
+    if want_v asan; then
+      ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        variant asan "${CC:-cc}" "-std=c99 -O1 -g -DMOE_NO_SIMD -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer $WARN"
+    fi
+    if want_v asan-simd; then
+      ONLY=$SIMD_TESTS ASAN_OPTIONS=detect_leaks=1 \
+        variant asan-simd "${CC:-cc}" "-std=c99 -O1 -g1 -march=native -fopenmp -fsanitize=address -fno-omit-frame-pointer $WARN"
+    fi
   else echo "== asan"; skipped "sanitizer runtimes (libasan, libubsan) not installed"; fi
 fi
 # ThreadSanitizer: test_threads runs many callers on one layer, test_determinism the thread
@@ -120,15 +131,18 @@ if want_v neon; then
   else echo "== neon"; skipped "aarch64-linux-gnu-gcc or qemu-aarch64 not installed"; fi
 fi
 if want_v valgrind; then
-  # memcheck of the unit tests; no -march=native (valgrind knows AVX2, not AVX-512), no OpenMP
-  # (a serial run covers the same code); the fuzzing loops (test_io_fuzz, test_gguf_fuzz) and
-  # the fault injection, thousands of runs, are left to the sanitizer variant
+  # memcheck: uninitialised reads, which the sanitizers do not see; no -march=native (valgrind
+  # knows AVX2, not AVX-512), no OpenMP (a serial run covers the same code). Left out: the
+  # fuzzing loops and the fault injection (thousands of runs, in the sanitizer variants),
+  # test_accuracy and test_blocks (the bench presets and every block format: 15 minutes under
+  # memcheck, and the asan variants run them), test_memory (it measures RSS, which memcheck's
+  # own allocator changes)
   if have valgrind; then
     vflags="-std=c99 -O1 -g $WARN"
     if cpu_has avx2 && cpu_has fma; then vflags="$vflags -mavx2 -mfma"; fi
     variant valgrind "${CC:-cc}" "$vflags" \
       "valgrind -q --error-exitcode=99 --child-silent-after-fork=yes --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect" \
-      "test_io_fuzz test_gguf_fuzz test_faults"
+      "test_io_fuzz test_gguf_fuzz test_faults test_accuracy test_blocks test_memory"
   else echo "== valgrind"; skipped "valgrind not installed"; fi
 fi
 if want_v fuzz; then

@@ -25,6 +25,10 @@ check "--help: usage on stdout, exit 0" sh -c "$B --help >'$tmp/h' 2>'$tmp/he' &
 check "--version: the build line, exit 0" sh -c "$B --version | grep -Eq '^moe-bench: moe\.h [0-9]+\.[0-9]+\.[0-9]+, kernels (avx512|avx2|neon|scalar) '"
 check "an unknown flag: usage on stderr, exit 2" sh -c "$B --bogus >'$tmp/o' 2>'$tmp/e'; test \$? = 2 && grep -q '^usage:' '$tmp/e' && test ! -s '$tmp/o'"
 check "--output xml: exit 2" sh -c "$B --output xml 2>/dev/null; test \$? = 2"
+check "--tokens=x: exit 2 naming the flag" sh -c "$B --tokens=1,x 2>'$tmp/e'; test \$? = 2 && grep -q -- \"--tokens '1,x': not a comma list\" '$tmp/e'"
+check "--experts 0: exit 2" sh -c "$B --experts 0 2>'$tmp/e'; test \$? = 2 && grep -q -- \"--experts '0'\" '$tmp/e'"
+check "--tokens without a value: exit 2" sh -c "$B --tokens 2>'$tmp/e'; test \$? = 2 && grep -q -- '--tokens needs a value' '$tmp/e'"
+check "an unknown preset: exit 2 before measuring, naming the presets" sh -c "$B --preset=toy,qwen4 >'$tmp/o' 2>'$tmp/e'; test \$? = 2 && grep -q \"unknown preset 'qwen4' (qwen3, \" '$tmp/e' && test ! -s '$tmp/o'"
 check "--plot into a missing directory fails before measuring" sh -c "$B --plot '$tmp/no/such/x.svg' 2>'$tmp/e'; test \$? = 1 && grep -q 'cannot write' '$tmp/e'"
 
 # json + plot: three cases (tokens 1, 16, 128)
@@ -51,6 +55,17 @@ if check "csv run with --plot" sh -c "$B ${short[*]} --tokens 1,8 --dtype f32,q8
   if have xmllint; then check "SVG of the csv run is well-formed (xmllint)" xmllint --noout "$tmp/c.svg"
   else echo "skipped: xmllint not installed (libxml2-utils)"; fi
 fi
+
+# --opt=value spellings, and a warning for each flag that changes nothing: --experts above
+# every preset's count, --csv beside --output, --threads above the processors (run as moe.h
+# runs it, at the processors' count)
+procs=$(nproc 2>/dev/null || echo 2)
+if check "--opt=value run" sh -c "$B --quick --preset=toy --threads=$((procs + 7)) --repeats=3 --tokens=1 --experts=4096 --csv --output=md >'$tmp/w.md' 2>'$tmp/w.err'"; then
+  check "warning: --experts 4096 has no effect" grep -q 'warning: --experts 4096 has no effect' "$tmp/w.err"
+  check "warning: --csv and --output both given, md used" sh -c "grep -q 'warning: --csv and --output both given: the last one, md' '$tmp/w.err' && grep -q '^| toy |' '$tmp/w.md'"
+  check "warning: --threads above the processors, run with $procs" sh -c "grep -q 'warning: --threads $((procs + 7)) exceeds the $procs processors' '$tmp/w.err' && grep -q '^| toy | f32 | $procs | 1 |' '$tmp/w.md' && grep -q '^- ceilings, $procs threads' '$tmp/w.md'"
+fi
+check "no warning for a run whose flags all count" sh -c "$B --quick --preset toy --threads 1 --repeats 3 --tokens 1 >/dev/null 2>'$tmp/n.err' && ! grep -q warning '$tmp/n.err'"
 
 # md: the build line, then a Markdown table with a row per case
 if check "md run" sh -c "$B ${short[*]} --tokens 1 --output md >'$tmp/m.md'"; then

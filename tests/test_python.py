@@ -330,8 +330,103 @@ def test_torch():
     check('logits = the block\'s gate', el <= TOL, 'max err %.2e' % el)
 
 
+def test_enums():
+    """Every enumerator moe.h declares reaches Python with its value (examples/moe_lib.c lists
+    them by hand: this catches one added to moe.h and not there)."""
+    import re
+    h = open(os.path.join(ROOT, 'moe.h')).read()
+    missing = []
+    for t, body in re.findall(r'typedef enum (moe_\w+) \{(.*?)\} \1;', h, re.S):
+        body = re.sub(r'/\*.*?\*/', '', body, flags=re.S)
+        for name in re.findall(r'\b(MOE_[A-Z0-9_]+)\s*(?:=[^,]*)?(?:,|$)', body):
+            if not name.endswith('_COUNT') and name not in moe.ENUMS.get(t, {}):
+                missing.append('%s.%s' % (t, name))
+    check('every enumerator of moe.h is in moe_lib_enum', not missing, ' '.join(missing))
+    fields = re.search(r'typedef struct moe_config \{(.*?)\} moe_config;', h, re.S).group(1)
+    enum_fields = dict((f, t) for t, f in re.findall(r'^\s*(moe_\w+) (\w+);', fields, re.M)
+                       if t not in ('moe_task',))
+    check('every enum field of moe_config takes names in Python',
+          all(moe._FIELD_ENUM.get(f) == t for f, t in enum_fields.items()),
+          ', '.join(sorted(enum_fields)))
+
+
+def load_case(d, stem):
+    base = os.path.join(ROOT, 'tests', d, stem)
+    return [np.load(base + '.%s.npy' % n) for n in ('x', 'y', 'e', 'w')]
+
+
+def test_checkpoints():
+    """Layer.from_model against the transformers references committed in tests/checkpoints
+    (tests/gen_checkpoints.py) and the float64 renderings of tests/gguf (tests/gen_gguf.py)."""
+    ck = os.path.join(ROOT, 'tests', 'checkpoints')
+    check('moe_layers(mixtral): every layer',
+          moe.moe_layers(os.path.join(ck, 'mixtral')) == ['0', '1'])
+    # Qwen2-MoE: a layer i is sparse where (i + 1) % decoder_sparse_step == 0 and i is not in
+    # mlp_only_layers (step 2, mlp_only_layers [3], 4 layers: layer 1 only)
+    got = moe.moe_layers(os.path.join(ck, 'qwen2_moe'))
+    check('moe_layers(qwen2_moe) = decoder_sparse_step and mlp_only_layers', got == ['1'], str(got))
+    # kimi_k2_int4 packs as q4, which runs on int8 activations: exact with format='f32'; as
+    # stored, within README's q4-on-int8 bound (NMSE 1e-3, tests/test_cli.sh's NMSE_INT4)
+    x, y, _, _ = [np.load(os.path.join(ck, 'kimi_k2_int4', 'kimi_k2_int4.1.%s.npy' % n))
+                  for n in 'xyew']
+    L = moe.Layer.from_model(os.path.join(ck, 'kimi_k2_int4'), 1)
+    got = L.forward(x)
+    nmse = float(((got - y) ** 2).sum() / (y.astype(np.float64) ** 2).sum())
+    check('from_model(kimi_k2_int4) packs q4 as stored, NMSE <= 1e-3',
+          L.sizes['format'] == 'q4' and nmse <= 1e-3, 'NMSE %.2e' % nmse)
+    for case, layer, fmt in (('mixtral', 1, None), ('qwen2_moe', 1, None),
+                             ('qwen3_moe_fp8', 1, None), ('kimi_k2_int4', 1, 'f32'),
+                             ('gpt_oss_mxfp4', 0, None), ('deepseek_v3', 1, None)):
+        x, y, e, w = [np.load(os.path.join(ck, case, '%s.%d.%s.npy' % (case, layer, n)))
+                      for n in 'xyew']
+        L = moe.Layer.from_model(os.path.join(ck, case), layer, format=fmt)
+        got, tr = L.forward(x, trace=True)
+        err = rel_err(got, y)
+        check('from_model(%s, %d, format=%s) = transformers' % (case, layer, fmt),
+              err <= TOL and np.array_equal(tr.experts, e) and got.shape == y.shape,
+              'max err %.2e of max(1, max|ref|), tol %.0e' % (err, TOL))
+        Lm = moe.Layer.from_model(os.path.join(ck, case), layer, format=fmt, mmap=True)
+        check('from_model(%s, mmap=True): the same bits' % case,
+              np.array_equal(Lm.forward(x).view(np.uint32), got.view(np.uint32)))
+    # an expert subset: the two halves of Mixtral's 8 experts sum to the whole layer (fp32
+    # rounding of one more addition apart)
+    x, y, _, _ = [np.load(os.path.join(ck, 'mixtral', 'mixtral.1.%s.npy' % n)) for n in 'xyew']
+    lo = moe.Layer.from_model(os.path.join(ck, 'mixtral'), 1, expert_begin=0, expert_count=4)
+    hi = moe.Layer.from_model(os.path.join(ck, 'mixtral'), '1', expert_begin=4)
+    err = rel_err(lo.forward(x) + hi.forward(x), y)
+    check('from_model expert subsets 0..3 + 4..7 = the whole layer', err <= TOL,
+          'max err %.2e' % err)
+    check('a subset holds the whole router', lo.n_experts == 8 and lo.config['expert_count'] == 4)
+    # a format: bf16 packing of an f32 checkpoint is the README's bf16 bound away
+    L = moe.Layer.from_model(os.path.join(ck, 'mixtral'), 1, format='bf16')
+    check('from_model(format=bf16) packs bf16', L.sizes['format'] == 'bf16')
+    gg = os.path.join(ROOT, 'tests', 'gguf')
+    for case, layer, tol in (('qwen3moe_q8_0', 1, 5e-2), ('deepseek2_q4_k', 1, 1e-5),
+                             ('gptoss_mxfp4', 0, 1e-5)):
+        path = os.path.join(gg, case + '.gguf')
+        x, y, e = [np.load(os.path.join(gg, '%s.%s.npy' % (case, n))) for n in 'xye']
+        check('moe_layers(%s.gguf) has block %d' % (case, layer), str(layer) in moe.moe_layers(path))
+        got, tr = moe.Layer.from_model(path, layer).forward(x, trace=True)
+        err = rel_err(got, y)
+        check('from_model(%s.gguf, %d) = its float64 rendering' % (case, layer),
+              err <= tol and np.array_equal(tr.experts, e), 'max err %.2e, tol %.0e' % (err, tol))
+    # errors name what is wrong, and nothing is left half-made
+    for args, words in (((os.path.join(ck, 'no_such_model'), 1), 'no_such_model'),
+                        ((os.path.join(ck, 'mixtral'), 7), '7'),
+                        ((os.path.join(ck, 'qwen2_moe'), 0), '0'),
+                        ((os.path.join(gg, 'qwen3moe_q8_0.gguf'), 'one'), "'one'"),
+                        ((os.path.join(ck, 'mixtral'), 1, None, None, 6, 4), 'expert')):
+        e = raises(lambda: moe.Layer.from_model(*args), moe.LoadError)
+        check('from_model%s: LoadError naming %s' % (args[1:], words),
+              e is not None and words in str(e), str(e))
+    e = raises(lambda: moe.Layer.from_model(os.path.join(ck, 'mixtral'), 1, format='q9'),
+               ValueError)
+    check('from_model(format=q9): ValueError', e is not None, str(e))
+
+
 if __name__ == '__main__':
-    for t in (test_layout, test_forward, test_formats, test_errors, test_torch):
+    for t in (test_layout, test_enums, test_forward, test_formats, test_errors, test_checkpoints,
+              test_torch):
         t()
     print('%d passed, %d failed' % (passed, failed))
     sys.exit(1 if failed else 0)
