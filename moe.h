@@ -802,7 +802,7 @@ static MOE__INLINE moe__v moe__vftz(moe__v a) {
    under the fp32 sign, exponent and mantissa: exact, subnormal codes through the fp32
    denormals; NaN codes come out as 480 2^-120 times their sign, the packer makes their
    group's scale NaN); VW E2M1 codes (the low or high nibbles of VW bytes) doubled, as
-   integers (ggml's kvalues_mxfp4), through a 16-entry byte table; VW E8M0 scales halved,
+   integers (ggml's kvalues_mxfp4), through a 16-entry table; VW E8M0 scales halved,
    2^(x - 128) */
 static MOE__INLINE moe__v moe__vld_e4m3s(const void *p) {
     __m512i u = _mm512_maskz_cvtepi8_epi32(MOE__ALL, _mm_loadu_si128((const __m128i *)p));
@@ -810,11 +810,13 @@ static MOE__INLINE moe__v moe__vld_e4m3s(const void *p) {
                                                       _mm512_set1_epi32((int)0x87f00000u)));
 }
 static MOE__INLINE moe__v moe__vld_e2m1x2(const void *p, int hi) {
-    const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
-    __m128i b = _mm_loadu_si128((const __m128i *)p);
-    if (hi) b = _mm_srli_epi16(b, 4);
-    b = _mm_shuffle_epi8(lut, _mm_and_si128(b, _mm_set1_epi8(0x0f)));
-    return _mm512_maskz_cvtepi32_ps(MOE__ALL, _mm512_maskz_cvtepi8_epi32(MOE__ALL, b));
+    /* the table as 16 floats: VPERMPS reads the low 4 bits of each lane's index, so the low
+       nibble needs no mask and the high one one shift (the pair of calls on the same bytes
+       shares the load) */
+    const __m512 lut = _mm512_setr_ps(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+    __m512i u = _mm512_maskz_cvtepu8_epi32(MOE__ALL, _mm_loadu_si128((const __m128i *)p));
+    if (hi) u = _mm512_maskz_srli_epi32(MOE__ALL, u, 4);
+    return _mm512_maskz_permutexvar_ps(MOE__ALL, u, lut);
 }
 static MOE__INLINE moe__v moe__vld_e8m0h(const void *p) {
     __m512i u = _mm512_maskz_cvtepu8_epi32(MOE__ALL, _mm_loadu_si128((const __m128i *)p));
