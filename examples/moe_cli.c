@@ -699,17 +699,6 @@ done:
     return rc;
 }
 
-/* 1 if path is a regular file that starts with "GGUF" (a llama.cpp model file). */
-static int is_gguf(const char *path) {
-    struct stat st;
-    char magic[4];
-    FILE *f;
-    if (stat(path, &st) || !S_ISREG(st.st_mode) || !(f = fopen(path, "rb"))) return 0;
-    size_t n = fread(magic, 1, 4, f);
-    fclose(f);
-    return n == 4 && !memcmp(magic, "GGUF", 4);
-}
-
 /* run --model FILE.gguf: the layer from moe_gguf.h, then the same forward and outputs. */
 static int run_gguf(const opts *o) {
     char err[MIO_ERR_SIZE + 4096], e2[MIO_ERR_SIZE], what[160];
@@ -896,6 +885,6 @@ int main(int argc, char **argv) {
     if (r == 1) return 0;
     if (r) return r;
     warn_options(&o);
-    if (o.model && is_gguf(o.model)) return run_gguf(&o);
+    if (o.model && mgg_is_gguf(o.model)) return run_gguf(&o);
     return o.model ? run_model(&o) : run_toy(&o);
 }

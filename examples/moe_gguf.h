@@ -190,6 +190,9 @@ typedef struct mgg_file {
     uint64_t data_start;       /* file offset of the data section */
 } mgg_file;
 
+/* 1 if path is a regular file that starts with the magic "GGUF" (a llama.cpp model file, as
+   opposed to a Hugging Face model directory), else 0. */
+MGGDEF int mgg_is_gguf(const char *path);
 /* Open and validate the file, read as `how` says (MIO_READ: header with pread, tensors by
    mgg_load; MIO_MAP: mapped). Close with mgg_close (also after a failed open). */
 MGGDEF int mgg_open(mgg_file *g, const char *path, int how, char *err, size_t err_size);
@@ -876,6 +879,17 @@ MGGDEF void mgg_close(mgg_file *g)
     MIO_FREE(g->path);
     memset(g, 0, sizeof *g);
     g->fd = -1;
+}
+
+MGGDEF int mgg_is_gguf(const char *path)
+{
+    struct stat st;
+    char magic[4];
+    FILE *f;
+    if (!path || stat(path, &st) || !S_ISREG(st.st_mode) || !(f = fopen(path, "rb"))) return 0;
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    return n == 4 && !memcmp(magic, "GGUF", 4);
 }
 
 MGGDEF int mgg_open(mgg_file *g, const char *path, int how, char *err, size_t err_size)

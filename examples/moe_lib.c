@@ -216,17 +216,6 @@ MOEDEF int moe_lib_enum(int i, const char **type, const char **name, int *value)
 
 /* ---- checkpoints ---- */
 
-/* 1 if path is a regular file that starts with "GGUF". */
-static int moe_lib__is_gguf(const char *path) {
-    struct stat st;
-    char magic[4];
-    FILE *f;
-    if (stat(path, &st) || !S_ISREG(st.st_mode) || !(f = fopen(path, "rb"))) return 0;
-    size_t n = fread(magic, 1, 4, f);
-    fclose(f);
-    return n == 4 && !memcmp(magic, "GGUF", 4);
-}
-
 static void moe_lib__say(char *err, size_t n, const char *msg) {
     if (err && n) snprintf(err, n, "%s", msg);
 }
@@ -258,7 +247,7 @@ MOEDEF int moe_lib_moe_layers(const char *path, char *names, size_t size, char *
     int count = 0;
     if (!path) return moe_lib__say(err, err_size, "moe_lib_moe_layers: path is NULL"), -1;
     if (names && size) names[0] = 0;
-    if (moe_lib__is_gguf(path)) {
+    if (mgg_is_gguf(path)) {
         mgg_file g;
         if (mgg_open(&g, path, MIO_MAP, e, sizeof e)) return moe_lib__say(err, err_size, e), -1;
         int64_t blocks = moe_lib__gguf_blocks(&g, e, sizeof e);
@@ -345,7 +334,7 @@ MOEDEF int moe_lib_load_layer(const char *path, const char *layer, int format, i
     memset(&opt, 0, sizeof opt);
     opt.format = (moe_format)format, opt.shared_format = (moe_format)shared_format;
     opt.expert_begin = expert_begin, opt.expert_count = expert_count;
-    if (moe_lib__is_gguf(path)) return moe_lib__load_gguf(path, layer, &opt, use_mmap, out, err, err_size);
+    if (mgg_is_gguf(path)) return moe_lib__load_gguf(path, layer, &opt, use_mmap, out, err, err_size);
     mm_model m;
     mm_options mo;
     memset(&mo, 0, sizeof mo);

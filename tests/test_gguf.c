@@ -695,6 +695,25 @@ static void end_to_end(void) {
     fclose(cases);
 }
 
+/* mgg_is_gguf: a GGUF file yes; a directory, a JSON file, a file shorter than the magic, a
+   missing path and NULL no */
+static void is_gguf(void) {
+    char tmp[] = "/tmp/moe_is_gguf_XXXXXX";
+    int fd = mkstemp(tmp);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(write(fd, "GGU", 3) == 3);
+        close(fd);
+    }
+    CHECK(mgg_is_gguf("tests/gguf/qwen3moe_q8_0.gguf") == 1);
+    CHECK(mgg_is_gguf("tests/gguf") == 0);
+    CHECK(mgg_is_gguf("tests/gguf/qwen3moe_q8_0.config.json") == 0);
+    CHECK(mgg_is_gguf(tmp) == 0);
+    CHECK(mgg_is_gguf("tests/gguf/no_such.gguf") == 0);
+    CHECK(mgg_is_gguf(NULL) == 0);
+    unlink(tmp);
+}
+
 int main(void) {
     (void)hf_bind; (void)hf_unbind; /* only hf_plan_layer's config is compared here */
     fixtures();
@@ -703,6 +722,7 @@ int main(void) {
     header_limit();
     memory_bound();
     end_to_end();
+    is_gguf();
     if (n_skip) printf("skipped: %d runs of layers with block types moe.h does not load yet\n", n_skip);
     return check_summary();
 }
