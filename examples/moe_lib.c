@@ -37,7 +37,8 @@ MOEDEF int moe_lib_enum(int i, const char **type, const char **name, int *value)
 /* The MoE layers of the checkpoint at path (a model directory, or a .gguf file), in order, as
    their names ("3", "encoder.1"; GGUF: block indices) separated by single spaces into
    names[size]; returns how many, or -1 with err (a NUL-terminated message; also when names is
-   too small). A dense layer is left out. */
+   too small, and for a block of a GGUF file that fails to plan for another reason than being
+   dense: an unsupported architecture, a missing tensor). A dense layer is left out. */
 MOEDEF int moe_lib_moe_layers(const char *path, char *names, size_t size, char *err,
                               size_t err_size);
 /* Creates the moe_layer of `layer` of the checkpoint at path into *out: format and
@@ -256,7 +257,11 @@ MOEDEF int moe_lib_moe_layers(const char *path, char *names, size_t size, char *
         for (int64_t b = 0; L && b < blocks && count >= 0; b++) {
             /* a block moe_gguf.h plans is MoE; its views are into the mapping, so this reads
                no tensor data */
-            if (mgg_plan_layer(&g, b, L, e, sizeof e)) continue;
+            if (mgg_plan_layer(&g, b, L, e, sizeof e)) {
+                if (strstr(e, "dense")) continue; /* a dense block: not a MoE layer */
+                count = -1;                       /* anything else is the file's fault */
+                break;
+            }
             mgg_layer_free(L);
             snprintf(name, sizeof name, "%lld", (long long)b);
             if (moe_lib__append(names, size, &at, name)) {
@@ -275,7 +280,14 @@ MOEDEF int moe_lib_moe_layers(const char *path, char *names, size_t size, char *
     int n = mm_layer_count(&m, e, sizeof e);
     if (n < 0) count = -1;
     for (int i = 0; i < n && count >= 0; i++) {
-        if (mm_layer_name(&m, i, name, sizeof name) || mm_is_moe(&m, name, NULL, 0) != 1) continue;
+        int moe = mm_layer_name(&m, i, name, sizeof name)
+                      ? (snprintf(e, sizeof e, "%s: layer %d has no name", path, i), -1)
+                      : mm_is_moe(&m, name, e, sizeof e);
+        if (moe < 0) { /* a malformed config.json, not a dense layer */
+            count = -1;
+            break;
+        }
+        if (!moe) continue;
         if (moe_lib__append(names, size, &at, name)) {
             snprintf(e, sizeof e, "moe_lib_moe_layers: names[%zu] is too small", size);
             count = -1;

@@ -419,6 +419,21 @@ def test_checkpoints():
         e = raises(lambda: moe.Layer.from_model(*args), moe.LoadError)
         check('from_model%s: LoadError naming %s' % (args[1:], words),
               e is not None and words in str(e), str(e))
+    e = raises(lambda: moe.moe_layers(os.path.join(ck, 'no_such_model')), moe.LoadError)
+    check('moe_layers(a missing directory): LoadError naming it',
+          e is not None and 'no_such_model' in str(e), str(e))
+    # deepseek2: block_count 2, leading_dense_block_count 1 (tests/gguf/*.manifest)
+    got = moe.moe_layers(os.path.join(gg, 'deepseek2_q4_k.gguf'))
+    check('moe_layers(deepseek2 GGUF) leaves out the leading dense block', got == ['1'], str(got))
+    # an architecture moe_gguf.h does not know (the same file, one letter of its name changed)
+    import tempfile
+    data = open(os.path.join(gg, 'qwen3moe_q8_0.gguf'), 'rb').read()
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = os.path.join(tmp, 'bad.gguf')
+        open(bad, 'wb').write(data.replace(b'qwen3moe', b'qwen9moe'))
+        e = raises(lambda: moe.moe_layers(bad), moe.LoadError)
+        check('moe_layers(an unknown architecture): LoadError naming it, not an empty list',
+              e is not None and "'qwen9moe' is not supported" in str(e), str(e))
     e = raises(lambda: moe.Layer.from_model(os.path.join(ck, 'mixtral'), 1, format='q9'),
                ValueError)
     check('from_model(format=q9): ValueError', e is not None, str(e))
