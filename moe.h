@@ -1552,7 +1552,8 @@ static float moe__qscale(const moe__mat *M, const unsigned char *panel, size_t g
    of a row = bf16(x[2j]) << 16 | bf16(x[2j + 1]), rounded to nearest even, denormals flushed,
    0 past n); or int8 groups (the integer kinds): per group of 32, a block
        { float d; int32 sum; int8 q[32] },  d = amax / 127, q = nearest-even(x * (1 / d))
-   clamped to +-127, sum = the q's sum, zeros past n; a group with a NaN or an infinity gets
+   (x / d where 1 / d overflows: a group of denormals) clamped to +-127, sum = the q's sum,
+   zeros past n; a group with a NaN or an infinity gets
    d = NaN (its token's outputs become NaN), an all-zero group d = 0. */
 #define MOE__ACT_F32 0
 #define MOE__ACT_BF16 1
@@ -1577,8 +1578,11 @@ static void moe__quant_group(const float *x, size_t n, unsigned char *dst) {
     }
     d = bad ? NAN : m / 127.0f;
     id = bad || d == 0.0f ? 0.0f : 1.0f / d;
+    /* a group of denormals (amax below 127 2^-128): 1 / d overflows, and x * inf would be NaN
+       for x = 0 and +-inf for the rest; divide instead (the same q wherever 1 / d is finite) */
+    int divide = !bad && d != 0.0f && !(id <= FLT_MAX);
     for (size_t i = 0; i < MOE__QG; i++) {
-        float r = i < n && !bad ? nearbyintf(x[i] * id) : 0.0f;
+        float r = i < n && !bad ? nearbyintf(divide ? x[i] / d : x[i] * id) : 0.0f;
         r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
         q[i] = (signed char)r, sum += q[i];
     }

@@ -101,7 +101,8 @@ static float chain(const moe__mat *M, size_t p, size_t l, const float *x) {
                 amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
             d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
             for (size_t k = g * 32; k < g * 32 + 32 && k < M->K; k++) {
-                long q = lrintf(x[k] * id);
+                /* moe.h's rule: x / d where 1 / d overflows (denormal groups) */
+                long q = lrintf(id > FLT_MAX ? x[k] / d : x[k] * id);
                 q = q > 127 ? 127 : q < -127 ? -127 : q;
                 isum += (int32_t)q * moe__qlane(M, Wp, k, l);
             }
@@ -421,6 +422,29 @@ static void test_layer(const moe_config *c, size_t T) {
     }
 }
 
+/* moe__quant_group on a group of denormals, where 1 / d overflows (a fuzzer found x * inf:
+   NaN for the zeros, a float-to-int8 conversion out of range under UBSan): d = amax / 127,
+   q = nearest-even(x / d), finite, and the sum of the q */
+static void test_quant_denormal(void) {
+    float x[MOE__QG] = {0};
+    unsigned char blk[MOE__QBLOCK];
+    float d;
+    int32_t sum;
+    signed char q[MOE__QG];
+    x[0] = 1.0e-39f, x[1] = -0.5e-39f, x[2] = 0.0f, x[3] = 0.25e-39f, x[4] = -1.0e-39f;
+    moe__quant_group(x, 17, blk);
+    memcpy(&d, blk, 4), memcpy(&sum, blk + 4, 4), memcpy(q, blk + 8, MOE__QG);
+    CHECK(d == 1.0e-39f / 127.0f && d > 0.0f);
+    int32_t want_sum = 0, ok = 1;
+    for (int i = 0; i < MOE__QG; i++) {
+        long want = i < 17 ? lrintf(x[i] / d) : 0;
+        want = want > 127 ? 127 : want < -127 ? -127 : want;
+        ok &= q[i] == want, want_sum += (int32_t)want;
+    }
+    CHECK(ok && q[0] == 127 && q[4] == -127 && q[2] == 0);
+    CHECK(sum == want_sum);
+}
+
 int main(void) {
     static const size_t Ks[] = {1, 3, 7, 17, 33, 70};
     size_t nr = MOE__NR;
@@ -428,6 +452,7 @@ int main(void) {
     printf("moe.h kernels: %s, NR = %d\n",
            MOE__AVX512 ? "AVX-512" : MOE__AVX2 ? "AVX2+FMA" : MOE__NEON ? "NEON" : "scalar",
            MOE__NR);
+    test_quant_denormal();
 
     for (int kind = 0; kind < MOE__KIND_COUNT; kind++) {
         /* GEMM: every row count 1..40 on one awkward shape, then a grid of shapes */
