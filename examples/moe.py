@@ -392,6 +392,10 @@ class Layer:
         del keep  # packed: the sources are not referenced any more
         if r != 0:
             raise MoeError(r, msg.value.decode(errors='replace'))
+        self._created(threads)
+
+    def _created(self, threads):
+        """The fields every Layer keeps once self._L holds a created layer."""
         self.threads = threads
         rc = _lib.moe_layer_config(self._L).contents
         self.d_model, self.n_experts, self.top_k = rc.d_model, rc.n_experts, rc.top_k
@@ -414,9 +418,7 @@ class Layer:
                                     ctypes.byref(self._L), err, len(err))
         if r != 0:
             raise LoadError(err.value.decode(errors='replace'))
-        self.threads = threads
-        rc = _lib.moe_layer_config(self._L).contents
-        self.d_model, self.n_experts, self.top_k = rc.d_model, rc.n_experts, rc.top_k
+        self._created(threads)
         return self
 
     @staticmethod
